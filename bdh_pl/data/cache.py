@@ -1,0 +1,79 @@
+"""Tokenize once, then memory-map: token files keyed by content hash + tokenizer.
+
+Like nanoGPT's `prepare.py`, a split becomes a flat array of token ids on disk (uint8 for
+bytes, uint16 for GPT-2). Tokenization streams over the text in chunks cut at line breaks,
+so preparing a corpus of any size needs bounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bdh_pl.data.tokenizers import Tokenizer
+from bdh_pl.io import atomic_write_text
+
+CACHE_DIR_ENV = "BDH_PL_CACHE_DIR"
+CHUNK_BYTES = 16 << 20
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV, "~/.cache/bdh_pl")).expanduser()
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(
+        np.uint8 if vocab_size <= 1 << 8 else np.uint16 if vocab_size <= 1 << 16 else np.uint32
+    )
+
+
+def fingerprint(data: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for start in range(0, len(data), CHUNK_BYTES):
+        digest.update(memoryview(np.ascontiguousarray(data[start : start + CHUNK_BYTES])))
+    return digest.hexdigest()[:24]
+
+
+def cached_tokens(data: np.ndarray, tokenizer: Tokenizer, cache_dir: Path) -> np.ndarray:
+    """Token ids of `data` (UTF-8 bytes), tokenized on first use and memory-mapped after."""
+    dtype = token_dtype(tokenizer.vocab_size)
+    stem = cache_dir / f"{fingerprint(data)}-{tokenizer.name}"
+    bin_path, meta_path = stem.with_suffix(".bin"), stem.with_suffix(".json")
+    if not meta_path.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        n_tokens = _tokenize_to_file(data, tokenizer, bin_path, dtype)
+        meta = {"tokenizer": tokenizer.name, "dtype": dtype.name, "n_tokens": n_tokens}
+        atomic_write_text(meta_path, json.dumps(meta))  # written last: marks the .bin complete
+    n_tokens = json.loads(meta_path.read_text())["n_tokens"]
+    if n_tokens == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(n_tokens,))
+
+
+def _tokenize_to_file(data: np.ndarray, tokenizer: Tokenizer, path: Path, dtype: np.dtype) -> int:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    n_tokens = 0
+    with open(tmp, "wb") as f:
+        for chunk in _line_chunks(data):
+            ids = tokenizer.encode(chunk)
+            f.write(np.asarray(ids).astype(dtype, copy=False).tobytes())
+            n_tokens += len(ids)
+    os.replace(tmp, path)
+    return n_tokens
+
+
+def _line_chunks(data: np.ndarray):
+    """Pieces of about CHUNK_BYTES, each ending just after a line break when there is one."""
+    start = 0
+    while start < len(data):
+        end = min(start + CHUNK_BYTES, len(data))
+        if end < len(data):
+            newline = np.flatnonzero(data[start:end] == ord("\n"))
+            if len(newline):
+                end = start + int(newline[-1]) + 1
+        yield bytes(data[start:end])
+        start = end

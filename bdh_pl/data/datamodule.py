@@ -1,0 +1,210 @@
+"""One LightningDataModule for every text dataset; subclasses only say where the text is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from bdh_pl.data.cache import cached_tokens, default_cache_dir
+from bdh_pl.data.sources import (
+    SPLITS,
+    SplitText,
+    fraction_split,
+    hub_text,
+    read_file,
+    resolve_data_dir,
+)
+from bdh_pl.data.tokenizers import Tokenizer, count_bytes_and_words, get_tokenizer
+from bdh_pl.data.windows import EvalWindows, RandomWindows
+from bdh_pl.errors import UserError
+
+
+class TextDataModule(L.LightningDataModule):
+    """Tokenized splits served as random training windows and covering evaluation windows.
+
+    Args:
+        data_dir: local data root laid out like shared/data/ (default: $BDH_PL_DATA_DIR,
+            else the Hugging Face hub).
+        tokenizer: "byte", "gpt2", or a folder holding a GPT-2 tokenizer.
+        block_size: context length of a window.
+        batch_size: training windows per batch (per device).
+        eval_batch_size: evaluation windows per batch (default: batch_size).
+        eval_stride: evaluation stride; None means disjoint windows of block_size.
+        cache_dir: where token files go (default: $BDH_PL_CACHE_DIR or ~/.cache/bdh_pl).
+        seed: seed of the training windows.
+        num_workers: DataLoader workers.
+    """
+
+    dataset_name = "text"
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        tokenizer: str = "byte",
+        block_size: int = 256,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        eval_stride: int | None = None,
+        cache_dir: str | None = None,
+        seed: int = 1337,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in [
+            ("block_size", block_size),
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size or 1),
+            ("eval_stride", eval_stride or 1),
+        ]:
+            if value <= 0:
+                raise UserError(f"data.{name} must be a positive integer, got {value}")
+        if eval_stride is not None and eval_stride > block_size:
+            raise UserError(
+                f"data.eval_stride ({eval_stride}) must not exceed data.block_size ({block_size})"
+            )
+        if num_workers < 0:
+            raise UserError(f"data.num_workers must be >= 0, got {num_workers}")
+        self.save_hyperparameters()
+        self.data_root = resolve_data_dir(data_dir)
+        self.tokenizer: Tokenizer = get_tokenizer(tokenizer, self.data_root)
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_stride = eval_stride
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.seed = seed
+        self.num_workers = num_workers
+        self.tokens: dict[str, np.ndarray] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name
+
+    def split_text(self, split: str) -> SplitText:
+        """The raw UTF-8 bytes of one split: what subclasses provide."""
+        raise NotImplementedError
+
+    def split_tokens(self, split: str) -> np.ndarray:
+        """Token ids of a split, tokenized once into the cache and memory-mapped after."""
+        if split not in self.tokens:
+            text = self.split_text(split)
+            tokens = cached_tokens(text.data, self.tokenizer, self.cache_dir)
+            needed = self.block_size + 1 if split == "train" else 1
+            if len(tokens) < needed:
+                raise UserError(
+                    f"{split} text from {text.origin} has {len(tokens)} tokens, fewer than the "
+                    f"{needed} a {split} window needs: use more text or a smaller data.block_size"
+                )
+            self.tokens[split] = tokens
+        return self.tokens[split]
+
+    def stage_splits(self, stage: str | None) -> tuple[str, ...]:
+        stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn enum
+        return {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, SPLITS)
+
+    def prepare_data(self) -> None:
+        # Fails fast (before any logger writes) and fills the token cache on one process.
+        for split in self.stage_splits(self.trainer.state.fn if self.trainer else None):
+            self.split_tokens(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in self.stage_splits(stage):
+            self.split_tokens(split)
+
+    def train_dataloader(self) -> DataLoader:
+        windows = RandomWindows(
+            self.split_tokens("train"), self.block_size, self.batch_size, self.seed
+        )
+        if self.trainer is not None:  # resume: skip what this run already trained on
+            windows.first_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
+            windows.rank = self.trainer.global_rank
+        return DataLoader(windows, batch_size=None, num_workers=self.num_workers)
+
+    def eval_windows(self, split: str) -> EvalWindows:
+        tokens = self.split_tokens(split)
+        token_bytes, token_words = count_bytes_and_words(self.tokenizer, tokens)
+        return EvalWindows(
+            tokens,
+            self.tokenizer.bos_id,
+            self.block_size,
+            self.eval_stride,
+            token_bytes,
+            token_words,
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.eval_windows(split),
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+
+class TinyShakespeare(TextDataModule):
+    """Karpathy's tiny Shakespeare (1.1 MB). No official split: the first 90% of the bytes
+    train, the next 5% validate, the last 5% test (cuts moved to the next character start)."""
+
+    dataset_name = "tinyshakespeare"
+    fractions = (0.9, 0.05, 0.05)
+
+    def split_text(self, split: str) -> SplitText:
+        if self.data_root is not None:
+            path = self.data_root / "tinyshakespeare" / "input.txt"
+            data, origin = read_file(path), str(path)
+        else:
+            data = np.concatenate([hub_text("karpathy/tiny_shakespeare", None, s) for s in SPLITS])
+            origin = "hub karpathy/tiny_shakespeare"
+        return SplitText(fraction_split(data, split, self.fractions), f"{origin} [{split}]")
+
+
+class WikiText2(TextDataModule):
+    """WikiText-2 (Merity et al. 2016), official train/valid/test splits.
+
+    Args:
+        variant: "raw" (original text) or "tokens" (rare words replaced by <unk>). The local
+            data root may lack wiki.train.raw: train offline on "tokens"; "raw" valid/test still
+            evaluate.
+    """
+
+    dataset_name = "wikitext2"
+    hub_configs = {"raw": "wikitext-2-raw-v1", "tokens": "wikitext-2-v1"}
+    local_files = {"raw": ("wikitext-2-raw", "raw"), "tokens": ("wikitext-2", "tokens")}
+
+    def __init__(self, variant: str = "tokens", **kwargs) -> None:
+        if variant not in self.hub_configs:
+            raise UserError(f"unknown data.variant {variant!r}: use 'raw' or 'tokens'")
+        self.variant = variant
+        super().__init__(**kwargs)
+
+    def split_text(self, split: str) -> SplitText:
+        file_split = {"val": "valid"}.get(split, split)
+        if self.data_root is None:
+            data = hub_text("Salesforce/wikitext", self.hub_configs[self.variant], split)
+            return SplitText(
+                data, f"hub Salesforce/wikitext {self.hub_configs[self.variant]} [{split}]"
+            )
+        folder, suffix = self.local_files[self.variant]
+        path = self.data_root / folder / f"wiki.{file_split}.{suffix}"
+        if not path.is_file() and self.variant == "raw" and split == "train":
+            raise UserError(
+                f"{path} not found (the offline data has no raw WikiText-2 train split): train "
+                "with data.variant: tokens, or unset the data dir to use the hub"
+            )
+        return SplitText(read_file(path), str(path))

@@ -1,0 +1,94 @@
+"""Windows over a token stream: random ones for training, covering ones for evaluation.
+
+Training (nanoGPT-style): each batch holds random windows of block_size+1 tokens. Batch b of
+rank r is a pure function of (seed, b, r), so a resumed run sees exactly the batches an
+uninterrupted one would have seen.
+
+Evaluation: the stream is [bos] + tokens, and every token of the split is a target exactly
+once, in order, with the previous tokens as context (Hugging Face's "perplexity of fixed-length
+models" method). With stride == block_size the windows are disjoint; a smaller stride gives
+each target up to block_size - stride tokens of extra context but still scores it once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+IGNORE_INDEX = -100
+
+
+class RandomWindows(IterableDataset):
+    """Endless batches of random windows; yields whole batches (use `batch_size=None`)."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int) -> None:
+        self.tokens, self.block_size, self.batch_size, self.seed = (
+            tokens,
+            block_size,
+            batch_size,
+            seed,
+        )
+        self.first_batch = 0  # set on resume: micro-batches this rank already consumed
+        self.rank, self.world_size = 0, 1
+
+    def batch(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index, self.rank])
+        starts = rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
+        rows = np.stack([self.tokens[s : s + self.block_size + 1] for s in starts]).astype(np.int64)
+        window = torch.from_numpy(rows)  # B, T+1
+        return {"input_ids": window[:, :-1], "targets": window[:, 1:]}
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        worker = get_worker_info()
+        step, offset = (1, 0) if worker is None else (worker.num_workers, worker.id)
+        for index in itertools.count(self.first_batch + offset, step):
+            yield self.batch(index)
+
+
+class EvalWindows(Dataset):
+    """Windows that score each token of `tokens` exactly once, padded to block_size."""
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        bos_id: int,
+        block_size: int,
+        stride: int | None,
+        token_bytes: np.ndarray,
+        token_words: np.ndarray,
+    ) -> None:
+        stride = stride or block_size
+        if not 0 < stride <= block_size:
+            raise ValueError(f"eval stride must be in [1, block_size={block_size}], got {stride}")
+        self.stream = np.concatenate([[bos_id], np.asarray(tokens, dtype=np.int64)])
+        self.block_size = block_size
+        self.bytes_cum = np.concatenate([[0], np.cumsum(token_bytes, dtype=np.int64)])
+        self.words_cum = np.concatenate([[0], np.cumsum(token_words, dtype=np.int64)])
+        n = len(tokens)  # targets are stream[1..n]
+        begins = np.arange(0, max(n, 1), stride)
+        ends = np.minimum(begins + block_size, n)
+        keep = np.concatenate([[True], ends[:-1] < n])  # stop once the last target is scored
+        self.begins, self.ends = begins[keep], ends[keep]
+        self.first_scored = np.concatenate([[0], self.ends[:-1]])  # targets before it seen already
+
+    def __len__(self) -> int:
+        return len(self.begins)
+
+    def __getitem__(self, w: int) -> dict[str, torch.Tensor]:
+        begin, end, seen = int(self.begins[w]), int(self.ends[w]), int(self.first_scored[w])
+        length = end - begin
+        input_ids = np.zeros(self.block_size, dtype=np.int64)
+        targets = np.full(self.block_size, IGNORE_INDEX, dtype=np.int64)
+        input_ids[:length] = self.stream[begin:end]
+        skip = seen - begin  # targets already scored by an earlier window
+        targets[skip:length] = self.stream[seen + 1 : end + 1]
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "targets": torch.from_numpy(targets),
+            "n_bytes": torch.tensor(self.bytes_cum[end] - self.bytes_cum[seen]),
+            "n_words": torch.tensor(self.words_cum[end] - self.words_cum[seen]),
+        }

@@ -1,0 +1,87 @@
+"""The concrete LightningModules: each says how to build its network, nothing more.
+
+Select one in YAML with `model: {class_path: bdh_pl.lit_models.BDHLM, init_args: {...}}`;
+training options (learning rate, schedule, weight decay) are LanguageModel's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from bdh_pl.errors import UserError
+from bdh_pl.lm_module import LanguageModel
+from bdh_pl.models.bdh import BDH, BDHConfig
+
+
+class BDHLM(LanguageModel):
+    """BDH (Kosowski et al. 2025), arXiv 2509.26507; defaults are the paper code's 25.3M model.
+
+    During validation and test it also logs the fraction of non-zero sparse activations per
+    layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means).
+    """
+
+    def __init__(
+        self,
+        n_layer: int = 6,
+        n_embd: int = 256,
+        n_head: int = 4,
+        mlp_internal_dim_multiplier: int = 128,
+        dropout: float = 0.1,
+        attention: str = "auto",
+        activation_checkpointing: bool = False,
+        **kwargs,
+    ) -> None:
+        try:
+            self.config = BDHConfig(
+                n_layer=n_layer,
+                n_embd=n_embd,
+                n_head=n_head,
+                mlp_internal_dim_multiplier=mlp_internal_dim_multiplier,
+                dropout=dropout,
+                vocab_size=kwargs.get("vocab_size", 256),
+                attention=attention,
+                activation_checkpointing=activation_checkpointing,
+            )
+        except ValueError as err:
+            raise UserError(f"model: {err}") from None
+        super().__init__(**kwargs)
+        keys = [f"{a}_l{i}" for i in range(n_layer) for a in ("x", "y")]
+        self.sparsity = nn.ModuleDict({k: MeanMetric() for k in keys})
+
+    def build_network(self) -> nn.Module:
+        return BDH(self.config)
+
+    def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        stats: dict[str, torch.Tensor] = {}
+        logits = self.network(input_ids, sparsity=stats)
+        for key, value in stats.items():
+            self.sparsity[key].update(value)
+        return logits
+
+    def _log_sparsity(self, stage: str) -> None:
+        values = {k: m.compute() for k, m in self.sparsity.items()}
+        for metric in self.sparsity.values():
+            metric.reset()
+        for key, value in values.items():
+            self.log(f"{stage}/sparsity_{key}", value)
+        for act in ("x", "y"):
+            mean = torch.stack([v for k, v in values.items() if k.startswith(act)]).mean()
+            self.log(f"{stage}/sparsity_{act}", mean)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._log_sparsity("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_sparsity("test")
+
+
+def check_vocab(model_vocab: int, data_vocab: int, what: str) -> None:
+    if model_vocab != data_vocab:
+        raise UserError(
+            f"{what} has a vocabulary of {model_vocab} but the data's tokenizer has {data_vocab}: "
+            "use the tokenizer the model was trained with (data.tokenizer)"
+        )

@@ -1,0 +1,199 @@
+"""The one LightningModule for causal language models.
+
+The network is a plain nn.Module mapping token ids (B, T) to logits (B, T, V); subclasses
+(lit_models.py) only say how to build it. Everything else, training step, evaluation metrics,
+optimiser and schedule, lives here once for BDH and every baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bdh_pl.data.windows import IGNORE_INDEX
+from bdh_pl.errors import UserError
+from bdh_pl.metrics import LanguageModelingMetric, count_parameters
+
+
+class LanguageModel(L.LightningModule):
+    """Training and evaluation shared by all models.
+
+    Args:
+        vocab_size: set from the DataModule's tokenizer (linked by the CLI).
+        block_size: context length, set from the DataModule (linked by the CLI).
+        learning_rate: peak learning rate after warmup.
+        min_learning_rate: floor of the cosine decay.
+        warmup_steps: linear warmup from 0.
+        lr_decay_steps: steps of cosine decay (default: trainer.max_steps).
+        weight_decay: AdamW decay, applied to matrices only (not to norms, biases, embeddings).
+        betas: AdamW betas.
+        seed: seeds the dropout masks of each step, so a resumed run repeats them exactly.
+        compile: torch.compile the network (same state_dict keys).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 256,
+        block_size: int = 256,
+        learning_rate: float = 1e-3,
+        min_learning_rate: float = 1e-4,
+        warmup_steps: int = 100,
+        lr_decay_steps: int | None = None,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        seed: int = 1337,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if learning_rate <= 0 or min_learning_rate < 0 or min_learning_rate > learning_rate:
+            raise UserError(
+                f"need 0 <= min_learning_rate <= learning_rate and learning_rate > 0, got "
+                f"{min_learning_rate} and {learning_rate}"
+            )
+        if warmup_steps < 0 or weight_decay < 0:
+            raise UserError("warmup_steps and weight_decay must be >= 0")
+        self.save_hyperparameters()
+        self.network = self.build_network()
+        self.val_metric = LanguageModelingMetric()
+        self.test_metric = LanguageModelingMetric()
+        self._last_batch_end: float | None = None
+        self._test_start = 0.0
+
+    def build_network(self) -> nn.Module:
+        raise NotImplementedError("subclasses build their network")
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            self.network.compile()  # in place: parameter names do not change
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.network(input_ids)  # B, T, V
+
+    @property
+    def parameter_counts(self) -> tuple[int, int]:
+        return count_parameters(self.network)
+
+    # --- training -------------------------------------------------------------------------
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        micro_step = (
+            self.global_step * self.trainer.accumulate_grad_batches
+            + batch_idx % self.trainer.accumulate_grad_batches
+        )
+        torch.manual_seed(hash((self.hparams.seed, micro_step, self.global_rank)) % (1 << 62))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"])
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten())
+        if not torch.isfinite(loss):
+            raise UserError(
+                f"training loss is {loss.item()} at step {self.global_step}: stopping (the last good "
+                "checkpoint is kept); lower the learning rate or use bf16-mixed instead of fp16"
+            )
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            tokens = batch["targets"].numel() * self.trainer.world_size
+            self.log("train/tokens_per_sec", tokens / (now - self._last_batch_end))
+        self._last_batch_end = now
+
+    def on_validation_start(self) -> None:
+        self._last_batch_end = None  # do not count validation time as a training step
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation; subclasses may record extra statistics here."""
+        return self(input_ids)
+
+    def _score(self, batch: dict, metric: LanguageModelingMetric) -> None:
+        logits = self.eval_forward(batch["input_ids"])
+        targets = batch["targets"]
+        nll = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            targets.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        metric.update(
+            nll, (targets != IGNORE_INDEX).sum(), batch["n_bytes"].sum(), batch["n_words"].sum()
+        )
+
+    def _log_metric(self, stage: str, metric: LanguageModelingMetric) -> dict[str, torch.Tensor]:
+        # Already reduced across processes by the metric: logged as is.
+        values = metric.compute()
+        metric.reset()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value.float(), prog_bar=name == "loss")
+        return values
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._score(batch, self.val_metric)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metric("val", self.val_metric)
+
+    def on_test_epoch_start(self) -> None:
+        self._synchronize()
+        self._test_start = time.perf_counter()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._score(batch, self.test_metric)
+
+    def on_test_epoch_end(self) -> None:
+        self._synchronize()
+        elapsed = time.perf_counter() - self._test_start
+        values = self._log_metric("test", self.test_metric)
+        self.log("test/tokens_per_sec", values["tokens"].float() / elapsed)
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # --- optimisation ---------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for module in self.network.modules():
+            for p in module.parameters(recurse=False):
+                if p.requires_grad:
+                    # Matrices decay; embeddings, norms and biases do not (nanoGPT/litgpt).
+                    (
+                        decay if p.dim() >= 2 and not isinstance(module, nn.Embedding) else no_decay
+                    ).append(p)
+        groups = [
+            {"params": decay, "weight_decay": hp.weight_decay, "name": "decay"},
+            {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+        ]
+        fused = self.device.type == "cuda"
+        optimizer = torch.optim.AdamW(
+            groups, lr=hp.learning_rate, betas=tuple(hp.betas), fused=fused
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
+        }
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warmup, then cosine decay to min_learning_rate (nanoGPT's schedule)."""
+        hp = self.hparams
+        if step < hp.warmup_steps:
+            return (step + 1) / (hp.warmup_steps + 1)
+        decay_steps = hp.lr_decay_steps or (
+            self.trainer.max_steps if self._trainer is not None else 0
+        )
+        if decay_steps <= 0:  # no step budget known: constant after warmup
+            return 1.0
+        progress = min(1.0, (step - hp.warmup_steps) / max(1, decay_steps - hp.warmup_steps))
+        floor = hp.min_learning_rate / hp.learning_rate
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
