@@ -138,7 +138,11 @@ def token_tables(tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarr
     n_bytes = np.array([len(p) for p in pieces], dtype=np.int64)
     inner_starts = np.array(
         [
-            sum(1 for a, b in zip(p, p[1:]) if a in ASCII_WHITESPACE and b not in ASCII_WHITESPACE)
+            sum(
+                1
+                for a, b in zip(p, p[1:], strict=False)
+                if a in ASCII_WHITESPACE and b not in ASCII_WHITESPACE
+            )
             for p in pieces
         ],
         dtype=np.int64,
