@@ -7,9 +7,11 @@ python -m bdh_pl benchmark|plot|generate|speed ...   (see each tool's --help)
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 import warnings
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -21,7 +23,10 @@ from bdh_pl.lm_module import LanguageModel
 
 DEFAULT_ROOT_DIR = "lightning_logs"
 # Subcommands that are not LightningCLI's: name -> module with a `main(argv)`.
-TOOLS: dict[str, str] = {}
+TOOLS: dict[str, str] = {
+    "benchmark": "bdh_pl.benchmark",
+    "plot": "bdh_pl.plotting",
+}
 
 
 class BDHLightningCLI(LightningCLI):
@@ -45,6 +50,41 @@ class BDHLightningCLI(LightningCLI):
             config["logger"] = [tensorboard, CSVLogger(root, name="", version=tensorboard.version)]
         return super().instantiate_trainer(**kwargs)
 
+    def _resolve_ckpt_alias(self) -> None:
+        """`--ckpt_path last|best` names the newest such file of any earlier run under the
+        root (Lightning alone would only look in this new run's empty folder)."""
+        config = self.config_init[self.subcommand]
+        alias = config.get("ckpt_path")
+        if alias not in ("last", "best"):
+            return
+        root = Path(
+            self._get(self.config_init, "trainer", default={}).get("default_root_dir")
+            or DEFAULT_ROOT_DIR
+        )
+        found = newest_checkpoint(root, alias)
+        if found is not None:
+            config["ckpt_path"] = str(found)
+            print(f"{self.subcommand}: --ckpt_path {alias} -> {found}", file=sys.stderr)
+        elif self.subcommand == "fit" and alias == "last":
+            config["ckpt_path"] = (
+                None  # nothing to resume yet: a fresh start, as litgpt's resume="auto"
+            )
+            print(f"fit: no last.ckpt under {root}: starting from scratch", file=sys.stderr)
+        else:
+            raise UserError(
+                f"--ckpt_path {alias}: no {alias}.ckpt under {root}/version_*/checkpoints/"
+            )
+
+    def before_fit(self) -> None:
+        self._resolve_ckpt_alias()
+
+    before_validate = before_test = before_predict = before_fit
+
+
+def newest_checkpoint(root: Path, name: str) -> Path | None:
+    found = sorted(root.glob(f"version_*/checkpoints/{name}.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
 
 def run_lightning(args: list[str] | None) -> None:
     # Both loggers share version_N/ on purpose; the CSV logger's warning about it is noise.
@@ -61,8 +101,28 @@ def run_lightning(args: list[str] | None) -> None:
             "callbacks": [PeakMemory(), TestMetricsWriter()],
         },
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},
         args=args,
     )
+
+
+_NOISE = (
+    "Does not validate",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+)
+
+
+def config_error_line(err: Exception) -> str:
+    """jsonargparse's nested explanation of a bad option, cut down to the line that matters."""
+    lines = [line.strip(" -").rstrip(":") for line in str(err).splitlines()]
+    details = [line for line in lines[1:] if line and not line.startswith(_NOISE)]
+    where = lines[0].rstrip(":") if lines else "config"
+    detail = "; ".join(details) or where
+    hint = "check the spelling against `python -m bdh_pl <subcommand> --help` or --print_config"
+    return f"{where}: {detail} ({hint})" if details else f"{detail} ({hint})"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,4 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             run_lightning(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except argparse.ArgumentError as err:
+        print(f"error: {config_error_line(err)}", file=sys.stderr)
         sys.exit(2)

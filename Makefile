@@ -1,0 +1,26 @@
+# Quick start:  make demo  (install + a short BDH fit and test on tiny Shakespeare)
+#               make test  (install + the test suite)
+PYTHON ?= python
+# The CPU build; on a GPU machine use e.g. `make install TORCH=torch` to take your CUDA build.
+TORCH ?= torch==2.13.0
+DEMO_ROOT ?= lightning_logs/demo
+
+.PHONY: install demo test lint
+
+install:
+	$(PYTHON) -m pip install --quiet "$(TORCH)"
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+
+demo: install
+	rm -rf $(DEMO_ROOT)
+	$(PYTHON) -m bdh_pl fit --config configs/shakespeare.yaml --config configs/smoke.yaml \
+		--trainer.default_root_dir $(DEMO_ROOT)
+	$(PYTHON) -m bdh_pl test --config configs/shakespeare.yaml --config configs/smoke.yaml \
+		--trainer.default_root_dir $(DEMO_ROOT) --ckpt_path $(DEMO_ROOT)/version_0/checkpoints/best.ckpt
+	@cat $(DEMO_ROOT)/version_1/test_metrics.json
+
+test: install
+	$(PYTHON) -m pytest
+
+lint:
+	ruff check . && ruff format --check .
