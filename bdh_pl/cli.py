@@ -17,6 +17,13 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from bdh_pl.callbacks import PeakMemory, TestMetricsWriter
+from bdh_pl.checkpoints import (
+    check_matches,
+    infer_bdh_dims,
+    is_lightning_checkpoint,
+    load_untrusted,
+    plain_state_dict,
+)
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError
 from bdh_pl.lm_module import LanguageModel
@@ -50,35 +57,82 @@ class BDHLightningCLI(LightningCLI):
             config["logger"] = [tensorboard, CSVLogger(root, name="", version=tensorboard.version)]
         return super().instantiate_trainer(**kwargs)
 
-    def _resolve_ckpt_alias(self) -> None:
+    def _parse_ckpt_path(self) -> None:
+        # Replaces LightningCLI's, which torch.loads the file unguarded to copy hparams into
+        # the config: here the config defines the model and a mismatch is a clear error.
+        self._checkpoint: dict | None = None
+        self._plain_weights: dict | None = None
+        self.subcommand = self.config.get("subcommand")
+        if not self.subcommand:
+            return
+        config = self.config[self.subcommand]
+        if "ckpt_path" not in config:
+            return
+        config.ckpt_path = self._resolve_ckpt_alias(config.ckpt_path, config.trainer)
+        if config.ckpt_path is None:
+            return
+        self._checkpoint = load_untrusted(config.ckpt_path)
+        if not is_lightning_checkpoint(self._checkpoint):
+            self._plain_weights = plain_state_dict(self._checkpoint)
+            self._size_model_from_weights(config)
+
+    def _resolve_ckpt_alias(self, ckpt_path: str | None, trainer_config) -> str | None:
         """`--ckpt_path last|best` names the newest such file of any earlier run under the
         root (Lightning alone would only look in this new run's empty folder)."""
-        config = self.config_init[self.subcommand]
-        alias = config.get("ckpt_path")
-        if alias not in ("last", "best"):
-            return
-        root = Path(
-            self._get(self.config_init, "trainer", default={}).get("default_root_dir")
-            or DEFAULT_ROOT_DIR
-        )
-        found = newest_checkpoint(root, alias)
+        if ckpt_path not in ("last", "best"):
+            return ckpt_path
+        root = Path(trainer_config.get("default_root_dir") or DEFAULT_ROOT_DIR)
+        found = newest_checkpoint(root, ckpt_path)
         if found is not None:
-            config["ckpt_path"] = str(found)
-            print(f"{self.subcommand}: --ckpt_path {alias} -> {found}", file=sys.stderr)
-        elif self.subcommand == "fit" and alias == "last":
-            config["ckpt_path"] = (
-                None  # nothing to resume yet: a fresh start, as litgpt's resume="auto"
-            )
+            print(f"{self.subcommand}: --ckpt_path {ckpt_path} -> {found}", file=sys.stderr)
+            return str(found)
+        if self.subcommand == "fit" and ckpt_path == "last":
+            # Nothing to resume yet: start fresh, so one command serves first run and restarts.
             print(f"fit: no last.ckpt under {root}: starting from scratch", file=sys.stderr)
-        else:
+            return None
+        raise UserError(
+            f"--ckpt_path {ckpt_path}: no {ckpt_path}.ckpt under {root}/version_*/checkpoints/"
+        )
+
+    def _size_model_from_weights(self, config) -> None:
+        """Plain BDH weights (the official train.py's): take the sizes from the tensors."""
+        if self.subcommand == "fit":
             raise UserError(
-                f"--ckpt_path {alias}: no {alias}.ckpt under {root}/version_*/checkpoints/"
+                f"{config.ckpt_path} holds plain weights, not a Lightning checkpoint: evaluate them "
+                "with `test`/`validate`; `fit --ckpt_path` resumes bdh-pl checkpoints only"
+            )
+        if not str(config.model.class_path).endswith("BDHLM"):
+            raise UserError(
+                f"{config.ckpt_path} holds plain weights; only BDH weights can be imported this way "
+                "(use the BDH model config)"
+            )
+        dims = infer_bdh_dims(self._plain_weights)
+        vocab = dims.pop("vocab_size")
+        for key, value in dims.items():
+            config.model.init_args[key] = value
+        print(
+            f"{self.subcommand}: sizes from the weights: {dims}, vocab {vocab}; n_layer="
+            f"{config.model.init_args.n_layer} from the config (weights shared across layers "
+            "do not tell it)",
+            file=sys.stderr,
+        )
+
+    def _check_checkpoint(self) -> None:
+        """Refuse a checkpoint that does not fit the model, before Lightning loads it."""
+        config = self.config_init[self.subcommand]
+        if config.get("weights_only") is None:
+            config["weights_only"] = True  # never unpickle code from a checkpoint
+        if self._plain_weights is not None:
+            network = self.model.network
+            check_matches(network.state_dict(), self._plain_weights, config["ckpt_path"])
+            network.load_state_dict(self._plain_weights, strict=True)
+            config["ckpt_path"] = None  # weights are in; nothing left for Lightning to restore
+        elif self._checkpoint is not None:
+            check_matches(
+                self.model.state_dict(), self._checkpoint["state_dict"], config["ckpt_path"]
             )
 
-    def before_fit(self) -> None:
-        self._resolve_ckpt_alias()
-
-    before_validate = before_test = before_predict = before_fit
+    before_fit = before_validate = before_test = before_predict = _check_checkpoint
 
 
 def newest_checkpoint(root: Path, name: str) -> Path | None:
