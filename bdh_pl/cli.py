@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from pathlib import Path
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -117,9 +119,17 @@ class BDHLightningCLI(LightningCLI):
             file=sys.stderr,
         )
 
-    def _check_checkpoint(self) -> None:
-        """Refuse a checkpoint that does not fit the model, before Lightning loads it."""
+    def _check_run(self) -> None:
+        """Refuse what would fail late or silently: an unwritable root, an empty step budget,
+        a checkpoint that does not fit the model (before Lightning loads it)."""
         config = self.config_init[self.subcommand]
+        check_writable(Path(self.trainer.default_root_dir))
+        if self.subcommand == "fit" and (
+            self.trainer.max_steps == 0 or self.trainer.max_steps < -1
+        ):
+            raise UserError(
+                f"trainer.max_steps must be positive (or -1: until early stopping), got {self.trainer.max_steps}"
+            )
         if config.get("weights_only") is None:
             config["weights_only"] = True  # never unpickle code from a checkpoint
         if self._plain_weights is not None:
@@ -132,7 +142,19 @@ class BDHLightningCLI(LightningCLI):
                 self.model.state_dict(), self._checkpoint["state_dict"], config["ckpt_path"]
             )
 
-    before_fit = before_validate = before_test = before_predict = _check_checkpoint
+    before_fit = before_validate = before_test = before_predict = _check_run
+
+
+def check_writable(root: Path) -> None:
+    """The run's root, or its nearest existing parent, must be a writable folder."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserError(
+            f"cannot write run outputs under {str(root)!r} ({str(existing)!r} is not a writable "
+            "folder): set --trainer.default_root_dir to a writable path"
+        )
 
 
 def newest_checkpoint(root: Path, name: str) -> Path | None:
@@ -162,19 +184,21 @@ def run_lightning(args: list[str] | None) -> None:
 
 _NOISE = (
     "Does not validate",
-    "Subtypes:",
-    "Errors:",
+    "Subtypes",
+    "Errors",
     "Given value",
     "Expected a <class 'NoneType'>",
 )
 
 
-def config_error_line(err: Exception) -> str:
+def config_error_line(err: Exception, hint: bool = True) -> str:
     """jsonargparse's nested explanation of a bad option, cut down to the line that matters."""
     lines = [line.strip(" -").rstrip(":") for line in str(err).splitlines()]
     details = [line for line in lines[1:] if line and not line.startswith(_NOISE)]
     where = lines[0].rstrip(":") if lines else "config"
     detail = "; ".join(details) or where
+    if not hint:
+        return detail
     hint = "check the spelling against `python -m bdh_pl <subcommand> --help` or --print_config"
     return f"{where}: {detail} ({hint})" if details else f"{detail} ({hint})"
 
@@ -189,6 +213,15 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except MisconfigurationException as err:  # Lightning's own word on a bad trainer setting
+        print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
     except argparse.ArgumentError as err:
         print(f"error: {config_error_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    except ValueError as err:
+        # jsonargparse re-raises a class's own error (our UserErrors included) as this.
+        if not str(err).startswith("Does not validate against any of the Union subtypes"):
+            raise
+        print(f"error: {config_error_line(err, hint=False)}", file=sys.stderr)
         sys.exit(2)
