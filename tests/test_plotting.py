@@ -1,0 +1,109 @@
+import csv
+import math
+
+import pytest
+import yaml
+
+from bdh_pl import plotting
+from bdh_pl.errors import UserError
+
+BATCH, BLOCK = 4, 8  # 32 tokens per step
+
+
+def write_run(path, steps=40, train_every=5, val_every=10, hparams=True):
+    """A metrics.csv laid out as Lightning's CSVLogger writes it: one row per logging call,
+    empty cells for the metrics not logged in that call."""
+    path.mkdir(parents=True)
+    columns = ["epoch", "lr", "step", "train/loss", "val/bpb", "val/loss"]
+    rows = []
+    for step in range(steps):
+        if (step + 1) % train_every == 0:
+            rows.append({"lr": 1e-3, "step": step})
+            rows.append({"epoch": 0, "step": step, "train/loss": 5 - step / 10})
+        if (step + 1) % val_every == 0:
+            rows.append({"epoch": 0, "step": step, "val/loss": 4.5 - step / 10, "val/bpb": 6.0})
+    with open(path / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    if hparams:
+        (path / "hparams.yaml").write_text(
+            yaml.safe_dump({"batch_size": BATCH, "block_size": BLOCK})
+        )
+    return path
+
+
+def test_training_curves_have_train_and_val_lines_against_steps_and_tokens(tmp_path):
+    run = write_run(tmp_path / "version_0")
+    curves = plotting.read_metrics(run)
+    assert len(curves["train/loss"]) == 8 and len(curves["val/loss"]) == 4
+    fig = plotting.training_curves_figure(curves, plotting.tokens_per_step(run))
+    by_step, by_tokens = fig.axes
+    for ax in (by_step, by_tokens):
+        assert [line.get_label() for line in ax.get_lines()] == ["train", "validation"]
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    # Lightning logs step s after s + 1 optimizer steps
+    assert list(by_step.get_lines()[1].get_xdata()) == [10, 20, 30, 40]
+    assert list(by_tokens.get_lines()[1].get_xdata()) == [320, 640, 960, 1280]
+    assert list(by_tokens.get_lines()[0].get_ydata()) == [v for _, v in curves["train/loss"]]
+
+
+def test_plot_subcommand_writes_a_png_from_the_newest_version(tmp_path, capsys):
+    write_run(tmp_path / "logs" / "version_0", steps=10)
+    write_run(tmp_path / "logs" / "version_1")
+    plotting.main(["--run", str(tmp_path / "logs"), "--out", str(tmp_path / "charts")])
+    png = tmp_path / "charts" / "training_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.strip() == str(png)
+
+
+def test_without_hparams_only_the_step_axis(tmp_path):
+    run = write_run(tmp_path / "run", hparams=False)
+    assert plotting.tokens_per_step(run) is None
+    fig = plotting.training_curves_figure(plotting.read_metrics(run), None)
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 2
+
+
+def test_tensorboard_events_are_the_fallback(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path)) as writer:
+        for step in range(3):
+            writer.add_scalar("train/loss", 3.0 - step, step)
+        writer.add_scalar("val/loss", 2.5, 2)
+    curves = plotting.read_metrics(tmp_path)
+    assert curves["train/loss"] == [(0, 3.0), (1, 2.0), (2, 1.0)]
+    assert curves["val/loss"] == [(2, 2.5)]
+
+
+def test_a_folder_without_logs_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="metrics.csv"):
+        plotting.read_metrics(tmp_path)
+
+
+def test_benchmark_figures_one_line_or_bar_per_model(tmp_path):
+    records = []
+    for i, name in enumerate(["bdh", "gpt2-scratch", "llama-tiny"]):
+        run = write_run(tmp_path / name / "version_0")
+        records.append(
+            {"model": name, "status": "ok", "fit_run": str(run), "tokens_per_step": 32,
+             "params": 10 ** (6 + i), "test_bpb": 2.0 - i / 10, "train_tokens_per_sec": 1e3,
+             "eval_tokens_per_sec": 4e3, "train_peak_memory_mb": 500.0,
+             "test_peak_memory_mb": 600.0, "memory_kind": "cpu_rss"}
+        )  # fmt: skip
+    records.append({"model": "broken", "status": "failed", "test_bpb": math.nan})
+    figures = plotting.benchmark_figures(records, "exp")
+    assert set(figures) == set(plotting.BENCHMARK_CHARTS)
+    val_loss, val_bpb = figures["val_loss_bpb"].axes
+    assert [line.get_label() for line in val_loss.get_lines()] == [
+        "bdh",
+        "gpt2-scratch",
+        "llama-tiny",
+    ]
+    assert len(val_bpb.get_lines()) == 3
+    assert len(figures["train_loss"].axes[0].get_lines()) == 3
+    assert len(figures["test_bpb"].axes[0].patches) == 3  # the failed model has no bar
+    assert [len(ax.patches) for ax in figures["throughput"].axes] == [3, 3]
+    assert len(figures["bpb_vs_params"].axes[0].collections) == 3
+    paths = plotting.write_benchmark_charts(records, "exp", tmp_path / "charts")
+    assert sorted(p.name for p in paths) == sorted(f"{c}.png" for c in plotting.BENCHMARK_CHARTS)
