@@ -76,6 +76,7 @@ class TestMetricsWriter(L.Callback):
     them (checkpoint, dataset, tokenizer, parameter counts, device, memory kind)."""
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: all ranks ask
         if not trainer.is_global_zero:
             return
         datamodule = trainer.datamodule
@@ -98,7 +99,6 @@ class TestMetricsWriter(L.Callback):
             "precision": str(trainer.precision),
             "world_size": trainer.world_size,
         }
-        log_dir = trainer.log_dir or trainer.default_root_dir
         write_json(Path(log_dir) / "test_metrics.json", record)
 
 

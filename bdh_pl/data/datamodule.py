@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from bdh_pl.data.cache import cached_tokens, default_cache_dir
@@ -140,11 +141,19 @@ class TextDataModule(L.LightningDataModule):
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
+        windows = self.eval_windows(split)
+        sampler = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning's default DistributedSampler pads ranks to equal length by repeating
+            # windows, which would score some tokens twice: give each window to one rank.
+            sampler = UnrepeatedDistributedSampler(
+                windows,
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
         return DataLoader(
-            self.eval_windows(split),
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
+            windows, batch_size=self.eval_batch_size, sampler=sampler, num_workers=self.num_workers
         )
 
     def val_dataloader(self) -> DataLoader:
