@@ -1,3 +1,3 @@
-from bdh_pl.data.datamodule import TextDataModule, TinyShakespeare, WikiText2
+from bdh_pl.data.datamodule import TextDataModule, TextFile, TinyShakespeare, WikiText2
 
-__all__ = ["TextDataModule", "TinyShakespeare", "WikiText2"]
+__all__ = ["TextDataModule", "TextFile", "TinyShakespeare", "WikiText2"]

@@ -166,21 +166,54 @@ class TextDataModule(L.LightningDataModule):
         return self.tokenizer.decode(ids)
 
 
-class TinyShakespeare(TextDataModule):
-    """Karpathy's tiny Shakespeare (1.1 MB). No official split: the first 90% of the bytes
-    train, the next 5% validate, the last 5% test (cuts moved to the next character start)."""
+class TextFile(TextDataModule):
+    """Any UTF-8 (or, byte-level, any binary) file, split by fraction of bytes: the first
+    `fractions[0]` train, the next `fractions[1]` validate, the rest test (cuts moved to the
+    next character start).
 
-    dataset_name = "tinyshakespeare"
-    fractions = (0.9, 0.05, 0.05)
+    Args:
+        path: the file.
+        fractions: train, val and test shares, summing to 1.
+    """
+
+    dataset_name = "textfile"
+
+    def __init__(
+        self, path: str = "", fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), **kwargs
+    ) -> None:
+        if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+            raise UserError(
+                f"data.fractions must be three positive shares summing to 1, got {fractions}"
+            )
+        self.path, self.fractions = path, tuple(fractions)
+        super().__init__(**kwargs)
+
+    def source(self) -> tuple[np.ndarray, str]:
+        if not self.path:
+            raise UserError("data.path is required: the text file to train on")
+        path = Path(self.path).expanduser()
+        return read_file(path), str(path)
 
     def split_text(self, split: str) -> SplitText:
+        data, origin = self.source()
+        return SplitText(fraction_split(data, split, self.fractions), f"{origin} [{split}]")
+
+
+class TinyShakespeare(TextFile):
+    """Karpathy's tiny Shakespeare (1.1 MB). No official split: the first 90% of the bytes
+    train, the next 5% validate, the last 5% test (as in the hub's karpathy/tiny_shakespeare)."""
+
+    dataset_name = "tinyshakespeare"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(path="", fractions=(0.9, 0.05, 0.05), **kwargs)
+
+    def source(self) -> tuple[np.ndarray, str]:
         if self.data_root is not None:
             path = self.data_root / "tinyshakespeare" / "input.txt"
-            data, origin = read_file(path), str(path)
-        else:
-            data = np.concatenate([hub_text("karpathy/tiny_shakespeare", None, s) for s in SPLITS])
-            origin = "hub karpathy/tiny_shakespeare"
-        return SplitText(fraction_split(data, split, self.fractions), f"{origin} [{split}]")
+            return read_file(path), str(path)
+        data = np.concatenate([hub_text("karpathy/tiny_shakespeare", None, s) for s in SPLITS])
+        return data, "hub karpathy/tiny_shakespeare"
 
 
 class WikiText2(TextDataModule):

@@ -135,7 +135,7 @@ def token_tables(tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarr
     of a text is the number of non-whitespace bytes that follow whitespace or the text start.
     """
     pieces = tokenizer.token_bytes()
-    n_bytes = np.array([len(p) for p in pieces], dtype=np.int64)
+    n_bytes = np.array([len(p) for p in pieces], dtype=np.uint8)  # GPT-2's longest is 128
     inner_starts = np.array(
         [
             sum(
@@ -145,7 +145,7 @@ def token_tables(tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarr
             )
             for p in pieces
         ],
-        dtype=np.int64,
+        dtype=np.uint8,
     )
     starts_ws = np.array([len(p) > 0 and p[0] in ASCII_WHITESPACE for p in pieces])
     ends_ws = np.array([len(p) > 0 and p[-1] in ASCII_WHITESPACE for p in pieces])
@@ -155,20 +155,22 @@ def token_tables(tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def count_bytes_and_words(
     tokenizer: Tokenizer, tokens: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bytes and word starts contributed by each token of a stream that begins a text."""
+    """Bytes and word starts contributed by each token of a stream that begins a text.
+
+    Both come back as uint8 arrays (one byte per token), so a large split costs little memory.
+    """
     n_bytes, inner_starts, starts_ws, ends_ws = token_tables(tokenizer)
-    tokens = np.asarray(tokens, dtype=np.int64)
+    has_bytes = n_bytes[tokens] > 0
     # Whitespace status of the last byte before each token; zero-byte tokens pass it through.
     last_is_ws = np.empty(len(tokens), dtype=bool)
-    state = True  # the text start counts as whitespace
-    has_bytes = n_bytes[tokens] > 0
     if has_bytes.all():
-        last_is_ws[0] = True
+        last_is_ws[:1] = True  # the text start counts as whitespace
         last_is_ws[1:] = ends_ws[tokens[:-1]]
     else:  # rare (special tokens inside the text): walk the stream
+        state = True
         for i, t in enumerate(tokens):
             last_is_ws[i] = state
             if n_bytes[t] > 0:
                 state = bool(ends_ws[t])
     word_starts = inner_starts[tokens] + (last_is_ws & ~starts_ws[tokens] & has_bytes)
-    return n_bytes[tokens], word_starts.astype(np.int64)
+    return n_bytes[tokens], word_starts.astype(np.uint8)

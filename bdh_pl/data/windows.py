@@ -64,16 +64,21 @@ class EvalWindows(Dataset):
         stride = stride or block_size
         if not 0 < stride <= block_size:
             raise ValueError(f"eval stride must be in [1, block_size={block_size}], got {stride}")
-        self.stream = np.concatenate([[bos_id], np.asarray(tokens, dtype=np.int64)])
-        self.block_size = block_size
-        self.bytes_cum = np.concatenate([[0], np.cumsum(token_bytes, dtype=np.int64)])
-        self.words_cum = np.concatenate([[0], np.cumsum(token_words, dtype=np.int64)])
-        n = len(tokens)  # targets are stream[1..n]
+        self.tokens, self.bos_id, self.block_size = tokens, bos_id, block_size
+        n = len(tokens)  # targets are stream[1..n], stream = [bos] + tokens
         begins = np.arange(0, max(n, 1), stride)
         ends = np.minimum(begins + block_size, n)
         keep = np.concatenate([[True], ends[:-1] < n])  # stop once the last target is scored
         self.begins, self.ends = begins[keep], ends[keep]
         self.first_scored = np.concatenate([[0], self.ends[:-1]])  # targets before it seen already
+        # The scored ranges [first_scored, end) tile the split in order: one sum per window.
+        self.window_bytes = np.add.reduceat(token_bytes, self.first_scored, dtype=np.int64)
+        self.window_words = np.add.reduceat(token_words, self.first_scored, dtype=np.int64)
+
+    def stream(self, start: int, stop: int) -> np.ndarray:
+        """Slice [start, stop) of [bos] + tokens without copying the split."""
+        head = [self.bos_id] if start == 0 else []
+        return np.concatenate([head, self.tokens[max(start - 1, 0) : stop - 1]]).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.begins)
@@ -83,12 +88,12 @@ class EvalWindows(Dataset):
         length = end - begin
         input_ids = np.zeros(self.block_size, dtype=np.int64)
         targets = np.full(self.block_size, IGNORE_INDEX, dtype=np.int64)
-        input_ids[:length] = self.stream[begin:end]
+        input_ids[:length] = self.stream(begin, end)
         skip = seen - begin  # targets already scored by an earlier window
-        targets[skip:length] = self.stream[seen + 1 : end + 1]
+        targets[skip:length] = self.tokens[seen:end]
         return {
             "input_ids": torch.from_numpy(input_ids),
             "targets": torch.from_numpy(targets),
-            "n_bytes": torch.tensor(self.bytes_cum[end] - self.bytes_cum[seen]),
-            "n_words": torch.tensor(self.words_cum[end] - self.words_cum[seen]),
+            "n_bytes": torch.tensor(self.window_bytes[w]),
+            "n_words": torch.tensor(self.window_words[w]),
         }

@@ -9,7 +9,7 @@ BOS = 999
 
 def scored_positions(windows: EvalWindows) -> list[int]:
     """Token indices scored by each window, with checks that targets and context are right."""
-    stream = windows.stream
+    stream = np.concatenate([[BOS], windows.tokens])
     scored = []
     for w in range(len(windows)):
         item = windows[w]
