@@ -1,0 +1,134 @@
+"""Checkpoints are untrusted: safe loading, clear refusals, and official BDH weights imported."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bdh_pl.checkpoints import infer_bdh_dims, load_untrusted, plain_state_dict
+from bdh_pl.cli import main
+from bdh_pl.errors import UserError
+from bdh_pl.models.bdh import BDH, BDHConfig
+
+TINY = BDHConfig(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, dropout=0.0)
+ARGS = [
+    "--config",
+    "configs/shakespeare.yaml",
+    "--config",
+    "configs/smoke.yaml",
+    "--model.init_args.n_embd",
+    "64",  # deliberately wrong: sizes must come from the weights
+    "--model.init_args.n_head",
+    "4",
+]
+
+
+class Payload:
+    """Unpickling this would create the file named in `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, path)
+    with pytest.raises(UserError, match="refused to load .* would import .* while unpickling"):
+        load_untrusted(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is real: trusting the file runs it
+    assert marker.exists()
+
+
+def test_truncated_and_non_files_are_clear_errors(tmp_path):
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(UserError, match="truncated or not a PyTorch file"):
+        load_untrusted(path)
+    with pytest.raises(UserError, match="is not a file"):
+        load_untrusted(tmp_path)
+    (tmp_path / "text.ckpt").write_text("hello")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        load_untrusted(tmp_path / "text.ckpt")
+
+
+def test_plain_state_dicts_are_unwrapped_and_unprefixed():
+    weights = BDH(TINY).state_dict()
+    compiled = {f"_orig_mod.{k}": v for k, v in weights.items()}
+    for saved in (weights, compiled, {"model": compiled}, {"state_dict": weights, "step": 3}):
+        assert plain_state_dict(saved).keys() == weights.keys()
+    assert infer_bdh_dims(weights) == {
+        "n_embd": 32,
+        "n_head": 2,
+        "mlp_internal_dim_multiplier": 8,
+        "vocab_size": 256,
+    }
+    with pytest.raises(UserError, match="not a BDH state_dict"):
+        infer_bdh_dims({"weight": torch.ones(2)})
+
+
+def cli(args: list[str], capsys) -> tuple[int, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compiled", [False, True])
+def test_official_weights_give_the_same_test_loss_as_the_model(
+    compiled, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    torch.manual_seed(0)
+    model = BDH(TINY).eval()
+    weights = model.state_dict()
+    if compiled:  # what torch.compile(model).state_dict() gives, in a wrapping dict
+        weights = {"model": {f"_orig_mod.{k}": v for k, v in weights.items()}, "iter": 500}
+    torch.save(weights, tmp_path / "best.pt")
+    code, err = cli(
+        [
+            "test",
+            *ARGS,
+            "--ckpt_path",
+            str(tmp_path / "best.pt"),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "n_layer=2 from the config" in err
+    metrics = json.loads((tmp_path / "version_0" / "test_metrics.json").read_text())["metrics"]
+
+    # Independent: the same model scores the test split in a plain loop.
+    data = (
+        Path(__import__("os").environ["BDH_PL_DATA_DIR"]) / "tinyshakespeare" / "input.txt"
+    ).read_bytes()
+    test = torch.tensor(list(data[int(len(data) * 0.95) :]))
+    stream = torch.cat([torch.tensor([ord("\n")]), test])
+    nll, block = 0.0, 64
+    with torch.no_grad():
+        for start in range(0, len(test), block):
+            x = stream[start : start + block][None]
+            y = stream[start + 1 : start + block + 1][None]
+            logits = model(x)[:, : y.size(1)]
+            nll += torch.nn.functional.cross_entropy(logits[0], y[0], reduction="sum").item()
+    assert metrics["test/tokens"] == len(test)
+    assert metrics["test/loss"] == pytest.approx(nll / len(test), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_plain_weights_cannot_seed_fit(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    torch.save(BDH(TINY).state_dict(), tmp_path / "w.pt")
+    code, err = cli(["fit", *ARGS, "--ckpt_path", str(tmp_path / "w.pt")], capsys)
+    assert code == 2 and "plain weights" in err
