@@ -13,7 +13,8 @@ A benchmark config (see configs/benchmark/*.yaml):
     output_dir: results                 # optional
     dataset: configs/shakespeare.yaml   # the data (and trainer) config: a YAML or a list
     trainer: {...}                      # optional, for every model, applied after the model's
-    data: {init_args: {...}}            #   own YAMLs so that all models see the same data
+    data: {init_args: {...}}            #   own YAMLs: all models see the same data and steps
+    model: {init_args: {...}}           #   and the same recipe (learning rate, schedule)
     max_tokens: 1000000                 # default budget for every model (or max_steps)
     models:
       - name: bdh-tiny                  # label; default: the registry name or the YAML's stem
@@ -70,6 +71,7 @@ RECORD_KEYS = [
 ]  # fmt: skip
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ZERO_SHOT = "none"
+SHARED = ("trainer", "data", "model")
 
 
 # --- the benchmark config --------------------------------------------------------------------
@@ -94,8 +96,7 @@ class Benchmark:
     dataset: list[str]
     models: list[ModelEntry]
     output_dir: str = "results"
-    trainer: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)  # trainer/data/model for every model
 
     @property
     def out_dir(self) -> Path:
@@ -110,7 +111,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with experiment, dataset and models")
-    known = {"experiment", "output_dir", "dataset", "trainer", "data", "models"}
+    known = {"experiment", "output_dir", "dataset", "trainer", "data", "model", "models"}
     known |= {"max_steps", "max_tokens"}
     if unknown := set(raw) - known:
         raise UserError(f"{path}: unknown keys {sorted(unknown)}; expected {sorted(known)}")
@@ -128,7 +129,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: model names must be unique, got {names} (set `name:`)")
-    for key in ("trainer", "data"):
+    for key in SHARED:
         if not isinstance(raw.get(key) or {}, dict):
             raise UserError(f"{path}: {key} must be a mapping like a Lightning config's {key}:")
     return Benchmark(
@@ -136,8 +137,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
         dataset=dataset,
         models=entries,
         output_dir=str(raw.get("output_dir") or "results"),
-        trainer=raw.get("trainer") or {},
-        data=raw.get("data") or {},
+        shared={k: raw[k] for k in SHARED if raw.get(k)},
     )
 
 
@@ -224,8 +224,7 @@ def resolved_benchmark(bench: Benchmark) -> dict[str, Any]:
         "experiment": bench.experiment,
         "output_dir": bench.output_dir,
         "dataset": bench.dataset,
-        "trainer": bench.trainer,
-        "data": bench.data,
+        **bench.shared,
         "models": models,
     }
 
@@ -235,11 +234,10 @@ def resolved_benchmark(bench: Benchmark) -> dict[str, Any]:
 
 def lightning_config(bench: Benchmark, entry: ModelEntry) -> dict[str, Any]:
     """The full config LightningCLI resolves from the layers, in order: the dataset YAMLs, the
-    model YAMLs, the benchmark's shared trainer/data settings, the entry's init_args."""
+    model YAMLs, the benchmark's shared trainer/data/model settings, the entry's init_args."""
     layers = [*bench.dataset, *entry.configs]
-    shared = {k: v for k, v in (("trainer", bench.trainer), ("data", bench.data)) if v}
-    if shared:
-        layers.append(yaml.safe_dump(shared))
+    if bench.shared:
+        layers.append(yaml.safe_dump(bench.shared))
     if entry.init_args:
         layers.append(yaml.safe_dump({"model": {"init_args": entry.init_args}}))
     args = ["fit", *[a for layer in layers for a in ("--config", layer)], "--print_config"]

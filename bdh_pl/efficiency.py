@@ -15,7 +15,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from bdh_pl.metrics import count_parameters
 
@@ -45,8 +45,25 @@ def _logits(output) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else output  # Hugging Face or plain
 
 
+def _cpu_flash_sdpa(query, key, value, *args, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_sdpa_backward(grad_out, query, key, value, *args, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# torch counts the CUDA attention kernels but not the CPU flash kernel that
+# F.scaled_dot_product_attention picks without a mask (Hugging Face models on CPU): same formula.
+_aten = torch.ops.aten
+CPU_ATTENTION_FLOPS = {
+    _aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_sdpa,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_sdpa_backward,
+}
+
+
 def _count(network: nn.Module, input_ids: torch.Tensor, backward: bool) -> int:
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
         if backward:
             logits = _logits(network(input_ids))
             loss = F.cross_entropy(logits.flatten(0, 1).float(), input_ids.flatten())
@@ -57,26 +74,28 @@ def _count(network: nn.Module, input_ids: torch.Tensor, backward: bool) -> int:
     return counter.get_total_flops()
 
 
-def flops_per_token(network: nn.Module, block_size: int, vocab_size: int) -> dict[str, float]:
-    """FLOPs per token of one full window of `block_size` tokens: `forward` (inference) and
-    `forward_backward` (a training step, optimizer excluded). Attention is counted as computed,
-    over the whole block (kernels do not skip the causal half).
+def count_flops(network: nn.Module, input_ids: torch.Tensor) -> dict[str, int]:
+    """FLOPs of one forward (`forward`) and one training step without the optimizer
+    (`forward_backward`) on `input_ids`, run where they are; gradients are cleared after."""
+    counts = {"forward": _count(network, input_ids, False)}
+    counts["forward_backward"] = _count(network, input_ids, True)
+    network.zero_grad(set_to_none=True)
+    return counts
 
-    Counts on a meta-device copy (no memory, no compute); networks with ops that have no meta
-    kernel are counted for real on their own device, gradients cleared afterwards.
+
+def flops_per_token(network: nn.Module, block_size: int, vocab_size: int) -> dict[str, float]:
+    """`count_flops` per token of one full window of `block_size` tokens. Attention is counted
+    as computed, over the whole block (kernels do not skip the causal half).
+
+    Counts on a meta-device copy (no memory, no compute) when the network allows it; networks
+    with data-dependent Python (`.item()`, as in Hugging Face models) run for real.
     """
     try:
         meta = copy.deepcopy(network).to("meta")
-        ids = torch.randint(0, vocab_size, (1, block_size), device="meta")
-        counts = {"forward": _count(meta, ids, False), "forward_backward": _count(meta, ids, True)}
+        counts = count_flops(meta, torch.randint(0, vocab_size, (1, block_size), device="meta"))
     except (NotImplementedError, RuntimeError):
         device = next(network.parameters()).device
-        ids = torch.randint(0, vocab_size, (1, block_size), device=device)
-        counts = {
-            "forward": _count(network, ids, False),
-            "forward_backward": _count(network, ids, True),
-        }
-        network.zero_grad(set_to_none=True)
+        counts = count_flops(network, torch.randint(0, vocab_size, (1, block_size), device=device))
     return {k: v / block_size for k, v in counts.items()}
 
 

@@ -102,6 +102,7 @@ def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
     config = base(
         trainer={"precision": "32-true", "accumulate_grad_batches": 2},
         data={"init_args": {"block_size": 32, "batch_size": 3}},
+        model={"init_args": {"learning_rate": 0.005, "n_layer": 3}},
         models=[{"name": "a", "config": "bdh", "init_args": {"n_layer": 1}}],
     )
     bench = benchmark.load_benchmark(write(tmp_path, config))
@@ -110,6 +111,7 @@ def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
     assert model["class_path"] == "bdh_pl.lit_models.BDHLM"
     assert model["init_args"]["n_layer"] == 1  # the entry's init_args win
     assert model["init_args"]["n_embd"] == 256  # from the model YAML
+    assert model["init_args"]["learning_rate"] == 0.005  # the shared recipe
     assert resolved["data"]["init_args"]["block_size"] == 32  # shared data settings win
     assert resolved["trainer"]["precision"] == "32-true"
     assert benchmark.tokens_per_step(resolved) == 3 * 32 * 2

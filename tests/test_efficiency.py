@@ -1,8 +1,11 @@
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from bdh_pl.efficiency import (
+    count_flops,
     flops_per_token,
     mfu,
     parameter_counts,
@@ -26,6 +29,32 @@ def test_counted_flops_match_the_analytic_count_for_gpt2(n_layer, n_embd, block_
     # backward: gradients for inputs and weights, twice the forward
     assert counted["forward_backward"] == pytest.approx(3 * analytic, rel=0.05)
     assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients
+
+
+class OneAttentionLM(nn.Module):
+    """Embedding, one causal attention through F.scaled_dot_product_attention without a mask
+    (the CPU flash kernel, which torch's counter does not know by itself), LM head."""
+
+    def __init__(self, vocab: int, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.embed, self.qkv = nn.Embedding(vocab, d), nn.Linear(d, 3 * d, bias=False)
+        self.proj, self.head = nn.Linear(d, d, bias=False), nn.Linear(d, vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        B, T = ids.shape
+        q, k, v = self.qkv(self.embed(ids)).view(B, T, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.head(self.proj(y.transpose(1, 2).reshape(B, T, -1)))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_the_attention_kernel_is_counted_on_cpu_too(device):
+    vocab, d, T = 256, 64, 128
+    network = OneAttentionLM(vocab, d, heads=4).to(device)
+    counted = count_flops(network, torch.randint(0, vocab, (1, T), device=device))
+    analytic = T * (2 * d * 3 * d + 2 * d * d + 4 * T * d + 2 * d * vocab)
+    assert counted["forward"] == analytic
 
 
 def test_bdh_flops_are_counted_and_parameters_split():
