@@ -35,6 +35,7 @@ DEFAULT_ROOT_DIR = "lightning_logs"
 TOOLS: dict[str, str] = {
     "benchmark": "bdh_pl.benchmark",
     "plot": "bdh_pl.plotting",
+    "generate": "bdh_pl.generate",
 }
 
 

@@ -74,6 +74,14 @@ class LanguageModel(L.LightningModule):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.network(input_ids)  # B, T, V
 
+    @torch.no_grad()
+    def generate(
+        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None
+    ) -> torch.Tensor:
+        """Continue idx (B, T) by sampling, with the network's own fast path (BDH: its
+        recurrent state; transformers models: their KV cache)."""
+        return self.network.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
+
     @property
     def parameter_counts(self) -> tuple[int, int]:
         return count_parameters(self.network)
@@ -162,14 +170,18 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
+        # Matrices decay; embeddings, norms and biases do not (nanoGPT/litgpt). A weight tied
+        # to an embedding (GPT-2's output head) counts as the embedding, and once only.
+        embeddings = {
+            id(p)
+            for m in self.network.modules()
+            if isinstance(m, nn.Embedding)
+            for p in m.parameters()
+        }
         decay, no_decay = [], []
-        for module in self.network.modules():
-            for p in module.parameters(recurse=False):
-                if p.requires_grad:
-                    # Matrices decay; embeddings, norms and biases do not (nanoGPT/litgpt).
-                    (
-                        decay if p.dim() >= 2 and not isinstance(module, nn.Embedding) else no_decay
-                    ).append(p)
+        for p in self.network.parameters():
+            if p.requires_grad:
+                (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(p)
         groups = [
             {"params": decay, "weight_decay": hp.weight_decay, "name": "decay"},
             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
