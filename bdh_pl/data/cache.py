@@ -1,7 +1,7 @@
 """Tokenize once, then memory-map: token files keyed by content hash + tokenizer.
 
 Like nanoGPT's `prepare.py`, a split becomes a flat array of token ids on disk (uint8 for
-bytes, uint16 for GPT-2). Tokenization streams over the text in chunks cut at line breaks,
+bytes, uint16 for GPT-2). Tokenization streams over the text in chunks cut between words,
 so preparing a corpus of any size needs bounded memory.
 """
 
@@ -18,7 +18,8 @@ from bdh_pl.data.tokenizers import Tokenizer
 from bdh_pl.io import atomic_write_text
 
 CACHE_DIR_ENV = "BDH_PL_CACHE_DIR"
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 1 << 20  # a BPE encoding costs ~0.5 kB per token while alive: keep chunks small
+WHITESPACE = np.array([c in b" \t\n\r\x0b\x0c" for c in range(256)])
 
 
 def default_cache_dir() -> Path:
@@ -58,7 +59,7 @@ def _tokenize_to_file(data: np.ndarray, tokenizer: Tokenizer, path: Path, dtype:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     n_tokens = 0
     with open(tmp, "wb") as f:
-        for chunk in _line_chunks(data):
+        for chunk in _chunks(data):
             ids = tokenizer.encode(chunk)
             f.write(np.asarray(ids).astype(dtype, copy=False).tobytes())
             n_tokens += len(ids)
@@ -66,14 +67,20 @@ def _tokenize_to_file(data: np.ndarray, tokenizer: Tokenizer, path: Path, dtype:
     return n_tokens
 
 
-def _line_chunks(data: np.ndarray):
-    """Pieces of about CHUNK_BYTES, each ending just after a line break when there is one."""
+def _chunks(data: np.ndarray):
+    """Pieces of about CHUNK_BYTES, cut before a single space between two non-space bytes.
+
+    GPT-2's pre-tokenizer starts a new piece at such a space (only runs of whitespace merge),
+    so tokenizing chunk by chunk gives exactly the tokens of the whole text.
+    """
     start = 0
     while start < len(data):
         end = min(start + CHUNK_BYTES, len(data))
         if end < len(data):
-            newline = np.flatnonzero(data[start:end] == ord("\n"))
-            if len(newline):
-                end = start + int(newline[-1]) + 1
+            piece = data[start : end + 1]
+            cuts = np.flatnonzero(piece[1:-1] == ord(" ")) + 1
+            cuts = cuts[~WHITESPACE[piece[cuts - 1]] & ~WHITESPACE[piece[cuts + 1]]]
+            if len(cuts):
+                end = start + int(cuts[-1])
         yield bytes(data[start:end])
         start = end
