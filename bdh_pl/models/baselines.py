@@ -1,0 +1,210 @@
+"""The baselines as plain logits networks: GPT-2 (pretrained or from scratch) and a LLaMA.
+
+Each is a `transformers` model used as is, so its numbers are Hugging Face's own. The wrapper
+only turns it into the interface every network here has, token ids (B, T) -> logits (B, T, V)
+and `generate(idx, max_new_tokens, temperature, top_k)`, which is `transformers`' own; the
+model itself is `.hf`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from bdh_pl.errors import UserError
+
+
+class HFCausalLM(nn.Module):
+    """A `transformers` causal LM seen as a network from token ids to logits."""
+
+    def __init__(self, hf: PreTrainedModel) -> None:
+        super().__init__()
+        self.hf = hf  # state_dict keys: hf.<the model's own names>
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        # No attention mask: windows are right-padded and attention is causal, so padding never
+        # reaches a scored position. No KV cache: every call sees a whole window.
+        return self.hf(input_ids=input_ids, use_cache=False).logits  # B, T, V
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> torch.Tensor:
+        """Sample up to max_new_tokens after idx (B, T) with transformers' own `generate` (KV
+        cache). A checkpoint with an end-of-text token (GPT-2) may stop early at it."""
+        positions = getattr(self.hf.config, "n_positions", None)  # GPT-2's learned positions
+        if positions is not None and idx.size(1) + max_new_tokens > positions:
+            raise UserError(
+                f"prompt ({idx.size(1)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
+                f"model's {positions} positions: shorten the prompt or ask for fewer tokens"
+            )
+        if max_new_tokens <= 0:
+            return idx
+        eos = self.hf.generation_config.eos_token_id
+        eos = eos[0] if isinstance(eos, list) else eos
+        return self.hf.generate(
+            idx,
+            attention_mask=torch.ones_like(idx),
+            do_sample=True,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k or 0,  # 0 = no top-k (None would mean generation_config's 50)
+            top_p=1.0,
+            pad_token_id=eos if eos is not None else 0,
+        )
+
+
+def _check_shape(dropout: float, **sizes: int) -> None:
+    for name, value in sizes.items():
+        if value <= 0:
+            raise UserError(f"model.{name} must be a positive integer, got {value}")
+    if not 0.0 <= dropout < 1.0:
+        raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
+
+
+# --- pretrained ---------------------------------------------------------------------------
+
+
+def _resolve(name_or_path: str) -> str:
+    """A local folder (expanded) or a hub name, left for transformers to find."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists() or name_or_path.startswith(("/", ".", "~")):
+        raise UserError(
+            f"no GPT-2 checkpoint folder at {name_or_path!r} (not found): give a folder written by "
+            "save_pretrained (config.json + model.safetensors) or a hub name such as 'gpt2'"
+        )
+    return name_or_path
+
+
+def load_gpt2_config(name_or_path: str) -> GPT2Config:
+    """The config of a GPT-2 checkpoint: a hub name (`gpt2`, `gpt2-medium`, ...) or a folder
+    written by `save_pretrained` (config.json + model.safetensors)."""
+    path = _resolve(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"cannot load the GPT-2 config from {name_or_path!r} ({type(err).__name__}): without "
+            "internet, give a local folder written by save_pretrained (config.json + weights)"
+        ) from None
+    if config.model_type != "gpt2":
+        raise UserError(
+            f"{name_or_path!r} holds a {config.model_type!r} model, not GPT-2: give a GPT-2 "
+            "checkpoint (model_type 'gpt2' in config.json)"
+        )
+    return config
+
+
+def gpt2_from_pretrained(name_or_path: str, dropout: float | None = None) -> HFCausalLM:
+    """GPT-2 with its published weights, safetensors preferred (`.bin` only as a fallback, read
+    with weights_only), never remote code. `dropout` overrides the checkpoint's three
+    dropouts (GPT-2 ships 0.1) for fine-tuning; evaluation runs in eval mode either way."""
+    config = load_gpt2_config(name_or_path)
+    if dropout is not None:
+        _check_shape(dropout)
+        config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = dropout
+    try:
+        hf = GPT2LMHeadModel.from_pretrained(
+            _resolve(name_or_path),
+            config=config,
+            use_safetensors=None,  # None = safetensors when present, else the .bin file
+            weights_only=True,
+            trust_remote_code=False,
+            dtype=torch.float32,  # Lightning's precision setting decides the compute dtype
+        )
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"cannot load GPT-2 weights from {name_or_path!r} ({type(err).__name__}): give a "
+            "folder written by save_pretrained (model.safetensors) or a reachable hub name"
+        ) from None
+    return HFCausalLM(hf)
+
+
+# --- from scratch -------------------------------------------------------------------------
+
+
+def gpt2_config(
+    vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float
+) -> GPT2Config:
+    """GPT-2's architecture (pre-norm, learned positions, tied embeddings, GELU MLP of 4x)."""
+    _check_shape(dropout, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    if n_embd % n_head:
+        raise UserError(f"model.n_embd ({n_embd}) must be divisible by model.n_head ({n_head})")
+    return GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=block_size,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+
+
+def llama_config(
+    vocab_size: int,
+    block_size: int,
+    n_layer: int,
+    n_head: int,
+    n_embd: int,
+    n_query_groups: int | None,
+    intermediate_size: int,
+    rope_theta: float,
+    dropout: float,
+) -> LlamaConfig:
+    """LLaMA's architecture (RMSNorm, RoPE, SwiGLU, no biases, untied head); `dropout` is
+    attention dropout, the only dropout the Hugging Face LLaMA has."""
+    n_query_groups = n_query_groups or n_head
+    _check_shape(
+        dropout,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        n_query_groups=n_query_groups,
+        intermediate_size=intermediate_size,
+    )
+    if n_embd % n_head or n_head % n_query_groups:
+        raise UserError(
+            f"model.n_embd ({n_embd}) must be divisible by model.n_head ({n_head}), and n_head by "
+            f"model.n_query_groups ({n_query_groups})"
+        )
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=block_size,
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=n_query_groups,
+        hidden_size=n_embd,
+        intermediate_size=intermediate_size,
+        rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
+        attention_dropout=dropout,
+        rms_norm_eps=1e-5,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+
+
+def from_config(config: PretrainedConfig) -> HFCausalLM:
+    """A freshly initialised model (Hugging Face's own init, e.g. GPT-2's scaled residuals)."""
+    model_class = {"gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM}[config.model_type]
+    return HFCausalLM(model_class(config))
