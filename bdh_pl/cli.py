@@ -49,6 +49,9 @@ class BDHLightningCLI(LightningCLI):
         parser.link_arguments(
             "data.block_size", "model.init_args.block_size", apply_on="instantiate"
         )
+        # One seed for data order and dropout masks (and no clash when Lightning merges the
+        # model's and the data's hyperparameters).
+        parser.link_arguments("data.seed", "model.init_args.seed", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs):
         # TensorBoard and CSV side by side in {default_root_dir}/version_N/, with the

@@ -32,7 +32,8 @@ class LanguageModel(L.LightningModule):
         lr_decay_steps: steps of cosine decay (default: trainer.max_steps).
         weight_decay: AdamW decay, applied to matrices only (not to norms, biases, embeddings).
         betas: AdamW betas.
-        seed: seeds the dropout masks of each step, so a resumed run repeats them exactly.
+        seed: seeds the dropout masks of each step, so a resumed run repeats them exactly;
+            the CLI links it to data.seed.
         compile: torch.compile the network (same state_dict keys).
     """
 
