@@ -52,6 +52,15 @@ def text_file(tmp: Path, data: bytes) -> list[str]:
     return ["--data", "bdh_pl.data.TextFile", "--data.init_args.path", str(path)]
 
 
+def tiny_gpt2(tmp: Path) -> str:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(
+        tmp / "gpt2"
+    )
+    return str(tmp / "gpt2")
+
+
 CASES = {
     "data dir missing": (
         lambda t, c: ["fit", "--data.init_args.data_dir", str(t / "nope")],
@@ -145,6 +154,24 @@ CASES = {
     "CUDA where there is none": (
         lambda t, c: ["fit", "--trainer.accelerator", "cuda", "--trainer.devices", "1"],
         "CUDA",
+    ),
+    "block size over pretrained positions": (
+        lambda t, c: [
+            "test",
+            "--model",
+            "bdh_pl.lit_models.PretrainedGPT2LM",
+            "--model.init_args.name_or_path",
+            tiny_gpt2(t),
+            "--data.init_args.tokenizer",
+            "gpt2",
+            "--data.init_args.block_size",
+            "128",
+        ],
+        "exceeds the 64 positions",
+    ),
+    "checkpoint from another model class": (
+        lambda t, c: ["test", "--ckpt_path", str(c), "--model", "bdh_pl.lit_models.GPT2LM"],
+        "is for another model",
     ),
     "malicious checkpoint": (
         lambda t, c: ["test", "--ckpt_path", str(t / "evil.ckpt")],
