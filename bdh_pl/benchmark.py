@@ -369,7 +369,7 @@ def read_checkpoint_state(fit_dir: Path) -> tuple[int | None, Path]:
             f"fit wrote no checkpoint in {ckpt_dir}: the dataset config needs a ModelCheckpoint "
             "callback and a val_check_interval <= max_steps"
         )
-    state = torch.load(candidates[-1], map_location="cpu", weights_only=False, mmap=True)
+    state = torch.load(candidates[-1], map_location="cpu", weights_only=True, mmap=True)
     best = next(
         (
             Path(s["best_model_path"])
@@ -561,7 +561,7 @@ SUMMARY_COLUMNS = [
     ("test loss", "test_loss", "{:.3f}"),
     ("test ppl", "test_ppl", "{:.2f}"),
     ("test bpb", "test_bpb", "{:.3f}"),
-    ("word ppl", "test_word_ppl", "{:.1f}"),
+    ("word ppl", "test_word_ppl", "{:,.0f}"),
     ("train tok/s", "train_tokens_per_sec", "{:,.0f}"),
     ("eval tok/s", "eval_tokens_per_sec", "{:,.0f}"),
     ("FLOPs/token fwd", "flops_per_token", "count"),
