@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
 
 from bdh_pl.errors import UserError
 from bdh_pl.io import atomic_write_bytes
@@ -167,6 +167,14 @@ def training_curves_figure(
     return fig
 
 
+def _title(fig: Figure, title: str) -> None:
+    if len(fig.axes) == 1:  # one panel: one title
+        fig.axes[0].set_title(f"{title}: {fig.axes[0].get_title()}")
+    else:
+        fig.suptitle(title)
+    fig.tight_layout()
+
+
 def _line(ax, xs: list[float], curve: Curve, key: str, label: str, color: str | None = None):
     # Validation points are few and far apart: mark them; training curves are dense.
     marker = "o" if key.startswith("val") else None
@@ -187,8 +195,7 @@ def model_curves_figure(
             if curves.get(key):
                 _line(ax, tokens_seen(curves[key], per_step), curves[key], key, model, f"C{i}")
         _finish(ax, panel_title, TOKENS_AXIS, ylabel, tokens=True)
-    fig.suptitle(title)
-    fig.tight_layout()
+    _title(fig, title)
     return fig
 
 
@@ -196,7 +203,7 @@ def bar_figure(records: list[dict], panels: list[tuple[str, str, str]], title: s
     """One panel per (record key, panel title, y label), one bar per model, in the model's
     colour of every other chart. Missing values leave a gap."""
     models = [r["model"] for r in records]
-    fig = _figure(max(4.5, 0.9 * len(models) + 2.5) * len(panels))
+    fig = _figure(max(6.0, 0.9 * len(models) + 2.5) * len(panels))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (key, panel_title, ylabel) in zip(axes, panels, strict=True):
         for i, r in enumerate(records):
@@ -208,21 +215,27 @@ def bar_figure(records: list[dict], panels: list[tuple[str, str, str]], title: s
         ax.set_xlim(-0.6, len(models) - 0.4)  # one model: a bar, not a wall
         ax.margins(y=0.12)  # room for the value labels
         _finish(ax, panel_title, "model", ylabel)
-    fig.suptitle(title)
-    fig.tight_layout()
+    _title(fig, title)
     return fig
 
 
 def scatter_figure(records: list[dict], x: str, y: str, title: str, xlabel: str, ylabel: str):
-    """One point per model, in its colour; log x (parameter counts span decades)."""
+    """One point per model, in its colour; log x when the values span a decade or more."""
     fig = _figure(6)
     ax = fig.subplots()
+    xs = []
     for i, r in enumerate(records):
         xv, yv = _number(r.get(x)), _number(r.get(y))
         if xv is not None and yv is not None:
             ax.scatter([xv], [yv], color=f"C{i}", label=r["model"], s=40)
-    ax.set_xscale("log")
+            xs.append(xv)
+    if xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # equal sizes: few, short labels
     ax.xaxis.set_major_formatter(EngFormatter())
+    ax.margins(x=0.15, y=0.15)
     _finish(ax, title, xlabel, ylabel)
     fig.tight_layout()
     return fig
@@ -235,7 +248,9 @@ def _number(value) -> float | None:
 
 
 def _short(value: float) -> str:
-    return EngFormatter(places=2 if abs(value) < 10 else 1)(value)
+    if abs(value) >= 1e5:
+        return EngFormatter(places=1)(value)
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -276,13 +291,13 @@ def benchmark_figures(records: list[dict], experiment: str) -> dict[str, Figure]
         )
         figures["train_loss"] = model_curves_figure(
             runs,
-            [("train/loss", "Training loss", "loss (nats / token)")],
-            f"{experiment}: training loss",
+            [("train/loss", "training loss", "loss (nats / token)")],
+            experiment,
         )
     figures["test_bpb"] = bar_figure(
         ok,
-        [("test_bpb", "Test bits per byte (lower is better)", "bits per byte")],
-        f"{experiment}: test bpb",
+        [("test_bpb", "test bits per byte (lower is better)", "bits per byte")],
+        experiment,
     )
     figures["throughput"] = bar_figure(
         ok,
