@@ -16,6 +16,7 @@ A benchmark config (see configs/benchmark/*.yaml):
     data: {init_args: {...}}            #   own YAMLs: all models see the same data and steps
     model: {init_args: {...}}           #   and the same recipe (learning rate, schedule)
     max_tokens: 1000000                 # default budget for every model (or max_steps)
+    env: {OMP_NUM_THREADS: 1}           # optional environment of the fit/test subprocesses
     models:
       - name: bdh-tiny                  # label; default: the registry name or the YAML's stem
         config: bdh                     # registry name, model YAML, or a list of them
@@ -37,6 +38,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import shlex
 import shutil
@@ -44,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,6 +100,7 @@ class Benchmark:
     models: list[ModelEntry]
     output_dir: str = "results"
     shared: dict[str, Any] = field(default_factory=dict)  # trainer/data/model for every model
+    env: dict[str, str] = field(default_factory=dict)  # for the fit/test subprocesses
 
     @property
     def out_dir(self) -> Path:
@@ -112,7 +116,7 @@ def load_benchmark(path: str | Path) -> Benchmark:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with experiment, dataset and models")
     known = {"experiment", "output_dir", "dataset", "trainer", "data", "model", "models"}
-    known |= {"max_steps", "max_tokens"}
+    known |= {"max_steps", "max_tokens", "env"}
     if unknown := set(raw) - known:
         raise UserError(f"{path}: unknown keys {sorted(unknown)}; expected {sorted(known)}")
     experiment = str(raw.get("experiment") or "")
@@ -138,7 +142,16 @@ def load_benchmark(path: str | Path) -> Benchmark:
         models=entries,
         output_dir=str(raw.get("output_dir") or "results"),
         shared={k: raw[k] for k in SHARED if raw.get(k)},
+        env=_env(raw.get("env"), str(path)),
     )
+
+
+def _env(value, where: str) -> dict[str, str]:
+    if not isinstance(value or {}, dict) or any(
+        not isinstance(v, str | int | float) for v in (value or {}).values()
+    ):
+        raise UserError(f"{where}: env must map variable names to values, e.g. OMP_NUM_THREADS: 1")
+    return {str(k): str(v) for k, v in (value or {}).items()}
 
 
 def _paths(value, what: str) -> list[str]:
@@ -225,6 +238,7 @@ def resolved_benchmark(bench: Benchmark) -> dict[str, Any]:
         "output_dir": bench.output_dir,
         "dataset": bench.dataset,
         **bench.shared,
+        **({"env": bench.env} if bench.env else {}),
         "models": models,
     }
 
@@ -282,6 +296,26 @@ def tokens_per_step(config: dict[str, Any]) -> int:
     return int(data["batch_size"]) * int(data["block_size"]) * int(accumulate) * max(1, world)
 
 
+def batch_windows(batch: dict) -> int:
+    return batch["input_ids"].shape[0]
+
+
+def batch_tokens(batch: dict) -> int:
+    return batch["targets"].numel()
+
+
+# Lightning's own throughput meter: its running `train/time` (validation excluded) and
+# `train/lengths` (tokens, this device) give the whole run's training tokens/s per device,
+# steadier than the per-step `train/tokens_per_sec` samples on a shared machine.
+THROUGHPUT = {
+    "class_path": "lightning.pytorch.callbacks.ThroughputMonitor",
+    "init_args": {
+        "batch_size_fn": "bdh_pl.benchmark.batch_windows",
+        "length_fn": "bdh_pl.benchmark.batch_tokens",
+    },
+}
+
+
 def max_steps_for(entry: ModelEntry, per_step: int) -> int:
     if entry.max_steps is not None:
         return entry.max_steps
@@ -312,13 +346,19 @@ class StageFailed(Exception):
     """A fit or test subprocess ended with an error; the message is its last error line."""
 
 
-def run_stage(stage: str, config_path: Path, root: Path, extra: list[str] = ()) -> Path:
+def run_stage(
+    stage: str,
+    config_path: Path,
+    root: Path,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Path:
     """Run `python -m bdh_pl {stage}` with the config, streaming its progress bar, teeing its
     stderr to {root}/{stage}.log. Returns the version_N folder the run logged to."""
     before = set(root.glob("version_*"))
     cmd = [sys.executable, "-m", "bdh_pl", stage, "--config", str(config_path), *extra]
     root.mkdir(parents=True, exist_ok=True)
-    code, tail = _stream(cmd, root / f"{stage}.log")
+    code, tail = _stream(cmd, root / f"{stage}.log", {**os.environ, **(env or {})})
     if code:
         raise StageFailed(_error_line(tail) or f"exit code {code}")
     new = sorted(set(root.glob("version_*")) - before)
@@ -327,14 +367,14 @@ def run_stage(stage: str, config_path: Path, root: Path, extra: list[str] = ()) 
     return new[0]
 
 
-def _stream(cmd: list[str], log_path: Path) -> tuple[int, str]:
+def _stream(cmd: list[str], log_path: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run cmd; its stderr goes to our stderr (Lightning's progress bar) and to the log file.
     Returns the exit code and the end of its stderr."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail: list[str] = []
     with open(log_path, "w") as log:
         log.write(f"$ {shlex.join(cmd)}\n")
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env)
         while chunk := proc.stderr.read1(1 << 16):
             text = decoder.decode(chunk)
             log.write(text)
@@ -399,6 +439,7 @@ def run_model(bench: Benchmark, entry: ModelEntry, environment: dict[str, Any]) 
         config["trainer"]["default_root_dir"] = str(root)
         if entry.trains:
             config["trainer"]["max_steps"] = max_steps_for(entry, per_step)
+        config["trainer"]["callbacks"] = [*(config["trainer"].get("callbacks") or []), THROUGHPUT]
         config_path = out / "configs" / f"{entry.name}.yaml"
         atomic_write_text(config_path, yaml.safe_dump(config, sort_keys=False))
         record.update(config=str(config_path), tokens_per_step=per_step)
@@ -411,7 +452,7 @@ def run_model(bench: Benchmark, entry: ModelEntry, environment: dict[str, Any]) 
             stage = "fit"
             steps = config["trainer"]["max_steps"]
             _say(f"{entry.name}: fit, {steps} steps x {per_step:,} tokens ({config_path})")
-            fit_dir = run_stage("fit", config_path, root)
+            fit_dir = run_stage("fit", config_path, root, env=bench.env)
             global_step, ckpt = read_checkpoint_state(fit_dir)
             record.update(_fit_figures(fit_dir, global_step, per_step))
             ckpt_args = ["--ckpt_path", str(ckpt)]
@@ -419,7 +460,7 @@ def run_model(bench: Benchmark, entry: ModelEntry, environment: dict[str, Any]) 
             record.update(train_steps=0, train_tokens=0)
         stage = "test"
         _say(f"{entry.name}: test {ckpt_args[-1] if ckpt_args else '(zero-shot)'}")
-        test_dir = run_stage("test", config_path, root, ckpt_args)
+        test_dir = run_stage("test", config_path, root, ckpt_args, bench.env)
         record.update(_test_figures(test_dir))
     except Exception as err:  # one model's failure must not end the matrix
         message = str(err) if isinstance(err, UserError | StageFailed) else repr(err)
@@ -461,8 +502,11 @@ def _fit_figures(fit_dir: Path, global_step: int | None, per_step: int) -> dict[
         best_step, best = min(val, key=lambda p: p[1])
         bpb = dict(curves.get("val/bpb", []))
         figures.update(best_step=best_step + 1, best_val_loss=best, best_val_bpb=bpb.get(best_step))
-    if rates := [v for _, v in curves.get("train/tokens_per_sec", [])]:
-        figures["train_tokens_per_sec"] = statistics.median(rates)  # robust to slow first steps
+    tokens, seconds = curves.get("train/lengths"), curves.get("train/time")
+    if tokens and seconds and seconds[-1][1] > 0:
+        figures["train_tokens_per_sec"] = tokens[-1][1] / seconds[-1][1]
+    elif rates := [v for _, v in curves.get("train/tokens_per_sec", [])]:
+        figures["train_tokens_per_sec"] = statistics.median(rates)  # per-step samples
     if peaks := [v for _, v in curves.get("train/peak_memory_mb", [])]:
         figures["train_peak_memory_mb"] = max(peaks)
     return figures
@@ -626,12 +670,12 @@ def run_benchmark(config: str | Path, output_dir: str | None = None) -> list[dic
     atomic_write_text(
         out / "benchmark.yaml", yaml.safe_dump(resolved_benchmark(bench), sort_keys=False)
     )
-    env = environment()
+    provenance = environment()
     records: list[dict] = []
     n = len(bench.models)
     for i, entry in enumerate(bench.models, 1):
         _say(f"[{i}/{n}] {entry.name}: start")
-        record = run_model(bench, entry, env)
+        record = run_model(bench, entry, provenance)
         records.append(record)
         write_results(bench, records, command)
         if record["status"] == "ok":

@@ -50,7 +50,9 @@ def test_budgets_names_and_zero_shot(tmp_path):
         {"name": "b", "config": "configs/model/bdh.yaml", "max_steps": 7},
         {"name": "c", "config": ["bdh"], "max_tokens": "none"},
     ]
-    bench = benchmark.load_benchmark(write(tmp_path, base(models=models)))
+    config = base(models=models, env={"OMP_NUM_THREADS": 1}, trainer={"precision": "32-true"})
+    bench = benchmark.load_benchmark(write(tmp_path, config))
+    assert bench.env == {"OMP_NUM_THREADS": "1"}
     a, b, c = bench.models
     assert (a.name, a.configs, a.max_tokens, a.max_steps) == (
         "bdh",
@@ -64,6 +66,7 @@ def test_budgets_names_and_zero_shot(tmp_path):
     assert benchmark.max_steps_for(b, per_step=512) == 7
     again = benchmark.load_benchmark(write(tmp_path, benchmark.resolved_benchmark(bench)))
     assert again.models == bench.models  # the resolved config runs the same matrix
+    assert again.shared == bench.shared and again.env == bench.env
 
 
 @pytest.mark.parametrize(
@@ -80,6 +83,7 @@ def test_budgets_names_and_zero_shot(tmp_path):
         ({"experiment": "../x"}, "plain name"),
         ({"dataset": "configs/nope.yaml"}, "not found"),
         ({"epochs": 3}, "unknown keys"),
+        ({"env": ["OMP_NUM_THREADS=1"]}, "env must map"),
     ],
 )
 def test_bad_benchmark_configs_are_user_errors(tmp_path, changes, message):
@@ -162,6 +166,10 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     assert ok["test_tokens"] == 2 * 16 * 32  # limit_test_batches x eval batch x block
     assert ok["memory_kind"] == "cpu_rss" and ok["tokenizer"] == "byte"
     assert ok["train_flops_per_token"] > 2 * ok["flops_per_token"] > 0
+    assert ok["device"].endswith("1 threads)")  # the config's env reached the runs
+    curves = plotting.read_metrics(ok["fit_run"])  # Lightning's ThroughputMonitor was on
+    tokens, seconds = curves["train/lengths"][-1][1], curves["train/time"][-1][1]
+    assert ok["train_tokens_per_sec"] == pytest.approx(tokens / seconds)
     assert Path(ok["checkpoint"]).name == "best.ckpt"
     assert (failed["status"], failed["failed_stage"]) == ("failed", "build")
     assert "n_embd" in failed["error"]
