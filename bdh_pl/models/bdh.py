@@ -37,6 +37,9 @@ class BDHConfig:
     attention: str = "auto"  # "quadratic" | "chunked" | "auto" (chunked for long sequences)
     chunk_size: int = 256
     activation_checkpointing: bool = False
+    # torch.compile the fused elementwise kernels (relu+RoPE, relu*gate*dropout and their
+    # backwards): faster steps after a compile warm-up of tens of seconds
+    compile_elementwise: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier"):
@@ -79,41 +82,256 @@ def rope_freqs(n: int, theta: float = 2**16) -> Tensor:
     return 1.0 / (theta ** (quantized / n)) / (2 * math.pi)
 
 
+def _acc_dtype(t: Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)  # sums in fp32 at least
+
+
 def rotate(q: Tensor, rot: Tensor) -> Tensor:
     """Rotate the interleaved pairs (2i, 2i+1) of q (..., T, N) by unit complex numbers rot (T, N/2).
 
     A pair is one complex number, so the rotation is a single complex multiply: no stack/concat
     copies, and autograd's backward is one multiply by conj(rot). The math runs in fp32.
     """
-    qc = torch.view_as_complex(q.float().unflatten(-1, (-1, 2)))  # ..., T, N/2
+    real = q.to(_acc_dtype(q))  # fp32 math (fp64 stays fp64)
+    qc = torch.view_as_complex(real.unflatten(-1, (-1, 2)))  # ..., T, N/2
     return torch.view_as_real(qc * rot).flatten(-2).to(q.dtype)
+
+
+def dropout_bits(shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """Uniform random int16 words for dropout masks: one 64-bit draw per 4 elements.
+
+    bernoulli_ costs one draw (and a double) per element and dominated the elementwise work.
+    """
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-(2**63), 2**63 - 1)  # the full range: all four 16-bit words uniform
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def _keep(bits: Tensor, p: float) -> Tensor:
+    """Dropout keep mask, P(drop) = round(p * 2**16) / 2**16 (within 1e-5 of p).
+
+    bits: int16 words, or for the compiled kernels the same bytes as two uint8 planes (2, ...)
+    (inductor does not vectorize int16), read as one 16-bit number hi * 256 + lo.
+    """
+    threshold = round(p * 2**16)
+    if bits.dtype == torch.int16:
+        return bits >= threshold - 2**15
+    hi, lo = bits.unbind(0)
+    return hi.int() * 256 + lo.int() >= threshold
+
+
+def _relu_rope_fwd(x_latent: Tensor, rot: Tensor) -> tuple[Tensor, Tensor]:
+    x_sparse = F.relu(x_latent)
+    return x_sparse, rotate(x_sparse, rot)
+
+
+def _relu_rope_bwd(x_sparse: Tensor, g_sparse: Tensor, g_q: Tensor, rot: Tensor) -> Tensor:
+    # the rotation's transpose is the rotation by -angle
+    g = rotate(g_q, rot.conj()) + g_sparse
+    return torch.ops.aten.threshold_backward(g, x_sparse, 0)
+
+
+# The compiled kernels see the neurons of a head in "halves" order: pair (2i, 2i+1) of the
+# official layout at (i, N/2 + i), so a rotation reads two contiguous blocks (vectorizes; the
+# interleaved pairs make inductor gather). BDH._weights permutes the weights to match.
+
+
+def _relu_rope_fwd_halves(x_latent: Tensor, cos_sin: Tensor) -> tuple[Tensor, Tensor]:
+    cos, sin = cos_sin.unbind(0)  # T, N/2 each
+    x_sparse = F.relu(x_latent)
+    a, b = x_sparse.float().chunk(2, dim=-1)
+    dt = x_sparse.dtype  # cast each half before the cat, or inductor stages it in fp32
+    return x_sparse, torch.cat(((a * cos - b * sin).to(dt), (b * cos + a * sin).to(dt)), -1)
+
+
+def _relu_rope_bwd_halves(
+    x_sparse: Tensor, g_sparse: Tensor, g_q: Tensor, cos_sin: Tensor
+) -> Tensor:
+    cos, sin = cos_sin.unbind(0)
+    ga, gb = g_q.float().chunk(2, dim=-1)
+    sa, sb = g_sparse.float().chunk(2, dim=-1)
+    xa, xb = x_sparse.chunk(2, dim=-1)
+    dt = x_sparse.dtype
+    return torch.cat(
+        (
+            torch.where(xa > 0, ga * cos + gb * sin + sa, 0.0).to(dt),
+            torch.where(xb > 0, gb * cos - ga * sin + sb, 0.0).to(dt),
+        ),
+        dim=-1,
+    )
+
+
+def to_halves(w: Tensor, dim: int, dtype: torch.dtype | None = None) -> Tensor:
+    """Reorder the neuron axis dim of w from interleaved pairs to halves (one copy, + cast)."""
+    dim = dim % w.dim()
+    view = w.unflatten(dim, (-1, 2)).transpose(dim, dim + 1)
+    out = torch.empty(view.shape, dtype=dtype or w.dtype, device=w.device)
+    return out.copy_(view).flatten(dim, dim + 1)
+
+
+def _gate_fwd(y_latent: Tensor, x_sparse: Tensor, bits: Tensor | None, p: float) -> Tensor:
+    xy = F.relu(y_latent) * x_sparse
+    if bits is None:
+        return xy
+    return torch.where(_keep(bits, p), xy * (1.0 / (1.0 - p)), 0.0)
+
+
+def _gate_bwd(
+    g: Tensor, y_latent: Tensor, x_sparse: Tensor, bits: Tensor | None, p: float
+) -> tuple[Tensor, Tensor]:
+    if bits is not None:
+        g = torch.where(_keep(bits, p), g * (1.0 / (1.0 - p)), 0.0)
+    g_y = torch.where(y_latent > 0, g * x_sparse, 0.0)
+    return g_y, g * F.relu(y_latent)
+
+
+_compiled: dict = {}
+
+
+def _kernel(fn, compiled: bool):
+    if not compiled:
+        return fn
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, fullgraph=True)
+    return _compiled[fn]
+
+
+class SparseRope(torch.autograd.Function):
+    """x_sparse = relu(x_latent), q = rope(x_sparse), with a one-pass backward (no grad sum)."""
+
+    @staticmethod
+    def forward(ctx, x_latent: Tensor, rot: Tensor, compiled: bool) -> tuple[Tensor, Tensor]:
+        if compiled:  # rot: cos and sin (2, T, N/2), activations in halves order
+            out = _kernel(_relu_rope_fwd_halves, True)(x_latent, rot)
+        else:
+            out = _relu_rope_fwd(x_latent, rot)
+        ctx.compiled = compiled
+        ctx.save_for_backward(out[0], rot)
+        return out
+
+    @staticmethod
+    def backward(ctx, g_sparse: Tensor, g_q: Tensor):
+        x_sparse, rot = ctx.saved_tensors
+        if ctx.compiled:
+            bwd = _kernel(_relu_rope_bwd_halves, True)
+            return bwd(x_sparse, g_sparse, g_q, rot), None, None
+        return _relu_rope_bwd(x_sparse, g_sparse, g_q, rot), None, None
+
+
+class Gate(torch.autograd.Function):
+    """xy = dropout(relu(y_latent) * x_sparse), the mask given as random bits (or None)."""
+
+    @staticmethod
+    def forward(ctx, y_latent, x_sparse, bits, p: float, compiled: bool) -> Tensor:
+        ctx.p, ctx.compiled = p, compiled
+        if compiled:
+            ctx.save_for_backward(y_latent, x_sparse, bits)
+            return _kernel(_gate_fwd, True)(y_latent, x_sparse, bits, p)
+        # eager: few passes, in place where the tensor is ours
+        y_sparse = F.relu(y_latent)
+        xy = x_sparse * y_sparse
+        keep = None
+        if bits is not None:
+            keep = _keep(bits, p)
+            xy.mul_(keep).mul_(1.0 / (1.0 - p))
+        ctx.save_for_backward(y_sparse, x_sparse, keep)
+        return xy
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        if ctx.compiled:
+            y_latent, x_sparse, bits = ctx.saved_tensors
+            g_y, g_x = _kernel(_gate_bwd, True)(g, y_latent, x_sparse, bits, ctx.p)
+            return g_y, g_x, None, None, None
+        y_sparse, x_sparse, keep = ctx.saved_tensors
+        if keep is not None:
+            g = g.mul(keep).mul_(1.0 / (1.0 - ctx.p))
+        g_y = torch.ops.aten.threshold_backward(g * x_sparse, y_sparse, 0)
+        return g_y, g * y_sparse, None, None, None
+
+
+class CausalLinearAttention(torch.autograd.Function):
+    """attention_quadratic with a cheaper backward.
+
+    scores = q q^T is symmetric in its two uses of q, so dL/dq = (G + G^T) q: one (T, T) @ (T, N)
+    product instead of two plus a sum of two (nh, B, T, N) gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, v: Tensor) -> Tensor:
+        v_q = v.to(q.dtype)  # what autocast would do, explicit so backward needs no autocast
+        scores = (q @ q.mT).tril_(diagonal=-1)  # nh, B, T, T
+        ctx.save_for_backward(q, v_q, scores)
+        ctx.v_dtype = v.dtype
+        return scores @ v_q  # nh, B, T, D
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        q, v_q, scores = ctx.saved_tensors
+        g = g.to(q.dtype)
+        g_scores = (g @ v_q.mT).tril_(diagonal=-1)  # nh, B, T, T
+        g_v = (scores.mT @ g).sum(0)  # B, T, D
+        g_q = (g_scores + g_scores.mT) @ q  # nh, B, T, N
+        return g_q, g_v.to(ctx.v_dtype)
+
+
+class ChunkedLinearAttention(torch.autograd.Function):
+    """CausalLinearAttention in O(T * (C * N + N * D)) rather than O(T^2 * N), for long T.
+
+    Inside a chunk of C positions the quadratic form; the earlier chunks enter through their
+    state S_c = sum_{s in chunks < c} q_s^T v_s (N x D per head, summed in fp32).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, v: Tensor, chunk_size: int) -> Tensor:
+        nh, B, T, N = q.shape
+        D = v.size(-1)
+        C = chunk_size
+        pad = -T % C
+        nc = (T + pad) // C
+        v_q = v.to(q.dtype)
+        if pad:  # zero queries/values at the end change nothing before them
+            q, v_q = F.pad(q, (0, 0, 0, pad)), F.pad(v_q, (0, 0, 0, pad))
+        qc = q.reshape(nh * B, nc, C, N)
+        vc = v_q.view(1, B, nc, C, D).expand(nh, -1, -1, -1, -1).reshape(nh * B, nc, C, D)
+        scores = (qc @ qc.mT).tril_(diagonal=-1)  # nh*B, nc, C, C
+        kv = qc.mT @ vc  # nh*B, nc, N, D: what each chunk adds to the state
+        states = torch.zeros_like(kv)  # state before each chunk
+        states[:, 1:] = kv[:, :-1].cumsum(1, dtype=_acc_dtype(kv))
+        out = scores @ vc + qc @ states  # nh*B, nc, C, D
+        ctx.save_for_backward(qc, vc, scores, states)
+        ctx.shape, ctx.v_dtype = (nh, B, T, N, D), v.dtype
+        return out.view(nh, B, nc * C, D)[:, :, :T]
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        qc, vc, scores, states = ctx.saved_tensors
+        nh, B, T, N, D = ctx.shape
+        nc, C = qc.shape[1:3]
+        g = F.pad(g.to(qc.dtype), (0, 0, 0, nc * C - T)).reshape(nh * B, nc, C, D)
+        g_scores = (g @ vc.mT).tril_(diagonal=-1)
+        g_q = (g_scores + g_scores.mT) @ qc + g @ states.mT  # intra + inter
+        g_v = scores.mT @ g
+        # a chunk's kv reaches the states of all later chunks: reverse exclusive cumsum
+        g_states = qc.mT @ g  # nh*B, nc, N, D
+        g_kv = torch.zeros_like(g_states)
+        g_kv[:, :-1] = g_states[:, 1:].flip(1).cumsum(1, dtype=_acc_dtype(g_states)).flip(1)
+        g_q += vc @ g_kv.mT
+        g_v += qc @ g_kv
+        g_q = g_q.view(nh, B, nc * C, N)[:, :, :T]
+        g_v = g_v.view(nh, B, nc * C, D)[:, :, :T].sum(0)
+        return g_q, g_v.to(ctx.v_dtype), None
 
 
 def attention_quadratic(q: Tensor, v: Tensor) -> Tensor:
     """out_t = sum_{s<t} (q_t . q_s) v_s, with q: nh, B, T, N (queries = keys) and v: B, T, D."""
-    scores = (q @ q.mT).tril(diagonal=-1)  # nh, B, T, T; no softmax, token t sees only s < t
-    return scores @ v  # nh, B, T, D
+    return CausalLinearAttention.apply(q, v)
 
 
 def attention_chunked(q: Tensor, v: Tensor, chunk_size: int) -> Tensor:
-    """Same as attention_quadratic in O(T * (C * N + N * D)) rather than O(T^2 * N).
-
-    Inside a chunk the quadratic form; earlier chunks enter through their summed state
-    S_c = sum_{s in chunks < c} q_s^T v_s, kept in fp32 because it sums many terms.
-    """
-    nh, B, T, N = q.shape
-    D = v.size(-1)
-    pad = -T % chunk_size
-    if pad:  # zero queries/values at the end change nothing before them
-        q, v = F.pad(q, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
-    nc = (T + pad) // chunk_size
-    qc = q.unflatten(2, (nc, chunk_size))  # nh, B, nc, C, N
-    vc = v.unflatten(1, (nc, chunk_size))  # B, nc, C, D
-    out = (qc @ qc.mT).tril(diagonal=-1) @ vc  # nh, B, nc, C, D
-    kv = qc.mT @ vc  # nh, B, nc, N, D
-    state = kv[:, :, :-1].cumsum(2, dtype=torch.float32)  # state before chunks 1..nc-1
-    out[:, :, 1:] += qc[:, :, 1:] @ state.to(qc.dtype)
-    return out.view(nh, B, nc * chunk_size, D)[:, :, :T]
+    """attention_quadratic computed chunk by chunk through a running state."""
+    return ChunkedLinearAttention.apply(q, v, chunk_size)
 
 
 class Attention(nn.Module):
@@ -142,6 +360,12 @@ class Attention(nn.Module):
         add these positions to kv in place (recurrent inference).
         """
         T = q.size(2)
+        if T == 1 and kv is not None:  # one recurrent step: all of its attention is in kv
+            nh, B, _, N = q.shape
+            out = q @ kv.to(q.dtype)
+            v = v.to(kv.dtype).expand(nh, -1, -1, -1).reshape(nh * B, 1, -1)
+            kv.view(nh * B, N, -1).baddbmm_(q.to(kv.dtype).view(nh * B, N, 1), v)  # in place
+            return out
         if T == 1:
             out = q.new_zeros(*q.shape[:-1], v.size(-1))
         elif self.mode == "chunked" or (self.mode == "auto" and self.auto_min_len <= T):
@@ -166,18 +390,24 @@ class BDH(nn.Module):
         self.ln = nn.LayerNorm(D, elementwise_affine=False, bias=False)
         self.embed = nn.Embedding(config.vocab_size, D)
         nn.init.normal_(self.embed.weight, mean=0.0, std=0.02)
-        self.drop = nn.Dropout(config.dropout)
         self.encoder_v = nn.Parameter(torch.zeros((nh, D, N)).normal_(std=0.02))
         self.lm_head = nn.Parameter(torch.zeros((D, config.vocab_size)).normal_(std=0.02))
 
-    def _weights(self) -> tuple[Tensor, Tensor, Tensor]:
-        """encoder, encoder_v (nh, D, N) and decoder as (nh, N, D), cast once per forward."""
+    def _weights(self, halves: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """encoder, encoder_v (nh, D, N) and decoder as (nh, N, D), cast once per forward.
+
+        halves: neurons reordered for the compiled kernels (see to_halves).
+        """
         C = self.config
         weights = (self.encoder, self.encoder_v, self.decoder.view(C.n_head, C.n_neurons, -1))
         device = self.encoder.device.type
-        if torch.is_autocast_enabled(device):
-            # autocast would re-cast the decoder view in every layer (only leaves are cached)
-            dtype = torch.get_autocast_dtype(device)
+        # autocast would re-cast the decoder view in every layer (it caches only leaves)
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        if halves:
+            return tuple(
+                to_halves(w, dim, dtype) for w, dim in zip(weights, (-1, -1, 1), strict=True)
+            )
+        if dtype is not None:
             weights = tuple(w.to(dtype) for w in weights)
         return weights
 
@@ -189,20 +419,29 @@ class BDH(nn.Module):
         sparsity: dict | None = None,
         index: int = 0,
         kv: Tensor | None = None,
+        compiled: bool = False,
     ) -> Tensor:
         enc, enc_v, dec = weights
+        C = self.config
         B, T, D = x.shape
         nh, N = enc.size(0), enc.size(-1)
-        x_sparse = F.relu(x.view(1, B * T, D) @ enc)  # nh, B*T, N
-        q = rotate(x_sparse.view(nh, B, T, N), rot)  # nh, B, T, N
+        # explicit bmm: a broadcasting matmul would copy the (nh, B*T, N) result and its grad
+        x_latent = torch.bmm(x.view(1, B * T, D).expand(nh, -1, -1), enc).view(nh, B, T, N)
+        x_sparse, q = SparseRope.apply(x_latent, rot, compiled)  # nh, B, T, N each
         a = self.ln(self.attn(q, x, kv))  # nh, B, T, D
-        y_sparse = F.relu(a.view(nh, B * T, D) @ enc_v)  # nh, B*T, N
-        xy_sparse = self.drop(x_sparse * y_sparse)  # nh, B*T, N
+        y_latent = a.view(nh, B * T, D) @ enc_v  # nh, B*T, N
+        x_sparse = x_sparse.view(nh, B * T, N)
+        bits = None
+        if self.training and C.dropout > 0:
+            bits = dropout_bits(x_sparse.shape, x_sparse.device)
+            if compiled:
+                bits = bits.view(torch.uint8).view(2, *x_sparse.shape)
+        xy_sparse = Gate.apply(y_latent, x_sparse, bits, C.dropout, compiled)  # nh, B*T, N
         # sum over heads of the per-head decoders == the official (B, T, nh*N) @ (nh*N, D)
         y = self.ln((xy_sparse @ dec).sum(0))  # B*T, D
         if sparsity is not None:
             sparsity[f"x_l{index}"] = (x_sparse.count_nonzero() / x_sparse.numel()).detach()
-            sparsity[f"y_l{index}"] = (y_sparse.count_nonzero() / y_sparse.numel()).detach()
+            sparsity[f"y_l{index}"] = ((y_latent > 0).sum() / y_latent.numel()).detach()
         return self.ln(x + y.view(B, T, D))
 
     def _run(self, idx: Tensor, start: int, sparsity: dict | None, kv: Tensor | None) -> Tensor:
@@ -212,13 +451,17 @@ class BDH(nn.Module):
         x = self.ln(self.embed(idx))  # B, T, D
         pos = torch.arange(start, start + T, device=idx.device, dtype=torch.float32)
         rot = self.attn.rotation(pos)  # once per forward, shared by the layers
-        weights = self._weights()
+        # the compiled kernels pay off in training; inference keeps the eager path
+        compiled = C.compile_elementwise and torch.is_grad_enabled()
+        if compiled:
+            rot = torch.stack((rot.real, rot.imag))  # 2, T, N/2
+        weights = self._weights(halves=compiled)
         for i in range(C.n_layer):
-            kv_i = None if kv is None else kv[i]
+            args = (x, rot, weights, sparsity, i, None if kv is None else kv[i], compiled)
             if C.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(self._layer, x, rot, weights, sparsity, i, kv_i, use_reentrant=False)
+                x = checkpoint(self._layer, *args, use_reentrant=False)
             else:
-                x = self._layer(x, rot, weights, sparsity, i, kv_i)
+                x = self._layer(*args)
         return x @ self.lm_head  # B, T, V
 
     def forward(self, idx: Tensor, sparsity: dict | None = None) -> Tensor:

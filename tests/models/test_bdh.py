@@ -9,9 +9,14 @@ import torch.nn.functional as F
 from bdh_pl.models.bdh import (
     BDH,
     BDHConfig,
+    Gate,
+    SparseRope,
+    _keep,
     attention_chunked,
     attention_quadratic,
+    dropout_bits,
     rotate,
+    to_halves,
 )
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, vocab_size=64)
@@ -181,6 +186,107 @@ def test_forward_matches_naive_reference_with_official_state_dict(attention):
         logits = model(idx)
     assert logits.shape == (2, 21, cfg.vocab_size) and logits.dtype == torch.float32
     torch.testing.assert_close(logits, naive_forward(sd, cfg, idx), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["quadratic", "chunked"])
+def test_grads_match_naive_reference(attention):
+    cfg = tiny(attention=attention, chunk_size=8)
+    sd = official_state_dict(cfg)
+    model = BDH(cfg).train()  # dropout 0: train mode only switches the code paths
+    model.load_state_dict(sd, strict=True)
+    idx = torch.randint(0, cfg.vocab_size, (2, 13), generator=torch.Generator().manual_seed(2))
+    weight = torch.randn(2, 13, cfg.vocab_size, generator=torch.Generator().manual_seed(3))
+    (model(idx) * weight).sum().backward()
+    ref = {k: v.double().requires_grad_(k != "attn.freqs") for k, v in sd.items()}
+    (naive_forward(ref, cfg, idx) * weight).sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref[name].grad.float(), atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_attention_functions_gradcheck():
+    torch.manual_seed(0)
+    q = torch.randn(2, 2, 7, 4, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 7, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(attention_quadratic, (q, v), fast_mode=True)
+    for chunk in (1, 3, 8):
+        f = lambda q, v, c=chunk: attention_chunked(q, v, c)  # noqa: E731
+        assert torch.autograd.gradcheck(f, (q, v), fast_mode=True)
+
+
+def test_sparse_rope_and_gate_gradcheck():
+    torch.manual_seed(0)
+    model = make_model()
+    x = torch.randn(2, 1, 5, 64, dtype=torch.float64, requires_grad=True)
+    rot = model.attn.rotation(torch.arange(5.0)).to(torch.complex128)
+    assert torch.autograd.gradcheck(lambda x: SparseRope.apply(x, rot, False), (x,), fast_mode=True)
+    y = torch.randn(2, 5, 64, dtype=torch.float64, requires_grad=True)
+    xs = torch.randn(2, 5, 64, dtype=torch.float64).relu().requires_grad_()
+    bits = dropout_bits((2, 5, 64), torch.device("cpu"))
+    for b in (None, bits):
+        assert torch.autograd.gradcheck(
+            lambda y, xs, b=b: Gate.apply(y, xs, b, 0.3, False), (y, xs)
+        )
+    # the mask of Gate is the one _keep gives, and kept entries are scaled by 1 / (1 - p)
+    out = Gate.apply(y, xs, bits, 0.3, False)
+    expected = torch.where(_keep(bits, 0.3), y.relu() * xs / 0.7, 0.0)
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_bits_rate(p):
+    torch.manual_seed(0)
+    bits = dropout_bits((1000, 1000), torch.device("cpu"))
+    for b in (bits, bits.view(torch.uint8).view(2, 1000, 1000)):  # eager and compiled forms
+        assert abs(1 - _keep(b, p).float().mean().item() - p) < 3e-3
+
+
+def test_dropout_in_train_mode_only_and_seeded():
+    model = make_model(dropout=0.2)
+    idx = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        ref = model(idx)  # eval
+        reference_p0 = make_model(dropout=0.0)(idx)
+        model.train()
+        torch.manual_seed(1)
+        a = model(idx)
+        torch.manual_seed(1)
+        b = model(idx)
+        c = model(idx)
+    torch.testing.assert_close(ref, reference_p0)
+    assert torch.equal(a, b) and not torch.allclose(a, c) and not torch.allclose(a, ref)
+
+
+def test_to_halves_is_a_permutation_of_the_neurons():
+    w = torch.randn(3, 5, 8)
+    perm = torch.tensor([0, 2, 4, 6, 1, 3, 5, 7])
+    assert torch.equal(to_halves(w, -1), w[..., perm])
+    assert torch.equal(to_halves(w.transpose(1, 2), 1), w.transpose(1, 2)[:, perm])
+    assert to_halves(w, -1, torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_compiled_kernels_match_eager():
+    """compile_elementwise (torch.compile, neurons in halves order) == the eager path."""
+    idx = torch.randint(0, 64, (2, 24))
+    results = []
+    for compiled in (False, True):
+        model = make_model(compile_elementwise=compiled).train()
+        logits = model(idx)
+        logits.square().mean().backward()
+        results.append((logits, {n: p.grad for n, p in model.named_parameters()}))
+    (l_e, g_e), (l_c, g_c) = results
+    torch.testing.assert_close(l_c, l_e, atol=1e-5, rtol=1e-5)
+    for name in g_e:
+        torch.testing.assert_close(g_c[name], g_e[name], atol=1e-6, rtol=1e-4, msg=name)
+    # the compiled dropout gate against the eager one, same random bits
+    y = torch.randn(2, 48, 64, requires_grad=True)
+    xs = torch.randn(2, 48, 64).relu().requires_grad_()
+    bits = dropout_bits((2, 48, 64), torch.device("cpu")).view(torch.uint8).view(2, 2, 48, 64)
+    outs = []
+    for compiled in (False, True):
+        out = Gate.apply(y, xs, bits, 0.25, compiled)
+        outs.append((out, *torch.autograd.grad(out.square().sum(), (y, xs))))
+    for e, c in zip(*outs, strict=True):
+        torch.testing.assert_close(c, e, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("attention", ["quadratic", "chunked"])
