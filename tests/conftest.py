@@ -38,6 +38,24 @@ def _offline_env(data_dir, session_cache):
         yield
 
 
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """`python -m bdh_pl ARGS` in this process, from the repo root: (exit code, stderr)."""
+    from bdh_pl.cli import main
+
+    monkeypatch.chdir(REPO)
+
+    def run(args: list[str]) -> tuple[int, str]:
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+        return code, capsys.readouterr().err
+
+    return run
+
+
 class BigramLM(LanguageModel):
     """A model that sees only the current token: its NLL over a split does not depend on
     block size or batching, and a hand loop over (previous, next) pairs gives it exactly."""

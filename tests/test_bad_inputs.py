@@ -7,16 +7,12 @@ import pytest
 from bdh_pl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["--config", "configs/shakespeare.yaml", "--config", "configs/smoke.yaml"]
-
-
-def cli(args: list[str], capsys) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
+SMOKE = [
+    "--config",
+    str(REPO / "configs/shakespeare.yaml"),
+    "--config",
+    str(REPO / "configs/smoke.yaml"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +177,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_clear_line(case, good_ckpt, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_bad_input_is_one_clear_line(case, good_ckpt, tmp_path, run_cli):
     if case == "malicious checkpoint":
         import torch
 
@@ -192,7 +187,7 @@ def test_bad_input_is_one_clear_line(case, good_ckpt, tmp_path, capsys, monkeypa
     root = tmp_path / "runs"
     if "--trainer.default_root_dir" not in args:
         args += ["--trainer.default_root_dir", str(root)]
-    code, err = cli([args[0], *SMOKE, *args[1:]], capsys)
+    code, err = run_cli([args[0], *SMOKE, *args[1:]])
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == 2, err[-2000:]
     assert lines and lines[-1].startswith("error: "), err[-2000:]

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from bdh_pl.checkpoints import infer_bdh_dims, load_untrusted, plain_state_dict
-from bdh_pl.cli import main
 from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDH, BDHConfig
 
@@ -73,28 +72,18 @@ def test_plain_state_dicts_are_unwrapped_and_unprefixed():
         infer_bdh_dims({"weight": torch.ones(2)})
 
 
-def cli(args: list[str], capsys) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("compiled", [False, True])
 def test_official_weights_give_the_same_test_loss_as_the_model(
-    compiled, tmp_path, capsys, monkeypatch
+    compiled, tmp_path, data_dir, run_cli
 ):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
     torch.manual_seed(0)
     model = BDH(TINY).eval()
     weights = model.state_dict()
     if compiled:  # what torch.compile(model).state_dict() gives, in a wrapping dict
         weights = {"model": {f"_orig_mod.{k}": v for k, v in weights.items()}, "iter": 500}
     torch.save(weights, tmp_path / "best.pt")
-    code, err = cli(
+    code, err = run_cli(
         [
             "test",
             *ARGS,
@@ -102,17 +91,14 @@ def test_official_weights_give_the_same_test_loss_as_the_model(
             str(tmp_path / "best.pt"),
             "--trainer.default_root_dir",
             str(tmp_path),
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     assert "n_layer=2 from the config" in err
     metrics = json.loads((tmp_path / "version_0" / "test_metrics.json").read_text())["metrics"]
 
     # Independent: the same model scores the test split in a plain loop.
-    data = (
-        Path(__import__("os").environ["BDH_PL_DATA_DIR"]) / "tinyshakespeare" / "input.txt"
-    ).read_bytes()
+    data = (data_dir / "tinyshakespeare" / "input.txt").read_bytes()
     test = torch.tensor(list(data[int(len(data) * 0.95) :]))
     stream = torch.cat([torch.tensor([ord("\n")]), test])
     nll, block = 0.0, 64
@@ -127,8 +113,7 @@ def test_official_weights_give_the_same_test_loss_as_the_model(
 
 
 @pytest.mark.slow
-def test_plain_weights_cannot_seed_fit(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+def test_plain_weights_cannot_seed_fit(tmp_path, run_cli):
     torch.save(BDH(TINY).state_dict(), tmp_path / "w.pt")
-    code, err = cli(["fit", *ARGS, "--ckpt_path", str(tmp_path / "w.pt")], capsys)
+    code, err = run_cli(["fit", *ARGS, "--ckpt_path", str(tmp_path / "w.pt")])
     assert code == 2 and "plain weights" in err
