@@ -170,20 +170,27 @@ def to_halves(w: Tensor, dim: int, dtype: torch.dtype | None = None) -> Tensor:
     return out.copy_(view).flatten(dim, dim + 1)
 
 
-def _gate_fwd(y_latent: Tensor, x_sparse: Tensor, bits: Tensor | None, p: float) -> Tensor:
+def _gate_fwd(
+    y_latent: Tensor, x_sparse: Tensor, bits: Tensor | None, p: float
+) -> tuple[Tensor, Tensor | None]:
     xy = F.relu(y_latent) * x_sparse
     if bits is None:
-        return xy
-    return torch.where(_keep(bits, p), xy * (1.0 / (1.0 - p)), 0.0)
+        return xy, None
+    keep = _keep(bits, p)  # saved as bool: half the bytes of the bits
+    return torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0), keep
 
 
 def _gate_bwd(
-    g: Tensor, y_latent: Tensor, x_sparse: Tensor, bits: Tensor | None, p: float
-) -> tuple[Tensor, Tensor]:
-    if bits is not None:
-        g = torch.where(_keep(bits, p), g * (1.0 / (1.0 - p)), 0.0)
+    g: Tensor, y_latent: Tensor, x_sparse: Tensor, keep: Tensor | None, p: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Grads of y_latent and x_sparse, and the forward's xy again (cheaper than keeping it)."""
+    y_sparse = F.relu(y_latent)
+    xy = y_sparse * x_sparse
+    if keep is not None:
+        g = torch.where(keep, g * (1.0 / (1.0 - p)), 0.0)
+        xy = torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0)
     g_y = torch.where(y_latent > 0, g * x_sparse, 0.0)
-    return g_y, g * F.relu(y_latent)
+    return g_y, g * y_sparse, xy
 
 
 _compiled: dict = {}
@@ -219,36 +226,58 @@ class SparseRope(torch.autograd.Function):
         return _relu_rope_bwd(x_sparse, g_sparse, g_q, rot), None, None
 
 
-class Gate(torch.autograd.Function):
-    """xy = dropout(relu(y_latent) * x_sparse), the mask given as random bits (or None)."""
+class GateDecode(torch.autograd.Function):
+    """sum over heads of dropout(relu(y_latent) * x_sparse) @ decoder; dropout mask from bits.
+
+    y_latent, x_sparse: nh, B*T, N; decoder: nh, N, D; returns B*T, D. The compiled path keeps
+    no (nh, B*T, N) product for backward: its backward kernel recomputes it in the same pass.
+    """
 
     @staticmethod
-    def forward(ctx, y_latent, x_sparse, bits, p: float, compiled: bool) -> Tensor:
+    def forward(ctx, y_latent, x_sparse, bits, decoder, p: float, compiled: bool) -> Tensor:
         ctx.p, ctx.compiled = p, compiled
         if compiled:
-            ctx.save_for_backward(y_latent, x_sparse, bits)
-            return _kernel(_gate_fwd, True)(y_latent, x_sparse, bits, p)
-        # eager: few passes, in place where the tensor is ours
-        y_sparse = F.relu(y_latent)
-        xy = x_sparse * y_sparse
-        keep = None
-        if bits is not None:
-            keep = _keep(bits, p)
-            xy.mul_(keep).mul_(1.0 / (1.0 - p))
-        ctx.save_for_backward(y_sparse, x_sparse, keep)
-        return xy
+            xy, keep = _kernel(_gate_fwd, True)(y_latent, x_sparse, bits, p)
+            ctx.save_for_backward(y_latent, x_sparse, keep, decoder)
+        else:  # eager: few passes, in place where the tensor is ours
+            y_sparse = F.relu(y_latent)
+            xy = x_sparse * y_sparse
+            keep = None
+            if bits is not None:
+                keep = _keep(bits, p)
+                xy.mul_(keep).mul_(1.0 / (1.0 - p))
+            ctx.save_for_backward(y_sparse, x_sparse, keep, decoder, xy)
+        # per-head decoders summed == the official (B, T, nh*N) @ (nh*N, D)
+        return (xy @ decoder).sum(0)
 
     @staticmethod
     def backward(ctx, g: Tensor):
+        saved = ctx.saved_tensors  # unpack once (activation checkpointing allows no more)
+        decoder = saved[3]
+        g = g.to(decoder.dtype).expand(decoder.size(0), -1, -1)  # nh, B*T, D
+        g_xy = g @ decoder.mT  # nh, B*T, N
         if ctx.compiled:
-            y_latent, x_sparse, bits = ctx.saved_tensors
-            g_y, g_x = _kernel(_gate_bwd, True)(g, y_latent, x_sparse, bits, ctx.p)
-            return g_y, g_x, None, None, None
-        y_sparse, x_sparse, keep = ctx.saved_tensors
-        if keep is not None:
-            g = g.mul(keep).mul_(1.0 / (1.0 - ctx.p))
-        g_y = torch.ops.aten.threshold_backward(g * x_sparse, y_sparse, 0)
-        return g_y, g * y_sparse, None, None, None
+            y_latent, x_sparse, keep, _ = saved
+            g_y, g_x, xy = _kernel(_gate_bwd, True)(g_xy, y_latent, x_sparse, keep, ctx.p)
+        else:
+            y_sparse, x_sparse, keep, _, xy = saved
+            if keep is not None:
+                g_xy.mul_(keep).mul_(1.0 / (1.0 - ctx.p))
+            g_y = torch.ops.aten.threshold_backward(g_xy * x_sparse, y_sparse, 0)
+            g_x = g_xy * y_sparse
+        return g_y, g_x, None, xy.mT @ g, None, None
+
+
+def _plus_transpose(g: Tensor) -> Tensor:
+    """g + g^T over the last two dims (..., T, T)."""
+    T = g.size(-1)
+    if T < 1024:
+        return g + g.mT
+    # a batched transposed read misses the cache; per matrix, copy_ uses a blocked transpose
+    flat, out = g.reshape(-1, T, T), torch.empty_like(g)
+    for src, dst in zip(flat, out.view(-1, T, T), strict=True):
+        dst.copy_(src.t())
+    return out.add_(g)
 
 
 class CausalLinearAttention(torch.autograd.Function):
@@ -272,7 +301,7 @@ class CausalLinearAttention(torch.autograd.Function):
         g = g.to(q.dtype)
         g_scores = (g @ v_q.mT).tril_(diagonal=-1)  # nh, B, T, T
         g_v = (scores.mT @ g).sum(0)  # B, T, D
-        g_q = (g_scores + g_scores.mT) @ q  # nh, B, T, N
+        g_q = _plus_transpose(g_scores) @ q  # nh, B, T, N
         return g_q, g_v.to(ctx.v_dtype)
 
 
@@ -280,7 +309,7 @@ class ChunkedLinearAttention(torch.autograd.Function):
     """CausalLinearAttention in O(T * (C * N + N * D)) rather than O(T^2 * N), for long T.
 
     Inside a chunk of C positions the quadratic form; the earlier chunks enter through their
-    state S_c = sum_{s in chunks < c} q_s^T v_s (N x D per head, summed in fp32).
+    state S_c = sum_{s in chunks < c} q_s^T v_s (N x D per head; cumsum accumulates in fp32).
     """
 
     @staticmethod
@@ -293,32 +322,34 @@ class ChunkedLinearAttention(torch.autograd.Function):
         v_q = v.to(q.dtype)
         if pad:  # zero queries/values at the end change nothing before them
             q, v_q = F.pad(q, (0, 0, 0, pad)), F.pad(v_q, (0, 0, 0, pad))
-        qc = q.reshape(nh * B, nc, C, N)
-        vc = v_q.view(1, B, nc, C, D).expand(nh, -1, -1, -1, -1).reshape(nh * B, nc, C, D)
-        scores = (qc @ qc.mT).tril_(diagonal=-1)  # nh*B, nc, C, C
-        kv = qc.mT @ vc  # nh*B, nc, N, D: what each chunk adds to the state
-        states = torch.zeros_like(kv)  # state before each chunk
-        states[:, 1:] = kv[:, :-1].cumsum(1, dtype=_acc_dtype(kv))
-        out = scores @ vc + qc @ states  # nh*B, nc, C, D
+        qc = q.reshape(-1, C, N)  # nh*B*nc, C, N
+        vc = v_q.view(1, B * nc, C, D).expand(nh, -1, -1, -1).reshape(-1, C, D)
+        scores = (qc @ qc.mT).tril_(diagonal=-1)  # nh*B*nc, C, C
+        kv = (qc.mT @ vc).view(nh * B, nc, N, D)  # what each chunk adds to the state
+        states = torch.zeros_like(kv)  # the state before each chunk
+        torch.cumsum(kv[:, :-1], 1, out=states[:, 1:])
+        states = states.view(-1, N, D)
+        out = torch.baddbmm(scores @ vc, qc, states)  # intra + inter, nh*B*nc, C, D
         ctx.save_for_backward(qc, vc, scores, states)
-        ctx.shape, ctx.v_dtype = (nh, B, T, N, D), v.dtype
+        ctx.shape, ctx.v_dtype = (nh, B, T, N, D, nc), v.dtype
         return out.view(nh, B, nc * C, D)[:, :, :T]
 
     @staticmethod
     def backward(ctx, g: Tensor):
         qc, vc, scores, states = ctx.saved_tensors
-        nh, B, T, N, D = ctx.shape
-        nc, C = qc.shape[1:3]
-        g = F.pad(g.to(qc.dtype), (0, 0, 0, nc * C - T)).reshape(nh * B, nc, C, D)
+        nh, B, T, N, D, nc = ctx.shape
+        C = qc.size(1)
+        g = F.pad(g.to(qc.dtype), (0, 0, 0, nc * C - T)).reshape(-1, C, D)
         g_scores = (g @ vc.mT).tril_(diagonal=-1)
-        g_q = (g_scores + g_scores.mT) @ qc + g @ states.mT  # intra + inter
+        g_q = torch.baddbmm(_plus_transpose(g_scores) @ qc, g, states.mT)  # intra + inter
         g_v = scores.mT @ g
         # a chunk's kv reaches the states of all later chunks: reverse exclusive cumsum
-        g_states = qc.mT @ g  # nh*B, nc, N, D
+        g_states = (qc.mT @ g).view(nh * B, nc, N, D)
         g_kv = torch.zeros_like(g_states)
-        g_kv[:, :-1] = g_states[:, 1:].flip(1).cumsum(1, dtype=_acc_dtype(g_states)).flip(1)
-        g_q += vc @ g_kv.mT
-        g_v += qc @ g_kv
+        g_kv[:, :-1] = g_states[:, 1:].flip(1).cumsum(1).flip(1)
+        g_kv = g_kv.view(-1, N, D)
+        g_q.baddbmm_(vc, g_kv.mT)
+        g_v.baddbmm_(qc, g_kv)
         g_q = g_q.view(nh, B, nc * C, N)[:, :, :T]
         g_v = g_v.view(nh, B, nc * C, D)[:, :, :T].sum(0)
         return g_q, g_v.to(ctx.v_dtype), None
@@ -343,8 +374,16 @@ class Attention(nn.Module):
         self.chunk_size = config.chunk_size
         N = config.n_neurons
         self.freqs = nn.Buffer(rope_freqs(N).view(1, 1, 1, N))
-        # measured break-even of chunked vs quadratic (fwd+bwd), see benchmarks/bdh_speed.py
-        self.auto_min_len = 4 * config.chunk_size
+        # Per token, fwd+bwd, the quadratic form costs ~T * (2N + 3D) multiply-adds and the
+        # chunked one ~C * (2N + 3D) + 6 * N * D plus traffic over the N x D states. Measured
+        # on CPU (benchmarks/bdh_speed.py), chunked wins from ~2x this length in fp32 and ~4x in
+        # bf16, where the quadratic form's big matmuls are relatively cheaper.
+        D = config.n_embd
+        self.break_even = config.chunk_size + 6 * N * D / (2 * N + 3 * D)
+
+    def chunked_from(self, dtype: torch.dtype) -> int:
+        """Sequence length from which attention="auto" uses the chunked form."""
+        return math.ceil((2 if dtype in (torch.float32, torch.float64) else 4) * self.break_even)
 
     def rotation(self, pos: Tensor) -> Tensor:
         """Unit complex numbers (T, N/2) rotating neuron pairs at positions pos (T,)."""
@@ -368,7 +407,7 @@ class Attention(nn.Module):
             return out
         if T == 1:
             out = q.new_zeros(*q.shape[:-1], v.size(-1))
-        elif self.mode == "chunked" or (self.mode == "auto" and self.auto_min_len <= T):
+        elif self.mode == "chunked" or (self.mode == "auto" and self.chunked_from(q.dtype) <= T):
             out = attention_chunked(q, v, self.chunk_size)
         else:
             out = attention_quadratic(q, v)
@@ -436,9 +475,7 @@ class BDH(nn.Module):
             bits = dropout_bits(x_sparse.shape, x_sparse.device)
             if compiled:
                 bits = bits.view(torch.uint8).view(2, *x_sparse.shape)
-        xy_sparse = Gate.apply(y_latent, x_sparse, bits, C.dropout, compiled)  # nh, B*T, N
-        # sum over heads of the per-head decoders == the official (B, T, nh*N) @ (nh*N, D)
-        y = self.ln((xy_sparse @ dec).sum(0))  # B*T, D
+        y = self.ln(GateDecode.apply(y_latent, x_sparse, bits, dec, C.dropout, compiled))  # B*T, D
         if sparsity is not None:
             sparsity[f"x_l{index}"] = (x_sparse.count_nonzero() / x_sparse.numel()).detach()
             sparsity[f"y_l{index}"] = ((y_latent > 0).sum() / y_latent.numel()).detach()

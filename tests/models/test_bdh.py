@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 from bdh_pl.models.bdh import (
     BDH,
+    Attention,
     BDHConfig,
-    Gate,
+    GateDecode,
     SparseRope,
     _keep,
     attention_chunked,
@@ -221,15 +222,15 @@ def test_sparse_rope_and_gate_gradcheck():
     assert torch.autograd.gradcheck(lambda x: SparseRope.apply(x, rot, False), (x,), fast_mode=True)
     y = torch.randn(2, 5, 64, dtype=torch.float64, requires_grad=True)
     xs = torch.randn(2, 5, 64, dtype=torch.float64).relu().requires_grad_()
+    dec = torch.randn(2, 64, 3, dtype=torch.float64, requires_grad=True)
     bits = dropout_bits((2, 5, 64), torch.device("cpu"))
     for b in (None, bits):
-        assert torch.autograd.gradcheck(
-            lambda y, xs, b=b: Gate.apply(y, xs, b, 0.3, False), (y, xs)
-        )
-    # the mask of Gate is the one _keep gives, and kept entries are scaled by 1 / (1 - p)
-    out = Gate.apply(y, xs, bits, 0.3, False)
-    expected = torch.where(_keep(bits, 0.3), y.relu() * xs / 0.7, 0.0)
-    torch.testing.assert_close(out, expected)
+        f = lambda y, xs, dec, b=b: GateDecode.apply(y, xs, b, dec, 0.3, False)  # noqa: E731
+        assert torch.autograd.gradcheck(f, (y, xs, dec), fast_mode=True)
+    # the mask is the one _keep gives, and kept entries are scaled by 1 / (1 - p)
+    out = GateDecode.apply(y, xs, bits, dec, 0.3, False)
+    xy = torch.where(_keep(bits, 0.3), y.relu() * xs / 0.7, 0.0)
+    torch.testing.assert_close(out, (xy @ dec).sum(0))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -280,11 +281,12 @@ def test_compiled_kernels_match_eager():
     # the compiled dropout gate against the eager one, same random bits
     y = torch.randn(2, 48, 64, requires_grad=True)
     xs = torch.randn(2, 48, 64).relu().requires_grad_()
+    dec = torch.randn(2, 64, 8, requires_grad=True)
     bits = dropout_bits((2, 48, 64), torch.device("cpu")).view(torch.uint8).view(2, 2, 48, 64)
     outs = []
     for compiled in (False, True):
-        out = Gate.apply(y, xs, bits, 0.25, compiled)
-        outs.append((out, *torch.autograd.grad(out.square().sum(), (y, xs))))
+        out = GateDecode.apply(y, xs, bits, dec, 0.25, compiled)
+        outs.append((out, *torch.autograd.grad(out.square().sum(), (y, xs, dec))))
     for e, c in zip(*outs, strict=True):
         torch.testing.assert_close(c, e, atol=1e-5, rtol=1e-5)
 
@@ -318,26 +320,29 @@ def test_chunked_equals_quadratic_values_and_grads():
         torch.testing.assert_close(g_c[name], g_q[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_auto_attention_picks_by_length():
-    model = make_model(attention="auto", chunk_size=4)
-    calls = []
+def test_auto_attention_picks_by_length(monkeypatch):
     import bdh_pl.models.bdh as bdh_module
 
+    model = make_model(attention="auto", chunk_size=4)
+    calls = []
     orig = bdh_module.attention_chunked
+    monkeypatch.setattr(bdh_module, "attention_chunked", lambda *a: calls.append(1) or orig(*a))
+    threshold = model.attn.chunked_from(torch.float32)
+    assert threshold < model.attn.chunked_from(torch.bfloat16)
+    with torch.no_grad():
+        model(torch.zeros(1, threshold - 1, dtype=torch.long))
+        assert not calls
+        model(torch.zeros(1, threshold, dtype=torch.long))
+        assert calls
+    # the default config keeps the quadratic form at the usual block sizes
+    assert Attention(BDHConfig()).chunked_from(torch.bfloat16) > 1024
 
-    def spy(*a, **k):
-        calls.append(1)
-        return orig(*a, **k)
 
-    bdh_module.attention_chunked = spy
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, model.attn.auto_min_len - 1, dtype=torch.long))
-            assert not calls
-            model(torch.zeros(1, model.attn.auto_min_len, dtype=torch.long))
-            assert calls
-    finally:
-        bdh_module.attention_chunked = orig
+def test_plus_transpose_blocked_path():
+    from bdh_pl.models.bdh import _plus_transpose
+
+    g = torch.randn(3, 1024, 1024)
+    assert torch.equal(_plus_transpose(g), g + g.mT)
 
 
 def test_activation_checkpointing_grads_equal_plain():
