@@ -4,6 +4,11 @@ PYTHON ?= python
 # The CPU build; on a GPU machine use e.g. `make install TORCH=torch` to take your CUDA build.
 TORCH ?= torch==2.13.0
 DEMO_ROOT ?= lightning_logs/demo
+# Local data (see README "Offline data"): ../shared/data when it is there, else the hub.
+BDH_PL_DATA_DIR ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
+ifneq ($(BDH_PL_DATA_DIR),)
+export BDH_PL_DATA_DIR
+endif
 
 .PHONY: install demo test lint
 
