@@ -4,11 +4,16 @@ Numerically the published architecture (github.com/pathwaycom/bdh) with the same
 so official checkpoints load with ``strict=True``. On top of it:
 
 - recurrent inference: the attention is linear, so each layer and head keeps a state
-  S = sum_{s<t} rope(q_s)^T x_s (N x D) and a new token costs O(N*D) instead of O(t*N),
-- chunked attention for long contexts (quadratic inside a chunk, the running state across chunks),
+  S = sum_{s<t} rope(q_s)^T x_s (N x D) and a new token costs O(N*D) instead of O(t*N)
+  (prefill / step / generate),
+- chunked attention for long contexts (quadratic inside a chunk, the running state across
+  chunks), picked by attention="auto" from a measured break-even length,
 - per-layer activation checkpointing,
-- cheaper elementwise work: the RoPE rotation is one complex multiply, its cos/sin are computed
-  once per forward, and activations are laid out heads-first (nh, B, T, N) so no transpose copies.
+- less elementwise work per step, which dominated it: activations laid out heads-first
+  (nh, B, T, N) so no transpose copies; RoPE cos/sin once per forward and the rotation as one
+  complex multiply; custom autograd functions whose backwards need fewer passes (no gradient
+  sums, (G + G^T) q for the symmetric scores); dropout masks from 16-bit random words instead
+  of bernoulli_; optionally (compile_elementwise) the elementwise chains fused by torch.compile.
 """
 
 from __future__ import annotations
@@ -108,17 +113,13 @@ def dropout_bits(shape: tuple[int, ...], device: torch.device) -> Tensor:
     return words.view(torch.int16)[:n].view(shape)
 
 
-def _keep(bits: Tensor, p: float) -> Tensor:
-    """Dropout keep mask, P(drop) = round(p * 2**16) / 2**16 (within 1e-5 of p).
+def dropout_keep(bits: Tensor, p: float) -> Tensor:
+    """Dropout keep mask from dropout_bits: P(drop) = round(p * 2**16) / 2**16 (within 1e-5 of p).
 
-    bits: int16 words, or for the compiled kernels the same bytes as two uint8 planes (2, ...)
-    (inductor does not vectorize int16), read as one 16-bit number hi * 256 + lo.
+    Computed eagerly (one int16 -> bool pass) and handed to the kernels as bool: inductor does
+    not vectorize int16, and mixing bytes with bf16 costs it partial-vector loads.
     """
-    threshold = round(p * 2**16)
-    if bits.dtype == torch.int16:
-        return bits >= threshold - 2**15
-    hi, lo = bits.unbind(0)
-    return hi.int() * 256 + lo.int() >= threshold
+    return bits >= round(p * 2**16) - 2**15
 
 
 def _relu_rope_fwd(x_latent: Tensor, rot: Tensor) -> tuple[Tensor, Tensor]:
@@ -170,14 +171,11 @@ def to_halves(w: Tensor, dim: int, dtype: torch.dtype | None = None) -> Tensor:
     return out.copy_(view).flatten(dim, dim + 1)
 
 
-def _gate_fwd(
-    y_latent: Tensor, x_sparse: Tensor, bits: Tensor | None, p: float
-) -> tuple[Tensor, Tensor | None]:
+def _gate_fwd(y_latent: Tensor, x_sparse: Tensor, keep: Tensor | None, p: float) -> Tensor:
     xy = F.relu(y_latent) * x_sparse
-    if bits is None:
-        return xy, None
-    keep = _keep(bits, p)  # saved as bool: half the bytes of the bits
-    return torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0), keep
+    if keep is None:
+        return xy
+    return torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0)
 
 
 def _gate_bwd(
@@ -227,24 +225,23 @@ class SparseRope(torch.autograd.Function):
 
 
 class GateDecode(torch.autograd.Function):
-    """sum over heads of dropout(relu(y_latent) * x_sparse) @ decoder; dropout mask from bits.
+    """sum over heads of dropout(relu(y_latent) * x_sparse) @ decoder, dropout by a keep mask.
 
-    y_latent, x_sparse: nh, B*T, N; decoder: nh, N, D; returns B*T, D. The compiled path keeps
-    no (nh, B*T, N) product for backward: its backward kernel recomputes it in the same pass.
+    y_latent, x_sparse: nh, B*T, N; keep: bool like them, or None; decoder: nh, N, D; returns
+    B*T, D. The compiled path keeps no (nh, B*T, N) product for backward: its backward kernel
+    recomputes it in the same pass.
     """
 
     @staticmethod
-    def forward(ctx, y_latent, x_sparse, bits, decoder, p: float, compiled: bool) -> Tensor:
+    def forward(ctx, y_latent, x_sparse, keep, decoder, p: float, compiled: bool) -> Tensor:
         ctx.p, ctx.compiled = p, compiled
         if compiled:
-            xy, keep = _kernel(_gate_fwd, True)(y_latent, x_sparse, bits, p)
+            xy = _kernel(_gate_fwd, True)(y_latent, x_sparse, keep, p)
             ctx.save_for_backward(y_latent, x_sparse, keep, decoder)
         else:  # eager: few passes, in place where the tensor is ours
             y_sparse = F.relu(y_latent)
             xy = x_sparse * y_sparse
-            keep = None
-            if bits is not None:
-                keep = _keep(bits, p)
+            if keep is not None:
                 xy.mul_(keep).mul_(1.0 / (1.0 - p))
             ctx.save_for_backward(y_sparse, x_sparse, keep, decoder, xy)
         # per-head decoders summed == the official (B, T, nh*N) @ (nh*N, D)
@@ -308,8 +305,10 @@ class CausalLinearAttention(torch.autograd.Function):
 class ChunkedLinearAttention(torch.autograd.Function):
     """CausalLinearAttention in O(T * (C * N + N * D)) rather than O(T^2 * N), for long T.
 
-    Inside a chunk of C positions the quadratic form; the earlier chunks enter through their
-    state S_c = sum_{s in chunks < c} q_s^T v_s (N x D per head; cumsum accumulates in fp32).
+    Inside a chunk of C positions the quadratic form; earlier chunks enter through the state
+    S_c = sum_{s in chunks < c} q_s^T v_s (N x D per head). The states are as large as the
+    activations, so their prefix sums over chunks are one (nc, nc) @ (nc, N*D) matmul per head:
+    one pass, fp32 accumulation, no cumsum/flip copies.
     """
 
     @staticmethod
@@ -325,29 +324,25 @@ class ChunkedLinearAttention(torch.autograd.Function):
         qc = q.reshape(-1, C, N)  # nh*B*nc, C, N
         vc = v_q.view(1, B * nc, C, D).expand(nh, -1, -1, -1).reshape(-1, C, D)
         scores = (qc @ qc.mT).tril_(diagonal=-1)  # nh*B*nc, C, C
-        kv = (qc.mT @ vc).view(nh * B, nc, N, D)  # what each chunk adds to the state
-        states = torch.zeros_like(kv)  # the state before each chunk
-        torch.cumsum(kv[:, :-1], 1, out=states[:, 1:])
-        states = states.view(-1, N, D)
-        out = torch.baddbmm(scores @ vc, qc, states)  # intra + inter, nh*B*nc, C, D
-        ctx.save_for_backward(qc, vc, scores, states)
+        kv = (qc.mT @ vc).view(nh * B, nc, N * D)  # what each chunk adds to the state
+        earlier = torch.ones(nc, nc, dtype=q.dtype, device=q.device).tril_(diagonal=-1)
+        states = (earlier @ kv).view(-1, N, D)  # the state before each chunk
+        out = (scores @ vc).baddbmm_(qc, states)  # intra + inter, nh*B*nc, C, D
+        ctx.save_for_backward(qc, vc, scores, states, earlier)
         ctx.shape, ctx.v_dtype = (nh, B, T, N, D, nc), v.dtype
         return out.view(nh, B, nc * C, D)[:, :, :T]
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        qc, vc, scores, states = ctx.saved_tensors
+        qc, vc, scores, states, earlier = ctx.saved_tensors
         nh, B, T, N, D, nc = ctx.shape
         C = qc.size(1)
         g = F.pad(g.to(qc.dtype), (0, 0, 0, nc * C - T)).reshape(-1, C, D)
         g_scores = (g @ vc.mT).tril_(diagonal=-1)
-        g_q = torch.baddbmm(_plus_transpose(g_scores) @ qc, g, states.mT)  # intra + inter
+        g_q = (_plus_transpose(g_scores) @ qc).baddbmm_(g, states.mT)  # intra + inter
         g_v = scores.mT @ g
-        # a chunk's kv reaches the states of all later chunks: reverse exclusive cumsum
-        g_states = (qc.mT @ g).view(nh * B, nc, N, D)
-        g_kv = torch.zeros_like(g_states)
-        g_kv[:, :-1] = g_states[:, 1:].flip(1).cumsum(1).flip(1)
-        g_kv = g_kv.view(-1, N, D)
+        g_states = (qc.mT @ g).view(nh * B, nc, N * D)
+        g_kv = (earlier.mT @ g_states).view(-1, N, D)  # a chunk's kv is in all later states
         g_q.baddbmm_(vc, g_kv.mT)
         g_v.baddbmm_(qc, g_kv)
         g_q = g_q.view(nh, B, nc * C, N)[:, :, :T]
@@ -375,15 +370,17 @@ class Attention(nn.Module):
         N = config.n_neurons
         self.freqs = nn.Buffer(rope_freqs(N).view(1, 1, 1, N))
         # Per token, fwd+bwd, the quadratic form costs ~T * (2N + 3D) multiply-adds and the
-        # chunked one ~C * (2N + 3D) + 6 * N * D plus traffic over the N x D states. Measured
-        # on CPU (benchmarks/bdh_speed.py), chunked wins from ~2x this length in fp32 and ~4x in
-        # bf16, where the quadratic form's big matmuls are relatively cheaper.
+        # chunked one ~C * (2N + 3D) + 6 * N * D, in skinnier (slower) matmuls. Measured on
+        # this CPU (benchmarks/bdh_speed.py), chunked wins from ~1.1-1.8x this length in fp32
+        # and ~1.3-2.8x in bf16, where the quadratic form's big matmuls are relatively cheaper.
         D = config.n_embd
         self.break_even = config.chunk_size + 6 * N * D / (2 * N + 3 * D)
 
     def chunked_from(self, dtype: torch.dtype) -> int:
         """Sequence length from which attention="auto" uses the chunked form."""
-        return math.ceil((2 if dtype in (torch.float32, torch.float64) else 4) * self.break_even)
+        return math.ceil(
+            (1.5 if dtype in (torch.float32, torch.float64) else 2.5) * self.break_even
+        )
 
     def rotation(self, pos: Tensor) -> Tensor:
         """Unit complex numbers (T, N/2) rotating neuron pairs at positions pos (T,)."""
@@ -470,12 +467,10 @@ class BDH(nn.Module):
         a = self.ln(self.attn(q, x, kv))  # nh, B, T, D
         y_latent = a.view(nh, B * T, D) @ enc_v  # nh, B*T, N
         x_sparse = x_sparse.view(nh, B * T, N)
-        bits = None
+        keep = None
         if self.training and C.dropout > 0:
-            bits = dropout_bits(x_sparse.shape, x_sparse.device)
-            if compiled:
-                bits = bits.view(torch.uint8).view(2, *x_sparse.shape)
-        y = self.ln(GateDecode.apply(y_latent, x_sparse, bits, dec, C.dropout, compiled))  # B*T, D
+            keep = dropout_keep(dropout_bits(x_sparse.shape, x_sparse.device), C.dropout)
+        y = self.ln(GateDecode.apply(y_latent, x_sparse, keep, dec, C.dropout, compiled))  # B*T, D
         if sparsity is not None:
             sparsity[f"x_l{index}"] = (x_sparse.count_nonzero() / x_sparse.numel()).detach()
             sparsity[f"y_l{index}"] = ((y_latent > 0).sum() / y_latent.numel()).detach()

@@ -12,10 +12,10 @@ from bdh_pl.models.bdh import (
     BDHConfig,
     GateDecode,
     SparseRope,
-    _keep,
     attention_chunked,
     attention_quadratic,
     dropout_bits,
+    dropout_keep,
     rotate,
     to_halves,
 )
@@ -223,22 +223,25 @@ def test_sparse_rope_and_gate_gradcheck():
     y = torch.randn(2, 5, 64, dtype=torch.float64, requires_grad=True)
     xs = torch.randn(2, 5, 64, dtype=torch.float64).relu().requires_grad_()
     dec = torch.randn(2, 64, 3, dtype=torch.float64, requires_grad=True)
-    bits = dropout_bits((2, 5, 64), torch.device("cpu"))
-    for b in (None, bits):
-        f = lambda y, xs, dec, b=b: GateDecode.apply(y, xs, b, dec, 0.3, False)  # noqa: E731
+    keep = dropout_keep(dropout_bits((2, 5, 64), torch.device("cpu")), 0.3)
+    for k in (None, keep):
+        f = lambda y, xs, dec, k=k: GateDecode.apply(y, xs, k, dec, 0.3, False)  # noqa: E731
         assert torch.autograd.gradcheck(f, (y, xs, dec), fast_mode=True)
-    # the mask is the one _keep gives, and kept entries are scaled by 1 / (1 - p)
-    out = GateDecode.apply(y, xs, bits, dec, 0.3, False)
-    xy = torch.where(_keep(bits, 0.3), y.relu() * xs / 0.7, 0.0)
+    # dropped entries are zero, kept ones scaled by 1 / (1 - p)
+    out = GateDecode.apply(y, xs, keep, dec, 0.3, False)
+    xy = torch.where(keep, y.relu() * xs / 0.7, 0.0)
     torch.testing.assert_close(out, (xy @ dec).sum(0))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_dropout_bits_rate(p):
     torch.manual_seed(0)
-    bits = dropout_bits((1000, 1000), torch.device("cpu"))
-    for b in (bits, bits.view(torch.uint8).view(2, 1000, 1000)):  # eager and compiled forms
-        assert abs(1 - _keep(b, p).float().mean().item() - p) < 3e-3
+    keep = dropout_keep(dropout_bits((1000, 1000), torch.device("cpu")), p)
+    assert keep.dtype == torch.bool
+    assert abs(1 - keep.float().mean().item() - p) < 3e-3
+    # independent across the four 16-bit words of each 64-bit draw
+    per_word = keep.view(-1, 4).float().mean(0)
+    assert (per_word - (1 - p)).abs().max() < 5e-3
 
 
 def test_dropout_in_train_mode_only_and_seeded():
@@ -278,14 +281,14 @@ def test_compiled_kernels_match_eager():
     torch.testing.assert_close(l_c, l_e, atol=1e-5, rtol=1e-5)
     for name in g_e:
         torch.testing.assert_close(g_c[name], g_e[name], atol=1e-6, rtol=1e-4, msg=name)
-    # the compiled dropout gate against the eager one, same random bits
+    # the compiled dropout gate against the eager one, same mask
     y = torch.randn(2, 48, 64, requires_grad=True)
     xs = torch.randn(2, 48, 64).relu().requires_grad_()
     dec = torch.randn(2, 64, 8, requires_grad=True)
-    bits = dropout_bits((2, 48, 64), torch.device("cpu")).view(torch.uint8).view(2, 2, 48, 64)
+    keep = dropout_keep(dropout_bits((2, 48, 64), torch.device("cpu")), 0.25)
     outs = []
     for compiled in (False, True):
-        out = GateDecode.apply(y, xs, bits, dec, 0.25, compiled)
+        out = GateDecode.apply(y, xs, keep, dec, 0.25, compiled)
         outs.append((out, *torch.autograd.grad(out.square().sum(), (y, xs, dec))))
     for e, c in zip(*outs, strict=True):
         torch.testing.assert_close(c, e, atol=1e-5, rtol=1e-5)
