@@ -644,8 +644,9 @@ def summary_markdown(bench: Benchmark, records: list[dict], command: str) -> str
         "",
         "bpb (bits per UTF-8 byte of the test text) and word perplexity compare across "
         "tokenizers; test loss and ppl are per the model's own token (byte or BPE) and do not. "
-        "Train tok/s is the median over logged steps; eval tok/s is the whole test pass. FLOPs "
-        "counted by torch's FlopCounterMode on one full block (training is about 3x). Peak "
+        "Train tok/s: training tokens over training time, validation excluded (Lightning's "
+        "ThroughputMonitor); eval tok/s: the whole test pass. FLOPs/token: forward, counted by "
+        "torch's FlopCounterMode on one full block (a training step is about 3x). Peak "
         f"memory: {first['memory_kind'] or '?'} (`cuda`: max allocated; `cpu_rss`: process "
         "peak RSS), the larger of the train and test phases.",
     ]
@@ -670,12 +671,19 @@ def run_benchmark(config: str | Path, output_dir: str | None = None) -> list[dic
     atomic_write_text(
         out / "benchmark.yaml", yaml.safe_dump(resolved_benchmark(bench), sort_keys=False)
     )
-    provenance = environment()
     records: list[dict] = []
     n = len(bench.models)
     for i, entry in enumerate(bench.models, 1):
         _say(f"[{i}/{n}] {entry.name}: start")
-        record = run_model(bench, entry, provenance)
+        before = environment()
+        record = run_model(bench, entry, before)
+        after = environment()
+        if before["git_commit"] is not None:  # the commit is what ran only if clean throughout
+            record["git_dirty"] = bool(
+                before["git_dirty"]
+                or after["git_dirty"]
+                or before["git_commit"] != after["git_commit"]
+            )
         records.append(record)
         write_results(bench, records, command)
         if record["status"] == "ok":
