@@ -77,7 +77,11 @@ class LanguageModel(L.LightningModule):
 
     @torch.no_grad()
     def generate(
-        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
     ) -> torch.Tensor:
         """Continue idx (B, T) by sampling, with the network's own fast path (BDH: its
         recurrent state; transformers models: their KV cache)."""
