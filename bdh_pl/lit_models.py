@@ -38,6 +38,7 @@ class BDHLM(LanguageModel):
         dropout: float = 0.1,
         attention: str = "auto",
         activation_checkpointing: bool = False,
+        compile_elementwise: bool = False,
         **kwargs,
     ) -> None:
         try:
@@ -50,6 +51,7 @@ class BDHLM(LanguageModel):
                 vocab_size=kwargs.get("vocab_size", 256),
                 attention=attention,
                 activation_checkpointing=activation_checkpointing,
+                compile_elementwise=compile_elementwise,
             )
         except ValueError as err:
             raise UserError(f"model: {err}") from None
