@@ -1,0 +1,357 @@
+"""Speed of the BDH model (bdh_pl.models.bdh) against a plain eager implementation of the same math.
+
+    python benchmarks/bdh_speed.py [--quick] [--out results/bdh-speed]
+
+Training: tokens/s of a full step (forward, cross-entropy, backward, AdamW step), variants timed
+interleaved in one process (round robin, median per variant), so that load from other processes
+hits all of them alike. Peak RSS of a training step: one subprocess per variant, peak reset
+after the warm-up steps (/proc/self/clear_refs), so compile-time memory is not counted.
+Generation: tokens/s of the recurrent generate() against re-running the full forward per token.
+
+Writes speed.json and summary.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bdh_pl.models.bdh import (  # noqa: E402
+    BDH,
+    Attention,
+    BDHConfig,
+    attention_chunked,
+    attention_quadratic,
+)
+
+CONFIGS = {
+    # name: (model config, batch size, block size)
+    "seed-25M": (dict(), 1, 256),
+    "small-1.6M": (dict(n_layer=4, n_embd=128, n_head=4, mlp_internal_dim_multiplier=32), 8, 256),
+}
+VARIANTS = {
+    # name: (implementation, bf16 autocast, torch.compile of the whole model, fused kernels)
+    "plain fp32": ("plain", False, False, False),
+    "plain bf16": ("plain", True, False, False),
+    "plain bf16+compile": ("plain", True, True, False),
+    "ours fp32": ("ours", False, False, False),
+    "ours fp32+kernels": ("ours", False, False, True),
+    "ours bf16": ("ours", True, False, False),
+    "ours bf16+kernels": ("ours", True, False, True),
+}
+
+
+class PlainBDH(nn.Module):
+    """The official BDH-GPU math written the straightforward eager way (the baseline)."""
+
+    def __init__(self, config: BDHConfig):
+        super().__init__()
+        self.config = config
+        nh, D, N = config.n_head, config.n_embd, config.n_neurons
+        self.decoder = nn.Parameter(torch.randn(nh * N, D) * 0.02)
+        self.encoder = nn.Parameter(torch.randn(nh, D, N) * 0.02)
+        self.encoder_v = nn.Parameter(torch.randn(nh, D, N) * 0.02)
+        self.embed = nn.Embedding(config.vocab_size, D)
+        self.lm_head = nn.Parameter(torch.randn(D, config.vocab_size) * 0.02)
+        i = torch.arange(N, dtype=torch.float32)
+        freqs = 1.0 / (2**16) ** ((i / 2).floor() * 2 / N) / (2 * math.pi)
+        self.register_buffer("freqs", freqs.view(1, 1, 1, N))
+        self.drop = nn.Dropout(config.dropout)
+
+    def rope(self, v: torch.Tensor) -> torch.Tensor:
+        phases = torch.arange(v.size(2), dtype=torch.float32, device=v.device).view(1, 1, -1, 1)
+        phases = ((phases * self.freqs) % 1) * (2 * math.pi)
+        v_rot = torch.stack((-v[..., 1::2], v[..., ::2]), dim=-1).view(*v.size())
+        return (v * phases.cos()).to(v.dtype) + (v_rot * phases.sin()).to(v.dtype)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        C = self.config
+        B, T = idx.shape
+        D, nh, N = C.n_embd, C.n_head, C.n_neurons
+        x = F.layer_norm(self.embed(idx).unsqueeze(1), (D,))  # B, 1, T, D
+        for _ in range(C.n_layer):
+            x_sparse = F.relu(x @ self.encoder)  # B, nh, T, N
+            qr = self.rope(x_sparse)
+            a = F.layer_norm((qr @ qr.mT).tril(diagonal=-1) @ x, (D,))  # B, nh, T, D
+            y_sparse = F.relu(a @ self.encoder_v)
+            xy = self.drop(x_sparse * y_sparse)
+            y = F.layer_norm(xy.transpose(1, 2).reshape(B, 1, T, N * nh) @ self.decoder, (D,))
+            x = F.layer_norm(x + y, (D,))
+        return x.view(B, T, D) @ self.lm_head
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        for _ in range(max_new_tokens):  # the official way: the whole sequence again per token
+            probs = F.softmax(self(idx)[:, -1], dim=-1)
+            idx = torch.cat((idx, torch.multinomial(probs, num_samples=1)), dim=1)
+        return idx
+
+
+def build(config_name: str, variant: str):
+    """A step() closure for one (config, variant), and the model."""
+    kw, batch, block = CONFIGS[config_name]
+    impl, bf16, whole_compile, kernels = VARIANTS[variant]
+    torch.manual_seed(0)
+    if impl == "plain":
+        model = PlainBDH(BDHConfig(**kw))
+    else:
+        model = BDH(BDHConfig(**kw, compile_elementwise=kernels))
+    model.train()
+    net = torch.compile(model) if whole_compile else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    idx = torch.randint(0, 256, (batch, block + 1))
+
+    def step() -> float:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = net(idx[:, :-1])
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), idx[:, 1:].flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step, batch * block
+
+
+def bench_train(config_name: str, variants: list[str], rounds: int) -> dict:
+    steps, warmup = {}, {}
+    for v in variants:
+        step, tokens = build(config_name, v)
+        t = time.perf_counter()
+        step()  # compile happens here
+        warmup[v] = time.perf_counter() - t
+        step()
+        steps[v] = step
+        print(f"  {config_name} {v}: first step {warmup[v]:.1f} s", flush=True)
+    times = {v: [] for v in variants}
+    for _ in range(rounds):
+        for v, step in steps.items():
+            t = time.perf_counter()
+            step()
+            times[v].append(time.perf_counter() - t)
+    return {
+        v: {
+            "tokens_per_s": tokens / statistics.median(ts),
+            "step_s_median": statistics.median(ts),
+            "step_s_all": ts,
+            "first_step_s": warmup[v],
+        }
+        for v, ts in times.items()
+    }
+
+
+def _vm_hwm_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmHWM")) / 1024
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM; fork + exec would otherwise inherit the parent's peak
+
+
+def peak_rss_child(config_name: str, variant: str) -> None:
+    """Run in a subprocess: print the peak RSS (MiB) of training steps after a warm-up."""
+    _reset_peak_rss()
+    step, _ = build(config_name, variant)
+    step()
+    step()
+    warmup = _vm_hwm_mib()  # includes model build and compilation
+    _reset_peak_rss()
+    for _ in range(2):
+        step()
+    print(json.dumps({"step_peak_rss_mib": _vm_hwm_mib(), "warmup_peak_rss_mib": warmup}))
+
+
+def bench_memory(config_name: str, variants: list[str]) -> dict:
+    out = {}
+    for v in variants:
+        threads = ["--threads", str(torch.get_num_threads())]
+        cmd = [sys.executable, __file__, "--rss-child", config_name, v, *threads]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[v] = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"  {config_name} {v}: {out[v]}", flush=True)
+    return out
+
+
+def bench_generate(config_name: str, lengths: list[int], rerun_max: int) -> dict:
+    kw, _, _ = CONFIGS[config_name]
+    torch.manual_seed(0)
+    ours = BDH(BDHConfig(**kw)).eval()
+    plain = PlainBDH(BDHConfig(**kw)).eval()
+    plain.load_state_dict(
+        {k.replace("attn.", ""): v for k, v in ours.state_dict().items()}, strict=True
+    )
+    prompt = torch.randint(0, 256, (1, 16))
+    out = {}
+    for n in lengths:
+        row = {}
+        torch.manual_seed(1)
+        t = time.perf_counter()
+        a = ours.generate(prompt, n)
+        row["recurrent_tokens_per_s"] = n / (time.perf_counter() - t)
+        if n <= rerun_max:
+            torch.manual_seed(1)
+            t = time.perf_counter()
+            b = plain.generate(prompt, n)
+            row["rerun_tokens_per_s"] = n / (time.perf_counter() - t)
+            row["speedup"] = row["recurrent_tokens_per_s"] / row["rerun_tokens_per_s"]
+            # same weights, same seed: the samples agree until fp rounding flips one
+            row["same_tokens_prefix"] = int((a != b).int().cumsum(1).eq(0).sum())
+        out[str(n)] = row
+        print(f"  generate {config_name} {n}: {row}", flush=True)
+    return out
+
+
+def bench_attention(lengths: list[int], rounds: int = 2) -> dict:
+    """fwd+bwd ms of the quadratic and the chunked attention (batch 1), and attention="auto"'s
+    choice: the measurements behind Attention.chunked_from."""
+    out = {}
+    for name, (kw, _, _) in CONFIGS.items():
+        cfg = BDHConfig(**kw)
+        nh, N, D, C = cfg.n_head, cfg.n_neurons, cfg.n_embd, cfg.chunk_size
+        for dtype in (torch.float32, torch.bfloat16):
+            auto_from = Attention(cfg).chunked_from(dtype)
+            for T in lengths:
+                q = torch.randn(nh, 1, T, N).relu().to(dtype)
+                v = torch.randn(1, T, D)
+                fns = {
+                    "quadratic": attention_quadratic,
+                    "chunked": lambda q, v, C=C: attention_chunked(q, v, C),
+                }
+                times = {k: [] for k in fns}
+                for _ in range(rounds):
+                    for k, f in fns.items():
+                        qq, vv = q.clone().requires_grad_(), v.clone().requires_grad_()
+                        t = time.perf_counter()
+                        f(qq, vv).sum().backward()
+                        times[k].append(time.perf_counter() - t)
+                row = {k: 1e3 * min(ts) for k, ts in times.items()}
+                row["auto"] = "chunked" if auto_from <= T else "quadratic"
+                out[f"{name} {str(dtype).removeprefix('torch.')} T={T}"] = row
+                print(f"  attention {name} {dtype} T={T}: {row}", flush=True)
+    return out
+
+
+def summary(results: dict) -> str:
+    lines = [
+        "# BDH speed",
+        "",
+        f"{results['machine']['cpu']}, {results['machine']['threads']} threads, torch "
+        f"{results['machine']['torch']}; load average before/after: "
+        f"{results['load_before']} / {results['load_after']}.",
+        "Training step = forward + cross-entropy + backward + AdamW step; variants interleaved "
+        "in one process (median of the rounds). 'kernels' = BDHConfig(compile_elementwise=True).",
+        "",
+    ]
+    for name, res in results["train"].items():
+        _, batch, block = CONFIGS[name]
+        mem = results["memory"].get(name, {})
+        best_plain = max(res[k]["tokens_per_s"] for k in ("plain bf16", "plain bf16+compile"))
+        fp32 = res["plain fp32"]["tokens_per_s"]
+        lines += [
+            f"## Training, {name} (batch {batch}, block {block})",
+            "",
+            "| variant | tokens/s | vs plain fp32 | vs best plain bf16 | first step s "
+            "| step peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for v, r in res.items():
+            rss = mem.get(v, {}).get("step_peak_rss_mib")
+            lines.append(
+                f"| {v} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / fp32:.2f}x | "
+                f"{r['tokens_per_s'] / best_plain:.2f}x | {r['first_step_s']:.1f} | "
+                f"{'' if rss is None else f'{rss:.0f}'} |"
+            )
+        lines.append("")
+    for name, res in results["generate"].items():
+        lines += [
+            f"## Generation, {name} (batch 1, prompt 16, fp32, eval)",
+            "",
+            "| new tokens | recurrent tok/s | full re-run tok/s | speedup |",
+            "|---:|---:|---:|---:|",
+        ]
+        for n, r in res.items():
+            rr = r.get("rerun_tokens_per_s")
+            sp = r.get("speedup")
+            lines.append(
+                f"| {n} | {r['recurrent_tokens_per_s']:.1f} | "
+                f"{'' if rr is None else f'{rr:.2f}'} | {'' if sp is None else f'{sp:.0f}x'} |"
+            )
+        lines.append("")
+    if results.get("attention"):
+        lines += [
+            f"## Attention fwd+bwd, batch 1, chunk {BDHConfig().chunk_size} (ms, best of rounds)",
+            "",
+            "| case | quadratic | chunked | auto picks |",
+            "|---|---:|---:|---|",
+        ]
+        for case, r in results["attention"].items():
+            lines.append(f"| {case} | {r['quadratic']:.0f} | {r['chunked']:.0f} | {r['auto']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter generation")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results/bdh-speed"))
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
+    ap.add_argument("--rss-child", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rss_child:
+        peak_rss_child(*args.rss_child)
+        return
+    rounds = 2 if args.quick else 5
+    results = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "load_before": os.getloadavg(),
+        "quick": args.quick,
+        "train": {},
+        "memory": {},
+        "generate": {},
+    }
+    try:
+        cpu = [ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln]
+        results["machine"]["cpu"] = cpu[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    for name in CONFIGS:
+        print(f"training {name}", flush=True)
+        results["train"][name] = bench_train(name, list(VARIANTS), rounds)
+        results["memory"][name] = bench_memory(name, list(VARIANTS))
+    lengths = [256] if args.quick else [256, 1024]
+    results["generate"]["small-1.6M"] = bench_generate("small-1.6M", lengths, rerun_max=1024)
+    results["generate"]["seed-25M"] = bench_generate("seed-25M", lengths, rerun_max=256)
+    if not args.quick:
+        results["attention"] = bench_attention([512, 1024, 2048, 4096])
+    results["load_after"] = os.getloadavg()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(results, indent=2))
+    (out / "summary.md").write_text(summary(results))
+    print(summary(results))
+
+
+if __name__ == "__main__":
+    main()
