@@ -376,6 +376,14 @@ class Attention(nn.Module):
         D = config.n_embd
         self.break_even = config.chunk_size + 6 * N * D / (2 * N + 3 * D)
 
+    def _apply(self, fn, recurse=True):
+        # keep the RoPE frequencies fp32 through model.to(bfloat16) / .half(), like the phases
+        super()._apply(fn, recurse)
+        if self.freqs.dtype != torch.float32:
+            N = self.freqs.size(-1)
+            self.freqs = rope_freqs(N).to(self.freqs.device).view(1, 1, 1, N)
+        return self
+
     def chunked_from(self, dtype: torch.dtype) -> int:
         """Sequence length from which attention="auto" uses the chunked form."""
         return math.ceil(

@@ -20,6 +20,17 @@ from bdh_pl.models.bdh import (
     to_halves,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: threads only add sync cost, and on a shared 2-core machine a stalled
+    # second thread can make each small op take milliseconds
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY = dict(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, vocab_size=64)
 
 
@@ -381,6 +392,8 @@ def test_bf16_autocast_close_to_fp32():
             got = model(idx)
     assert model.attn.freqs.dtype == torch.float32
     torch.testing.assert_close(got.float(), ref, atol=0.05, rtol=0.05)
+    # a bf16 model keeps the RoPE frequencies exact
+    assert torch.equal(model.to(torch.bfloat16).attn.freqs, naive_freqs(64).view(1, 1, 1, 64))
 
 
 # ---------------------------------------------------------------- recurrent inference
