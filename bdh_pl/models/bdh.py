@@ -471,14 +471,22 @@ class BDH(nn.Module):
         nh, N = enc.size(0), enc.size(-1)
         # explicit bmm: a broadcasting matmul would copy the (nh, B*T, N) result and its grad
         x_latent = torch.bmm(x.view(1, B * T, D).expand(nh, -1, -1), enc).view(nh, B, T, N)
-        x_sparse, q = SparseRope.apply(x_latent, rot, compiled)  # nh, B, T, N each
+        grad = torch.is_grad_enabled()  # without it, skip the autograd.Function overhead
+        if grad:
+            x_sparse, q = SparseRope.apply(x_latent, rot, compiled)  # nh, B, T, N each
+        else:
+            x_sparse, q = _relu_rope_fwd(x_latent, rot)
         a = self.ln(self.attn(q, x, kv))  # nh, B, T, D
         y_latent = a.view(nh, B * T, D) @ enc_v  # nh, B*T, N
         x_sparse = x_sparse.view(nh, B * T, N)
         keep = None
         if self.training and C.dropout > 0:
             keep = dropout_keep(dropout_bits(x_sparse.shape, x_sparse.device), C.dropout)
-        y = self.ln(GateDecode.apply(y_latent, x_sparse, keep, dec, C.dropout, compiled))  # B*T, D
+        if grad:
+            y = GateDecode.apply(y_latent, x_sparse, keep, dec, C.dropout, compiled)  # B*T, D
+        else:
+            y = (_gate_fwd(y_latent, x_sparse, keep, C.dropout) @ dec).sum(0)
+        y = self.ln(y)
         if sparsity is not None:
             sparsity[f"x_l{index}"] = (x_sparse.count_nonzero() / x_sparse.numel()).detach()
             sparsity[f"y_l{index}"] = ((y_latent > 0).sum() / y_latent.numel()).detach()
