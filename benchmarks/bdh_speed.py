@@ -21,6 +21,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -246,17 +247,58 @@ def bench_attention(lengths: list[int], rounds: int = 2) -> dict:
     return out
 
 
+def _targets(results: dict) -> list[str]:
+    """The issue's targets against this run's numbers."""
+    lines = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+
+    def row(what: str, value: float, goal: float, unit: str = "x") -> None:
+        lines.append(f"| {what} (>= {goal}{unit}) | {value:.2f}{unit} | {value >= goal} |")
+
+    for name, res in results["train"].items():
+        tps = {v: r["tokens_per_s"] for v, r in res.items()}
+        ours = max((v for v in tps if v.startswith("ours")), key=tps.get)
+        best_plain = max(tps["plain bf16"], tps["plain bf16+compile"])
+        row(f"{name} train, {ours} / plain fp32", tps[ours] / tps["plain fp32"], 2.5)
+        row(f"{name} train, {ours} / best plain bf16(+compile)", tps[ours] / best_plain, 1.3)
+        mem = results["memory"].get(name, {})
+        for prec in ("fp32", "bf16"):
+            plain = mem.get(f"plain {prec}", {}).get("step_peak_rss_mib")
+            worst = max(
+                (r["step_peak_rss_mib"] for v, r in mem.items() if v.startswith(f"ours {prec}")),
+                default=None,
+            )
+            if plain and worst:
+                lines.append(
+                    f"| {name} peak RSS, ours {prec} (all switches) <= plain {prec} eager | "
+                    f"{worst:.0f} vs {plain:.0f} MiB | {worst <= plain} |"
+                )
+    for name, res in results["generate"].items():
+        if "speedup" in res.get("1024", {}):
+            row(
+                f"{name} generation at 1024 new tokens, recurrent / re-run",
+                res["1024"]["speedup"],
+                40,
+            )
+    return [*lines, ""]
+
+
+def _load(avg) -> str:
+    return ", ".join(f"{x:.2f}" for x in avg)
+
+
 def summary(results: dict) -> str:
     lines = [
         "# BDH speed",
         "",
         f"{results['machine']['cpu']}, {results['machine']['threads']} threads, torch "
-        f"{results['machine']['torch']}; load average before/after: "
-        f"{results['load_before']} / {results['load_after']}.",
+        f"{results['machine']['torch']}; load average (1, 5, 15 min) before / after: "
+        f"{_load(results['load_before'])} / {_load(results['load_after'])}.",
         "Training step = forward + cross-entropy + backward + AdamW step; variants interleaved "
-        "in one process (median of the rounds). 'kernels' = BDHConfig(compile_elementwise=True).",
+        "in one process (median of the rounds). 'kernels' = BDHConfig(compile_elementwise=True); "
+        f"'first step s' with a {results.get('inductor_cache', 'warm')} inductor cache.",
         "",
     ]
+    lines += _targets(results)
     for name, res in results["train"].items():
         _, batch, block = CONFIGS[name]
         mem = results["memory"].get(name, {})
@@ -310,6 +352,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter generation")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results/bdh-speed"))
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
+    ap.add_argument("--warm-cache", action="store_true", help="reuse the inductor cache")
     ap.add_argument("--rss-child", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -317,6 +360,10 @@ def main() -> None:
     if args.rss_child:
         peak_rss_child(*args.rss_child)
         return
+    cache = None
+    if not args.warm_cache:  # a fresh inductor cache: "first step s" includes the full compile
+        cache = tempfile.TemporaryDirectory(prefix="bdh-speed-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
     rounds = 2 if args.quick else 5
     results = {
         "machine": {
@@ -327,6 +374,7 @@ def main() -> None:
         },
         "load_before": os.getloadavg(),
         "quick": args.quick,
+        "inductor_cache": "warm" if args.warm_cache else "cold",
         "train": {},
         "memory": {},
         "generate": {},
@@ -351,6 +399,8 @@ def main() -> None:
     (out / "speed.json").write_text(json.dumps(results, indent=2))
     (out / "summary.md").write_text(summary(results))
     print(summary(results))
+    if cache is not None:
+        cache.cleanup()
 
 
 if __name__ == "__main__":
