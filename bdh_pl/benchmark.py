@@ -57,9 +57,9 @@ import torch
 import yaml
 from matplotlib.ticker import EngFormatter
 
-from bdh_pl import plotting
 from bdh_pl.errors import UserError
-from bdh_pl.io import atomic_write_text, write_json
+from bdh_pl.fileio import atomic_write_text, write_json
+from bdh_pl.tools import plot as plotting
 
 # The keys every record has (None where a model did not get that far), in table order.
 RECORD_KEYS = [
@@ -208,7 +208,7 @@ def model_config(ref: str, where: str = "model") -> str:
             raise UserError(f"{where}: model config {ref} not found")
         return ref
     try:
-        from bdh_pl.registry import model_config_path
+        from bdh_pl.training.registry import model_config_path
     except ImportError:  # before the registry: the overlays still follow its layout
         model_config_path = None
     if model_config_path is not None:

@@ -18,24 +18,24 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from bdh_pl.callbacks import PeakMemory, TestMetricsWriter
-from bdh_pl.checkpoints import (
+from bdh_pl.data.datamodule import TextDataModule
+from bdh_pl.errors import UserError
+from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter
+from bdh_pl.training.checkpoints import (
     check_matches,
     infer_bdh_dims,
     is_lightning_checkpoint,
     load_untrusted,
     plain_state_dict,
 )
-from bdh_pl.data.datamodule import TextDataModule
-from bdh_pl.errors import UserError
-from bdh_pl.lm_module import LanguageModel
+from bdh_pl.training.language_model import LanguageModel
 
 DEFAULT_ROOT_DIR = "lightning_logs"
 # Subcommands that are not LightningCLI's: name -> module with a `main(argv)`.
 TOOLS: dict[str, str] = {
     "benchmark": "bdh_pl.benchmark",
-    "plot": "bdh_pl.plotting",
-    "generate": "bdh_pl.generate",
+    "plot": "bdh_pl.tools.plot",
+    "generate": "bdh_pl.tools.generate",
 }
 
 

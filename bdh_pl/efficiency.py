@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from bdh_pl.metrics import count_parameters
+from bdh_pl.training.metrics import count_parameters
 
 # Dense peak TFLOPS from NVIDIA's datasheets (no sparsity): (16-bit tensor core, TF32, FP32).
 # Matched in order against torch.cuda.get_device_name(), so specific names come first.

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bdh_pl.lm_module import LanguageModel
+from bdh_pl.training.language_model import LanguageModel
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("BDH_PL_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -82,7 +82,7 @@ CASES = {
         lambda t, c: ["fit", "--data.init_args.tokenizer", "spm"],
         "unknown tokenizer 'spm'",
     ),
-    "unknown model": (lambda t, c: ["fit", "--model", "bdh_pl.lit_models.Mamba"], "Mamba"),
+    "unknown model": (lambda t, c: ["fit", "--model", "bdh_pl.training.lit_models.Mamba"], "Mamba"),
     "unknown variant": (
         lambda t, c: ["fit", "--data", "bdh_pl.data.WikiText2", "--data.init_args.variant", "xml"],
         "unknown data.variant 'xml'",
@@ -155,7 +155,7 @@ CASES = {
         lambda t, c: [
             "test",
             "--model",
-            "bdh_pl.lit_models.PretrainedGPT2LM",
+            "bdh_pl.training.lit_models.PretrainedGPT2LM",
             "--model.init_args.name_or_path",
             tiny_gpt2(t),
             "--data.init_args.tokenizer",
@@ -166,7 +166,13 @@ CASES = {
         "exceeds the 64 positions",
     ),
     "checkpoint from another model class": (
-        lambda t, c: ["test", "--ckpt_path", str(c), "--model", "bdh_pl.lit_models.GPT2LM"],
+        lambda t, c: [
+            "test",
+            "--ckpt_path",
+            str(c),
+            "--model",
+            "bdh_pl.training.lit_models.GPT2LM",
+        ],
         "is for another model",
     ),
     "malicious checkpoint": (

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bdh_pl import benchmark, plotting
+from bdh_pl import benchmark
 from bdh_pl.errors import UserError
+from bdh_pl.tools import plot as plotting
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = [
@@ -112,7 +113,7 @@ def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
     bench = benchmark.load_benchmark(write(tmp_path, config))
     resolved = benchmark.lightning_config(bench, bench.models[0])
     model = resolved["model"]
-    assert model["class_path"] == "bdh_pl.lit_models.BDHLM"
+    assert model["class_path"] == "bdh_pl.training.lit_models.BDHLM"
     assert model["init_args"]["n_layer"] == 1  # the entry's init_args win
     assert model["init_args"]["n_embd"] == 256  # from the model YAML
     assert model["init_args"]["learning_rate"] == 0.005  # the shared recipe

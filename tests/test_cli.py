@@ -72,7 +72,7 @@ def test_print_config_round_trips(tmp_path):
     (tmp_path / "config.yaml").write_text(printed)
     again = bdh_pl("fit", "--config", str(tmp_path / "config.yaml"), "--print_config").stdout
     assert again == printed
-    assert "bdh_pl.lit_models.BDHLM" in printed
+    assert "bdh_pl.training.lit_models.BDHLM" in printed
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 from bdh_pl.cli import main
 from bdh_pl.data import WikiText2
-from bdh_pl.lit_models import BDHLM, PretrainedGPT2LM
+from bdh_pl.training.lit_models import BDHLM, PretrainedGPT2LM
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = 64

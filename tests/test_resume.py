@@ -16,7 +16,7 @@ from torch import nn
 
 from bdh_pl.data import TinyShakespeare
 from bdh_pl.errors import UserError
-from bdh_pl.lm_module import LanguageModel
+from bdh_pl.training.language_model import LanguageModel
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bdh_pl.data.tokenizers import Tokenizer
-from bdh_pl.io import atomic_write_text
+from bdh_pl.fileio import atomic_write_text
 
 CACHE_DIR_ENV = "BDH_PL_CACHE_DIR"
 CHUNK_BYTES = 1 << 20  # a BPE encoding costs ~0.5 kB per token while alive: keep chunks small

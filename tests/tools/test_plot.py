@@ -4,8 +4,8 @@ import math
 import pytest
 import yaml
 
-from bdh_pl import plotting
 from bdh_pl.errors import UserError
+from bdh_pl.tools import plot as plotting
 
 BATCH, BLOCK = 4, 8  # 32 tokens per step
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from bdh_pl.io import write_json
+from bdh_pl.fileio import write_json
 
 
 def memory_kind(device: torch.device) -> str:

@@ -11,10 +11,10 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from bdh_pl.cli import main
 from bdh_pl.errors import UserError
-from bdh_pl.lit_models import GPT2LM, LlamaLM
-from bdh_pl.registry import MODELS, build_model, get_spec, model_config_path
+from bdh_pl.training.lit_models import GPT2LM, LlamaLM
+from bdh_pl.training.registry import MODELS, build_model, get_spec, model_config_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "configs" / "recipes" / "nanogpt-shakespeare-cpu.yaml")
 WIKITEXT2 = str(REPO / "configs" / "wikitext2.yaml")
 
@@ -81,7 +81,7 @@ def test_overlay_replaces_the_dataset_model(capsys, name):
 def test_nanogpt_recipe_parses(capsys):
     config = print_config(capsys, "fit", "--config", RECIPE)
     model, data = config["model"]["init_args"], config["data"]["init_args"]
-    assert config["model"]["class_path"] == "bdh_pl.lit_models.GPT2LM"
+    assert config["model"]["class_path"] == "bdh_pl.training.lit_models.GPT2LM"
     assert (model["n_layer"], model["n_head"], model["n_embd"], model["dropout"]) == (4, 4, 128, 0)
     assert (model["learning_rate"], model["min_learning_rate"]) == (1e-3, 1e-4)
     assert (model["warmup_steps"], model["lr_decay_steps"]) == (100, 2000)

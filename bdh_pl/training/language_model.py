@@ -17,7 +17,7 @@ from torch import nn
 
 from bdh_pl.data.windows import IGNORE_INDEX
 from bdh_pl.errors import UserError
-from bdh_pl.metrics import LanguageModelingMetric, count_parameters
+from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
 
 
 class LanguageModel(L.LightningModule):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bdh_pl.errors import UserError
-from bdh_pl.generate import main, model_class
-from bdh_pl.lit_models import BDHLM
+from bdh_pl.tools.generate import main, model_class
+from bdh_pl.training.lit_models import BDHLM
 
 HPARAMS = {
     "n_layer": 2,
@@ -33,7 +33,7 @@ def checkpoint(tmp_path):
         {
             "pytorch-lightning_version": "2.6.0",
             "state_dict": model.state_dict(),
-            "hyper_parameters": {**HPARAMS, "_class_path": "bdh_pl.lit_models.BDHLM"},
+            "hyper_parameters": {**HPARAMS, "_class_path": "bdh_pl.training.lit_models.BDHLM"},
             "datamodule_hyper_parameters": {"tokenizer": "byte"},
         },
         path,
@@ -88,4 +88,4 @@ def test_sampling_is_seeded(checkpoint, capsys):
 def test_a_checkpoint_cannot_name_a_foreign_class():
     with pytest.raises(UserError, match="not a bdh-pl model"):
         model_class("os.system")
-    assert model_class("bdh_pl.lit_models.BDHLM") is BDHLM
+    assert model_class("bdh_pl.training.lit_models.BDHLM") is BDHLM

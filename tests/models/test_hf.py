@@ -9,8 +9,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast, LlamaCo
 
 from bdh_pl.data.tokenizers import get_tokenizer
 from bdh_pl.errors import UserError
-from bdh_pl.lit_models import GPT2LM, LlamaLM, PretrainedGPT2LM
-from bdh_pl.models.baselines import from_config
+from bdh_pl.models.hf import from_config
+from bdh_pl.training.lit_models import GPT2LM, LlamaLM, PretrainedGPT2LM
 
 TINY_GPT2 = {"n_layer": 2, "n_head": 2, "n_embd": 32}
 TINY_LLAMA = {"n_layer": 2, "n_head": 4, "n_embd": 32, "n_query_groups": 2, "intermediate_size": 64}

@@ -15,17 +15,17 @@ import sys
 
 import torch
 
-from bdh_pl import lit_models
-from bdh_pl.checkpoints import (
+from bdh_pl.data.sources import resolve_data_dir
+from bdh_pl.data.tokenizers import get_tokenizer
+from bdh_pl.errors import UserError
+from bdh_pl.training import lit_models
+from bdh_pl.training.checkpoints import (
     infer_bdh_dims,
     is_lightning_checkpoint,
     load_untrusted,
     plain_state_dict,
 )
-from bdh_pl.data.sources import resolve_data_dir
-from bdh_pl.data.tokenizers import get_tokenizer
-from bdh_pl.errors import UserError
-from bdh_pl.lm_module import LanguageModel
+from bdh_pl.training.language_model import LanguageModel
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -71,17 +71,22 @@ def load_model(args: argparse.Namespace) -> tuple[LanguageModel, str, str | None
         model.network.load_state_dict(weights)
         return model, "byte", None
     hparams = dict(checkpoint.get("hyper_parameters", {}))
-    cls = model_class(hparams.pop("_class_path", "bdh_pl.lit_models.BDHLM"))
+    cls = model_class(hparams.pop("_class_path", "bdh_pl.training.lit_models.BDHLM"))
     model = cls(**{k: v for k, v in hparams.items() if not k.startswith("_")})
     model.load_state_dict(checkpoint["state_dict"])
     data = checkpoint.get("datamodule_hyper_parameters", {})
     return model, data.get("tokenizer", "byte"), data.get("data_dir")
 
 
+# Where the LightningModules lived before the training/ room: older checkpoints name it.
+LEGACY_MODULE = "bdh_pl.lit_models"
+
+
 def model_class(class_path: str) -> type[LanguageModel]:
     """Only bdh-pl's own LightningModules: a checkpoint cannot make us import anything else."""
     module, _, name = class_path.rpartition(".")
-    cls = getattr(lit_models, name, None) if module == lit_models.__name__ else None
+    known = module in (lit_models.__name__, LEGACY_MODULE)
+    cls = getattr(lit_models, name, None) if known else None
     if not (isinstance(cls, type) and issubclass(cls, LanguageModel)):
         raise UserError(f"checkpoint names model class {class_path!r}, which is not a bdh-pl model")
     return cls

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
 
 from bdh_pl.errors import UserError
-from bdh_pl.io import atomic_write_bytes
+from bdh_pl.fileio import atomic_write_bytes
 
 Curve = list[tuple[int, float]]  # (logged step, value)
 TOKENS_AXIS = "tokens seen (training)"

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from bdh_pl.data import TinyShakespeare, WikiText2
 from bdh_pl.data.sources import SplitText
-from bdh_pl.lit_models import BDHLM
-from bdh_pl.metrics import LanguageModelingMetric, count_parameters
+from bdh_pl.training.lit_models import BDHLM
+from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
 
 
 def run_test(model, datamodule) -> dict[str, float]:

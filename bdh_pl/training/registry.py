@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from bdh_pl.errors import UserError
-from bdh_pl.lit_models import BDHLM, GPT2LM, LlamaLM, PretrainedGPT2LM
-from bdh_pl.lm_module import LanguageModel
+from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM, PretrainedGPT2LM
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 
 
 @dataclass(frozen=True)

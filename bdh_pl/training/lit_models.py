@@ -1,0 +1,180 @@
+"""The concrete LightningModules: each says how to build its network, nothing more.
+
+Select one in YAML with `model: {class_path: bdh_pl.training.lit_models.BDHLM, init_args: {...}}`;
+training options (learning rate, schedule, weight decay) are LanguageModel's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from bdh_pl.errors import UserError
+from bdh_pl.models.bdh import BDH, BDHConfig
+from bdh_pl.models.hf import (
+    from_config,
+    gpt2_config,
+    gpt2_from_pretrained,
+    llama_config,
+    load_gpt2_config,
+)
+from bdh_pl.training.language_model import LanguageModel
+
+
+class BDHLM(LanguageModel):
+    """BDH (Kosowski et al. 2025), arXiv 2509.26507; defaults are the paper code's 25.3M model.
+
+    During validation and test it also logs the fraction of non-zero sparse activations per
+    layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means).
+    """
+
+    def __init__(
+        self,
+        n_layer: int = 6,
+        n_embd: int = 256,
+        n_head: int = 4,
+        mlp_internal_dim_multiplier: int = 128,
+        dropout: float = 0.1,
+        attention: str = "auto",
+        activation_checkpointing: bool = False,
+        compile_elementwise: bool = False,
+        **kwargs,
+    ) -> None:
+        try:
+            self.config = BDHConfig(
+                n_layer=n_layer,
+                n_embd=n_embd,
+                n_head=n_head,
+                mlp_internal_dim_multiplier=mlp_internal_dim_multiplier,
+                dropout=dropout,
+                vocab_size=kwargs.get("vocab_size", 256),
+                attention=attention,
+                activation_checkpointing=activation_checkpointing,
+                compile_elementwise=compile_elementwise,
+            )
+        except ValueError as err:
+            raise UserError(f"model: {err}") from None
+        super().__init__(**kwargs)
+        keys = [f"{a}_l{i}" for i in range(n_layer) for a in ("x", "y")]
+        self.sparsity = nn.ModuleDict({k: MeanMetric() for k in keys})
+
+    def build_network(self) -> nn.Module:
+        return BDH(self.config)
+
+    def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        stats: dict[str, torch.Tensor] = {}
+        logits = self.network(input_ids, sparsity=stats)
+        for key, value in stats.items():
+            self.sparsity[key].update(value)
+        return logits
+
+    def _log_sparsity(self, stage: str) -> None:
+        values = {k: m.compute() for k, m in self.sparsity.items()}
+        for metric in self.sparsity.values():
+            metric.reset()
+        for key, value in values.items():
+            self.log(f"{stage}/sparsity_{key}", value)
+        for act in ("x", "y"):
+            mean = torch.stack([v for k, v in values.items() if k.startswith(act)]).mean()
+            self.log(f"{stage}/sparsity_{act}", mean)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._log_sparsity("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_sparsity("test")
+
+
+def check_vocab(model_vocab: int, data_vocab: int, what: str) -> None:
+    if model_vocab != data_vocab:
+        raise UserError(
+            f"{what} has a vocabulary of {model_vocab} but the data's tokenizer has {data_vocab}: "
+            "use the tokenizer the model was trained with (data.tokenizer)"
+        )
+
+
+class GPT2LM(LanguageModel):
+    """GPT-2's architecture trained from scratch (Hugging Face `GPT2LMHeadModel`), sized by the
+    data: vocabulary from its tokenizer, positions = block_size. Defaults: ~25M parameters at
+    byte level (8 layers, 512 wide), BDH's size."""
+
+    def __init__(
+        self, n_layer: int = 8, n_head: int = 8, n_embd: int = 512, dropout: float = 0.1, **kwargs
+    ) -> None:
+        self.config = gpt2_config(
+            kwargs.get("vocab_size", 256),
+            kwargs.get("block_size", 256),
+            n_layer,
+            n_head,
+            n_embd,
+            dropout,
+        )
+        super().__init__(**kwargs)
+
+    def build_network(self) -> nn.Module:
+        return from_config(self.config)
+
+
+class LlamaLM(LanguageModel):
+    """A LLaMA (RMSNorm, RoPE, SwiGLU) trained from scratch with Hugging Face
+    `LlamaForCausalLM`. Defaults: ~25M parameters at byte level (8 layers, 512 wide, SwiGLU
+    of 1376 = 8/3 x 512 rounded up to a multiple of 32), BDH's size."""
+
+    def __init__(
+        self,
+        n_layer: int = 8,
+        n_head: int = 8,
+        n_embd: int = 512,
+        n_query_groups: int | None = None,
+        intermediate_size: int = 1376,
+        rope_theta: float = 10000.0,
+        dropout: float = 0.0,
+        **kwargs,
+    ) -> None:
+        self.config = llama_config(
+            kwargs.get("vocab_size", 256),
+            kwargs.get("block_size", 256),
+            n_layer,
+            n_head,
+            n_embd,
+            n_query_groups,
+            intermediate_size,
+            rope_theta,
+            dropout,
+        )
+        super().__init__(**kwargs)
+
+    def build_network(self) -> nn.Module:
+        return from_config(self.config)
+
+
+class PretrainedGPT2LM(LanguageModel):
+    """GPT-2 with published weights: zero-shot `test`, or fine-tune with `fit`.
+
+    Args:
+        name_or_path: hub name (`gpt2`, `gpt2-medium`, ...) or a folder written by
+            `save_pretrained`. Restoring a Lightning checkpoint loads this first, then the
+            checkpoint's weights over it.
+        dropout: replaces the checkpoint's dropouts (GPT-2 ships 0.1) when fine-tuning.
+
+    The data must use the checkpoint's tokenizer (`data.tokenizer: gpt2`, or the same folder),
+    and block_size must fit the checkpoint's positions (1024 for GPT-2).
+    """
+
+    def __init__(self, name_or_path: str = "gpt2", dropout: float | None = None, **kwargs) -> None:
+        self.config = load_gpt2_config(name_or_path)
+        kwargs.setdefault("vocab_size", self.config.vocab_size)
+        check_vocab(self.config.vocab_size, kwargs["vocab_size"], f"GPT-2 {name_or_path!r}")
+        block_size = kwargs.setdefault("block_size", self.config.n_positions)
+        if block_size > self.config.n_positions:
+            raise UserError(
+                f"data.block_size {block_size} exceeds the {self.config.n_positions} positions of "
+                f"GPT-2 {name_or_path!r}: use data.block_size <= {self.config.n_positions}"
+            )
+        super().__init__(**kwargs)
+
+    def build_network(self) -> nn.Module:
+        return gpt2_from_pretrained(self.hparams.name_or_path, self.hparams.dropout)
