@@ -36,6 +36,7 @@ TOOLS: dict[str, str] = {
     "benchmark": "bdh_pl.benchmark",
     "plot": "bdh_pl.tools.plot",
     "generate": "bdh_pl.tools.generate",
+    "download-data": "bdh_pl.data.download",
 }
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +16,67 @@ from torch import nn
 from bdh_pl.training.language_model import LanguageModel
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("BDH_PL_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA_DIR_ENV = "BDH_PL_DATA_DIR"
+# Set by .ci/run: a test that would be skipped for want of real data fails instead, so CI can
+# never pass by skipping.
+REQUIRE_DATA_ENV = "BDH_PL_REQUIRE_DATA"
+HUB_HOST = ("huggingface.co", 443)
+_CALLER_ENV = dict(os.environ)  # before the fixtures below turn the hub off
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connect instead of the hub clients' 30 s of retries when there is no network."""
+    if _CALLER_ENV.get("HF_HUB_OFFLINE") or _CALLER_ENV.get("HF_DATASETS_OFFLINE"):
+        return False
+    try:
+        socket.create_connection(HUB_HOST, timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _data_from_hub() -> Path:
+    """The hub path users get, as a data root cached under the token cache folder; in a child
+    process with the caller's environment (this session sets the hub clients offline)."""
+    from bdh_pl.data.cache import default_cache_dir
+
+    root = default_cache_dir(_CALLER_ENV) / "hub-data"
+    command = [sys.executable, "-m", "bdh_pl", "download-data", str(root)]
+    subprocess.run(command, env=_CALLER_ENV, check=True, capture_output=True, timeout=1800)
+    return root
+
+
+def _find_real_data() -> tuple[Path | None, str]:
+    """$BDH_PL_DATA_DIR when set, else the hub (cached), else (None, why)."""
+    given = os.environ.get(DATA_DIR_ENV)
+    if given:
+        root = Path(given).expanduser()
+        if not (root / "tinyshakespeare" / "input.txt").is_file():
+            pytest.fail(f"${DATA_DIR_ENV}={given} is not a data folder (see README: Offline data)")
+        return root, ""
+    if not _hub_reachable():
+        return None, (
+            f"real data not found: ${DATA_DIR_ENV} is not set and the Hugging Face hub cannot "
+            "be reached (set it to a data folder, see README: Offline data)"
+        )
+    try:
+        return _data_from_hub(), ""
+    except Exception as err:  # any failure of the hub clients means the same thing here
+        return None, f"real data not found: the hub download failed ({type(err).__name__})"
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    if not (DATA_DIR / "tinyshakespeare" / "input.txt").is_file():
-        pytest.fail(f"real data not found at {DATA_DIR}: set BDH_PL_DATA_DIR (see README)")
-    return DATA_DIR
+def data_dir() -> Iterator[Path]:
+    """The real data root (read-only), also as $BDH_PL_DATA_DIR for the tests that ask for it.
+    Without one they are skipped with the reason (or fail, under $BDH_PL_REQUIRE_DATA as in CI)."""
+    root, why = _find_real_data()
+    if root is None:
+        if os.environ.get(REQUIRE_DATA_ENV):
+            pytest.fail(f"{why}; ${REQUIRE_DATA_ENV} is set, so this is a failure")
+        pytest.skip(why)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DATA_DIR_ENV, str(root))
+        yield root
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +85,20 @@ def session_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _offline_env(data_dir, session_cache):
-    """Real local data, a private token cache and no hub, for this process and subprocesses."""
+def _offline_env(session_cache) -> Iterator[None]:
+    """A private token cache and no hub, for this process and subprocesses."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BDH_PL_DATA_DIR", str(data_dir))
         mp.setenv("BDH_PL_CACHE_DIR", str(session_cache))
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("HF_DATASETS_OFFLINE", "1")
         yield
+
+
+@pytest.fixture(autouse=True)
+def _data_only_when_asked(request, monkeypatch) -> None:
+    """A test that did not ask for `data_dir` sees no data root, so it runs on a fresh clone."""
+    if "data_dir" not in request.fixturenames:
+        monkeypatch.delenv(DATA_DIR_ENV, raising=False)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ SMOKE = [
 
 
 @pytest.fixture(scope="module")
-def good_ckpt(tmp_path_factory) -> Path:
+def good_ckpt(tmp_path_factory, data_dir) -> Path:
     root = tmp_path_factory.mktemp("good")
     main(
         [
@@ -183,7 +183,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_clear_line(case, good_ckpt, tmp_path, run_cli):
+def test_bad_input_is_one_clear_line(case, good_ckpt, data_dir, tmp_path, run_cli):
     if case == "malicious checkpoint":
         import torch
 

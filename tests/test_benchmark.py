@@ -138,7 +138,7 @@ def test_committed_benchmark_configs_resolve(path):
 
 
 @pytest.mark.slow
-def test_smoke_benchmark_end_to_end(tmp_path, capsys):
+def test_smoke_benchmark_end_to_end(data_dir, tmp_path, capsys):
     """The committed smoke matrix, shrunk to a few steps and eval batches and to its first
     model, plus a model that cannot be built: all files, one record per model, the failure
     recorded and the matrix finished."""

@@ -26,7 +26,7 @@ def bdh_pl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
+def smoke_run(tmp_path_factory, data_dir) -> Path:
     root = tmp_path_factory.mktemp("smoke")
     bdh_pl("fit", *SMOKE, "--trainer.max_steps", "30", "--trainer.default_root_dir", str(root))
     return root / "version_0"
@@ -46,7 +46,7 @@ def test_fit_keeps_best_and_last_checkpoints_and_a_csv_log(smoke_run):
 
 
 @pytest.mark.slow
-def test_test_writes_metrics_json_and_beats_a_uniform_byte_model(smoke_run, tmp_path):
+def test_test_writes_metrics_json_and_beats_a_uniform_byte_model(smoke_run, data_dir, tmp_path):
     ckpt = smoke_run / "checkpoints" / "best.ckpt"
     bdh_pl("test", *SMOKE, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path))
     record = json.loads((tmp_path / "version_0" / "test_metrics.json").read_text())

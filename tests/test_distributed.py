@@ -30,7 +30,7 @@ def bdh_pl(*args: str) -> None:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(tmp_path):
+def test_ddp_two_processes_match_one(data_dir, tmp_path):
     bdh_pl(
         "fit",
         "--trainer.max_steps",

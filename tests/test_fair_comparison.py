@@ -159,7 +159,7 @@ def test_bdh_and_gpt2_count_the_same_bytes_and_words(gpt2_metrics, text_root, se
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
-def test_cli_zero_shot_gpt2_matches(gpt2_dir, gpt2_metrics, text_root, tmp_path):
+def test_cli_zero_shot_gpt2_matches(gpt2_dir, gpt2_metrics, text_root, data_dir, tmp_path):
     # The command, `test --config configs/wikitext2.yaml --config configs/model/gpt2.yaml`,
     # with the checkpoint and data given as local folders.
     main(

@@ -48,7 +48,7 @@ def val_losses(root: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     subprocess.run(
         [*RUN, "--trainer.default_root_dir", str(straight)],
@@ -102,7 +102,7 @@ class Exploding(LanguageModel):
         return logits * math.nan if self.global_step >= 2 else logits
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True)
     trainer = L.Trainer(
         max_steps=10,

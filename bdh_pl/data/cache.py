@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ CHUNK_BYTES = 1 << 20  # a BPE encoding costs ~0.5 kB per token while alive: kee
 WHITESPACE = np.array([c in b" \t\n\r\x0b\x0c" for c in range(256)])
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_DIR_ENV, "~/.cache/bdh_pl")).expanduser()
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """$BDH_PL_CACHE_DIR, or ~/.cache/bdh_pl when it is unset or empty."""
+    return Path(environ.get(CACHE_DIR_ENV) or "~/.cache/bdh_pl").expanduser()
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

@@ -22,7 +22,7 @@ def test_wikitext2_uses_the_official_files(data_dir):
     assert len(tokens) == (data_dir / "wikitext-2" / "wiki.valid.tokens").stat().st_size
 
 
-def test_second_setup_reads_the_cache(tmp_path, monkeypatch):
+def test_second_setup_reads_the_cache(data_dir, tmp_path, monkeypatch):
     TinyShakespeare(cache_dir=str(tmp_path)).split_tokens("val")
 
     def fail(self, data):
@@ -33,13 +33,13 @@ def test_second_setup_reads_the_cache(tmp_path, monkeypatch):
     assert len(tokens) == 55_770
 
 
-def test_caches_are_per_tokenizer(tmp_path):
+def test_caches_are_per_tokenizer(data_dir, tmp_path):
     WikiText2(variant="raw", cache_dir=str(tmp_path)).split_tokens("test")
     WikiText2(variant="raw", tokenizer="gpt2", cache_dir=str(tmp_path)).split_tokens("test")
     assert sorted(p.name.split("-")[1] for p in tmp_path.glob("*.bin")) == ["byte.bin", "gpt2.bin"]
 
 
-def test_setup_for_test_does_not_need_the_train_split():
+def test_setup_for_test_does_not_need_the_train_split(data_dir):
     dm = WikiText2(variant="raw")  # the offline raw data has no train split
     dm.setup("test")
     assert len(dm.test_dataloader()) > 0
@@ -61,7 +61,7 @@ def test_setup_for_test_does_not_need_the_train_split():
         (lambda tmp: TinyShakespeare(block_size=1_100_000).split_tokens("train"), "fewer than"),
     ],
 )
-def test_bad_data_settings_are_clear_errors(make, message, tmp_path):
+def test_bad_data_settings_are_clear_errors(make, message, data_dir, tmp_path):
     with pytest.raises(UserError, match=message):
         make(tmp_path)
 

@@ -28,7 +28,9 @@ def hand_nll(model, tokens: np.ndarray, bos: int) -> float:
 
 
 @pytest.mark.parametrize(("block_size", "batch_size"), [(64, 3), (1000, 16), (4096, 1)])
-def test_test_loss_is_the_mean_nll_over_the_whole_split(bigram_lm, block_size, batch_size):
+def test_test_loss_is_the_mean_nll_over_the_whole_split(
+    bigram_lm, block_size, batch_size, data_dir
+):
     dm = TinyShakespeare(block_size=block_size, eval_batch_size=batch_size)
     model = bigram_lm(vocab_size=256, block_size=block_size)
     metrics = run_test(model, dm)

@@ -91,7 +91,7 @@ def test_nanogpt_recipe_parses(capsys):
 
 
 @pytest.mark.slow
-def test_nanogpt_recipe_trains(tmp_path):
+def test_nanogpt_recipe_trains(data_dir, tmp_path):
     # A few steps of the real recipe through the CLI; the full run is in results/nanogpt-recipe.
     main(
         [
