@@ -1,4 +1,5 @@
-"""What Lightning does not ship: peak memory per phase, and the test metrics as a JSON file."""
+"""Callbacks of every run: peak memory per phase, the test metrics as a JSON file (what Lightning
+does not ship), and Lightning's throughput meter fed with this project's batches and FLOPs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.trainer.states import RunningStage
 
+from bdh_pl.efficiency import flops_per_token
 from bdh_pl.fileio import write_json
 
 
@@ -106,3 +110,57 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def batch_windows(batch: dict) -> int:
+    return batch["input_ids"].shape[0]
+
+
+def batch_tokens(batch: dict) -> int:
+    return batch["targets"].numel()
+
+
+class Throughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor, the one training-speed meter of every run. Lightning logs
+    the running `train/time` (validation excluded), `train/lengths` (tokens, this device) and,
+    over its window of batches, `train/device/items_per_sec` and `train/device/mfu`; this adds,
+    over the whole run so far, `train/tokens_per_sec` (all devices) and `train/mfu` (achieved
+    FLOP/s per device over Lightning's `get_available_flops` for the device and precision;
+    not logged on CPUs and unknown GPUs).
+
+    Args:
+        flops_per_batch: FLOPs of one training batch on one device (forward and backward);
+            default: counted at setup on one window (bdh_pl.efficiency.flops_per_token).
+        window_size: batches in Lightning's moving window.
+    """
+
+    def __init__(self, flops_per_batch: int | None = None, window_size: int = 20) -> None:
+        super().__init__(batch_windows, batch_tokens, window_size=window_size)
+        self.flops_per_batch = flops_per_batch
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        data = trainer.datamodule
+        if stage == "fit" and self.flops_per_batch is None and hasattr(data, "block_size"):
+            # Before configure_model: the plain network (not compiled), on the CPU or meta.
+            per_token = flops_per_token(pl_module.network, data.block_size, data.vocab_size)
+            self.flops_per_batch = round(
+                per_token["forward_backward"] * data.block_size * data.batch_size
+            )
+        pl_module.flops_per_batch = self.flops_per_batch  # where ThroughputMonitor reads it
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not trainer.is_global_zero:  # the meter runs on rank zero only
+            return
+        totals = self._throughputs[RunningStage.TRAINING].compute()
+        seconds = totals["time"]
+        if seconds <= 0:
+            return
+        pl_module.log(
+            "train/tokens_per_sec", totals["lengths"] * trainer.world_size / seconds,
+            rank_zero_only=True,
+        )  # fmt: skip
+        if self.flops_per_batch and self.available_flops:
+            achieved = self.flops_per_batch * totals["batches"] / seconds
+            pl_module.log("train/mfu", achieved / self.available_flops, rank_zero_only=True)

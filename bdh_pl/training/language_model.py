@@ -62,7 +62,6 @@ class LanguageModel(L.LightningModule):
         self.network = self.build_network()
         self.val_metric = LanguageModelingMetric()
         self.test_metric = LanguageModelingMetric()
-        self._last_batch_end: float | None = None
         self._test_start = 0.0
 
     def build_network(self) -> nn.Module:
@@ -110,16 +109,6 @@ class LanguageModel(L.LightningModule):
             )
         self.log("train/loss", loss, prog_bar=True)
         return loss
-
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            tokens = batch["targets"].numel() * self.trainer.world_size
-            self.log("train/tokens_per_sec", tokens / (now - self._last_batch_end))
-        self._last_batch_end = now
-
-    def on_validation_start(self) -> None:
-        self._last_batch_end = None  # do not count validation time as a training step
 
     # --- evaluation -----------------------------------------------------------------------
 
