@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError
-from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter
+from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
 from bdh_pl.training.checkpoints import (
     check_matches,
     infer_bdh_dims,
@@ -33,7 +33,7 @@ from bdh_pl.training.language_model import LanguageModel
 DEFAULT_ROOT_DIR = "lightning_logs"
 # Subcommands that are not LightningCLI's: name -> module with a `main(argv)`.
 TOOLS: dict[str, str] = {
-    "benchmark": "bdh_pl.benchmark",
+    "benchmark": "bdh_pl.bench.matrix",
     "plot": "bdh_pl.tools.plot",
     "generate": "bdh_pl.tools.generate",
     "download-data": "bdh_pl.data.download",
@@ -179,7 +179,7 @@ def run_lightning(args: list[str] | None) -> None:
         subclass_mode_data=True,
         trainer_defaults={
             "default_root_dir": DEFAULT_ROOT_DIR,
-            "callbacks": [PeakMemory(), TestMetricsWriter()],
+            "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput()],
         },
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"exit_on_error": False},

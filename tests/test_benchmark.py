@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bdh_pl import benchmark
+from bdh_pl.bench import matrix, resolve, spec
 from bdh_pl.errors import UserError
 from bdh_pl.tools import plot as plotting
 
@@ -39,7 +39,7 @@ def base(**changes) -> dict:
     config = {
         "experiment": "t",
         "dataset": "configs/shakespeare.yaml",
-        "max_tokens": 1000,
+        "budget": {"tokens": 1000},
         "models": [{"name": "a", "config": "bdh"}],
     }
     return {**config, **changes}
@@ -47,60 +47,75 @@ def base(**changes) -> dict:
 
 def test_budgets_names_and_zero_shot(tmp_path):
     models = [
-        "bdh",
-        {"name": "b", "config": "configs/model/bdh.yaml", "max_steps": 7},
-        {"name": "c", "config": ["bdh"], "max_tokens": "none"},
+        {"config": "bdh"},
+        {"name": "b", "config": "configs/model/bdh.yaml", "budget": {"steps": 7}},
+        {"name": "c", "config": ["bdh"], "budget": {"tokens": 0}},
     ]
     config = base(models=models, env={"OMP_NUM_THREADS": 1}, trainer={"precision": "32-true"})
-    bench = benchmark.load_benchmark(write(tmp_path, config))
+    bench = spec.load_spec(write(tmp_path, config))
     assert bench.env == {"OMP_NUM_THREADS": "1"}
     a, b, c = bench.models
-    assert (a.name, a.configs, a.max_tokens, a.max_steps) == (
+    assert (a.name, a.configs, a.budget.tokens, a.budget.steps) == (
         "bdh",
         ["configs/model/bdh.yaml"],
         1000,
         None,
     )
-    assert (b.max_steps, b.max_tokens, b.trains) == (7, None, True)
-    assert not c.trains  # zero-shot: test only
-    assert benchmark.max_steps_for(a, per_step=512) == 2  # ceil(1000 / 512)
-    assert benchmark.max_steps_for(b, per_step=512) == 7
-    again = benchmark.load_benchmark(write(tmp_path, benchmark.resolved_benchmark(bench)))
-    assert again.models == bench.models  # the resolved config runs the same matrix
-    assert again.shared == bench.shared and again.env == bench.env
+    assert (b.budget.steps, b.budget.tokens, b.budget.trains) == (7, None, True)
+    assert not c.budget.trains  # zero-shot: test only
+    assert a.budget.max_steps(512) == 2  # ceil(1000 / 512)
+    assert b.budget.max_steps(512) == 7
+    (tmp_path / "again.yaml").write_text(spec.as_yaml(bench))
+    again = spec.load_spec(tmp_path / "again.yaml")
+    assert again == bench  # the resolved config runs the same matrix
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"max_tokens": None, "models": ["bdh"]}, "zero-shot"),  # top-level none is allowed
-        ({"max_tokens": 10, "max_steps": 10}, "not both"),
-        ({"max_tokens": -5}, "positive integer"),
-        ({"models": [{"config": "bdh", "max_steps": 1.5}]}, "positive integer"),
+        ({"budget": {"tokens": 0}, "models": [{"config": "bdh"}]}, "zero-shot"),
+        ({"budget": {"tokens": 10, "steps": 10}}, "not both"),
+        ({"budget": {"tokens": -5}}, "v>=0"),
+        ({"models": [{"config": "bdh", "budget": {"steps": 1.5}}]}, "not an integer"),
         ({"models": [{"config": "no-such-model"}]}, "no-such-model"),
         ({"models": [{"config": "configs/model/missing.yaml"}]}, "not found"),
-        ({"models": ["bdh", "bdh"]}, "unique"),
-        ({"models": []}, "non-empty"),
+        ({"models": [{"config": "bdh"}, {"config": "bdh"}]}, "unique"),
+        ({"models": []}, "must not be empty"),
         ({"experiment": "../x"}, "plain name"),
         ({"dataset": "configs/nope.yaml"}, "not found"),
-        ({"epochs": 3}, "unknown keys"),
-        ({"env": ["OMP_NUM_THREADS=1"]}, "env must map"),
+        ({"epochs": 3}, "epochs"),
+        ({"env": ["OMP_NUM_THREADS=1"]}, "env"),
+        ({"models": [{"config": "bdh", "init_args": {"n_layer": 1}}]}, "init_args"),
     ],
 )
 def test_bad_benchmark_configs_are_user_errors(tmp_path, changes, message):
     config = base(**changes)
     if message == "zero-shot":
-        assert not benchmark.load_benchmark(write(tmp_path, config)).models[0].trains
+        assert not spec.load_spec(write(tmp_path, config)).models[0].budget.trains
         return
     with pytest.raises(UserError, match=message):
-        benchmark.load_benchmark(write(tmp_path, config))
+        spec.load_spec(write(tmp_path, config))
 
 
 def test_a_model_without_budget_is_a_user_error(tmp_path):
     config = base()
-    del config["max_tokens"]
+    del config["budget"]
     with pytest.raises(UserError, match="needs a budget"):
-        benchmark.load_benchmark(write(tmp_path, config))
+        spec.load_spec(write(tmp_path, config))
+
+
+def test_broken_yaml_and_unwritable_output_are_one_line_errors(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("experiment: t\nmodels: [{config: bdh\n")
+    with pytest.raises(UserError) as err:
+        spec.load_spec(broken)
+    assert "\n" not in str(err.value)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bench = spec.load_spec(write(tmp_path, base(output_dir=str(blocker / "results"))))
+    with pytest.raises(UserError, match="cannot write results"):
+        matrix.run_benchmark(bench, "cmd")
+    assert blocker.read_text() == ""  # nothing written
 
 
 def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
@@ -108,10 +123,10 @@ def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
         trainer={"precision": "32-true", "accumulate_grad_batches": 2},
         data={"init_args": {"block_size": 32, "batch_size": 3}},
         model={"init_args": {"learning_rate": 0.005, "n_layer": 3}},
-        models=[{"name": "a", "config": "bdh", "init_args": {"n_layer": 1}}],
+        models=[{"name": "a", "config": "bdh", "model_args": {"n_layer": 1}}],
     )
-    bench = benchmark.load_benchmark(write(tmp_path, config))
-    resolved = benchmark.lightning_config(bench, bench.models[0])
+    bench = spec.load_spec(write(tmp_path, config))
+    resolved = resolve.lightning_config(bench, bench.models[0])
     model = resolved["model"]
     assert model["class_path"] == "bdh_pl.training.lit_models.BDHLM"
     assert model["init_args"]["n_layer"] == 1  # the entry's init_args win
@@ -119,22 +134,22 @@ def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
     assert model["init_args"]["learning_rate"] == 0.005  # the shared recipe
     assert resolved["data"]["init_args"]["block_size"] == 32  # shared data settings win
     assert resolved["trainer"]["precision"] == "32-true"
-    assert benchmark.tokens_per_step(resolved) == 3 * 32 * 2
+    assert resolve.tokens_per_step(resolved) == 3 * 32 * 2
 
 
 def test_invalid_lightning_config_names_the_problem(tmp_path):
-    config = base(models=[{"name": "a", "config": "bdh", "init_args": {"no_such_arg": 1}}])
-    bench = benchmark.load_benchmark(write(tmp_path, config))
+    config = base(models=[{"name": "a", "config": "bdh", "model_args": {"no_such_arg": 1}}])
+    bench = spec.load_spec(write(tmp_path, config))
     with pytest.raises(UserError, match="no_such_arg"):
-        benchmark.lightning_config(bench, bench.models[0])
+        resolve.lightning_config(bench, bench.models[0])
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "benchmark").glob("*.yaml")))
 def test_committed_benchmark_configs_resolve(path):
-    bench = benchmark.load_benchmark(path)
+    bench = spec.load_spec(path)
     for entry in bench.models:
-        resolved = benchmark.lightning_config(bench, entry)
-        assert benchmark.tokens_per_step(resolved) > 0
+        resolved = resolve.lightning_config(bench, entry)
+        assert resolve.tokens_per_step(resolved) > 0
 
 
 @pytest.mark.slow
@@ -149,10 +164,10 @@ def test_smoke_benchmark_end_to_end(data_dir, tmp_path, capsys):
         enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     smoke["data"]["init_args"].update(block_size=32, batch_size=4, eval_batch_size=16)
-    first = {**smoke["models"][0], "max_tokens": 512}  # 4 steps of 4 x 32
-    broken = {"name": "broken", "config": "bdh", "init_args": {"n_embd": 30, "n_head": 4}}
+    first = {**smoke["models"][0], "budget": {"tokens": 512}}  # 4 steps of 4 x 32
+    broken = {"name": "broken", "config": "bdh", "model_args": {"n_embd": 30, "n_head": 4}}
     smoke["models"] = [first, broken]
-    records = benchmark.run_benchmark(write(tmp_path, smoke))
+    records = matrix.run_benchmark(spec.load_spec(write(tmp_path, smoke)), "cmd")
 
     out = tmp_path / "results" / smoke["experiment"]
     result = json.loads((out / "metrics.json").read_text())

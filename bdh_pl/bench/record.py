@@ -1,0 +1,155 @@
+"""One model's record: every figure the results carry, typed, None where a model did not get
+that far; and the readers that fill it from a fit run's metrics and a test run's JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bdh_pl.tools import plot as plotting
+
+
+@dataclass
+class Record:
+    """Fields in table order (metrics.csv columns); see docs/benchmark.md for each."""
+
+    model: str
+    status: str = "ok"
+    failed_stage: str | None = None
+    error: str | None = None
+    model_class: str | None = None
+    dataset: str | None = None
+    tokenizer: str | None = None
+    block_size: int | None = None
+    params: int | None = None
+    non_embedding_params: int | None = None
+    train_steps: int | None = None
+    train_tokens: int | None = None
+    tokens_per_step: int | None = None
+    best_step: int | None = None
+    best_val_loss: float | None = None
+    best_val_bpb: float | None = None
+    test_loss: float | None = None
+    test_ppl: float | None = None
+    test_bpb: float | None = None
+    test_byte_ppl: float | None = None
+    test_word_ppl: float | None = None
+    test_tokens: float | None = None
+    train_tokens_per_sec: float | None = None
+    eval_tokens_per_sec: float | None = None
+    flops_per_token: float | None = None
+    train_flops_per_token: float | None = None
+    mfu: float | None = None
+    peak_memory_mb: float | None = None
+    train_peak_memory_mb: float | None = None
+    test_peak_memory_mb: float | None = None
+    memory_kind: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    checkpoint: str | None = None
+    config: str | None = None
+    fit_run: str | None = None
+    test_run: str | None = None
+    wall_time_s: float | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    torch_version: str | None = None
+    lightning_version: str | None = None
+
+    def update(self, figures: dict[str, Any]) -> None:
+        for key, value in figures.items():
+            setattr(self, key, value)  # a misspelt key fails below, not silently
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        if extra := set(vars(self)) - set(KEYS):
+            raise AttributeError(f"Record has no fields {sorted(extra)}")
+
+    def finish(self) -> None:
+        peaks = [p for p in (self.train_peak_memory_mb, self.test_peak_memory_mb) if p]
+        self.peak_memory_mb = max(peaks) if peaks else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+KEYS = [f.name for f in dataclasses.fields(Record)]
+
+
+def fit_figures(fit_dir: Path, global_step: int | None, per_step: int) -> dict[str, Any]:
+    """Steps, tokens, best validation point, training throughput, MFU and peak memory of a fit
+    run, from its metrics (the Throughput callback's `train/*`)."""
+    curves = plotting.read_metrics(fit_dir)
+    steps = global_step
+    if steps is None:  # no checkpoint state: the last logged row
+        steps = max((s + 1 for c in curves.values() for s, _ in c), default=0)
+    figures: dict[str, Any] = {
+        "fit_run": str(fit_dir),
+        "train_steps": steps,
+        "train_tokens": steps * per_step,
+    }
+    if val := curves.get("val/loss"):
+        best_step, best = min(val, key=lambda p: p[1])
+        bpb = dict(curves.get("val/bpb", []))
+        figures.update(best_step=best_step + 1, best_val_loss=best, best_val_bpb=bpb.get(best_step))
+    tokens, seconds = curves.get("train/lengths"), curves.get("train/time")
+    if tokens and seconds and seconds[-1][1] > 0:
+        figures["train_tokens_per_sec"] = tokens[-1][1] / seconds[-1][1]
+    elif rates := [v for _, v in curves.get("train/tokens_per_sec", [])]:
+        figures["train_tokens_per_sec"] = statistics.median(rates)  # runs before the callback
+    if mfu := curves.get("train/mfu"):
+        figures["mfu"] = mfu[-1][1]  # the whole run, validation excluded
+    if peaks := [v for _, v in curves.get("train/peak_memory_mb", [])]:
+        figures["train_peak_memory_mb"] = max(peaks)
+    return figures
+
+
+def test_figures(test_dir: Path) -> dict[str, Any]:
+    """The test metrics and what produced them, from the test run's test_metrics.json."""
+    from bdh_pl.bench.runner import StageFailed
+
+    path = test_dir / "test_metrics.json"
+    if not path.is_file():
+        raise StageFailed(f"test wrote no {path}")
+    result = json.loads(path.read_text())
+    metrics = result["metrics"]
+    figures = {
+        f"test_{k}": metrics.get(f"test/{k}")
+        for k in ("loss", "ppl", "bpb", "byte_ppl", "word_ppl", "tokens")
+    }
+    figures.update(
+        test_run=str(test_dir),
+        eval_tokens_per_sec=metrics.get("test/tokens_per_sec"),
+        test_peak_memory_mb=metrics.get("test/peak_memory_mb"),
+        **{k: result.get(k) for k in ("checkpoint", "dataset", "tokenizer", "block_size")},
+        **{k: result.get(k) for k in ("params", "non_embedding_params", "device")},
+        **{k: result.get(k) for k in ("memory_kind", "precision")},
+    )
+    return figures
+
+
+def environment() -> dict[str, Any]:
+    """Which code ran: git commit and whether tracked files differ from it, torch, Lightning."""
+    import lightning
+    import torch
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "torch_version": torch.__version__,
+        "lightning_version": lightning.__version__,
+    }
