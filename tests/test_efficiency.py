@@ -64,3 +64,17 @@ def test_bdh_flops_are_counted_and_parameters_split():
     # At least the 2 FLOPs per multiply of each non-embedding weight; training about 3x.
     assert flops["forward"] >= 2 * counts["non_embedding_params"]
     assert 2.5 < flops["forward_backward"] / flops["forward"] < 3.5
+
+
+def test_mfu_uses_lightnings_device_peak_and_is_none_on_cpu(monkeypatch):
+    """The Throughput callback's peak is Lightning's get_available_flops (was our own table)."""
+    from lightning.fabric.utilities.throughput import get_available_flops
+
+    def peak(name: str, dtype) -> float | None:
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        return get_available_flops(torch.device("cuda"), dtype)
+
+    assert peak("NVIDIA H100 80GB HBM3", torch.bfloat16) == pytest.approx(989.4e12)
+    assert peak("NVIDIA H100 PCIe", torch.bfloat16) == pytest.approx(756e12)
+    assert peak("NVIDIA A100-SXM4-40GB", torch.float16) == pytest.approx(312e12)
+    assert get_available_flops(torch.device("cpu"), torch.float32) is None

@@ -12,12 +12,10 @@ resolved config file (bench/runner.py).
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,6 +25,7 @@ from bdh_pl.bench import report, resolve, spec
 from bdh_pl.bench.record import Record
 from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
+from bdh_pl.cli import check_writable
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text
 
@@ -82,28 +81,16 @@ def say(line: str) -> None:
     print(f"[benchmark] {line}", flush=True)
 
 
-def check_writable(out: Path) -> None:
-    """The results folder, or its nearest existing parent, must be a writable folder."""
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UserError(
-            f"cannot write results under {str(out)!r} ({str(existing)!r} is not a writable "
-            "folder): set output_dir (or --output_dir) to a writable path"
-        )
-
-
 def run_benchmark(bench: BenchmarkSpec, command: str) -> list[dict]:
     out = bench.out_dir
-    check_writable(out)
     try:
+        check_writable(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
-    except OSError as err:
+    except (OSError, UserError):
         raise UserError(
-            f"cannot write results under {str(out)!r} ({err.strerror}): set output_dir "
-            "(or --output_dir) to a writable path"
+            f"cannot write results under {str(out)!r}: set output_dir (or --output_dir) to a "
+            "writable folder"
         ) from None
     records: list[dict] = []
     n = len(bench.models)

@@ -3,6 +3,7 @@ give as `--config` flags), and what is counted before it runs: parameters and FL
 
 from __future__ import annotations
 
+import warnings
 from argparse import ArgumentError
 from typing import Any
 
@@ -38,16 +39,19 @@ def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
 
 def parse_lightning(args: list[str]) -> _ParseOnly:
     try:
-        return _ParseOnly(
-            LanguageModel,
-            TextDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            run=False,
-            trainer_defaults={"default_root_dir": DEFAULT_ROOT_DIR},
-            parser_kwargs={"exit_on_error": False},
-            args=args,
-        )
+        with warnings.catch_warnings():
+            # `args` are the whole command here; this process's own argv is not for Lightning.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            return _ParseOnly(
+                LanguageModel,
+                TextDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                run=False,
+                trainer_defaults={"default_root_dir": DEFAULT_ROOT_DIR},
+                parser_kwargs={"exit_on_error": False},
+                args=args,
+            )
     except ArgumentError as err:
         raise UserError(f"invalid config: {config_error_line(err, hint=False)}") from None
 
@@ -78,7 +82,10 @@ def build(config: dict[str, Any]):
     argument links size the model from the data)."""
     cli = parse_lightning(["--config", yaml.safe_dump(config)])
     try:
-        built = cli.parser.instantiate_classes(cli.config)
+        parser = cli.parser
+        built = (
+            parser.instantiate if hasattr(parser, "instantiate") else parser.instantiate_classes
+        )(cli.config)
     except (ImportError, AttributeError, TypeError, ValueError) as err:
         raise UserError(f"cannot build the model: {err!r}") from None
     return built["model"], built["data"]
