@@ -22,6 +22,13 @@ class Record:
     status: str = "ok"
     failed_stage: str | None = None
     error: str | None = None
+    setting: str | None = None
+    seed: int | None = None
+    selected: bool | None = None
+    learning_rate: float | None = None
+    dropout: float | None = None
+    weight_decay: float | None = None
+    budget: str | None = None
     model_class: str | None = None
     dataset: str | None = None
     tokenizer: str | None = None
@@ -31,6 +38,7 @@ class Record:
     train_steps: int | None = None
     train_tokens: int | None = None
     tokens_per_step: int | None = None
+    train_flops: float | None = None
     best_step: int | None = None
     best_val_loss: float | None = None
     best_val_bpb: float | None = None
@@ -56,6 +64,9 @@ class Record:
     fit_run: str | None = None
     test_run: str | None = None
     wall_time_s: float | None = None
+    fit_time_s: float | None = None
+    load_avg_start: float | None = None
+    load_avg_end: float | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
     torch_version: str | None = None
@@ -73,6 +84,8 @@ class Record:
     def finish(self) -> None:
         peaks = [p for p in (self.train_peak_memory_mb, self.test_peak_memory_mb) if p]
         self.peak_memory_mb = max(peaks) if peaks else None
+        if self.train_tokens is not None and self.train_flops_per_token is not None:
+            self.train_flops = self.train_tokens * self.train_flops_per_token
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,9 +98,10 @@ def fit_figures(fit_dir: Path, global_step: int | None, per_step: int) -> dict[s
     """Steps, tokens, best validation point, training throughput, MFU and peak memory of a fit
     run, from its metrics (the Throughput callback's `train/*`)."""
     curves = plotting.read_metrics(fit_dir)
-    steps = global_step
-    if steps is None:  # no checkpoint state: the last logged row
-        steps = max((s + 1 for c in curves.values() for s, _ in c), default=0)
+    # The checkpoint's step, or later when the clock (max_time) ended the run after it.
+    # (train/loss is logged at the end of a step: row s after s + 1 steps.)
+    logged = max((s + 1 for s, _ in curves.get("train/loss", [])), default=0)
+    steps = max(global_step or 0, logged)
     figures: dict[str, Any] = {
         "fit_run": str(fit_dir),
         "train_steps": steps,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from matplotlib.ticker import EngFormatter
 
+from bdh_pl.bench import stats
 from bdh_pl.bench.record import KEYS
 from bdh_pl.fileio import atomic_write_text, write_json
 from bdh_pl.tools import plot as plotting
@@ -40,32 +41,75 @@ def write_charts(out: Path, experiment: str, records: list[dict]) -> list[Path]:
 
 SUMMARY_COLUMNS = [
     ("model", "model", str),
+    ("setting", "setting", str),
+    ("lr", "learning_rate", "{:.3g}"),
+    ("seeds", "test_bpb_n", "{:d}"),
     ("params", "params", "count"),
     ("non-emb. params", "non_embedding_params", "count"),
     ("tokenizer", "tokenizer", str),
     ("train tokens", "train_tokens", "count"),
+    ("train FLOPs", "train_flops", "count"),
+    ("best step", "best_step", "{:,.0f}"),
     ("test loss", "test_loss", "{:.3f}"),
     ("test ppl", "test_ppl", "{:.2f}"),
     ("test bpb", "test_bpb", "{:.3f}"),
+    ("bpb std", "test_bpb_std", "{:.3f}"),
+    ("bpb min-max", ("test_bpb_min", "test_bpb_max"), "{:.3f}-{:.3f}"),
     ("word ppl", "test_word_ppl", "{:,.0f}"),
     ("train tok/s", "train_tokens_per_sec", "{:,.0f}"),
     ("eval tok/s", "eval_tokens_per_sec", "{:,.0f}"),
     ("FLOPs/token fwd", "flops_per_token", "count"),
     ("peak MB", "peak_memory_mb", "{:,.0f}"),
 ]
+TEXT_COLUMNS = ("model", "setting", "tokenizer")
+SWEEP_COLUMNS = [
+    ("model", "model", str),
+    ("setting", "setting", str),
+    ("lr", "learning_rate", "{:.3g}"),
+    ("dropout", "dropout", "{:g}"),
+    ("weight decay", "weight_decay", "{:g}"),
+    ("seed", "seed", "{}"),
+    ("steps", "train_steps", "{:,.0f}"),
+    ("best step", "best_step", "{:,.0f}"),
+    ("best val loss", "best_val_loss", "{:.4f}"),
+    ("best val bpb", "best_val_bpb", "{:.4f}"),
+    ("chosen", "selected", "{}"),
+]
 
 
-def _cell(value, fmt) -> str:
-    if value is None:
+def _cell(record: dict, key, fmt) -> str:
+    values = [record.get(k) for k in key] if isinstance(key, tuple) else [record.get(key)]
+    if any(v is None for v in values) or (isinstance(key, tuple) and record["test_bpb_n"] < 2):
         return "–"
     if fmt == "count":
-        return EngFormatter(places=1, sep="")(value)
-    return fmt(value) if callable(fmt) else fmt.format(value)
+        return EngFormatter(places=1, sep="")(values[0])
+    if key == "selected":
+        return "**yes**" if values[0] else "no"
+    return fmt(*values) if callable(fmt) else fmt.format(*values)
+
+
+def _table(rows: list[dict], columns: list) -> list[str]:
+    lines = [
+        "| " + " | ".join(h for h, _, _ in columns) + " |",
+        "|" + "|".join("---" if k in TEXT_COLUMNS else "---:" for _, k, _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(r, k, f) for _, k, f in columns) + " |" for r in rows]
+    return lines
+
+
+def swept(records: list[dict]) -> bool:
+    """Whether some model was trained with more than one setting."""
+    settings: dict[str, set] = {}
+    for r in records:
+        settings.setdefault(r["model"], set()).add(r.get("setting"))
+    return any(len(s) > 1 for s in settings.values())
 
 
 def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
+    rows = stats.aggregate(records)
     ok = [r for r in records if r["status"] == "ok"]
     first = ok[0] if ok else records[0]
+    budgets = sorted({r["budget"] for r in records if r.get("budget")})
     lines = [
         f"# Benchmark `{experiment}`",
         "",
@@ -74,27 +118,56 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
         f"Dataset {first['dataset'] or '?'}; device {first['device'] or '?'}, precision "
         f"{first['precision'] or '?'}; torch {first['torch_version']}, lightning "
         f"{first['lightning_version']}; git {(first['git_commit'] or '?')[:12]}"
-        f"{' (uncommitted changes)' if first['git_dirty'] else ''}.",
+        f"{' (uncommitted changes)' if first['git_dirty'] else ''}."
+        + (f" Budget per model: {', '.join(budgets)}." if budgets else ""),
         "",
-        "| " + " | ".join(h for h, _, _ in SUMMARY_COLUMNS) + " |",
-        "|" + "|".join("---" if k in ("model", "tokenizer") else "---:" for _, k, _ in SUMMARY_COLUMNS)
-        + "|",
-    ]  # fmt: skip
-    for r in records:
-        lines.append("| " + " | ".join(_cell(r.get(k), f) for _, k, f in SUMMARY_COLUMNS) + " |")
-    lines += [
+        *_table(rows, SUMMARY_COLUMNS),
         "",
-        "bpb (bits per UTF-8 byte of the test text) and word perplexity compare across "
+        "One row per model: its chosen setting (the lowest validation loss of its sweep, on the "
+        "first seed; the test split plays no part in the choice), averaged over the seeds it "
+        "was repeated on (bpb std: sample standard deviation over seeds; min-max: their "
+        "range). bpb (bits per UTF-8 byte of the test text) and word perplexity compare across "
         "tokenizers; test loss and ppl are per the model's own token (byte or BPE) and do not. "
+        "Train FLOPs: training tokens x forward+backward FLOPs per token. "
         "Train tok/s: training tokens over training time, validation excluded (Lightning's "
         "ThroughputMonitor); eval tok/s: the whole test pass. FLOPs/token: forward, counted by "
         "torch's FlopCounterMode on one full block (a training step is about 3x). Peak "
         f"memory: {first['memory_kind'] or '?'} (`cuda`: max allocated; `cpu_rss`: process "
         "peak RSS), the larger of the train and test phases.",
     ]
+    if comparison := stats.compare(rows):
+        lines += ["", "Test bpb, model against the next in the ranking:", ""]
+        lines += [f"- {line}" for line in comparison]
+    loads = [
+        v
+        for r in records
+        for v in (r.get("load_avg_start"), r.get("load_avg_end"))
+        if v is not None
+    ]
+    if loads:
+        lines += [
+            "",
+            f"1-minute load average at the start and end of the fits: {min(loads):.2f} to "
+            f"{max(loads):.2f} (other processes share the machine: seconds and tokens/s depend "
+            "on it, losses at a given step do not).",
+        ]
+    if swept(records):
+        runs = [r for r in records if r.get("selected") is not None]
+        first_seed = {}
+        for r in runs:
+            first_seed.setdefault(r["model"], r.get("seed"))
+        sweep_rows = [r for r in runs if r.get("seed") == first_seed[r["model"]]]
+        lines += ["", "Sweep (first seed; every run trained, only the chosen one tested):", ""]
+        lines += _table(sweep_rows, SWEEP_COLUMNS)
     if failed := [r for r in records if r["status"] != "ok"]:
         lines += ["", "Failed:", ""]
-        lines += [f"- `{r['model']}` in {r['failed_stage']}: {r['error']}" for r in failed]
-    charts = ", ".join(f"[{c}](charts/{c}.png)" for c in plotting.BENCHMARK_CHARTS)
+        lines += [
+            f"- `{r['model']}`{' ' + r['setting'] if r.get('setting') else ''}"
+            f"{' seed ' + str(r['seed']) if r.get('seed') is not None else ''} in "
+            f"{r['failed_stage']}: {r['error']}"
+            for r in failed
+        ]
+    names = plotting.benchmark_chart_names(records)
+    charts = ", ".join(f"[{c}](charts/{c}.png)" for c in names)
     lines += ["", f"Charts: {charts}.", ""]
     return "\n".join(lines)

@@ -1,15 +1,19 @@
 """One model's Lightning config, resolved by LightningCLI's own parser (the layers a user would
-give as `--config` flags), and what is counted before it runs: parameters and FLOPs."""
+give as `--config` flags), one sweep setting and seed applied to it, and what is counted or
+timed before it runs: parameters, FLOPs, seconds per step."""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import time
 import warnings
 from argparse import ArgumentError
 from typing import Any
 
 import yaml
 
-from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry
+from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry, Setting
 from bdh_pl.cli import DEFAULT_ROOT_DIR, BDHLightningCLI, config_error_line
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError
@@ -63,6 +67,31 @@ def lightning_config(spec: BenchmarkSpec, entry: ModelEntry) -> dict[str, Any]:
     return yaml.safe_load(cli.parser.dump(cli.config))
 
 
+def apply_setting(config: dict[str, Any], setting: Setting, seed: int | None) -> dict[str, Any]:
+    """The resolved config with one sweep setting and seed: the learning rate and its floor
+    scaled together, dropout and weight decay replaced, the seed set for weights and data
+    (the CLI links data.seed to the model's dropout seed)."""
+    config = yaml.safe_load(yaml.safe_dump(config))  # a copy
+    model = config["model"]["init_args"]
+    for key, value in [("dropout", setting.dropout), ("weight_decay", setting.weight_decay)]:
+        if value is not None:
+            if key not in model:
+                raise UserError(f"{config['model']['class_path']} has no {key} to sweep")
+            model[key] = value
+    if setting.lr_scale != 1:
+        model["learning_rate"] *= setting.lr_scale
+        model["min_learning_rate"] *= setting.lr_scale
+    if seed is not None:
+        config["seed_everything"] = seed
+        config["data"]["init_args"]["seed"] = seed
+    return config
+
+
+def run_seed(config: dict[str, Any]) -> int | None:
+    """The seed a resolved config trains with (the data's, linked to the model's)."""
+    return config["data"]["init_args"].get("seed")
+
+
 def tokens_per_step(config: dict[str, Any]) -> int:
     """Training tokens per optimizer step: batch x block x gradient accumulation x devices
     ("auto" devices count as one: set trainer.devices to budget multi-device runs)."""
@@ -91,12 +120,11 @@ def build(config: dict[str, Any]):
     return built["model"], built["data"]
 
 
-def static_figures(config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def static_figures(model, datamodule) -> tuple[dict[str, Any], str | None]:
     """Model class, parameters and FLOPs per token; and a warning if FLOPs could not be counted
     (a figure missing is no reason to skip the training)."""
     from bdh_pl import efficiency
 
-    model, datamodule = build(config)
     figures: dict[str, Any] = {"model_class": type(model).__name__}
     figures.update(efficiency.parameter_counts(model.network))
     try:
@@ -109,3 +137,95 @@ def static_figures(config: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         flops_per_token=flops["forward"], train_flops_per_token=flops["forward_backward"]
     )
     return figures, None
+
+
+def seconds_per_step(
+    model, datamodule, config: dict[str, Any], threads: int | None, steps: int = 3
+) -> float:
+    """Wall-clock seconds per optimizer step, validation included at its share, timed here on
+    a few steps of random windows (after one untimed step): what sizes the learning-rate
+    schedule of a `seconds` budget. On the GPU when the config would use one; with the
+    fit's intra-op threads."""
+    import torch
+
+    trainer = config["trainer"]
+    use_cuda = torch.cuda.is_available() and trainer.get("accelerator") in (
+        None,
+        "auto",
+        "gpu",
+        "cuda",
+    )
+    device = torch.device("cuda" if use_cuda else "cpu")
+    precision = str(trainer.get("precision") or "32")
+    dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+    autocast = (
+        torch.autocast(device.type, dtype=dtype)
+        if "mixed" in precision
+        else contextlib.nullcontext()
+    )
+    network = model.network.to(device)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-6)
+    accumulate = int(trainer.get("accumulate_grad_batches") or 1)
+    data = config["data"]["init_args"]
+    vocab = datamodule.vocab_size
+
+    def batch(size: int) -> torch.Tensor:
+        return torch.randint(0, vocab, (size, datamodule.block_size), device=device)
+
+    def train_step() -> None:
+        for _ in range(accumulate):
+            ids = batch(int(data["batch_size"]))
+            with autocast:
+                logits = network(ids)
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), ids.flatten())
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def eval_batch() -> None:
+        with torch.no_grad(), autocast:
+            network(batch(datamodule.eval_batch_size))
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[device] if use_cuda else []):
+            step, evaluation = _timed(train_step, steps, device), _timed(eval_batch, 1, device)
+    finally:
+        torch.set_num_threads(previous)
+        network.to("cpu")
+        network.zero_grad(set_to_none=True)
+    interval = trainer.get("val_check_interval")
+    if not isinstance(interval, int) or interval <= 0:
+        return step  # validation once per (endless) epoch or by fraction: not counted
+    return step + evaluation * validation_batches(datamodule, trainer) / interval
+
+
+def _timed(fn, repeats: int, device) -> float:
+    import torch
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()  # warm-up: allocations, kernels chosen
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / repeats
+
+
+def validation_batches(datamodule, trainer: dict[str, Any]) -> int:
+    """Batches of one validation pass: the whole validation split in disjoint windows (or the
+    config's stride), cut by limit_val_batches."""
+    datamodule.setup("validate")
+    n = len(datamodule.val_dataloader())
+    limit = trainer.get("limit_val_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        return min(n, limit)
+    if isinstance(limit, float):
+        return max(1, math.ceil(n * limit))
+    return n
