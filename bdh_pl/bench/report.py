@@ -108,7 +108,8 @@ def swept(records: list[dict]) -> bool:
 def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
     rows = stats.aggregate(records)
     ok = [r for r in records if r["status"] == "ok"]
-    first = ok[0] if ok else records[0]
+    tested = [r for r in ok if r.get("test_run")]  # what the data and device lines describe
+    first = (tested or ok or records)[0]
     budgets = sorted({r["budget"] for r in records if r.get("budget")})
     lines = [
         f"# Benchmark `{experiment}`",

@@ -115,7 +115,9 @@ def build(config: dict[str, Any]):
         built = (
             parser.instantiate if hasattr(parser, "instantiate") else parser.instantiate_classes
         )(cli.config)
-    except (ImportError, AttributeError, TypeError, ValueError) as err:
+    except ValueError as err:  # jsonargparse's nested explanation: the line that matters
+        raise UserError(f"cannot build the model: {config_error_line(err, hint=False)}") from None
+    except (ImportError, AttributeError, TypeError) as err:
         raise UserError(f"cannot build the model: {err!r}") from None
     return built["model"], built["data"]
 
