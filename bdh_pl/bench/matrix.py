@@ -7,8 +7,9 @@ python -m bdh_pl benchmark --config configs/benchmark/smoke.yaml [--print_config
 writes results/{experiment}/: metrics.json and metrics.csv (one record per run), summary.md
 (a Markdown table per model), charts/*.png, benchmark.yaml (the benchmark config, resolved),
 configs/{model}/{setting}-seed{seed}.yaml (the full Lightning config of each run) and
-runs/{model}/{setting}-seed{seed}/ (its Lightning logs). Each run is two subprocesses, `python -m bdh_pl fit` then `python -m bdh_pl test`, given one
-resolved config file (bench/runner.py).
+runs/{model}/{setting}-seed{seed}/ (its Lightning logs). Each run is two subprocesses,
+`python -m bdh_pl fit` then `python -m bdh_pl test`, given one resolved config file
+(bench/runner.py).
 """
 
 from __future__ import annotations
