@@ -11,7 +11,9 @@ SMOKE = [
     "--config",
     str(REPO / "configs/shakespeare.yaml"),
     "--config",
-    str(REPO / "configs/smoke.yaml"),
+    str(REPO / "configs/cpu.yaml"),
+    "--config",
+    str(REPO / "configs/cpu/bdh.yaml"),
 ]
 
 
