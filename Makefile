@@ -18,9 +18,9 @@ install:
 
 demo: install
 	rm -rf $(DEMO_ROOT)
-	$(PYTHON) -m bdh_pl fit --config configs/shakespeare.yaml --config configs/smoke.yaml \
+	$(PYTHON) -m bdh_pl fit --config configs/shakespeare.yaml --config configs/cpu.yaml --config configs/cpu/bdh.yaml \
 		--trainer.default_root_dir $(DEMO_ROOT)
-	$(PYTHON) -m bdh_pl test --config configs/shakespeare.yaml --config configs/smoke.yaml \
+	$(PYTHON) -m bdh_pl test --config configs/shakespeare.yaml --config configs/cpu.yaml --config configs/cpu/bdh.yaml \
 		--trainer.default_root_dir $(DEMO_ROOT) --ckpt_path $(DEMO_ROOT)/version_0/checkpoints/best.ckpt
 	@cat $(DEMO_ROOT)/version_1/test_metrics.json
 

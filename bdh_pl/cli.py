@@ -2,7 +2,7 @@
 
 python -m bdh_pl fit  --config configs/shakespeare.yaml
 python -m bdh_pl test --config configs/shakespeare.yaml --ckpt_path best.ckpt
-python -m bdh_pl benchmark|plot|generate|speed ...   (see each tool's --help)
+python -m bdh_pl benchmark|plot|generate|download-data ...   (see each tool's --help)
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ SMOKE = [
     "--config",
     str(REPO / "configs/shakespeare.yaml"),
     "--config",
-    str(REPO / "configs/smoke.yaml"),
+    str(REPO / "configs/cpu.yaml"),
+    "--config",
+    str(REPO / "configs/cpu/bdh.yaml"),
 ]
 
 
@@ -85,7 +87,7 @@ CASES = {
     "unknown model": (lambda t, c: ["fit", "--model", "bdh_pl.training.lit_models.Mamba"], "Mamba"),
     "unknown variant": (
         lambda t, c: ["fit", "--data", "bdh_pl.data.WikiText2", "--data.init_args.variant", "xml"],
-        "unknown data.variant 'xml'",
+        "Literal['raw', 'tokens']. Got value: xml",  # the choices, from the type
     ),
     "checkpoint is a folder": (lambda t, c: ["test", "--ckpt_path", str(t)], "is not a file"),
     "checkpoint truncated": (

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["--config", "configs/shakespeare.yaml", "--config", "configs/smoke.yaml"]
+SMOKE = [
+    *("--config", "configs/shakespeare.yaml"),
+    *("--config", "configs/cpu.yaml", "--config", "configs/cpu/bdh.yaml"),
+]
 
 
 def bdh_pl(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -12,7 +12,9 @@ SMOKE = [
     "--config",
     "configs/shakespeare.yaml",
     "--config",
-    "configs/smoke.yaml",
+    "configs/cpu.yaml",
+    "--config",
+    "configs/cpu/bdh.yaml",
     "--trainer.enable_progress_bar",
     "false",
 ]

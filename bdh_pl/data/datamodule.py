@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -27,7 +28,8 @@ class TextDataModule(L.LightningDataModule):
     """Tokenized splits served as random training windows and covering evaluation windows.
 
     Args:
-        data_dir: local data root laid out like shared/data/ (default: $BDH_PL_DATA_DIR,
+        data_dir: local data root laid out as in the README's "Offline data" (default:
+            $BDH_PL_DATA_DIR,
             else the Hugging Face hub).
         tokenizer: "byte", "gpt2", or a folder holding a GPT-2 tokenizer.
         block_size: context length of a window.
@@ -123,7 +125,9 @@ class TextDataModule(L.LightningDataModule):
         windows = RandomWindows(
             self.split_tokens("train"), self.block_size, self.batch_size, self.seed
         )
-        if self.trainer is not None:  # resume: skip what this run already trained on
+        if self.trainer is not None:
+            # The one place the stream position is computed: on resume, skip what this run
+            # already trained on; each batch then carries its index (for the dropout seed).
             windows.first_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
             windows.rank = self.trainer.global_rank
         return DataLoader(windows, batch_size=None, num_workers=self.num_workers)
@@ -161,9 +165,6 @@ class TextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
 
 
 class TextFile(TextDataModule):
@@ -229,7 +230,7 @@ class WikiText2(TextDataModule):
     hub_configs = {"raw": "wikitext-2-raw-v1", "tokens": "wikitext-2-v1"}
     local_files = {"raw": ("wikitext-2-raw", "raw"), "tokens": ("wikitext-2", "tokens")}
 
-    def __init__(self, variant: str = "tokens", **kwargs) -> None:
+    def __init__(self, variant: Literal["raw", "tokens"] = "tokens", **kwargs) -> None:
         if variant not in self.hub_configs:
             raise UserError(f"unknown data.variant {variant!r}: use 'raw' or 'tokens'")
         self.variant = variant

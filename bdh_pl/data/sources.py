@@ -1,6 +1,6 @@
 """Where the raw text of a split comes from: a local data root, or the Hugging Face hub.
 
-A local root is laid out like `shared/data/` (see the README): `tinyshakespeare/input.txt`,
+A local root is laid out as in the README's "Offline data": `tinyshakespeare/input.txt`,
 `wikitext-2-raw/wiki.{train,valid,test}.raw`, `wikitext-2/wiki.{train,valid,test}.tokens`.
 Local files are memory-mapped, so a corpus far larger than RAM costs no memory here.
 """
@@ -37,7 +37,8 @@ def resolve_data_dir(data_dir: str | None) -> Path | None:
         how = how or f"${DATA_DIR_ENV}"
         raise UserError(
             f"data directory {str(root)!r} ({how}) does not exist: point it at a folder laid "
-            "out like shared/data/, or unset it to download from the Hugging Face hub"
+            "out as in the README's \"Offline data\" section, or unset it to download from "
+            "the Hugging Face hub"
         )
     return root
 

@@ -40,7 +40,8 @@ class RandomWindows(IterableDataset):
         starts = rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
         rows = np.stack([self.tokens[s : s + self.block_size + 1] for s in starts]).astype(np.int64)
         window = torch.from_numpy(rows)  # B, T+1
-        return {"input_ids": window[:, :-1], "targets": window[:, 1:]}
+        # The batch carries its place in the stream: the model seeds its dropout masks from it.
+        return {"input_ids": window[:, :-1], "targets": window[:, 1:], "index": torch.tensor(index)}
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         worker = get_worker_info()

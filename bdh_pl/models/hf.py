@@ -141,7 +141,7 @@ def gpt2_from_pretrained(name_or_path: str, dropout: float | None = None) -> HFC
 
 
 def gpt2_config(
-    vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float
+    *, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float
 ) -> GPT2Config:
     """GPT-2's architecture (pre-norm, learned positions, tied embeddings, GELU MLP of 4x)."""
     _check_shape(dropout, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
@@ -162,6 +162,7 @@ def gpt2_config(
 
 
 def llama_config(
+    *,
     vocab_size: int,
     block_size: int,
     n_layer: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -35,10 +36,17 @@ class LanguageModel(L.LightningModule):
         seed: seeds the dropout masks of each step, so a resumed run repeats them exactly;
             the CLI links it to data.seed.
         compile: torch.compile the network (same state_dict keys).
+
+    Subclasses take their network's sizes, pass these arguments on, and build the network in
+    `build_network` from `self.hparams` (theirs and these).
     """
+
+    # The data tokenizer the network needs: "byte", "gpt2", or "any" (sized from the data).
+    tokenizer_need: ClassVar[str] = "any"
 
     def __init__(
         self,
+        *,
         vocab_size: int = 256,
         block_size: int = 256,
         learning_rate: float = 1e-3,
@@ -93,11 +101,10 @@ class LanguageModel(L.LightningModule):
     # --- training -------------------------------------------------------------------------
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        micro_step = (
-            self.global_step * self.trainer.accumulate_grad_batches
-            + batch_idx % self.trainer.accumulate_grad_batches
-        )
-        torch.manual_seed(hash((self.hparams.seed, micro_step, self.global_rank)) % (1 << 62))
+        # Dropout masks follow the batch's position in the training stream, which the batch
+        # carries (the data owns that count, resume included).
+        index = int(batch["index"])
+        torch.manual_seed(hash((self.hparams.seed, index, self.global_rank)) % (1 << 62))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])

@@ -1,10 +1,15 @@
 """The concrete LightningModules: each says how to build its network, nothing more.
 
-Select one in YAML with `model: {class_path: bdh_pl.training.lit_models.BDHLM, init_args: {...}}`;
-training options (learning rate, schedule, weight decay) are LanguageModel's.
+Select one in YAML with `model: {class_path: bdh_pl.training.lit_models.BDHLM, init_args: {...}}`
+(configs/model/ names them). Each takes its network's sizes, keyword-only; vocab_size and
+block_size come from the data (linked by the CLI); training options (learning rate, schedule,
+weight decay, seed, compile) go on to LanguageModel. `tokenizer_need` says which data tokenizer
+the network needs: "byte", "gpt2", or "any" (sized from the data).
 """
 
 from __future__ import annotations
+
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -26,41 +31,48 @@ class BDHLM(LanguageModel):
     """BDH (Kosowski et al. 2025), arXiv 2509.26507; defaults are the paper code's 25.3M model.
 
     During validation and test it also logs the fraction of non-zero sparse activations per
-    layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means).
+    layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means). Training options
+    (learning rate, schedule, weight decay, seed, compile) are LanguageModel's.
     """
+
+    tokenizer_need = "byte"
 
     def __init__(
         self,
+        *,
         n_layer: int = 6,
         n_embd: int = 256,
         n_head: int = 4,
         mlp_internal_dim_multiplier: int = 128,
         dropout: float = 0.1,
-        attention: str = "auto",
+        attention: Literal["auto", "quadratic", "chunked"] = "auto",
         activation_checkpointing: bool = False,
         compile_elementwise: bool = False,
-        **kwargs,
+        vocab_size: int = 256,
+        block_size: int = 256,
+        **training: Any,
     ) -> None:
-        try:
-            self.config = BDHConfig(
-                n_layer=n_layer,
-                n_embd=n_embd,
-                n_head=n_head,
-                mlp_internal_dim_multiplier=mlp_internal_dim_multiplier,
-                dropout=dropout,
-                vocab_size=kwargs.get("vocab_size", 256),
-                attention=attention,
-                activation_checkpointing=activation_checkpointing,
-                compile_elementwise=compile_elementwise,
-            )
-        except ValueError as err:
-            raise UserError(f"model: {err}") from None
-        super().__init__(**kwargs)
+        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
         keys = [f"{a}_l{i}" for i in range(n_layer) for a in ("x", "y")]
         self.sparsity = nn.ModuleDict({k: MeanMetric() for k in keys})
 
     def build_network(self) -> nn.Module:
-        return BDH(self.config)
+        hp = self.hparams
+        try:
+            config = BDHConfig(
+                n_layer=hp.n_layer,
+                n_embd=hp.n_embd,
+                n_head=hp.n_head,
+                mlp_internal_dim_multiplier=hp.mlp_internal_dim_multiplier,
+                dropout=hp.dropout,
+                vocab_size=hp.vocab_size,
+                attention=hp.attention,
+                activation_checkpointing=hp.activation_checkpointing,
+                compile_elementwise=hp.compile_elementwise,
+            )
+        except ValueError as err:
+            raise UserError(f"model: {err}") from None
+        return BDH(config)
 
     def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         stats: dict[str, torch.Tensor] = {}
@@ -102,20 +114,30 @@ class GPT2LM(LanguageModel):
     byte level (8 layers, 512 wide), BDH's size."""
 
     def __init__(
-        self, n_layer: int = 8, n_head: int = 8, n_embd: int = 512, dropout: float = 0.1, **kwargs
+        self,
+        *,
+        n_layer: int = 8,
+        n_head: int = 8,
+        n_embd: int = 512,
+        dropout: float = 0.1,
+        vocab_size: int = 256,
+        block_size: int = 256,
+        **training: Any,
     ) -> None:
-        self.config = gpt2_config(
-            kwargs.get("vocab_size", 256),
-            kwargs.get("block_size", 256),
-            n_layer,
-            n_head,
-            n_embd,
-            dropout,
-        )
-        super().__init__(**kwargs)
+        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
 
     def build_network(self) -> nn.Module:
-        return from_config(self.config)
+        hp = self.hparams
+        return from_config(
+            gpt2_config(
+                vocab_size=hp.vocab_size,
+                block_size=hp.block_size,
+                n_layer=hp.n_layer,
+                n_head=hp.n_head,
+                n_embd=hp.n_embd,
+                dropout=hp.dropout,
+            )
+        )
 
 
 class LlamaLM(LanguageModel):
@@ -125,6 +147,7 @@ class LlamaLM(LanguageModel):
 
     def __init__(
         self,
+        *,
         n_layer: int = 8,
         n_head: int = 8,
         n_embd: int = 512,
@@ -132,23 +155,27 @@ class LlamaLM(LanguageModel):
         intermediate_size: int = 1376,
         rope_theta: float = 10000.0,
         dropout: float = 0.0,
-        **kwargs,
+        vocab_size: int = 256,
+        block_size: int = 256,
+        **training: Any,
     ) -> None:
-        self.config = llama_config(
-            kwargs.get("vocab_size", 256),
-            kwargs.get("block_size", 256),
-            n_layer,
-            n_head,
-            n_embd,
-            n_query_groups,
-            intermediate_size,
-            rope_theta,
-            dropout,
-        )
-        super().__init__(**kwargs)
+        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
 
     def build_network(self) -> nn.Module:
-        return from_config(self.config)
+        hp = self.hparams
+        return from_config(
+            llama_config(
+                vocab_size=hp.vocab_size,
+                block_size=hp.block_size,
+                n_layer=hp.n_layer,
+                n_head=hp.n_head,
+                n_embd=hp.n_embd,
+                n_query_groups=hp.n_query_groups,
+                intermediate_size=hp.intermediate_size,
+                rope_theta=hp.rope_theta,
+                dropout=hp.dropout,
+            )
+        )
 
 
 class PretrainedGPT2LM(LanguageModel):
@@ -159,22 +186,34 @@ class PretrainedGPT2LM(LanguageModel):
             `save_pretrained`. Restoring a Lightning checkpoint loads this first, then the
             checkpoint's weights over it.
         dropout: replaces the checkpoint's dropouts (GPT-2 ships 0.1) when fine-tuning.
+        vocab_size, block_size: the data's (linked by the CLI); default: the checkpoint's.
 
     The data must use the checkpoint's tokenizer (`data.tokenizer: gpt2`, or the same folder),
     and block_size must fit the checkpoint's positions (1024 for GPT-2).
     """
 
-    def __init__(self, name_or_path: str = "gpt2", dropout: float | None = None, **kwargs) -> None:
-        self.config = load_gpt2_config(name_or_path)
-        kwargs.setdefault("vocab_size", self.config.vocab_size)
-        check_vocab(self.config.vocab_size, kwargs["vocab_size"], f"GPT-2 {name_or_path!r}")
-        block_size = kwargs.setdefault("block_size", self.config.n_positions)
-        if block_size > self.config.n_positions:
+    tokenizer_need = "gpt2"
+
+    def __init__(
+        self,
+        *,
+        name_or_path: str = "gpt2",
+        dropout: float | None = None,
+        vocab_size: int | None = None,
+        block_size: int | None = None,
+        **training: Any,
+    ) -> None:
+        checkpoint = load_gpt2_config(name_or_path)
+        positions = checkpoint.n_positions
+        vocab_size = checkpoint.vocab_size if vocab_size is None else vocab_size
+        block_size = positions if block_size is None else block_size
+        check_vocab(checkpoint.vocab_size, vocab_size, f"GPT-2 {name_or_path!r}")
+        if block_size > positions:
             raise UserError(
-                f"data.block_size {block_size} exceeds the {self.config.n_positions} positions of "
-                f"GPT-2 {name_or_path!r}: use data.block_size <= {self.config.n_positions}"
+                f"data.block_size {block_size} exceeds the {positions} positions of "
+                f"GPT-2 {name_or_path!r}: use data.block_size <= {positions}"
             )
-        super().__init__(**kwargs)
+        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
 
     def build_network(self) -> nn.Module:
         return gpt2_from_pretrained(self.hparams.name_or_path, self.hparams.dropout)

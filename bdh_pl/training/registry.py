@@ -1,8 +1,8 @@
-"""The models by name: `bdh`, `gpt2`, `gpt2-medium`, `gpt2-scratch`, `llama-tiny`.
+"""The models by name: one YAML per model in `configs/model/`, and nothing else.
 
-Each name gives its LightningModule, its default init args (architecture and optimiser recipe,
-the same as its YAML overlay `configs/model/<name>.yaml`; a test keeps the two in step) and
-the tokenizer it needs:
+A model's name is its file's stem (`configs/model/gpt2-scratch.yaml` is `gpt2-scratch`), its
+LightningModule the file's `model.class_path`, its default size and optimiser recipe the
+file's `model.init_args`. The tokenizer it needs is its class's `tokenizer_need`:
 
     "byte"  byte-level only (BDH)
     "gpt2"  GPT-2 BPE only (pretrained GPT-2: its embeddings are BPE tokens)
@@ -15,18 +15,21 @@ In Python (the benchmark runner):
     model = build_model("gpt2-scratch", vocab_size=dm.vocab_size, block_size=dm.block_size)
 
 From the command line, the same model is `--config configs/model/gpt2-scratch.yaml`
-(`model_config_path(name)`).
+(`model_config_path(name)`). A new model is a new file there.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bdh_pl.errors import UserError
 from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM, PretrainedGPT2LM
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 
@@ -35,8 +38,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
 class ModelSpec:
     lit_class: type[LanguageModel]
     init_args: dict[str, Any] = field(default_factory=dict)
-    tokenizer: str = "any"  # "byte" | "gpt2" | "any"
     about: str = ""
+
+    @property
+    def tokenizer(self) -> str:
+        """ "byte", "gpt2" or "any": what the network needs from the data."""
+        return self.lit_class.tokenizer_need
 
     @property
     def default_tokenizer(self) -> str:
@@ -48,79 +55,35 @@ class ModelSpec:
         return self.tokenizer in ("any", tokenizer_name)
 
 
-# The optimiser recipe of each model, on top of LanguageModel's defaults.
-_SCRATCH_RECIPE = {
-    "learning_rate": 1e-3,
-    "min_learning_rate": 1e-4,
-    "warmup_steps": 100,
-    "weight_decay": 0.1,
-    "betas": [0.9, 0.95],
-}
+def _load_class(class_path: str) -> type[LanguageModel]:
+    module, _, name = class_path.rpartition(".")
+    lit_class = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(lit_class, type) and issubclass(lit_class, LanguageModel)):
+        raise UserError(f"model.class_path {class_path!r} is not a LanguageModel")
+    return lit_class
 
 
-def _finetune_recipe(learning_rate: float) -> dict[str, Any]:
-    return {
-        "dropout": None,
-        "learning_rate": learning_rate,
-        "min_learning_rate": learning_rate / 10,
-        "warmup_steps": 100,
-        "weight_decay": 0.1,
-    }
+def _read_spec(path: Path) -> ModelSpec:
+    config = yaml.safe_load(path.read_text()) or {}
+    model = config.get("model") or {}
+    if "class_path" not in model:
+        raise UserError(f"{path}: a model config needs model.class_path")
+    first = path.read_text().splitlines()[0]
+    about = first.lstrip("# ") if first.startswith("#") else ""
+    return ModelSpec(_load_class(model["class_path"]), dict(model.get("init_args") or {}), about)
 
 
-MODELS: dict[str, ModelSpec] = {
-    "bdh": ModelSpec(
-        BDHLM,
-        {
-            "n_layer": 6,
-            "n_embd": 256,
-            "n_head": 4,
-            "mlp_internal_dim_multiplier": 128,
-            "dropout": 0.1,
-        },
-        "byte",
-        "BDH, the paper code's 25.3M model",
-    ),
-    "gpt2": ModelSpec(
-        PretrainedGPT2LM,
-        {"name_or_path": "gpt2", **_finetune_recipe(6e-5)},
-        "gpt2",
-        "GPT-2 124M, OpenAI's weights",
-    ),
-    "gpt2-medium": ModelSpec(
-        PretrainedGPT2LM,
-        {"name_or_path": "gpt2-medium", **_finetune_recipe(3e-5)},
-        "gpt2",
-        "GPT-2 355M, OpenAI's weights",
-    ),
-    "gpt2-scratch": ModelSpec(
-        GPT2LM,
-        {"n_layer": 8, "n_head": 8, "n_embd": 512, "dropout": 0.1, **_SCRATCH_RECIPE},
-        "any",
-        "GPT-2 architecture from scratch, 25.6M at byte level",
-    ),
-    "llama-tiny": ModelSpec(
-        LlamaLM,
-        {
-            "n_layer": 8,
-            "n_head": 8,
-            "n_embd": 512,
-            "n_query_groups": None,
-            "intermediate_size": 1376,
-            "rope_theta": 10000.0,
-            "dropout": 0.1,
-            **_SCRATCH_RECIPE,
-        },
-        "any",
-        "LLaMA architecture from scratch, 25.6M at byte level",
-    ),
-}
+@functools.cache
+def models() -> dict[str, ModelSpec]:
+    """Every model of `configs/model/*.yaml`, by name (the file stem)."""
+    return {path.stem: _read_spec(path) for path in sorted(CONFIG_DIR.glob("*.yaml"))}
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}: use one of {', '.join(MODELS)}")
-    return MODELS[name]
+    specs = models()
+    if name not in specs:
+        raise UserError(f"unknown model {name!r}: use one of {', '.join(specs)}")
+    return specs[name]
 
 
 def build_model(name: str, **overrides: Any) -> LanguageModel:
@@ -131,6 +94,6 @@ def build_model(name: str, **overrides: Any) -> LanguageModel:
 
 
 def model_config_path(name: str) -> Path:
-    """The YAML overlay selecting `name` for the CLI (`--config <path>`)."""
+    """The YAML selecting `name` for the CLI (`--config <path>`)."""
     get_spec(name)
     return CONFIG_DIR / f"{name}.yaml"

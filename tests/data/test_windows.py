@@ -71,4 +71,6 @@ def test_random_windows_resume_where_they_left_off():
     first_five = [b["input_ids"] for b, _ in zip(full, range(5), strict=False)]
     resumed = RandomWindows(tokens, 16, 2, seed=1)
     resumed.first_batch = 3
-    assert torch.equal(next(iter(resumed))["input_ids"], first_five[3])
+    first = next(iter(resumed))
+    assert torch.equal(first["input_ids"], first_five[3])
+    assert int(first["index"]) == 3  # the batch says where it is in the stream

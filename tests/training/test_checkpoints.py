@@ -15,7 +15,9 @@ ARGS = [
     "--config",
     "configs/shakespeare.yaml",
     "--config",
-    "configs/smoke.yaml",
+    "configs/cpu.yaml",
+    "--config",
+    "configs/cpu/bdh.yaml",
     "--model.init_args.n_embd",
     "64",  # deliberately wrong: sizes must come from the weights
     "--model.init_args.n_head",

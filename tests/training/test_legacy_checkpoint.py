@@ -23,7 +23,8 @@ def test_the_old_class_path_resolves_to_the_same_class():
 
 def test_a_checkpoint_from_before_the_move_is_tested(tmp_path, run_cli, data_dir):
     code, err = run_cli(
-        ["test", "--config", "configs/shakespeare.yaml", "--config", "configs/smoke.yaml"]
+        ["test", "--config", "configs/shakespeare.yaml", "--config", "configs/cpu.yaml"]
+        + ["--config", "configs/cpu/bdh.yaml"]
         + ["--model", "bdh_pl.lit_models.BDHLM", *SIZES, "--ckpt_path", str(LEGACY)]
         + ["--trainer.default_root_dir", str(tmp_path), "--trainer.limit_test_batches", "2"]
     )

@@ -1,5 +1,6 @@
-"""The model registry and its YAML overlays agree, and the overlays compose with the dataset
-configs into what the CLI instantiates (checked with --print_config: nothing is built)."""
+"""The model registry is read from configs/model/*.yaml, and the configs compose by concern
+(data, model, trainer, CPU size) into what the CLI instantiates (checked with --print_config:
+nothing is built)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from bdh_pl.cli import main
 from bdh_pl.errors import UserError
 from bdh_pl.training.lit_models import GPT2LM, LlamaLM
-from bdh_pl.training.registry import MODELS, build_model, get_spec, model_config_path
+from bdh_pl.training.registry import build_model, get_spec, model_config_path, models
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "configs" / "recipes" / "nanogpt-shakespeare-cpu.yaml")
@@ -29,21 +30,33 @@ def print_config(capsys, *args: str) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
+NAMES = ["bdh", "gpt2", "gpt2-medium", "gpt2-scratch", "llama-tiny"]
+
+
 def test_names():
-    assert set(MODELS) == {"bdh", "gpt2", "gpt2-medium", "gpt2-scratch", "llama-tiny"}
+    assert set(models()) == set(NAMES)
     with pytest.raises(UserError, match="gpt2-scratch"):
         get_spec("gpt3")
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_yaml_overlay_matches_registry(name):
-    spec = get_spec(name)
-    config = yaml.safe_load(model_config_path(name).read_text())
-    class_path = f"{spec.lit_class.__module__}.{spec.lit_class.__qualname__}"
-    assert config["model"]["class_path"] == class_path
-    assert config["model"]["init_args"] == spec.init_args
-    assert config["data"]["init_args"]["tokenizer"] == spec.default_tokenizer
-    assert spec.accepts(spec.default_tokenizer)
+def test_a_model_is_its_yaml(tmp_path, monkeypatch):
+    # A new file is a new model: name from the stem, class and defaults from the file.
+    (tmp_path / "small-llama.yaml").write_text(
+        "# A small LLaMA\nmodel:\n  class_path: bdh_pl.training.lit_models.LlamaLM\n"
+        "  init_args: {n_layer: 1, n_head: 2, n_embd: 32, intermediate_size: 64}\n"
+    )
+    monkeypatch.setattr("bdh_pl.training.registry.CONFIG_DIR", tmp_path)
+    models.cache_clear()
+    try:
+        spec = get_spec("small-llama")
+        assert spec.lit_class is LlamaLM and spec.about == "A small LLaMA"
+        assert spec.init_args["n_layer"] == 1 and spec.accepts("gpt2")
+        model = build_model("small-llama", vocab_size=300, block_size=16)
+        assert model.network.hf.config.num_hidden_layers == 1
+        assert model.network.hf.config.vocab_size == 300
+        assert set(models()) == {"small-llama"}
+    finally:
+        models.cache_clear()
 
 
 def test_tokenizer_needs():
@@ -56,7 +69,9 @@ def test_tokenizer_needs():
 def test_build_model_with_overrides(name, lit_class):
     model = build_model(name, n_layer=1, n_embd=32, n_head=2, vocab_size=50257, block_size=32)
     assert isinstance(model, lit_class)
-    assert model.hparams.learning_rate == get_spec(name).init_args["learning_rate"]
+    yaml_args = yaml.safe_load(model_config_path(name).read_text())["model"]["init_args"]
+    assert model.hparams.learning_rate == yaml_args["learning_rate"]
+    assert model.hparams.n_layer == 1 and yaml_args["n_layer"] == 8
     assert model.network.hf.config.vocab_size == 50257
 
 
@@ -76,6 +91,73 @@ def test_overlay_replaces_the_dataset_model(capsys, name):
         assert config["model"]["init_args"][key] == (list(value) if key == "betas" else value)
     assert config["data"]["init_args"]["tokenizer"] == spec.default_tokenizer
     assert config["data"]["class_path"] == "bdh_pl.data.WikiText2"
+
+
+def configs(*names: str) -> list[str]:
+    args = []
+    for name in names:
+        flag = "--trainer" if name == "trainer" else "--config"  # trainer.yaml: Trainer args
+        args += [flag, str(REPO / "configs" / f"{name}.yaml")]
+    return args
+
+
+@pytest.mark.parametrize("data", ["shakespeare", "wikitext2"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_composes_by_concern_and_has_a_cpu_size(capsys, name, data):
+    config = print_config(
+        capsys,
+        "fit",
+        *configs(f"data/{data}", f"model/{name}", "trainer", "cpu", f"cpu/{name}"),
+    )
+    spec = get_spec(name)
+    assert config["model"]["class_path"].endswith(spec.lit_class.__name__)
+    assert (
+        config["data"]["class_path"]
+        .lower()
+        .endswith(data.replace("shakespeare", "tinyshakespeare"))
+    )
+    assert config["data"]["init_args"]["tokenizer"] == spec.default_tokenizer
+    trainer = config["trainer"]
+    monitors = [c["init_args"].get("monitor") for c in trainer["callbacks"]]
+    assert monitors == ["val/loss", "val/loss", None]  # best checkpoint, early stop, lr monitor
+    assert (trainer["precision"], trainer["max_steps"], trainer["limit_val_batches"]) == (
+        "32-true",
+        60,
+        8,  # bounded validation: not all of WikiText-2's 1.1 MB every 10 steps
+    )
+    assert config["data"]["init_args"]["block_size"] == 64
+    cpu = yaml.safe_load((REPO / "configs" / "cpu" / f"{name}.yaml").read_text())
+    for key, value in (cpu.get("model") or {}).get("init_args", {}).items():
+        assert config["model"]["init_args"][key] == value
+    if "n_embd" in config["model"]["init_args"]:
+        assert config["model"]["init_args"]["n_embd"] <= 96  # CPU-sized
+
+
+@pytest.mark.parametrize(
+    "recipe, parts, extra",
+    [
+        ("shakespeare", ["data/shakespeare", "model/bdh", "trainer"], []),
+        (
+            "wikitext2",
+            ["data/wikitext2", "model/bdh", "trainer"],
+            ["--trainer.max_steps", "20000", "--trainer.val_check_interval", "500"],
+        ),
+    ],
+)
+def test_a_recipe_is_data_model_and_trainer(capsys, recipe, parts, extra):
+    whole = print_config(capsys, "fit", *configs(recipe))
+    composed = print_config(capsys, "fit", *configs(*parts), "--seed_everything", "1337", *extra)
+    assert whole == composed
+    assert whole["model"]["init_args"]["n_embd"] == 256  # the seed's BDH
+
+
+def test_the_cpu_overlay_follows_a_baseline(capsys):
+    # Was: a BDH-only smoke overlay after a baseline failed on BDH's keys.
+    config = print_config(
+        capsys, "fit", *configs("shakespeare", "model/llama-tiny", "cpu", "cpu/llama-tiny")
+    )
+    assert config["model"]["class_path"].endswith("LlamaLM")
+    assert config["model"]["init_args"]["intermediate_size"] == 256
 
 
 def test_nanogpt_recipe_parses(capsys):
