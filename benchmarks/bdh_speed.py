@@ -1,6 +1,6 @@
 """Speed of BDH's fast paths (models/bdh/kernels.py) against its plain reference (model.py).
 
-    python benchmarks/bdh_speed.py [--quick] [--out results/bdh-speed]
+    python benchmarks/bdh_speed.py [--quick] [--rounds N] [--no-rerun] [--out results/bdh-speed]
 
 Training: tokens/s of a full step (forward, cross-entropy, backward, AdamW step), variants timed
 interleaved in one process (round robin, median per variant), so that load from other processes
@@ -306,6 +306,10 @@ def summary(results: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter generation")
+    ap.add_argument("--rounds", type=int, help="training rounds (default 5, --quick 2)")
+    ap.add_argument(
+        "--no-rerun", action="store_true", help="time the recurrent generation only (a busy CPU)"
+    )
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results/bdh-speed"))
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
     ap.add_argument("--warm-cache", action="store_true", help="reuse the inductor cache")
@@ -320,7 +324,7 @@ def main() -> None:
     if not args.warm_cache:  # a fresh inductor cache: "first step s" includes the full compile
         cache = tempfile.TemporaryDirectory(prefix="bdh-speed-inductor-")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
-    rounds = 2 if args.quick else 5
+    rounds = args.rounds or (2 if args.quick else 5)
     results = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -330,6 +334,7 @@ def main() -> None:
         },
         "load_before": os.getloadavg(),
         "quick": args.quick,
+        "rounds": rounds,
         "inductor_cache": "warm" if args.warm_cache else "cold",
         "train": {},
         "memory": {},
@@ -345,8 +350,9 @@ def main() -> None:
         results["train"][name] = bench_train(name, list(VARIANTS), rounds)
         results["memory"][name] = bench_memory(name, list(VARIANTS))
     lengths = [256] if args.quick else [256, 1024]
-    results["generate"]["small-1.6M"] = bench_generate("small-1.6M", lengths, rerun_max=1024)
-    results["generate"]["seed-25M"] = bench_generate("seed-25M", lengths, rerun_max=256)
+    rerun = 0 if args.no_rerun else 1
+    results["generate"]["small-1.6M"] = bench_generate("small-1.6M", lengths, 1024 * rerun)
+    results["generate"]["seed-25M"] = bench_generate("seed-25M", lengths, 256 * rerun)
     if not args.quick:
         results["attention"] = bench_attention([512, 1024, 2048, 4096])
     results["load_after"] = os.getloadavg()
