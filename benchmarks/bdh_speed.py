@@ -310,6 +310,7 @@ def main() -> None:
     ap.add_argument(
         "--no-rerun", action="store_true", help="time the recurrent generation only (a busy CPU)"
     )
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results/bdh-speed"))
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
     ap.add_argument("--warm-cache", action="store_true", help="reuse the inductor cache")
@@ -348,7 +349,13 @@ def main() -> None:
     for name in CONFIGS:
         print(f"training {name}", flush=True)
         results["train"][name] = bench_train(name, list(VARIANTS), rounds)
-        results["memory"][name] = bench_memory(name, list(VARIANTS))
+        fp32 = results["train"][name]["plain fp32"]["tokens_per_s"]
+        for v, r in results["train"][name].items():
+            print(
+                f"  {name} {v}: {r['tokens_per_s']:.1f} tokens/s, {r['tokens_per_s'] / fp32:.2f}x"
+            )
+        if not args.no_memory:
+            results["memory"][name] = bench_memory(name, list(VARIANTS))
     lengths = [256] if args.quick else [256, 1024]
     rerun = 0 if args.no_rerun else 1
     results["generate"]["small-1.6M"] = bench_generate("small-1.6M", lengths, 1024 * rerun)
