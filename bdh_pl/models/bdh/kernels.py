@@ -108,10 +108,7 @@ def rotate(x: Tensor, rot: Tensor) -> Tensor:
 
 def inverse(rot: Tensor) -> Tensor:
     """The rotation by minus the angles: the transpose of rotate, for its backward."""
-    if rot.is_complex():
-        return rot.conj()
-    cos, sin = rot.unbind(0)
-    return torch.stack((cos, -sin))
+    return rot.conj() if rot.is_complex() else torch.stack((rot[0], -rot[1]))
 
 
 def relu_rope(x_latent: Tensor, rot: Tensor) -> tuple[Tensor, Tensor]:
@@ -156,9 +153,7 @@ def sparse_rope(x_latent: Tensor, rot: Tensor, compiled: bool = False) -> tuple[
 def gate(y_latent: Tensor, x_sparse: Tensor, keep: Tensor | None, p: float) -> Tensor:
     """dropout(relu(y_latent) * x_sparse), dropping where keep (bool) is False."""
     xy = F.relu(y_latent) * x_sparse
-    if keep is None:
-        return xy
-    return torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0)
+    return xy if keep is None else torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0)
 
 
 def gate_backward(
