@@ -1,6 +1,6 @@
-"""Speed of the BDH model (bdh_pl.models.bdh) against a plain eager implementation of the same math.
+"""Speed of BDH's fast paths (models/bdh/kernels.py) against its plain reference (model.py).
 
-    python benchmarks/bdh_speed.py [--quick] [--out results/bdh-speed]
+    python benchmarks/bdh_speed.py [--quick] [--rounds N] [--no-rerun] [--out results/bdh-speed]
 
 Training: tokens/s of a full step (forward, cross-entropy, backward, AdamW step), variants timed
 interleaved in one process (round robin, median per variant), so that load from other processes
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -27,15 +26,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bdh_pl.models.bdh import (  # noqa: E402
-    BDH,
-    Attention,
-    BDHConfig,
+from bdh_pl.models.bdh import BDH, BDHConfig  # noqa: E402
+from bdh_pl.models.bdh.kernels import (  # noqa: E402
     attention_chunked,
     attention_quadratic,
+    chunked_from,
 )
 
 CONFIGS = {
@@ -55,50 +52,13 @@ VARIANTS = {
 }
 
 
-class PlainBDH(nn.Module):
-    """The official BDH-GPU math written the straightforward eager way (the baseline)."""
-
-    def __init__(self, config: BDHConfig):
-        super().__init__()
-        self.config = config
-        nh, D, N = config.n_head, config.n_embd, config.n_neurons
-        self.decoder = nn.Parameter(torch.randn(nh * N, D) * 0.02)
-        self.encoder = nn.Parameter(torch.randn(nh, D, N) * 0.02)
-        self.encoder_v = nn.Parameter(torch.randn(nh, D, N) * 0.02)
-        self.embed = nn.Embedding(config.vocab_size, D)
-        self.lm_head = nn.Parameter(torch.randn(D, config.vocab_size) * 0.02)
-        i = torch.arange(N, dtype=torch.float32)
-        freqs = 1.0 / (2**16) ** ((i / 2).floor() * 2 / N) / (2 * math.pi)
-        self.register_buffer("freqs", freqs.view(1, 1, 1, N))
-        self.drop = nn.Dropout(config.dropout)
-
-    def rope(self, v: torch.Tensor) -> torch.Tensor:
-        phases = torch.arange(v.size(2), dtype=torch.float32, device=v.device).view(1, 1, -1, 1)
-        phases = ((phases * self.freqs) % 1) * (2 * math.pi)
-        v_rot = torch.stack((-v[..., 1::2], v[..., ::2]), dim=-1).view(*v.size())
-        return (v * phases.cos()).to(v.dtype) + (v_rot * phases.sin()).to(v.dtype)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        C = self.config
-        B, T = idx.shape
-        D, nh, N = C.n_embd, C.n_head, C.n_neurons
-        x = F.layer_norm(self.embed(idx).unsqueeze(1), (D,))  # B, 1, T, D
-        for _ in range(C.n_layer):
-            x_sparse = F.relu(x @ self.encoder)  # B, nh, T, N
-            qr = self.rope(x_sparse)
-            a = F.layer_norm((qr @ qr.mT).tril(diagonal=-1) @ x, (D,))  # B, nh, T, D
-            y_sparse = F.relu(a @ self.encoder_v)
-            xy = self.drop(x_sparse * y_sparse)
-            y = F.layer_norm(xy.transpose(1, 2).reshape(B, 1, T, N * nh) @ self.decoder, (D,))
-            x = F.layer_norm(x + y, (D,))
-        return x.view(B, T, D) @ self.lm_head
-
-    @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-        for _ in range(max_new_tokens):  # the official way: the whole sequence again per token
-            probs = F.softmax(self(idx)[:, -1], dim=-1)
+def rerun_generate(model: BDH, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """The official generate: the whole sequence through the model again per new token."""
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            probs = F.softmax(model(idx)[:, -1], dim=-1)
             idx = torch.cat((idx, torch.multinomial(probs, num_samples=1)), dim=1)
-        return idx
+    return idx
 
 
 def build(config_name: str, variant: str):
@@ -106,10 +66,8 @@ def build(config_name: str, variant: str):
     kw, batch, block = CONFIGS[config_name]
     impl, bf16, whole_compile, kernels = VARIANTS[variant]
     torch.manual_seed(0)
-    if impl == "plain":
-        model = PlainBDH(BDHConfig(**kw))
-    else:
-        model = BDH(BDHConfig(**kw, compile_elementwise=kernels))
+    # plain: the reference forward of models/bdh/model.py, the official math in eager PyTorch
+    model = BDH(BDHConfig(**kw, fused=impl == "ours", compile_elementwise=kernels))
     model.train()
     net = torch.compile(model) if whole_compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
@@ -192,10 +150,8 @@ def bench_generate(config_name: str, lengths: list[int], rerun_max: int) -> dict
     kw, _, _ = CONFIGS[config_name]
     torch.manual_seed(0)
     ours = BDH(BDHConfig(**kw)).eval()
-    plain = PlainBDH(BDHConfig(**kw)).eval()
-    plain.load_state_dict(
-        {k.replace("attn.", ""): v for k, v in ours.state_dict().items()}, strict=True
-    )
+    plain = BDH(BDHConfig(**kw, fused=False)).eval()
+    plain.load_state_dict(ours.state_dict(), strict=True)
     prompt = torch.randint(0, 256, (1, 16))
     out = {}
     for n in lengths:
@@ -207,7 +163,7 @@ def bench_generate(config_name: str, lengths: list[int], rerun_max: int) -> dict
         if n <= rerun_max:
             torch.manual_seed(1)
             t = time.perf_counter()
-            b = plain.generate(prompt, n)
+            b = rerun_generate(plain, prompt, n)
             row["rerun_tokens_per_s"] = n / (time.perf_counter() - t)
             row["speedup"] = row["recurrent_tokens_per_s"] / row["rerun_tokens_per_s"]
             # same weights, same seed: the samples agree until fp rounding flips one
@@ -219,13 +175,13 @@ def bench_generate(config_name: str, lengths: list[int], rerun_max: int) -> dict
 
 def bench_attention(lengths: list[int], rounds: int = 2) -> dict:
     """fwd+bwd ms of the quadratic and the chunked attention (batch 1), and attention="auto"'s
-    choice: the measurements behind Attention.chunked_from."""
+    choice: the measurements behind kernels.chunked_from."""
     out = {}
     for name, (kw, _, _) in CONFIGS.items():
         cfg = BDHConfig(**kw)
         nh, N, D, C = cfg.n_head, cfg.n_neurons, cfg.n_embd, cfg.chunk_size
         for dtype in (torch.float32, torch.bfloat16):
-            auto_from = Attention(cfg).chunked_from(dtype)
+            auto_from = chunked_from(cfg, dtype)
             for T in lengths:
                 q = torch.randn(nh, 1, T, N).relu().to(dtype)
                 v = torch.randn(1, T, D)
@@ -350,6 +306,11 @@ def summary(results: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter generation")
+    ap.add_argument("--rounds", type=int, help="training rounds (default 5, --quick 2)")
+    ap.add_argument(
+        "--no-rerun", action="store_true", help="time the recurrent generation only (a busy CPU)"
+    )
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results/bdh-speed"))
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
     ap.add_argument("--warm-cache", action="store_true", help="reuse the inductor cache")
@@ -364,7 +325,7 @@ def main() -> None:
     if not args.warm_cache:  # a fresh inductor cache: "first step s" includes the full compile
         cache = tempfile.TemporaryDirectory(prefix="bdh-speed-inductor-")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
-    rounds = 2 if args.quick else 5
+    rounds = args.rounds or (2 if args.quick else 5)
     results = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -374,6 +335,7 @@ def main() -> None:
         },
         "load_before": os.getloadavg(),
         "quick": args.quick,
+        "rounds": rounds,
         "inductor_cache": "warm" if args.warm_cache else "cold",
         "train": {},
         "memory": {},
@@ -387,10 +349,17 @@ def main() -> None:
     for name in CONFIGS:
         print(f"training {name}", flush=True)
         results["train"][name] = bench_train(name, list(VARIANTS), rounds)
-        results["memory"][name] = bench_memory(name, list(VARIANTS))
+        fp32 = results["train"][name]["plain fp32"]["tokens_per_s"]
+        for v, r in results["train"][name].items():
+            print(
+                f"  {name} {v}: {r['tokens_per_s']:.1f} tokens/s, {r['tokens_per_s'] / fp32:.2f}x"
+            )
+        if not args.no_memory:
+            results["memory"][name] = bench_memory(name, list(VARIANTS))
     lengths = [256] if args.quick else [256, 1024]
-    results["generate"]["small-1.6M"] = bench_generate("small-1.6M", lengths, rerun_max=1024)
-    results["generate"]["seed-25M"] = bench_generate("seed-25M", lengths, rerun_max=256)
+    rerun = 0 if args.no_rerun else 1
+    results["generate"]["small-1.6M"] = bench_generate("small-1.6M", lengths, 1024 * rerun)
+    results["generate"]["seed-25M"] = bench_generate("seed-25M", lengths, 256 * rerun)
     if not args.quick:
         results["attention"] = bench_attention([512, 1024, 2048, 4096])
     results["load_after"] = os.getloadavg()

@@ -1,0 +1,400 @@
+"""The fast path of BDH: model.py's layer in fewer passes over memory, selected by BDHConfig.
+
+Each switch is tested equal to BDH.layer, values and gradients (tests/models/test_bdh.py):
+
+- fused (default): FusedLayer. Activations heads-first (nh, B, T, N), so no transpose copies;
+  weights cast once per forward; custom autograd ops whose backwards need fewer passes
+  (relu+RoPE in one, (G + G^T) q for the symmetric scores, no gradient sums); RoPE as one
+  complex multiply; dropout masks from 16-bit random words instead of bernoulli_.
+- attention: "quadratic", "chunked" (quadratic inside a chunk, a running state across chunks)
+  or "auto" (chunked from a measured break-even length, chunked_from).
+- compile_elementwise: the elementwise chains compiled by torch.compile, on neurons in the
+  "halves" layout (see to_halves).
+- activation_checkpointing wraps either layer, in BDH._run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from bdh_pl.models.bdh.model import BDH, BDHConfig
+
+
+def _acc_dtype(t: Tensor) -> torch.dtype:
+    return torch.promote_types(t.dtype, torch.float32)  # fp32 math at least (fp64 stays)
+
+
+_compiled: dict = {}
+
+
+def _kernel(fn, compiled: bool):
+    """fn itself, or fn compiled by torch.compile (once per process)."""
+    if not compiled:
+        return fn
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, fullgraph=True)
+    return _compiled[fn]
+
+
+# ---------------------------------------------------------------- dropout
+
+
+def dropout_bits(shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """Uniform random int16 words for dropout masks: one 64-bit draw per 4 elements.
+
+    bernoulli_ costs one draw (and a double) per element and dominated the elementwise work.
+    """
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-(2**63), 2**63 - 1)  # the full range: all four 16-bit words uniform
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def dropout_keep(bits: Tensor, p: float) -> Tensor:
+    """Dropout keep mask from dropout_bits: P(drop) = round(p * 2**16) / 2**16 (within 1e-5 of p).
+
+    Computed eagerly (one int16 -> bool pass) and handed to the kernels as bool: inductor does
+    not vectorize int16, and mixing bytes with bf16 costs it partial-vector loads.
+    """
+    return bits >= round(p * 2**16) - 2**15
+
+
+# ---------------------------------------------------------------- neuron layouts and RoPE
+# The official layout pairs neurons (2i, 2i+1) for RoPE ("interleaved"). The compiled kernels
+# use "halves": pair i at (i, N/2 + i), so a rotation reads two contiguous blocks (inductor
+# vectorizes them; interleaved pairs make it gather). Halves is a permutation of the neuron
+# axis: to_halves applies it to the weights once per forward, then every activation of the
+# layer is permuted alike, and the sums over neurons (decoder, scores) do not see it. The
+# recurrent state is kept in the official layout, so halves is for training forwards only.
+
+
+def to_halves(w: Tensor, dim: int, dtype: torch.dtype | None = None) -> Tensor:
+    """Reorder the neuron axis dim of w from interleaved pairs to halves (one copy, + cast)."""
+    dim = dim % w.dim()
+    view = w.unflatten(dim, (-1, 2)).transpose(dim, dim + 1)
+    out = torch.empty(view.shape, dtype=dtype or w.dtype, device=w.device)
+    return out.copy_(view).flatten(dim, dim + 1)
+
+
+def rotation(phases: Tensor, halves: bool) -> Tensor:
+    """The RoPE rotation of each neuron pair from model.py's phases (T, N, equal within a pair).
+
+    Interleaved: unit complex numbers (T, N/2). Halves: cos and sin stacked, (2, T, N/2).
+    """
+    angles = phases[:, ::2]
+    if halves:
+        return torch.stack((angles.cos(), angles.sin()))
+    return torch.complex(angles.cos(), angles.sin())
+
+
+def rotate(x: Tensor, rot: Tensor) -> Tensor:
+    """Rotate the neuron pairs of x (..., T, N) by rot (from rotation), in fp32."""
+    dt = x.dtype
+    x = x.to(_acc_dtype(x))
+    if rot.is_complex():  # a pair is one complex number: one multiply, no stack/cat copies
+        xc = torch.view_as_complex(x.unflatten(-1, (-1, 2)))  # ..., T, N/2
+        return torch.view_as_real(xc * rot).flatten(-2).to(dt)
+    cos, sin = rot.unbind(0)
+    a, b = x.chunk(2, dim=-1)
+    # cast each half before the cat, or inductor stages the result in fp32
+    return torch.cat(((a * cos - b * sin).to(dt), (b * cos + a * sin).to(dt)), dim=-1)
+
+
+def inverse(rot: Tensor) -> Tensor:
+    """The rotation by minus the angles: the transpose of rotate, for its backward."""
+    return rot.conj() if rot.is_complex() else torch.stack((rot[0], -rot[1]))
+
+
+def relu_rope(x_latent: Tensor, rot: Tensor) -> tuple[Tensor, Tensor]:
+    """x_sparse = relu(x_latent) and q = rope(x_sparse)."""
+    x_sparse = F.relu(x_latent)
+    return x_sparse, rotate(x_sparse, rot)
+
+
+def relu_rope_backward(x_sparse: Tensor, g_sparse: Tensor, g_q: Tensor, rot: Tensor) -> Tensor:
+    """Grad of x_latent from the grads of both outputs of relu_rope."""
+    g = rotate(g_q, inverse(rot)) + g_sparse
+    return torch.ops.aten.threshold_backward(g, x_sparse, 0)
+
+
+class SparseRope(torch.autograd.Function):
+    """relu_rope with a one-pass backward (no sum of two gradients of x_sparse)."""
+
+    @staticmethod
+    def forward(ctx, x_latent: Tensor, rot: Tensor, compiled: bool) -> tuple[Tensor, Tensor]:
+        x_sparse, q = _kernel(relu_rope, compiled)(x_latent, rot)
+        ctx.compiled = compiled
+        ctx.save_for_backward(x_sparse, rot)
+        return x_sparse, q
+
+    @staticmethod
+    def backward(ctx, g_sparse: Tensor, g_q: Tensor):
+        x_sparse, rot = ctx.saved_tensors
+        g = _kernel(relu_rope_backward, ctx.compiled)(x_sparse, g_sparse, g_q, rot)
+        return g, None, None
+
+
+def sparse_rope(x_latent: Tensor, rot: Tensor, compiled: bool = False) -> tuple[Tensor, Tensor]:
+    """relu_rope; without grad a plain call (an autograd.Function costs per-call overhead)."""
+    if torch.is_grad_enabled():
+        return SparseRope.apply(x_latent, rot, compiled)
+    return relu_rope(x_latent, rot)
+
+
+# ---------------------------------------------------------------- gate and decoder
+
+
+def gate(y_latent: Tensor, x_sparse: Tensor, keep: Tensor | None, p: float) -> Tensor:
+    """dropout(relu(y_latent) * x_sparse), dropping where keep (bool) is False."""
+    xy = F.relu(y_latent) * x_sparse
+    return xy if keep is None else torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0)
+
+
+def gate_backward(
+    g: Tensor,
+    y_latent: Tensor,
+    x_sparse: Tensor,
+    keep: Tensor | None,
+    p: float,
+    xy: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Grads of y_latent and x_sparse from the grad g of gate's output, and that output.
+
+    Without xy it is recomputed: inside one compiled kernel cheaper than keeping it.
+    """
+    if xy is None:
+        xy = gate(y_latent, x_sparse, keep, p)
+    if keep is not None:
+        g = torch.where(keep, g * (1.0 / (1.0 - p)), 0.0)
+    g_y = torch.ops.aten.threshold_backward(g * x_sparse, y_latent, 0)
+    return g_y, g * F.relu(y_latent), xy
+
+
+class GateDecode(torch.autograd.Function):
+    """Sum over heads of gate(...) @ decoder[h]; backward without gradient sums.
+
+    y_latent, x_sparse: nh, B*T, N; keep: bool like them, or None; decoder: nh, N, D; returns
+    B*T, D. Compiled, it keeps no (nh, B*T, N) product for backward: the backward kernel
+    recomputes it in the same pass.
+    """
+
+    @staticmethod
+    def forward(ctx, y_latent, x_sparse, keep, decoder, p: float, compiled: bool) -> Tensor:
+        xy = _kernel(gate, compiled)(y_latent, x_sparse, keep, p)
+        ctx.p, ctx.compiled = p, compiled
+        ctx.save_for_backward(y_latent, x_sparse, keep, decoder, None if compiled else xy)
+        # per-head decoders summed == the official (B, T, nh*N) @ (nh*N, D)
+        return (xy @ decoder).sum(0)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        y_latent, x_sparse, keep, decoder, xy = ctx.saved_tensors  # once: checkpointing
+        g = g.to(decoder.dtype).expand(decoder.size(0), -1, -1)  # nh, B*T, D
+        g_xy = g @ decoder.mT  # nh, B*T, N
+        bwd = _kernel(gate_backward, ctx.compiled)
+        g_y, g_x, xy = bwd(g_xy, y_latent, x_sparse, keep, ctx.p, xy)
+        return g_y, g_x, None, xy.mT @ g, None, None
+
+
+def gate_decode(
+    y_latent: Tensor,
+    x_sparse: Tensor,
+    keep: Tensor | None,
+    decoder: Tensor,
+    p: float,
+    compiled: bool = False,
+) -> Tensor:
+    """GateDecode; without grad a plain call."""
+    if torch.is_grad_enabled():
+        return GateDecode.apply(y_latent, x_sparse, keep, decoder, p, compiled)
+    return (gate(y_latent, x_sparse, keep, p) @ decoder).sum(0)
+
+
+# ---------------------------------------------------------------- attention
+
+
+def _plus_transpose(g: Tensor) -> Tensor:
+    """g + g^T over the last two dims (..., T, T)."""
+    T = g.size(-1)
+    if T < 1024:
+        return g + g.mT
+    # a batched transposed read misses the cache; per matrix, copy_ uses a blocked transpose
+    flat, out = g.reshape(-1, T, T), torch.empty_like(g)
+    for src, dst in zip(flat, out.view(-1, T, T), strict=True):
+        dst.copy_(src.t())
+    return out.add_(g)
+
+
+class CausalLinearAttention(torch.autograd.Function):
+    """out_t = sum_{s<t} (q_t . q_s) v_s with a cheaper backward.
+
+    scores = q q^T is symmetric in its two uses of q, so dL/dq = (G + G^T) q: one (T, T) @ (T, N)
+    product instead of two plus a sum of two (nh, B, T, N) gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, v: Tensor) -> Tensor:
+        v_q = v.to(q.dtype)  # what autocast would do, explicit so backward needs no autocast
+        scores = (q @ q.mT).tril_(diagonal=-1)  # nh, B, T, T
+        ctx.save_for_backward(q, v_q, scores)
+        ctx.v_dtype = v.dtype
+        return scores @ v_q  # nh, B, T, D
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        q, v_q, scores = ctx.saved_tensors
+        g = g.to(q.dtype)
+        g_scores = (g @ v_q.mT).tril_(diagonal=-1)  # nh, B, T, T
+        g_v = (scores.mT @ g).sum(0)  # B, T, D
+        g_q = _plus_transpose(g_scores) @ q  # nh, B, T, N
+        return g_q, g_v.to(ctx.v_dtype)
+
+
+class ChunkedLinearAttention(torch.autograd.Function):
+    """CausalLinearAttention in O(T * (C * N + N * D)) rather than O(T^2 * N), for long T.
+
+    Inside a chunk of C positions the quadratic form; earlier chunks enter through the state
+    S_c = sum_{s in chunks < c} q_s^T v_s (N x D per head). The states are as large as the
+    activations, so their prefix sums over chunks are one (nc, nc) @ (nc, N*D) matmul per head:
+    one pass, fp32 accumulation, no cumsum/flip copies.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, v: Tensor, chunk_size: int) -> Tensor:
+        nh, B, T, N = q.shape
+        D = v.size(-1)
+        C = chunk_size
+        pad = -T % C
+        nc = (T + pad) // C
+        v_q = v.to(q.dtype)
+        if pad:  # zero queries/values at the end change nothing before them
+            q, v_q = F.pad(q, (0, 0, 0, pad)), F.pad(v_q, (0, 0, 0, pad))
+        qc = q.reshape(-1, C, N)  # nh*B*nc, C, N
+        vc = v_q.view(1, B * nc, C, D).expand(nh, -1, -1, -1).reshape(-1, C, D)
+        scores = (qc @ qc.mT).tril_(diagonal=-1)  # nh*B*nc, C, C
+        kv = (qc.mT @ vc).view(nh * B, nc, N * D)  # what each chunk adds to the state
+        earlier = torch.ones(nc, nc, dtype=q.dtype, device=q.device).tril_(diagonal=-1)
+        states = (earlier @ kv).view(-1, N, D)  # the state before each chunk
+        out = (scores @ vc).baddbmm_(qc, states)  # intra + inter, nh*B*nc, C, D
+        ctx.save_for_backward(qc, vc, scores, states, earlier)
+        ctx.shape, ctx.v_dtype = (nh, B, T, N, D, nc), v.dtype
+        return out.view(nh, B, nc * C, D)[:, :, :T]
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        qc, vc, scores, states, earlier = ctx.saved_tensors
+        nh, B, T, N, D, nc = ctx.shape
+        C = qc.size(1)
+        g = F.pad(g.to(qc.dtype), (0, 0, 0, nc * C - T)).reshape(-1, C, D)
+        g_scores = (g @ vc.mT).tril_(diagonal=-1)
+        g_q = (_plus_transpose(g_scores) @ qc).baddbmm_(g, states.mT)  # intra + inter
+        g_v = scores.mT @ g
+        g_states = (qc.mT @ g).view(nh * B, nc, N * D)
+        g_kv = (earlier.mT @ g_states).view(-1, N, D)  # a chunk's kv is in all later states
+        g_q.baddbmm_(vc, g_kv.mT)
+        g_v.baddbmm_(qc, g_kv)
+        g_q = g_q.view(nh, B, nc * C, N)[:, :, :T]
+        g_v = g_v.view(nh, B, nc * C, D)[:, :, :T].sum(0)
+        return g_q, g_v.to(ctx.v_dtype), None
+
+
+def attention_quadratic(q: Tensor, v: Tensor) -> Tensor:
+    """out_t = sum_{s<t} (q_t . q_s) v_s, with q: nh, B, T, N (queries = keys) and v: B, T, D."""
+    return CausalLinearAttention.apply(q, v)
+
+
+def attention_chunked(q: Tensor, v: Tensor, chunk_size: int) -> Tensor:
+    """attention_quadratic computed chunk by chunk through a running state."""
+    return ChunkedLinearAttention.apply(q, v, chunk_size)
+
+
+def chunked_from(config: BDHConfig, dtype: torch.dtype) -> int:
+    """Sequence length from which attention="auto" uses the chunked form.
+
+    Per token, fwd+bwd, the quadratic form costs ~T * (2N + 3D) multiply-adds and the chunked
+    one ~C * (2N + 3D) + 6 * N * D, in skinnier (slower) matmuls. Measured on a CPU
+    (benchmarks/bdh_speed.py), chunked wins from ~1.1-1.8x the break-even length in fp32 and
+    ~1.3-2.8x in bf16, where the quadratic form's big matmuls are relatively cheaper.
+    """
+    N, D = config.n_neurons, config.n_embd
+    break_even = config.chunk_size + 6 * N * D / (2 * N + 3 * D)
+    return math.ceil((1.5 if dtype in (torch.float32, torch.float64) else 2.5) * break_even)
+
+
+def attention(q: Tensor, v: Tensor, kv: Tensor | None, config: BDHConfig) -> Tensor:
+    """model.Attention on rotated q (nh, B, T, N) and v (B, T, D): nh, B, T, D.
+
+    With kv (nh, B, N, D), the state of the positions before these, attend to them too and
+    add these positions to kv in place (recurrent inference).
+    """
+    T = q.size(2)
+    if T == 1 and kv is not None:  # one recurrent step: all of its attention is in kv
+        nh, B, _, N = q.shape
+        out = q @ kv.to(q.dtype)
+        v = v.to(kv.dtype).expand(nh, -1, -1, -1).reshape(nh * B, 1, -1)
+        kv.view(nh * B, N, -1).baddbmm_(q.to(kv.dtype).view(nh * B, N, 1), v)  # in place
+        return out
+    mode = config.attention
+    if T == 1:
+        out = q.new_zeros(*q.shape[:-1], v.size(-1))
+    elif mode == "chunked" or (mode == "auto" and chunked_from(config, q.dtype) <= T):
+        out = attention_chunked(q, v, config.chunk_size)
+    else:
+        out = attention_quadratic(q, v)
+    if kv is not None:
+        out = out + q @ kv.to(q.dtype)
+        kv += q.mT @ v  # nh, B, N, D
+    return out
+
+
+# ---------------------------------------------------------------- the layer
+
+
+class FusedLayer:
+    """BDH.layer with the ops above, for one forward: weights and rotation prepared once."""
+
+    def __init__(self, model: BDH, phases: Tensor, recurrent: bool):
+        C = model.config
+        self.config, self.ln = C, model.ln
+        self.p = C.dropout if model.training else 0.0
+        # the halves layout pays off in compiled training steps; the state is interleaved
+        self.compiled = C.compile_elementwise and torch.is_grad_enabled() and not recurrent
+        self.rot = rotation(phases, halves=self.compiled)
+        nh, N = C.n_head, C.n_neurons
+        weights = (model.encoder, model.encoder_v, model.decoder.view(nh, N, -1))
+        device = model.encoder.device.type
+        # autocast would re-cast the decoder view in every layer (it caches only leaves)
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        if self.compiled:
+            weights = [to_halves(w, d, dtype) for w, d in zip(weights, (-1, -1, 1), strict=True)]
+        elif dtype is not None:
+            weights = [w.to(dtype) for w in weights]
+        self.encoder, self.encoder_v, self.decoder = weights  # nh, D, N; nh, D, N; nh, N, D
+
+    def __call__(
+        self, x: Tensor, kv: Tensor | None = None, sparsity: dict | None = None, index: int = 0
+    ) -> Tensor:
+        B, T, D = x.shape
+        nh, N = self.encoder.size(0), self.encoder.size(-1)
+        # explicit bmm: a broadcasting matmul would copy the (nh, B*T, N) result and its grad
+        x_in = x.view(1, B * T, D).expand(nh, -1, -1)
+        x_latent = torch.bmm(x_in, self.encoder).view(nh, B, T, N)
+        x_sparse, q = sparse_rope(x_latent, self.rot, self.compiled)  # nh, B, T, N each
+        yKV = self.ln(attention(q, x, kv, self.config))  # nh, B, T, D
+        y_latent = yKV.view(nh, B * T, D) @ self.encoder_v  # nh, B*T, N
+        x_sparse = x_sparse.view(nh, B * T, N)
+        keep = None
+        if self.p > 0:
+            keep = dropout_keep(dropout_bits(x_sparse.shape, x_sparse.device), self.p)
+        y = gate_decode(y_latent, x_sparse, keep, self.decoder, self.p, self.compiled)  # B*T, D
+        y = self.ln(y)
+        if sparsity is not None:
+            sparsity[f"x_l{index}"] = (x_sparse.count_nonzero() / x_sparse.numel()).detach()
+            sparsity[f"y_l{index}"] = ((y_latent > 0).sum() / y_latent.numel()).detach()
+        return self.ln(x + y.view(B, T, D))

@@ -1,0 +1,255 @@
+"""BDH-GPU, the "Baby Dragon Hatchling" language model (Kosowski et al. 2025, arXiv 2509.26507).
+
+The model as the paper (BDH-GPU, eq. 8) and the official code (github.com/pathwaycom/bdh) write
+it, with the official parameter names, so official checkpoints load with strict=True. One set
+of weights serves every layer; per layer and head h, with x the residual stream (B, T, D):
+
+    x_sparse = relu(x @ encoder[h])                               N neurons per head, sparse
+    a_t      = LN(sum_{s<t} <rope(x_sparse_t), rope(x_sparse_s)> x_s)   linear attention
+    y_sparse = relu(a @ encoder_v[h])
+    x        = LN(x + LN(dropout(x_sparse * y_sparse) @ decoder))  all heads into one decoder
+
+The attention has no softmax, so it is a running sum: S_t = sum_{s<t} rope(x_sparse_s)^T x_s
+(N x D per head) gives a_t = rope(x_sparse_t) S_t, and a new token costs O(N * D) whatever its
+position (prefill / step / generate).
+
+This file is the reference: one plain forward (BDH.layer) in tensor math. kernels.py computes
+the same thing in fewer passes over memory; the execution switches of BDHConfig select it, and
+tests/models/test_bdh.py checks each switch equal to this forward, values and gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from bdh_pl.models.bdh import kernels
+
+AttentionMode = Literal["auto", "quadratic", "chunked"]
+ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
+
+
+@dataclass
+class BDHConfig:
+    n_layer: int = 6
+    n_embd: int = 256  # D
+    dropout: float = 0.1
+    n_head: int = 4  # nh
+    mlp_internal_dim_multiplier: int = 128  # N = multiplier * D / nh neurons per head
+    vocab_size: int = 256
+    # Execution switches: they change speed and memory, never the parameters or (beyond fp
+    # rounding) the results.
+    fused: bool = True  # kernels.FusedLayer instead of BDH.layer (False: the reference)
+    attention: AttentionMode = "auto"  # fused only; "auto": chunked for long sequences
+    chunk_size: int = 256  # positions per chunk of the chunked attention
+    activation_checkpointing: bool = False  # recompute each layer in backward
+    # fused only: the elementwise chains (relu+RoPE, relu*gate*dropout and their backwards)
+    # compiled by torch.compile; faster steps after a compile warm-up of tens of seconds
+    compile_elementwise: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.vocab_size <= 0 or self.chunk_size <= 0:
+            raise ValueError(
+                f"vocab_size and chunk_size must be positive, got {self.vocab_size}, "
+                f"{self.chunk_size}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_neurons % 2 != 0:
+            raise ValueError(
+                f"neurons per head (mlp_internal_dim_multiplier * n_embd / n_head = "
+                f"{self.n_neurons}) must be even: RoPE rotates pairs"
+            )
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
+        if not self.fused and (self.attention == "chunked" or self.compile_elementwise):
+            raise ValueError("attention='chunked' and compile_elementwise need fused=True")
+
+    @property
+    def n_neurons(self) -> int:
+        """N, the sparse neurons per head."""
+        return self.mlp_internal_dim_multiplier * self.n_embd // self.n_head
+
+
+@dataclass
+class BDHState:
+    """Recurrent inference state: what the attention of the next token needs to know."""
+
+    kv: Tensor  # n_layer, nh, B, N, D (fp32): per layer the S above, summed over past positions
+    pos: int  # absolute position of the next token (RoPE continues after the prompt)
+
+
+def rope_freqs(n: int, theta: float = 2**16, device: torch.device | None = None) -> Tensor:
+    """RoPE frequencies in turns per position, one per neuron, equal within (2i, 2i+1) pairs."""
+    quantized = (torch.arange(0, n, 1, dtype=torch.float32, device=device) / 2).floor() * 2
+    return 1.0 / (theta ** (quantized / n)) / (2 * math.pi)
+
+
+class Attention(nn.Module):
+    """Causal linear attention without softmax over RoPE-rotated sparse activations."""
+
+    def __init__(self, config: BDHConfig):
+        super().__init__()
+        N = config.n_neurons
+        # The official buffer, kept for checkpoints. phases() recomputes it in fp32 instead of
+        # reading it: model.to(bfloat16) casts every float buffer, and bf16 frequencies would
+        # put the angles of late positions off by a sizeable fraction of a turn.
+        self.freqs = nn.Buffer(rope_freqs(N).view(1, 1, 1, N))
+
+    def phases(self, start: int, T: int) -> Tensor:
+        """RoPE angles (T, N) in radians of positions start..start+T-1, in fp32."""
+        freqs = rope_freqs(self.freqs.size(-1), device=self.freqs.device)
+        pos = torch.arange(start, start + T, dtype=torch.float32, device=freqs.device)
+        return ((pos.view(-1, 1) * freqs) % 1) * (2 * math.pi)  # whole turns dropped first
+
+    @staticmethod
+    def rope(v: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """Rotate the pairs (2i, 2i+1) of v (..., T, N) by the angles whose cos, sin are given."""
+        v_rot = torch.stack((-v[..., 1::2], v[..., ::2]), dim=-1).view(*v.size())
+        return (v * cos).to(v.dtype) + (v_rot * sin).to(v.dtype)
+
+    def forward(
+        self, q: Tensor, v: Tensor, cos: Tensor, sin: Tensor, kv: Tensor | None = None
+    ) -> Tensor:
+        """q: B, nh, T, N sparse activations (queries = keys); v: B, 1, T, D. -> B, nh, T, D.
+
+        kv (nh, B, N, D): the state S of the positions before these; they are attended to as
+        well, and these positions are added to it in place.
+        """
+        qr = self.rope(q, cos, sin)  # B, nh, T, N
+        scores = (qr @ qr.mT).tril(diagonal=-1)  # B, nh, T, T: only s < t, no softmax
+        out = scores @ v  # B, nh, T, D
+        if kv is not None:
+            S = kv.transpose(0, 1)  # B, nh, N, D, a view: += writes the state
+            out = out + qr @ S.to(qr.dtype)
+            S += qr.mT @ v
+        return out
+
+
+class BDH(nn.Module):
+    def __init__(self, config: BDHConfig):
+        super().__init__()
+        self.config = config
+        nh, D, N = config.n_head, config.n_embd, config.n_neurons
+        self.decoder = nn.Parameter(torch.zeros((nh * N, D)).normal_(std=0.02))
+        self.encoder = nn.Parameter(torch.zeros((nh, D, N)).normal_(std=0.02))
+        self.attn = Attention(config)
+        self.ln = nn.LayerNorm(D, elementwise_affine=False, bias=False)
+        self.embed = nn.Embedding(config.vocab_size, D)
+        nn.init.normal_(self.embed.weight, mean=0.0, std=0.02)
+        self.drop = nn.Dropout(config.dropout)
+        self.encoder_v = nn.Parameter(torch.zeros((nh, D, N)).normal_(std=0.02))
+        self.lm_head = nn.Parameter(torch.zeros((D, config.vocab_size)).normal_(std=0.02))
+
+    def forward(self, idx: Tensor, sparsity: dict | None = None) -> Tensor:
+        """idx: B, T token ids -> logits B, T, V.
+
+        If sparsity is a dict, it receives the fraction of non-zero entries of x_sparse and
+        y_sparse per layer as detached scalars, keys "x_l{i}" and "y_l{i}".
+        """
+        return self._run(idx, 0, None, sparsity)
+
+    def _run(self, idx: Tensor, start: int, kv: Tensor | None, sparsity: dict | None) -> Tensor:
+        """Logits for tokens idx at absolute positions start..; kv: per-layer recurrent states."""
+        C = self.config
+        x = self.ln(self.embed(idx))  # B, T, D
+        phases = self.attn.phases(start, idx.size(1))  # T, N: shared by the layers
+        if C.fused:
+            layer = kernels.FusedLayer(self, phases, recurrent=kv is not None)
+        else:
+            layer = partial(self.layer, phases.cos(), phases.sin())
+        for i in range(C.n_layer):
+            args = (x, None if kv is None else kv[i], sparsity, i)
+            if C.activation_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, *args, use_reentrant=False)
+            else:
+                x = layer(*args)
+        return x @ self.lm_head  # B, T, V
+
+    def layer(
+        self,
+        cos: Tensor,
+        sin: Tensor,
+        x: Tensor,
+        kv: Tensor | None = None,
+        sparsity: dict | None = None,
+        index: int = 0,
+    ) -> Tensor:
+        """One layer, the official loop body: x (B, T, D) -> (B, T, D). cos, sin: T, N."""
+        B, T, D = x.shape
+        nh, N = self.config.n_head, self.config.n_neurons
+        x = x.unsqueeze(1)  # B, 1, T, D: the same input for every head
+        x_latent = x @ self.encoder  # B, nh, T, N
+        x_sparse = F.relu(x_latent)  # B, nh, T, N
+        yKV = self.ln(self.attn(x_sparse, x, cos, sin, kv))  # B, nh, T, D
+        y_latent = yKV @ self.encoder_v  # B, nh, T, N
+        y_sparse = F.relu(y_latent)  # B, nh, T, N
+        xy_sparse = self.drop(x_sparse * y_sparse)  # B, nh, T, N
+        # heads side by side (B, T, nh*N), head-major like decoder's rows
+        yMLP = xy_sparse.transpose(1, 2).reshape(B, 1, T, nh * N) @ self.decoder  # B, 1, T, D
+        y = self.ln(yMLP)
+        if sparsity is not None:
+            sparsity[f"x_l{index}"] = (x_sparse.count_nonzero() / x_sparse.numel()).detach()
+            sparsity[f"y_l{index}"] = ((y_latent > 0).sum() / y_latent.numel()).detach()
+        return self.ln(x + y).view(B, T, D)
+
+    def init_state(self, batch_size: int) -> BDHState:
+        C = self.config
+        kv = self.encoder.new_zeros(
+            C.n_layer, C.n_head, batch_size, C.n_neurons, C.n_embd, dtype=torch.float32
+        )
+        return BDHState(kv=kv, pos=0)
+
+    @torch.no_grad()
+    def prefill(self, idx: Tensor) -> tuple[Tensor, BDHState]:
+        """Run the prompt idx (B, T): logits of its last position (B, V) and the state after it."""
+        state = self.init_state(idx.size(0))
+        logits = self._run(idx, 0, state.kv, None)
+        state.pos = idx.size(1)
+        return logits[:, -1], state
+
+    @torch.no_grad()
+    def step(self, token: Tensor, state: BDHState) -> tuple[Tensor, BDHState]:
+        """Feed one token per sequence (B,): logits of the next one (B, V) and the state.
+
+        Costs O(n_layer * nh * N * D) whatever the position. The state is updated in place.
+        """
+        logits = self._run(token.view(-1, 1), state.pos, state.kv, None)
+        state.pos += 1
+        return logits[:, -1], state
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> Tensor:
+        """Sample max_new_tokens after idx (B, T), like the official generate, recurrently."""
+        if max_new_tokens <= 0:
+            return idx
+        logits, state = self.prefill(idx)
+        for i in range(max_new_tokens):
+            logits = logits / temperature
+            if top_k is not None:
+                values, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < values[:, [-1]]] = float("-inf")
+            probs = F.softmax(logits, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1)  # B, 1
+            idx = torch.cat((idx, idx_next), dim=1)
+            if i + 1 < max_new_tokens:
+                logits, state = self.step(idx_next.view(-1), state)
+        return idx
