@@ -37,7 +37,7 @@ def resolve_data_dir(data_dir: str | None) -> Path | None:
         how = how or f"${DATA_DIR_ENV}"
         raise UserError(
             f"data directory {str(root)!r} ({how}) does not exist: point it at a folder laid "
-            "out as in the README's \"Offline data\" section, or unset it to download from "
+            'out as in the README\'s "Offline data" section, or unset it to download from '
             "the Hugging Face hub"
         )
     return root

@@ -32,7 +32,8 @@ class BDHLM(LanguageModel):
 
     During validation and test it also logs the fraction of non-zero sparse activations per
     layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means). Training options
-    (learning rate, schedule, weight decay, seed, compile) are LanguageModel's.
+    (learning rate, schedule, weight decay, seed, compile) are LanguageModel's. `fused: false`
+    runs the reference forward of models/bdh/model.py instead of the fused kernels.
     """
 
     tokenizer_need = "byte"
@@ -45,6 +46,7 @@ class BDHLM(LanguageModel):
         n_head: int = 4,
         mlp_internal_dim_multiplier: int = 128,
         dropout: float = 0.1,
+        fused: bool = True,
         attention: Literal["auto", "quadratic", "chunked"] = "auto",
         activation_checkpointing: bool = False,
         compile_elementwise: bool = False,
@@ -66,6 +68,7 @@ class BDHLM(LanguageModel):
                 mlp_internal_dim_multiplier=hp.mlp_internal_dim_multiplier,
                 dropout=hp.dropout,
                 vocab_size=hp.vocab_size,
+                fused=hp.fused,
                 attention=hp.attention,
                 activation_checkpointing=hp.activation_checkpointing,
                 compile_elementwise=hp.compile_elementwise,
