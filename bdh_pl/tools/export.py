@@ -19,13 +19,13 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from bdh_pl.data.sources import resolve_data_dir
-from bdh_pl.data.tokenizers import _bytes_to_unicode, get_tokenizer
+from bdh_pl.data.tokenizers import ByteTokenizer, Tokenizer, _bytes_to_unicode, get_tokenizer
 from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDH, BDHConfig
 from bdh_pl.models.hf import HFCausalLM
@@ -330,3 +330,41 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     out = export(args.ckpt_path, args.out, args.test_metrics, args.data_dir)
     print(f"export: wrote {out}")
+
+
+# --- reading any model back -----------------------------------------------------------------
+
+
+class EvalModel(NamedTuple):
+    """A network (ids -> logits; BDH with prefill/step), its tokenizer and context length."""
+
+    network: torch.nn.Module
+    tokenizer: Tokenizer
+    block_size: int
+
+
+def load_network(path: str | Path, data_dir: str | None = None) -> EvalModel:
+    """Whatever bdh-pl can score or sample from: a bdh-pl checkpoint, a BDH folder, or a
+    Hugging Face folder written by `export` (GPT-2 or LLaMA, byte or GPT-2 BPE tokens)."""
+    from bdh_pl.tools.generate import load_checkpoint_model
+
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / CONFIG).is_file() and not is_bdh_folder(path):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        hf = AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+        )
+        block_size = getattr(config, "n_positions", None) or config.max_position_embeddings
+        tokenizer = ByteTokenizer() if config.vocab_size == 256 else get_tokenizer(str(path))
+        return EvalModel(HFCausalLM(hf).eval(), tokenizer, int(block_size))
+    if path.is_dir() and not is_bdh_folder(path):
+        raise UserError(
+            f"{str(path)!r} is neither a checkpoint nor a folder written by `python -m bdh_pl "
+            "export` (no config.json)"
+        )
+    loaded = load_checkpoint_model(str(path))
+    tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(data_dir or loaded.data_dir))
+    model = loaded.model.eval()
+    return EvalModel(model.network, tokenizer, int(model.hparams.block_size))

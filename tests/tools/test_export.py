@@ -4,60 +4,12 @@ reading back to the same logits; bad targets and checkpoints end in one error li
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from bdh_pl.errors import UserError
 from bdh_pl.tools.export import export, load_bdh
-from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
-
-TINY = {
-    "bdh": (
-        BDHLM,
-        {"n_layer": 2, "n_embd": 32, "n_head": 2, "mlp_internal_dim_multiplier": 8, "dropout": 0.0},
-    ),
-    "gpt2": (GPT2LM, {"n_layer": 2, "n_head": 2, "n_embd": 32, "dropout": 0.0}),
-    "llama": (
-        LlamaLM,
-        {"n_layer": 2, "n_head": 4, "n_embd": 32, "n_query_groups": 2, "intermediate_size": 64},
-    ),
-}
-
-
-def save_checkpoint(
-    path: Path, kind: str, tokenizer: str = "byte", vocab_size: int = 256, block_size: int = 32
-) -> torch.nn.Module:
-    """A bdh-pl checkpoint as Lightning writes it, with randomly initialised weights."""
-    cls, hparams = TINY[kind]
-    torch.manual_seed(0)
-    model = cls(**hparams, vocab_size=vocab_size, block_size=block_size)
-    # Non-trivial values everywhere (some inits are zeros or ones), so the round trip can fail.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    torch.save(
-        {
-            "pytorch-lightning_version": "2.6.0",
-            "global_step": 7,
-            "state_dict": model.state_dict(),
-            "hyper_parameters": {
-                **hparams,
-                "vocab_size": vocab_size,
-                "block_size": block_size,
-                "_class_path": f"bdh_pl.training.lit_models.{cls.__name__}",
-            },
-            "datamodule_hyper_parameters": {
-                "_class_path": "bdh_pl.data.TinyShakespeare",
-                "tokenizer": tokenizer,
-                "batch_size": 4,
-                "block_size": block_size,
-            },
-        },
-        path,
-    )
-    return model.network.eval()
 
 
 def ids(vocab_size: int) -> torch.Tensor:
@@ -65,7 +17,7 @@ def ids(vocab_size: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-def test_baselines_round_trip_through_auto_classes(tmp_path, kind):
+def test_baselines_round_trip_through_auto_classes(tmp_path, kind, save_checkpoint):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     network = save_checkpoint(tmp_path / "m.ckpt", kind)
@@ -84,7 +36,7 @@ def test_baselines_round_trip_through_auto_classes(tmp_path, kind):
     assert "Training steps**: 7" in card and "Parameters" in card
 
 
-def test_gpt2_bpe_tokenizer_knows_its_bos_and_eos(tmp_path, data_dir):
+def test_gpt2_bpe_tokenizer_knows_its_bos_and_eos(tmp_path, data_dir, save_checkpoint):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     network = save_checkpoint(tmp_path / "m.ckpt", "gpt2", tokenizer="gpt2", vocab_size=50257)
@@ -99,7 +51,7 @@ def test_gpt2_bpe_tokenizer_knows_its_bos_and_eos(tmp_path, data_dir):
         torch.testing.assert_close(hf(x).logits, network(x), rtol=0, atol=1e-6)
 
 
-def test_bdh_round_trip(tmp_path):
+def test_bdh_round_trip(tmp_path, save_checkpoint):
     network = save_checkpoint(tmp_path / "m.ckpt", "bdh")
     out = export(str(tmp_path / "m.ckpt"), tmp_path / "bdh")
     config = json.loads((out / "config.json").read_text())
@@ -111,7 +63,7 @@ def test_bdh_round_trip(tmp_path):
     assert "BDH" in (out / "README.md").read_text()
 
 
-def test_bdh_folder_works_with_generate(tmp_path, capsys):
+def test_bdh_folder_works_with_generate(tmp_path, capsys, save_checkpoint):
     from bdh_pl.tools.generate import main
 
     network = save_checkpoint(tmp_path / "m.ckpt", "bdh")
@@ -126,7 +78,7 @@ def test_bdh_folder_works_with_generate(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli):
+def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli, save_checkpoint):
     save_checkpoint(tmp_path / "m.ckpt", "bdh")
     out = export(str(tmp_path / "m.ckpt"), tmp_path / "bdh")
     results = []
@@ -144,7 +96,7 @@ def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli):
     assert results[0] == pytest.approx(results[1], abs=1e-6)
 
 
-def test_model_card_reports_the_test_run(tmp_path):
+def test_model_card_reports_the_test_run(tmp_path, save_checkpoint):
     runs = tmp_path / "logs"
     ckpt = runs / "version_0" / "checkpoints" / "best.ckpt"
     ckpt.parent.mkdir(parents=True)
@@ -162,7 +114,7 @@ def test_model_card_reports_the_test_run(tmp_path):
     assert "Test bpb**: 2.4921 on `tinyshakespeare`" in card and "python -m bdh_pl test" in card
 
 
-def test_bad_inputs(tmp_path, run_cli):
+def test_bad_inputs(tmp_path, run_cli, save_checkpoint):
     save_checkpoint(tmp_path / "m.ckpt", "bdh")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep me")
