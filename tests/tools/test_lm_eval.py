@@ -37,8 +37,22 @@ def project_test_bpb(ckpt: Path, text_file: Path, tokenizer: str) -> float:
     return trainer.test(model, datamodule=data, verbose=False)[0]["test/bpb"]
 
 
-def lm_eval_results(tmp_path: Path, pretrained: Path, monkeypatch, *extra: str) -> dict:
+def lm_eval_results(tmp_path: Path, pretrained: Path, monkeypatch, cli: bool) -> dict:
+    """lm-eval's results for the local task: through `python -m bdh_pl lm-eval`, or through
+    lm_eval.simple_evaluate without indexing lm-eval's thousands of built-in tasks (~30 s)."""
     monkeypatch.chdir(tmp_path)  # the task reads wikitext_slice.json from here
+    if not cli:
+        from lm_eval import simple_evaluate
+        from lm_eval.tasks import TaskManager
+
+        results = simple_evaluate(
+            model="bdh-pl",
+            model_args=f"pretrained={pretrained},device=cpu",
+            tasks=["bdh_pl_wikitext_slice"],
+            batch_size=4,
+            task_manager=TaskManager(include_path=str(TASKS), include_defaults=False),
+        )
+        return results["results"]["bdh_pl_wikitext_slice"]
     out = tmp_path / f"results-{pretrained.name}"
     main(
         [
@@ -54,7 +68,6 @@ def lm_eval_results(tmp_path: Path, pretrained: Path, monkeypatch, *extra: str) 
             "4",
             "--output_path",
             str(out),
-            *extra,
         ]
     )
     (found,) = out.rglob("results_*.json")
@@ -82,11 +95,11 @@ def test_bits_per_byte_equals_test_bpb(
     save_checkpoint(ckpt, kind, tokenizer=tokenizer, vocab_size=vocab, block_size=BLOCK)
     expected = project_test_bpb(ckpt, wiki_slice, tokenizer)
     assert 2 < expected < 20  # untrained: near uniform (8 bits a byte; 15.6 a BPE token)
-    got = lm_eval_results(tmp_path, ckpt, monkeypatch)
+    got = lm_eval_results(tmp_path, ckpt, monkeypatch, cli=kind == "bdh")
     assert got["bits_per_byte,none"] == pytest.approx(expected, abs=1e-4)
     if kind == "bdh":  # the exported folder scores the same
         folder = export(str(ckpt), tmp_path / "bdh-folder")
-        again = lm_eval_results(tmp_path, folder, monkeypatch)
+        again = lm_eval_results(tmp_path, folder, monkeypatch, cli=False)
         assert again["bits_per_byte,none"] == pytest.approx(expected, abs=1e-4)
 
 
