@@ -95,8 +95,8 @@ def read_bdh_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not is_bdh_folder(path) or not (path / WEIGHTS).is_file():
         raise UserError(
-            f"{str(path)!r} is not a BDH folder written by `python -m bdh_pl export` (need "
-            f"{CONFIG} with model_type 'bdh' and {WEIGHTS})"
+            f"{str(path)!r} is not a file, nor a BDH folder written by `python -m bdh_pl export` "
+            f"(with {CONFIG} of model_type 'bdh' and {WEIGHTS}): check --ckpt_path"
         )
     return json.loads((path / CONFIG).read_text())
 
@@ -252,9 +252,8 @@ def model_card(
     out: Path,
     test_metrics: str | None,
 ) -> str:
-    hparams = {
-        k: v for k, v in loaded.checkpoint["hyper_parameters"].items() if not k.startswith("_")
-    }
+    hparams = dict(loaded.checkpoint["hyper_parameters"])
+    class_path = hparams.pop("_class_path", "")
     data = {
         k: v
         for k, v in loaded.checkpoint.get("datamodule_hyper_parameters", {}).items()
@@ -268,13 +267,15 @@ def model_card(
         "",
         f"Exported by bdh-pl from `{ckpt_path}`.",
         "",
-        f"* **Architecture**: {architecture}; `{hparams.get('_class_path', '')}`"
-        + ", ".join(f" {k}={v}" for k, v in hparams.items() if k in ARCH_KEYS),
+        f"* **Architecture**: {architecture}; `{class_path}`: "
+        + ", ".join(f"{k}={v}" for k, v in hparams.items() if k in ARCH_KEYS),
         f"* **Parameters**: {total:,} ({non_embedding:,} non-embedding)",
         f"* **Data**: `{dataset}`, tokenizer `{tokenizer}`, block size {hparams.get('block_size')}"
         + (f", batch size {data['batch_size']}" if "batch_size" in data else ""),
         f"* **Training steps**: {loaded.checkpoint.get('global_step', 'unknown')}",
     ]
+    run_config = Path(ckpt_path).resolve().parents[1] / "config.yaml"
+    config = str(run_config) if run_config.is_file() else "<the run's config.yaml>"
     metrics_path = Path(test_metrics) if test_metrics else find_test_metrics(ckpt_path)
     if metrics_path is not None:
         if not metrics_path.is_file():
@@ -285,17 +286,17 @@ def model_card(
             f"* **Test bpb**: {metrics.get('test/bpb', float('nan')):.4f} on `{record.get('dataset')}`"
             f" (block {record.get('block_size')}, stride {record.get('eval_stride')}, "
             f"{metrics.get('test/bytes', 0):,.0f} bytes), from `{metrics_path}`, measured with "
-            f"`python -m bdh_pl test --config <the run's config.yaml> --ckpt_path {ckpt_path}`"
+            f"`python -m bdh_pl test --config {config} --ckpt_path {ckpt_path}`"
         )
     else:
         lines.append(
-            "* **Test bpb**: not measured yet: `python -m bdh_pl test --config <the run's "
-            f"config.yaml> --ckpt_path {ckpt_path}` (then export again)"
+            f"* **Test bpb**: not measured yet: `python -m bdh_pl test --config {config} "
+            f"--ckpt_path {ckpt_path}` (then export again)"
         )
     lines += ["", "## Use", "", "```bash"]
     if bdh:
         lines += [
-            f"python -m bdh_pl test --config <the run's config.yaml> --ckpt_path {out}",
+            f"python -m bdh_pl test --config {config} --ckpt_path {out}",
             f'python -m bdh_pl generate --ckpt_path {out} --prompt "To be or "',
             f"python -m bdh_pl lm-eval --model bdh-pl --model_args pretrained={out} --tasks ...",
             "```",

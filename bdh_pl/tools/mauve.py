@@ -82,9 +82,9 @@ def load_featurizer(name_or_path: str, device: str = "cpu"):
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
         raise UserError(
-            f"--featurizer {name_or_path!r} is not a Hugging Face causal LM with a tokenizer "
-            f"({type(err).__name__}: {first}): give a hub name such as gpt2-large or a folder "
-            "written by save_pretrained"
+            f"--featurizer {name_or_path!r}: cannot load a Hugging Face causal LM with a "
+            f"tokenizer from it ({type(err).__name__}: {first}): give a reachable hub name such "
+            "as gpt2-large or a folder written by save_pretrained"
         ) from None
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
     return model.to(device).eval(), tokenizer, int(limit)

@@ -67,7 +67,8 @@ def test_cli_test_scores_a_whole_file_and_fit_needs_its_files(data_dir, tmp_path
     fit = ["fit", *common, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
     fit += ["--data.init_args.train", str(corpus / "train.txt")]
     code, err = run_cli(fit)
-    assert code == 2 and err.startswith("error: no val file") and err.count("\n") == 1
+    lines = [line for line in err.splitlines() if line.strip()]  # Lightning may warn first
+    assert code == 2 and lines[-1].startswith("error: no val file") and "Traceback" not in err
     code, err = run_cli([*fit, "--data.init_args.val", str(corpus / "val.txt")])
     assert code == 0, err
     ckpt = next((tmp_path / "r").glob("version_*/checkpoints/last.ckpt"))

@@ -135,5 +135,5 @@ def test_bad_inputs(tmp_path, run_cli, save_checkpoint):
 
 
 def test_load_bdh_refuses_other_folders(tmp_path):
-    with pytest.raises(UserError, match="not a BDH folder"):
+    with pytest.raises(UserError, match="nor a BDH folder"):
         load_bdh(tmp_path)
