@@ -37,6 +37,9 @@ TOOLS: dict[str, str] = {
     "plot": "bdh_pl.tools.plot",
     "generate": "bdh_pl.tools.generate",
     "download-data": "bdh_pl.data.download",
+    "export": "bdh_pl.tools.export",
+    "lm-eval": "bdh_pl.tools.lm_eval_cli",
+    "mauve": "bdh_pl.tools.mauve",
 }
 
 
@@ -77,6 +80,13 @@ class BDHLightningCLI(LightningCLI):
             return
         config.ckpt_path = self._resolve_ckpt_alias(config.ckpt_path, config.trainer)
         if config.ckpt_path is None:
+            return
+        if Path(config.ckpt_path).is_dir():  # a BDH folder written by `export`
+            from bdh_pl.tools.export import bdh_folder_weights
+
+            self._plain_weights = bdh_folder_weights(
+                config.ckpt_path, self.subcommand, config.model
+            )
             return
         self._checkpoint = load_untrusted(config.ckpt_path)
         if not is_lightning_checkpoint(self._checkpoint):

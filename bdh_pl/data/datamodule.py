@@ -168,34 +168,67 @@ class TextDataModule(L.LightningDataModule):
 
 
 class TextFile(TextDataModule):
-    """Any UTF-8 (or, byte-level, any binary) file, split by fraction of bytes: the first
-    `fractions[0]` train, the next `fractions[1]` validate, the rest test (cuts moved to the
-    next character start).
+    """Your own text: one file split by fractions, or separate train/val/test files.
+
+    One file (`path`): the first `fractions[0]` of its bytes train, the next `fractions[1]`
+    validate, the rest test (cuts moved to the next character start). Separate files (`train`,
+    `val`, `test`, like run_clm.py's --train_file/--validation_file and litgpt's TextFiles):
+    each is a split as is, and only the files of the stage that runs are needed (`fit`: train
+    and val; `validate`: val; `test`: test, scored whole). Any UTF-8 file; byte-level, any
+    binary file.
 
     Args:
-        path: the file.
-        fractions: train, val and test shares, summing to 1.
+        path: one file, split by `fractions`.
+        fractions: train, val and test shares of `path`, summing to 1.
+        train: the training file (instead of `path`).
+        val: the validation file.
+        test: the test file.
     """
 
     dataset_name = "textfile"
 
     def __init__(
-        self, path: str = "", fractions: tuple[float, float, float] = (0.9, 0.05, 0.05), **kwargs
+        self,
+        path: str = "",
+        fractions: tuple[float, float, float] = (0.9, 0.05, 0.05),
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        **kwargs,
     ) -> None:
         if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
             raise UserError(
                 f"data.fractions must be three positive shares summing to 1, got {fractions}"
+            )
+        self.files = {"train": train, "val": val, "test": test}
+        if path and any(self.files.values()):
+            raise UserError(
+                "give either data.path (one file, split by data.fractions) or data.train / "
+                "data.val / data.test (one file per split), not both"
             )
         self.path, self.fractions = path, tuple(fractions)
         super().__init__(**kwargs)
 
     def source(self) -> tuple[np.ndarray, str]:
         if not self.path:
-            raise UserError("data.path is required: the text file to train on")
+            raise UserError(
+                "data.path is required: the text file to train on (or give data.train, "
+                "data.val and data.test, one file per split)"
+            )
         path = Path(self.path).expanduser()
         return read_file(path), str(path)
 
     def split_text(self, split: str) -> SplitText:
+        if any(self.files.values()):
+            name = self.files[split]
+            if not name:
+                given = ", ".join(f"data.{k}" for k, v in self.files.items() if v)
+                raise UserError(
+                    f"no {split} file: this stage needs data.{split}, only {given} is set "
+                    f"(give --data.init_args.{split} PATH)"
+                )
+            path = Path(name).expanduser()
+            return SplitText(read_file(path), str(path))
         data, origin = self.source()
         return SplitText(fraction_split(data, split, self.fractions), f"{origin} [{split}]")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -35,7 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--ckpt_path", required=True, help="a bdh-pl checkpoint or plain BDH weights"
+        "--ckpt_path",
+        required=True,
+        help="a bdh-pl checkpoint, plain BDH weights or a BDH folder written by `export`",
     )
     parser.add_argument("--prompt", default="\n", help="text to continue")
     parser.add_argument("--max_new_tokens", type=int, default=200)
@@ -61,21 +65,42 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def load_model(args: argparse.Namespace) -> tuple[LanguageModel, str, str | None]:
-    """The model, its tokenizer name and the data root it was trained with."""
-    checkpoint = load_untrusted(args.ckpt_path)
+class LoadedModel(NamedTuple):
+    """A model read from a checkpoint or an export folder, with what it was trained on."""
+
+    model: LanguageModel
+    tokenizer: str  # data.tokenizer of the run: "byte", "gpt2" or a tokenizer folder
+    data_dir: str | None  # the run's data root, if it had one
+    checkpoint: dict  # the raw checkpoint (hyper_parameters, global_step, ...); {} for folders
+
+
+def load_checkpoint_model(path: str, n_layer: int = 6) -> LoadedModel:
+    """Any model file bdh-pl reads: a bdh-pl checkpoint, plain BDH weights (official train.py;
+    `n_layer` is not in the tensors) or a BDH folder written by `export`."""
+    if Path(path).is_dir():
+        from bdh_pl.tools.export import load_bdh_model
+
+        model, tokenizer = load_bdh_model(path)
+        return LoadedModel(model, tokenizer, None, {})
+    checkpoint = load_untrusted(path)
     if not is_lightning_checkpoint(checkpoint):  # official BDH weights: byte level
         weights = plain_state_dict(checkpoint)
         dims = infer_bdh_dims(weights)
-        model = lit_models.BDHLM(n_layer=args.n_layer, **dims)
+        model = lit_models.BDHLM(n_layer=n_layer, **dims)
         model.network.load_state_dict(weights)
-        return model, "byte", None
+        return LoadedModel(model, "byte", None, checkpoint)
     hparams = dict(checkpoint.get("hyper_parameters", {}))
     cls = model_class(hparams.pop("_class_path", "bdh_pl.training.lit_models.BDHLM"))
     model = cls(**{k: v for k, v in hparams.items() if not k.startswith("_")})
     model.load_state_dict(checkpoint["state_dict"])
     data = checkpoint.get("datamodule_hyper_parameters", {})
-    return model, data.get("tokenizer", "byte"), data.get("data_dir")
+    return LoadedModel(model, data.get("tokenizer", "byte"), data.get("data_dir"), checkpoint)
+
+
+def load_model(args: argparse.Namespace) -> tuple[LanguageModel, str, str | None]:
+    """The model, its tokenizer name and the data root it was trained with."""
+    loaded = load_checkpoint_model(args.ckpt_path, args.n_layer)
+    return loaded.model, loaded.tokenizer, loaded.data_dir
 
 
 # Where the LightningModules lived before the training/ room: older checkpoints name it.

@@ -1,0 +1,371 @@
+"""`python -m bdh_pl export`: a checkpoint as a folder other tools read.
+
+    python -m bdh_pl export --ckpt_path lightning_logs/version_0/checkpoints/best.ckpt --out my-model
+
+* GPT-2 and LLaMA checkpoints become a standard Hugging Face folder (`save_pretrained`: config,
+  safetensors weights, the tokenizer with its class), which `AutoModelForCausalLM` and
+  `AutoTokenizer` load without `trust_remote_code`.
+* BDH becomes `config.json` + `model.safetensors` (+ the tokenizer files), read back by
+  `load_bdh(DIR)`; `test`, `generate`, `mauve` and the lm-eval model take the folder as
+  `--ckpt_path` / `pretrained=`.
+
+Every folder gets a `README.md` model card: architecture, parameters, data, steps and, when a
+`test` run of the checkpoint is found beside it (or given with --test_metrics), its test bpb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bdh_pl.data.sources import resolve_data_dir
+from bdh_pl.data.tokenizers import ByteTokenizer, Tokenizer, _bytes_to_unicode, get_tokenizer
+from bdh_pl.errors import UserError
+from bdh_pl.models.bdh import BDH, BDHConfig
+from bdh_pl.models.hf import HFCausalLM
+from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.metrics import count_parameters
+
+BDH_MODEL_TYPE = "bdh"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bdh_pl export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--ckpt_path", required=True, help="a bdh-pl checkpoint (.ckpt)")
+    parser.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    parser.add_argument(
+        "--test_metrics",
+        default=None,
+        help="test_metrics.json of a `test` run of this checkpoint, for the model card "
+        "(default: looked up among the runs beside the checkpoint)",
+    )
+    parser.add_argument(
+        "--data_dir", default=None, help="data root holding gpt2-tokenizer/ (default: the run's)"
+    )
+    return parser.parse_args(argv)
+
+
+# --- BDH folders ----------------------------------------------------------------------------
+
+
+def save_bdh(
+    network: BDH, out: str | Path, block_size: int, tokenizer: str = "byte", bos_id: int = 10
+) -> None:
+    """config.json (BDHConfig + what the model reads) and model.safetensors (official names)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "model_type": BDH_MODEL_TYPE,
+        "architectures": ["BDH"],
+        "bdh_pl_format": FORMAT_VERSION,
+        **dataclasses.asdict(network.config),
+        "block_size": block_size,
+        "tokenizer": tokenizer,
+        "bos_token_id": bos_id,
+    }
+    (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    weights = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    save_file(weights, out / WEIGHTS, metadata={"format": "pt"})
+
+
+def is_bdh_folder(path: str | Path) -> bool:
+    config = Path(path) / CONFIG
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == BDH_MODEL_TYPE
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def read_bdh_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not is_bdh_folder(path) or not (path / WEIGHTS).is_file():
+        raise UserError(
+            f"{str(path)!r} is not a file, nor a BDH folder written by `python -m bdh_pl export` "
+            f"(with {CONFIG} of model_type 'bdh' and {WEIGHTS}): check --ckpt_path"
+        )
+    return json.loads((path / CONFIG).read_text())
+
+
+def bdh_config_from(config: dict[str, Any]) -> BDHConfig:
+    fields = {f.name for f in dataclasses.fields(BDHConfig)}
+    return BDHConfig(**{k: v for k, v in config.items() if k in fields})
+
+
+def load_bdh(path: str | Path) -> tuple[BDH, dict[str, Any]]:
+    """The network of a BDH folder (in eval mode) and its config.json."""
+    config = read_bdh_config(path)
+    network = BDH(bdh_config_from(config))
+    network.load_state_dict(load_file(Path(path) / WEIGHTS), strict=True)
+    return network.eval(), config
+
+
+def load_bdh_model(path: str | Path) -> tuple[LanguageModel, str]:
+    """A BDH folder as a LightningModule (what `generate` and the tools use) and its tokenizer."""
+    from bdh_pl.training.lit_models import BDHLM
+
+    network, config = load_bdh(path)
+    fields = ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier", "dropout", "vocab_size")
+    model = BDHLM(**{k: config[k] for k in fields}, block_size=config["block_size"])
+    model.network.load_state_dict(network.state_dict(), strict=True)
+    return model, config.get("tokenizer", "byte")
+
+
+def bdh_folder_weights(path: str | Path, subcommand: str, model_config) -> dict[str, torch.Tensor]:
+    """For `test`/`validate --ckpt_path DIR`: size the configured BDH model from the folder's
+    config.json and return the weights to load into its network."""
+    config = read_bdh_config(path)
+    if subcommand == "fit":
+        raise UserError(
+            f"{path} is an exported BDH folder: evaluate it with `test`/`validate`; `fit "
+            "--ckpt_path` resumes bdh-pl checkpoints only"
+        )
+    if not str(model_config.class_path).endswith("BDHLM"):
+        raise UserError(f"{path} holds a BDH model: use the BDH model config (BDHLM)")
+    for key in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier"):
+        model_config.init_args[key] = config[key]
+    return load_file(Path(path) / WEIGHTS)
+
+
+# --- tokenizers -----------------------------------------------------------------------------
+
+
+def byte_tokenizer_hf(block_size: int):
+    """bdh-pl's byte tokenizer as a Hugging Face fast tokenizer: token i is byte i, and the
+    beginning-of-text token is the newline (id 10), the context bdh-pl scores the first byte
+    from. Being a special token, a literal U+010A ("Ċ") in a text reads as that newline, and
+    `decode(skip_special_tokens=True)` drops newlines: decode without it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    char_of = _bytes_to_unicode()
+    backend = Tokenizer(models.BPE(vocab={char_of[b]: b for b in range(256)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=char_of[10], model_max_length=block_size
+    )
+
+
+def hf_tokenizer(name: str, data_dir: Path | None, block_size: int):
+    """The Hugging Face tokenizer equal to bdh-pl's tokenizer `name`."""
+    if name == "byte":
+        return byte_tokenizer_hf(block_size)
+    fast = get_tokenizer(name, data_dir)._tok  # GPT2TokenizerFast: bos = eos = <|endoftext|>
+    fast.model_max_length = block_size
+    return fast
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"--out {str(out)!r} exists and is not an empty folder: choose a new folder (export "
+            "never overwrites)"
+        )
+
+
+def export(
+    ckpt_path: str,
+    out: str | Path,
+    test_metrics: str | None = None,
+    data_dir: str | None = None,
+) -> Path:
+    from bdh_pl.tools.generate import load_checkpoint_model
+
+    out = Path(out).expanduser()
+    check_out(out)
+    if Path(ckpt_path).is_dir():
+        raise UserError(f"{ckpt_path} is a folder: export takes a checkpoint file (.ckpt)")
+    loaded = load_checkpoint_model(ckpt_path)
+    if not loaded.checkpoint.get("hyper_parameters"):
+        raise UserError(
+            f"{ckpt_path} holds plain weights without a config: export takes bdh-pl checkpoints "
+            "(evaluate official weights with `test`, which sizes the model from them)"
+        )
+    model = loaded.model.eval()
+    block_size = int(model.hparams.block_size)
+    root = resolve_data_dir(data_dir or loaded.data_dir)
+    tokenizer = get_tokenizer(loaded.tokenizer, root)
+    tokenizer_hf = hf_tokenizer(loaded.tokenizer, root, block_size)
+    network = model.network
+    if isinstance(network, BDH):
+        architecture = "BDH (Kosowski et al. 2025, arXiv 2509.26507), bdh-pl implementation"
+    elif isinstance(network, HFCausalLM):
+        architecture = f"{type(network.hf).__name__} (Hugging Face transformers)"
+    else:
+        raise UserError(f"cannot export a {type(network).__name__} network")
+    card = model_card(ckpt_path, loaded, architecture, tokenizer.name, out, test_metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(network, BDH):
+        save_bdh(network, out, block_size, tokenizer.name, tokenizer.bos_id)
+    else:
+        hf = network.hf
+        # The folder's own BOS/EOS, so transformers' tools start and stop as bdh-pl does.
+        hf.config.bos_token_id = tokenizer_hf.bos_token_id
+        hf.config.eos_token_id = tokenizer_hf.eos_token_id
+        hf.generation_config.bos_token_id = tokenizer_hf.bos_token_id
+        hf.generation_config.eos_token_id = tokenizer_hf.eos_token_id
+        hf.save_pretrained(out, safe_serialization=True)
+    tokenizer_hf.save_pretrained(out)
+    (out / "README.md").write_text(card)
+    return out
+
+
+def find_test_metrics(ckpt_path: str) -> Path | None:
+    """The newest test_metrics.json, among the runs beside the checkpoint, that tested it."""
+    ckpt = Path(ckpt_path).resolve()
+    root = ckpt.parents[2] if len(ckpt.parents) > 2 else ckpt.parent
+    found = []
+    for record_path in root.glob("version_*/test_metrics.json"):
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        tested = record.get("checkpoint")
+        if tested and Path(tested).resolve() == ckpt:
+            found.append(record_path)
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def model_card(
+    ckpt_path: str,
+    loaded,
+    architecture: str,
+    tokenizer: str,
+    out: Path,
+    test_metrics: str | None,
+) -> str:
+    hparams = dict(loaded.checkpoint["hyper_parameters"])
+    class_path = hparams.pop("_class_path", "")
+    data = {
+        k: v
+        for k, v in loaded.checkpoint.get("datamodule_hyper_parameters", {}).items()
+        if k != "_instantiator"
+    }
+    total, non_embedding = count_parameters(loaded.model.network)
+    dataset = data.pop("_class_path", "unknown")
+    bdh = isinstance(loaded.model.network, BDH)
+    lines = [
+        f"# {out.name}",
+        "",
+        f"Exported by bdh-pl from `{ckpt_path}`.",
+        "",
+        f"* **Architecture**: {architecture}; `{class_path}`: "
+        + ", ".join(f"{k}={v}" for k, v in hparams.items() if k in ARCH_KEYS),
+        f"* **Parameters**: {total:,} ({non_embedding:,} non-embedding)",
+        f"* **Data**: `{dataset}`, tokenizer `{tokenizer}`, block size {hparams.get('block_size')}"
+        + (f", batch size {data['batch_size']}" if "batch_size" in data else ""),
+        f"* **Training steps**: {loaded.checkpoint.get('global_step', 'unknown')}",
+    ]
+    run_config = Path(ckpt_path).resolve().parents[1] / "config.yaml"
+    config = str(run_config) if run_config.is_file() else "<the run's config.yaml>"
+    metrics_path = Path(test_metrics) if test_metrics else find_test_metrics(ckpt_path)
+    if metrics_path is not None:
+        if not metrics_path.is_file():
+            raise UserError(f"--test_metrics {str(metrics_path)!r} is not a file")
+        record = json.loads(metrics_path.read_text())
+        metrics = record.get("metrics", {})
+        lines.append(
+            f"* **Test bpb**: {metrics.get('test/bpb', float('nan')):.4f} on `{record.get('dataset')}`"
+            f" (block {record.get('block_size')}, stride {record.get('eval_stride')}, "
+            f"{metrics.get('test/bytes', 0):,.0f} bytes), from `{metrics_path}`, measured with "
+            f"`python -m bdh_pl test --config {config} --ckpt_path {ckpt_path}`"
+        )
+    else:
+        lines.append(
+            f"* **Test bpb**: not measured yet: `python -m bdh_pl test --config {config} "
+            f"--ckpt_path {ckpt_path}` (then export again)"
+        )
+    lines += ["", "## Use", "", "```bash"]
+    if bdh:
+        lines += [
+            f"python -m bdh_pl test --config {config} --ckpt_path {out}",
+            f'python -m bdh_pl generate --ckpt_path {out} --prompt "To be or "',
+            f"python -m bdh_pl lm-eval --model bdh-pl --model_args pretrained={out} --tasks ...",
+            "```",
+            "",
+            "In Python: `from bdh_pl.tools.export import load_bdh; network, config = "
+            f"load_bdh('{out}')` (`network(ids)` gives logits).",
+        ]
+    else:
+        lines += [
+            f"lm_eval --model hf --model_args pretrained={out} --tasks ...",
+            "```",
+            "",
+            "In Python: `AutoModelForCausalLM.from_pretrained(DIR)`, `AutoTokenizer."
+            "from_pretrained(DIR)` (no remote code).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+ARCH_KEYS = (
+    "n_layer",
+    "n_embd",
+    "n_head",
+    "n_query_groups",
+    "mlp_internal_dim_multiplier",
+    "intermediate_size",
+    "vocab_size",
+    "block_size",
+)
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    out = export(args.ckpt_path, args.out, args.test_metrics, args.data_dir)
+    print(f"export: wrote {out}")
+
+
+# --- reading any model back -----------------------------------------------------------------
+
+
+class EvalModel(NamedTuple):
+    """A network (ids -> logits; BDH with prefill/step), its tokenizer and context length."""
+
+    network: torch.nn.Module
+    tokenizer: Tokenizer
+    block_size: int
+
+
+def load_network(path: str | Path, data_dir: str | None = None) -> EvalModel:
+    """Whatever bdh-pl can score or sample from: a bdh-pl checkpoint, a BDH folder, or a
+    Hugging Face folder written by `export` (GPT-2 or LLaMA, byte or GPT-2 BPE tokens)."""
+    from bdh_pl.tools.generate import load_checkpoint_model
+
+    path = Path(path).expanduser()
+    if path.is_dir() and (path / CONFIG).is_file() and not is_bdh_folder(path):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        hf = AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+        )
+        block_size = getattr(config, "n_positions", None) or config.max_position_embeddings
+        tokenizer = ByteTokenizer() if config.vocab_size == 256 else get_tokenizer(str(path))
+        return EvalModel(HFCausalLM(hf).eval(), tokenizer, int(block_size))
+    if path.is_dir() and not is_bdh_folder(path):
+        raise UserError(
+            f"{str(path)!r} is neither a checkpoint nor a folder written by `python -m bdh_pl "
+            "export` (no config.json)"
+        )
+    loaded = load_checkpoint_model(str(path))
+    tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(data_dir or loaded.data_dir))
+    model = loaded.model.eval()
+    return EvalModel(model.network, tokenizer, int(model.hparams.block_size))
