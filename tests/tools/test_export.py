@@ -84,7 +84,15 @@ def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli, save_
     results = []
     for i, ckpt in enumerate([tmp_path / "m.ckpt", out]):
         root = tmp_path / f"runs{i}"
-        args = ["test", "--config", "configs/shakespeare.yaml", "--config", "configs/smoke.yaml"]
+        args = [
+            "test",
+            "--config",
+            "configs/shakespeare.yaml",
+            "--config",
+            "configs/cpu.yaml",
+            "--config",
+            "configs/cpu/bdh.yaml",
+        ]
         args += ["--trainer.default_root_dir", str(root), "--data.init_args.block_size", "32"]
         args += ["--model.init_args.n_layer", "2", "--model.init_args.n_embd", "32"]
         args += ["--model.init_args.n_head", "2", "--model.init_args.mlp_internal_dim_multiplier"]
