@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import copy
 import csv
-import fcntl
 import importlib
 import io
 import logging
@@ -34,7 +33,13 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError
-from bdh_pl.fileio import atomic_write_text, disk_error, remove_stale_temp_files
+from bdh_pl.fileio import (
+    atomic_write_text,
+    claim_version,
+    disk_error,
+    lock_folder,
+    remove_stale_temp_files,
+)
 from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter
 from bdh_pl.training.checkpoint_io import LAST, AtomicCheckpointIO, LastCheckpoint
 from bdh_pl.training.checkpoints import (
@@ -80,15 +85,12 @@ class RunState:
     def lock(self, run_dir: Path) -> None:
         """Hold an exclusive lock on the run folder for the life of this process, so a second
         process cannot write into it (a resume of a run that is still going, say)."""
-        fd = os.open(run_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        fd = lock_folder(run_dir)
+        if fd is None:
             raise UserError(
                 f"run folder {str(run_dir)!r} is in use by another process: wait for it to end, "
                 "or give this run another --trainer.default_root_dir"
-            ) from None
+            )
         self._locks.append(fd)
 
     def release(self) -> None:
@@ -347,25 +349,6 @@ def make_loggers(
         atomic_write_text(metrics, kept[1])
         writer.metrics_keys = sorted(kept[0])  # and it appends only under a known header
     return [tensorboard, csv_logger]
-
-
-def claim_version(root: Path) -> Path:
-    """The next free {root}/version_N, created here: mkdir is atomic, so of two runs started
-    together each gets its own."""
-    root.mkdir(parents=True, exist_ok=True)
-    taken = [
-        int(p.name.removeprefix("version_"))
-        for p in root.glob("version_*")
-        if p.name.removeprefix("version_").isdigit()
-    ]
-    version = max(taken, default=-1) + 1
-    while True:
-        run_dir = root / f"version_{version}"
-        try:
-            run_dir.mkdir()
-            return run_dir
-        except FileExistsError:
-            version += 1
 
 
 def continuing_run(root: Path, ckpt_path: Path, checkpoint: dict) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import math
 import os
@@ -115,3 +116,30 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         clean["undefined"] = {"note": UNDEFINED_NOTE, "values": undefined}
     text = json.dumps(clean, indent=2, sort_keys=False, default=str, allow_nan=False)
     atomic_write_text(path, text + "\n")
+
+
+def claim_version(root: Path) -> Path:
+    """The next free {root}/version_N, created here: mkdir is atomic, so of two runs started
+    together each gets its own."""
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [p.name.removeprefix("version_") for p in root.glob("version_*")]
+    version = max((int(n) for n in numbers if n.isdigit()), default=-1) + 1
+    while True:
+        run_dir = root / f"version_{version}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            version += 1
+
+
+def lock_folder(folder: Path) -> int | None:
+    """An exclusive lock on `folder`, held until the returned descriptor is closed (or the
+    process ends, however it ends); None when another process holds it."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

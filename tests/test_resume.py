@@ -280,3 +280,54 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(worsening, tmp_pa
     assert list(folder.glob(".last.ckpt.*.tmp")), "killed outside the write"
     assert saved_step(last) == EVERY  # the previous checkpoint, whole
     resume_and_compare(root, [*args, "--ckpt_path", "last"], expected, EVERY, run_cli)
+
+
+# --- run folders: one per run, claimed atomically; a folder in use is refused ---------------
+
+
+CLAIM = (
+    "import sys, time; from pathlib import Path; from bdh_pl.fileio import claim_version\n"
+    "print('ready', flush=True)\n"
+    "while not Path(sys.argv[2]).exists(): time.sleep(0.0005)\n"
+    "print(claim_version(Path(sys.argv[1])).name)"
+)
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    root, go = tmp_path / "runs", tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM, str(root), str(go)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
+    go.touch()  # all at once
+    names = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert names == [f"version_{i}" for i in range(3)]
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    from bdh_pl.cli import RunState
+
+    (tmp_path / "version_0").mkdir()
+    code = (
+        "import sys; from pathlib import Path; from bdh_pl.fileio import lock_folder; "
+        "lock_folder(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "version_0")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match="is in use by another process"):
+            RunState().lock(tmp_path / "version_0")
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    state = RunState()
+    state.lock(tmp_path / "version_0")  # free again once the holder ended
+    state.release()
