@@ -57,6 +57,20 @@ def tiny_gpt2(tmp: Path) -> str:
     return str(tmp / "gpt2")
 
 
+def derived(tmp: Path, ckpt: Path, edit) -> str:
+    """A copy of the good checkpoint changed by `edit(dict)`."""
+    import torch
+
+    obj = torch.load(ckpt, weights_only=True)
+    edit(obj)
+    torch.save(obj, tmp / "derived.ckpt")
+    return str(tmp / "derived.ckpt")
+
+
+def yaml_file(tmp: Path, text: str) -> str:
+    return str(write(tmp / "overlay.yaml", text.encode()))
+
+
 CASES = {
     "data dir missing": (
         lambda t, c: ["fit", "--data.init_args.data_dir", str(t / "nope")],
@@ -175,6 +189,44 @@ CASES = {
         ],
         "is for another model",
     ),
+    # --- issue 10: values that passed the CLI and failed deep inside ---------------------
+    "abbreviated option": (lambda t, c: ["fit", "--trainer.max_step", "5"], "max_step"),
+    "learning rate NaN in YAML": (
+        lambda t, c: [
+            "fit",
+            "--config",
+            yaml_file(t, "model:\n  init_args:\n    learning_rate: .nan\n"),
+        ],
+        "learning_rate > 0",
+    ),
+    "beta above one": (
+        lambda t, c: ["fit", "--model.init_args.betas", "[0.9, 1.5]"],
+        "betas must be two numbers in [0, 1)",
+    ),
+    "negative data seed": (lambda t, c: ["fit", "--data.init_args.seed=-1"], "data.seed"),
+    "weights-only checkpoint to resume": (
+        lambda t, c: ["fit", "--ckpt_path", derived(t, c, lambda o: o.pop("optimizer_states"))],
+        "holds weights only",
+    ),
+    # --- issue 10.5: the checkpoint's hyperparameters are the model ------------------------
+    "n_layer on the command line differs from the checkpoint": (
+        lambda t, c: ["test", "--ckpt_path", str(c), "--model.init_args.n_layer", "4"],
+        "trained with n_layer=2, the command line asks for 4",
+    ),
+    "resume with another n_layer": (
+        lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.n_layer=6"],
+        "trained with n_layer=2",
+    ),
+    "checkpoint with an unknown hyperparameter": (
+        lambda t, c: [
+            "validate",
+            "--ckpt_path",
+            derived(t, c, lambda o: o["hyper_parameters"].update(n_experts=4)),
+        ],
+        "['n_experts'] that BDHLM does not take",
+    ),
+    # --- issue 10.9: no predict ------------------------------------------------------------
+    "predict": (lambda t, c: ["predict"], "`predict` is not supported"),
     "malicious checkpoint": (
         lambda t, c: ["test", "--ckpt_path", str(t / "evil.ckpt")],
         "refused to load",
@@ -200,3 +252,27 @@ def test_bad_input_is_one_clear_line(case, good_ckpt, data_dir, tmp_path, run_cl
     assert expected in lines[-1]
     assert "Traceback" not in err
     assert not list(root.glob("version_*")), "a failed run left outputs behind"
+
+
+def test_the_checkpoints_hyperparameters_define_the_model(good_ckpt, data_dir, tmp_path, run_cli):
+    """A 2-layer BDH checkpoint evaluated under a config that says 4 layers (in a file, not on
+    the command line) is evaluated as the 2-layer model it is, and says so; a config for
+    another dataset and model size (WikiText-2, 6 layers of 256) evaluates it too."""
+    import json
+
+    def test_bpb(extra: list[str], root: Path) -> tuple[float, str]:
+        code, err = run_cli(
+            ["test", *extra, "--ckpt_path", str(good_ckpt), "--trainer.limit_test_batches", "2"]
+            + ["--trainer.default_root_dir", str(root)]
+        )
+        assert code == 0, err[-2000:]
+        record = json.loads((root / "version_0" / "test_metrics.json").read_text())
+        return record["metrics"]["test/bpb"], err
+
+    four = yaml_file(tmp_path, "model:\n  init_args:\n    n_layer: 4\n")
+    expected, _ = test_bpb(SMOKE, tmp_path / "as-trained")
+    got, err = test_bpb([*SMOKE, "--config", four], tmp_path / "config-says-4")
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert "n_layer=2 (config: 4)" in err
+    _, err = test_bpb(["--config", str(REPO / "configs/wikitext2.yaml")], tmp_path / "wikitext")
+    assert "n_embd=64 (config: 256)" in err
