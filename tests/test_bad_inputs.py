@@ -276,3 +276,76 @@ def test_the_checkpoints_hyperparameters_define_the_model(good_ckpt, data_dir, t
     assert "n_layer=2 (config: 4)" in err
     _, err = test_bpb(["--config", str(REPO / "configs/wikitext2.yaml")], tmp_path / "wikitext")
     assert "n_embd=64 (config: 256)" in err
+
+
+def tiny_fit(tmp: Path) -> list[str]:
+    return [
+        "fit",
+        *SMOKE,
+        *text_file(tmp, b"To be, or not to be, that is the question. " * 100),
+        "--data.init_args.block_size",
+        "16",
+        "--data.init_args.batch_size",
+        "2",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp / "runs"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity)",
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+        "you tried to allocate 26843545600 bytes.",
+    ],
+)
+def test_out_of_memory_is_one_line_with_the_size_and_the_knob(
+    error, tmp_path, monkeypatch, run_cli
+):
+    import torch
+
+    from bdh_pl.training.language_model import LanguageModel
+
+    def forward(self, input_ids):
+        raise torch.OutOfMemoryError(error) if "CUDA" in error else RuntimeError(error)
+
+    monkeypatch.setattr(LanguageModel, "forward", forward)
+    code, err = run_cli(tiny_fit(tmp_path))
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert line.startswith("error: out of memory: allocating ")
+    assert ("2.00 GiB" if "CUDA" in error else "26843545600 bytes") in line
+    assert "--data.init_args.batch_size" in line and "now batch_size 2, block_size 16" in line
+    assert not list((tmp_path / "runs").glob("version_*")), "a failed run left outputs behind"
+
+
+def test_a_config_too_big_for_free_memory_is_one_warning_before_training(
+    tmp_path, monkeypatch, run_cli
+):
+    from bdh_pl import cli
+
+    monkeypatch.setattr(cli, "free_memory_bytes", lambda device: 2**10)
+    code, err = run_cli(tiny_fit(tmp_path))
+    warnings = [line for line in err.splitlines() if line.startswith("warning: this run needs")]
+    assert code == 0, err[-2000:]
+    assert len(warnings) == 1 and "0.0 GiB are free" in warnings[0]
+    assert "configs/smoke.yaml" in warnings[0]
+
+
+def test_the_activation_estimate_scales_with_batch_and_block():
+    from bdh_pl.cli import activation_bytes
+    from bdh_pl.training.lit_models import BDHLM
+
+    model = BDHLM(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, block_size=128)
+    one = activation_bytes(model, 1, 64)
+    assert one > 0
+    assert activation_bytes(model, 4, 128) == pytest.approx(8 * one)
