@@ -35,6 +35,7 @@ from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import (
     atomic_write_text,
+    check_writable,
     claim_version,
     disk_error,
     lock_folder,
@@ -275,7 +276,7 @@ class BDHLightningCLI(LightningCLI):
         run's folder allocated."""
         config = self.config_init[self.subcommand]
         root = Path(self.trainer.default_root_dir)
-        check_writable(root)
+        check_writable(root, "set --trainer.default_root_dir to a writable path")
         if self.subcommand == "fit" and (
             self.trainer.max_steps == 0 or self.trainer.max_steps < -1
         ):
@@ -412,18 +413,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def check_writable(root: Path) -> None:
-    """The run's root, or its nearest existing parent, must be a writable folder."""
-    existing = root
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UserError(
-            f"cannot write run outputs under {str(root)!r} ({str(existing)!r} is not a writable "
-            "folder): set --trainer.default_root_dir to a writable path"
-        )
 
 
 def newest_checkpoint(root: Path) -> Path | None:

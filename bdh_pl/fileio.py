@@ -143,3 +143,16 @@ def lock_folder(folder: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def check_writable(folder: Path, hint: str) -> None:
+    """`folder`, or its nearest existing parent, must be a writable folder; else a UserError
+    ending with `hint` (which option to change)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserError(
+            f"cannot write under {str(folder)!r} ({str(existing)!r} is not a writable folder): "
+            f"{hint}"
+        )
