@@ -225,6 +225,11 @@ CASES = {
         ],
         "['n_experts'] that BDHLM does not take",
     ),
+    # --- issue 10.6: an unusable token cache ----------------------------------------------
+    "token cache path is a file": (
+        lambda t, c: ["fit", "--data.init_args.cache_dir", str(write(t / "cache", b"x"))],
+        "is a file, not a folder",
+    ),
     # --- issue 10.9: no predict ------------------------------------------------------------
     "predict": (lambda t, c: ["predict"], "`predict` is not supported"),
     "malicious checkpoint": (
