@@ -589,9 +589,9 @@ def preempted_line(argv: list[str]) -> str:
     return f"fit: stopped by SIGTERM at step {step}, saved {last}; resume with: {command}"
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2, abandon: bool = True) -> None:
     """Print one line, drop the folder of a run that never got going, exit."""
-    if code == 2:
+    if code == 2 and abandon:
         RUN.abandon()
     print(message, file=sys.stderr)
     sys.exit(code)
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
         converted = disk_error(err, folder)
         if not isinstance(converted, UserError):
             raise
-        fail(f"error: {converted}")
+        fail(f"error: {converted}", abandon=False)  # the folder the message names stays
     except RuntimeError as err:
         line = out_of_memory_line(err)
         if line is None:

@@ -354,3 +354,30 @@ def test_the_activation_estimate_scales_with_batch_and_block():
     one = activation_bytes(model, 1, 64)
     assert one > 0
     assert activation_bytes(model, 4, 128) == pytest.approx(8 * one)
+
+
+@pytest.mark.parametrize("writer", ["csv", "tensorboard"])
+def test_a_full_disk_under_the_loggers_is_one_line_naming_the_folder(
+    writer, tmp_path, monkeypatch, run_cli
+):
+    import errno
+    import os
+
+    from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if writer == "csv":
+        monkeypatch.setattr(_ExperimentWriter, "save", full)
+    else:
+        monkeypatch.setattr(SummaryWriter, "flush", full)
+    code, err = run_cli(tiny_fit(tmp_path))
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert line == (
+        f"error: no space left on the device of '{tmp_path / 'runs' / 'version_0'}' (No space "
+        "left on device); the previous files there are intact: free space, or write elsewhere "
+        "(--trainer.default_root_dir, $BDH_PL_CACHE_DIR)"
+    )
