@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import csv
 import importlib
 import io
@@ -442,21 +441,28 @@ def activation_bytes(model: LanguageModel, batch_size: int, block_size: int) -> 
     """Activation memory of one training step, estimated from a real forward of one short
     sequence (the tensors autograd saves), scaled to the batch and the block."""
     probe = min(block_size, 64)
-    network = copy.deepcopy(model.network).train()
+    network, was_training = model.network, model.network.training
+    weights = {p.untyped_storage().data_ptr() for p in network.parameters()}
     seen: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in weights:  # weights do not grow with the batch
+            seen[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     idx = torch.zeros(1, probe, dtype=torch.long)
-    with (
-        torch.random.fork_rng(devices=[]),
-        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
-    ):
-        out = network(idx)
-    del out, network
+    # No copy of the network (a pretrained one can be large); the forward changes no weights
+    # and, with the random state forked, no random stream either.
+    try:
+        network.train()
+        with (
+            torch.random.fork_rng(devices=[]),
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        ):
+            network(idx)
+    finally:
+        network.train(was_training)
     return sum(seen.values()) * batch_size * block_size / probe
 
 
