@@ -1,33 +1,158 @@
-"""Small file helpers: every result file is written atomically (temp file, then rename)."""
+"""Small file helpers: every result file and checkpoint is written atomically (a temp file in
+the same folder, fsync, rename), with normal permissions, and a full disk is one clear error."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import math
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from bdh_pl.errors import UserError
+
+TEMP_SUFFIX = ".tmp"
+# Errors that mean "this folder cannot take the file": a fix for the user, not a bug.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Yield a binary file whose content replaces `path` in one step when the block ends:
+    readers see the old file or the new one, never half. The temp file lives in the same
+    folder (a rename across filesystems is a copy, not atomic) and is removed on any failure."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        raise disk_error(err, path.parent) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise disk_error(err, path.parent) from None
+        raise
+
+
+def disk_error(err: OSError, folder: Path) -> OSError | UserError:
+    """A full or read-only disk as a one-line UserError naming the folder; other OSErrors as is."""
+    if err.errno in NO_SPACE:
+        return UserError(
+            f"no space left on the device of {str(folder)!r} ({os.strerror(err.errno)}); the "
+            "previous files there are intact: free space, or write elsewhere "
+            "(--trainer.default_root_dir, $BDH_PL_CACHE_DIR)"
+        )
+    if err.errno in NOT_WRITABLE:
+        return UserError(f"cannot write in {str(folder)!r} ({os.strerror(err.errno)})")
+    return err
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Temp files a killed writer left in `folder` (call only while no other writer uses it)."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def strict_json(obj: Any, undefined: dict[str, str], where: str = "") -> Any:
+    """`obj` with every non-finite float replaced by None (JSON has no NaN or Infinity);
+    `undefined` collects where each was and what it was."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        undefined[where] = repr(obj)
+        return None
+    if isinstance(obj, dict):
+        return {
+            k: strict_json(v, undefined, f"{where}.{k}" if where else str(k))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [strict_json(v, undefined, f"{where}[{i}]") for i, v in enumerate(obj)]
+    return obj
+
+
+UNDEFINED_NOTE = (
+    "these values are null because they are not finite numbers (JSON cannot hold NaN or "
+    "Infinity); e.g. word perplexity is infinite on a text with no words"
+)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Strict JSON: a non-finite number becomes null, and a dict says which and why."""
+    undefined: dict[str, str] = {}
+    clean = strict_json(obj, undefined)
+    if undefined and isinstance(clean, dict):
+        clean["undefined"] = {"note": UNDEFINED_NOTE, "values": undefined}
+    text = json.dumps(clean, indent=2, sort_keys=False, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def claim_version(root: Path) -> Path:
+    """The next free {root}/version_N, created here: mkdir is atomic, so of two runs started
+    together each gets its own."""
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [p.name.removeprefix("version_") for p in root.glob("version_*")]
+    version = max((int(n) for n in numbers if n.isdigit()), default=-1) + 1
+    while True:
+        run_dir = root / f"version_{version}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            version += 1
+
+
+def lock_folder(folder: Path) -> int | None:
+    """An exclusive lock on `folder`, held until the returned descriptor is closed (or the
+    process ends, however it ends); None when another process holds it."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def check_writable(folder: Path, hint: str) -> None:
+    """`folder`, or its nearest existing parent, must be a writable folder; else a UserError
+    ending with `hint` (which option to change)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserError(
+            f"cannot write under {str(folder)!r} ({str(existing)!r} is not a writable folder): "
+            f"{hint}"
+        )

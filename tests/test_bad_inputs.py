@@ -59,6 +59,20 @@ def tiny_gpt2(tmp: Path) -> str:
     return str(tmp / "gpt2")
 
 
+def derived(tmp: Path, ckpt: Path, edit) -> str:
+    """A copy of the good checkpoint changed by `edit(dict)`."""
+    import torch
+
+    obj = torch.load(ckpt, weights_only=True)
+    edit(obj)
+    torch.save(obj, tmp / "derived.ckpt")
+    return str(tmp / "derived.ckpt")
+
+
+def yaml_file(tmp: Path, text: str) -> str:
+    return str(write(tmp / "overlay.yaml", text.encode()))
+
+
 CASES = {
     "data dir missing": (
         lambda t, c: ["fit", "--data.init_args.data_dir", str(t / "nope")],
@@ -177,6 +191,49 @@ CASES = {
         ],
         "is for another model",
     ),
+    # --- issue 10: values that passed the CLI and failed deep inside ---------------------
+    "abbreviated option": (lambda t, c: ["fit", "--trainer.max_step", "5"], "max_step"),
+    "learning rate NaN in YAML": (
+        lambda t, c: [
+            "fit",
+            "--config",
+            yaml_file(t, "model:\n  init_args:\n    learning_rate: .nan\n"),
+        ],
+        "learning_rate > 0",
+    ),
+    "beta above one": (
+        lambda t, c: ["fit", "--model.init_args.betas", "[0.9, 1.5]"],
+        "betas must be two numbers in [0, 1)",
+    ),
+    "negative data seed": (lambda t, c: ["fit", "--data.init_args.seed=-1"], "data.seed"),
+    "weights-only checkpoint to resume": (
+        lambda t, c: ["fit", "--ckpt_path", derived(t, c, lambda o: o.pop("optimizer_states"))],
+        "holds weights only",
+    ),
+    # --- issue 10.5: the checkpoint's hyperparameters are the model ------------------------
+    "n_layer on the command line differs from the checkpoint": (
+        lambda t, c: ["test", "--ckpt_path", str(c), "--model.init_args.n_layer", "4"],
+        "trained with n_layer=2, the command line asks for 4",
+    ),
+    "resume with another n_layer": (
+        lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.n_layer=6"],
+        "trained with n_layer=2",
+    ),
+    "checkpoint with an unknown hyperparameter": (
+        lambda t, c: [
+            "validate",
+            "--ckpt_path",
+            derived(t, c, lambda o: o["hyper_parameters"].update(n_experts=4)),
+        ],
+        "['n_experts'] that BDHLM does not take",
+    ),
+    # --- issue 10.6: an unusable token cache ----------------------------------------------
+    "token cache path is a file": (
+        lambda t, c: ["fit", "--data.init_args.cache_dir", str(write(t / "cache", b"x"))],
+        "is a file, not a folder",
+    ),
+    # --- issue 10.9: no predict ------------------------------------------------------------
+    "predict": (lambda t, c: ["predict"], "`predict` is not supported"),
     "malicious checkpoint": (
         lambda t, c: ["test", "--ckpt_path", str(t / "evil.ckpt")],
         "refused to load",
@@ -202,3 +259,127 @@ def test_bad_input_is_one_clear_line(case, good_ckpt, data_dir, tmp_path, run_cl
     assert expected in lines[-1]
     assert "Traceback" not in err
     assert not list(root.glob("version_*")), "a failed run left outputs behind"
+
+
+def test_the_checkpoints_hyperparameters_define_the_model(good_ckpt, data_dir, tmp_path, run_cli):
+    """A 2-layer BDH checkpoint evaluated under a config that says 4 layers (in a file, not on
+    the command line) is evaluated as the 2-layer model it is, and says so; a config for
+    another dataset and model size (WikiText-2, 6 layers of 256) evaluates it too."""
+    import json
+
+    def test_bpb(extra: list[str], root: Path) -> tuple[float, str]:
+        code, err = run_cli(
+            ["test", *extra, "--ckpt_path", str(good_ckpt), "--trainer.limit_test_batches", "2"]
+            + ["--trainer.default_root_dir", str(root)]
+        )
+        assert code == 0, err[-2000:]
+        record = json.loads((root / "version_0" / "test_metrics.json").read_text())
+        return record["metrics"]["test/bpb"], err
+
+    four = yaml_file(tmp_path, "model:\n  init_args:\n    n_layer: 4\n")
+    expected, _ = test_bpb(SMOKE, tmp_path / "as-trained")
+    got, err = test_bpb([*SMOKE, "--config", four], tmp_path / "config-says-4")
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert "n_layer=2 (config: 4)" in err
+    _, err = test_bpb(["--config", str(REPO / "configs/wikitext2.yaml")], tmp_path / "wikitext")
+    assert "n_embd=64 (config: 256)" in err
+
+
+def tiny_fit(tmp: Path) -> list[str]:
+    return [
+        "fit",
+        *SMOKE,
+        *text_file(tmp, b"To be, or not to be, that is the question. " * 100),
+        "--data.init_args.block_size",
+        "16",
+        "--data.init_args.batch_size",
+        "2",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp / "runs"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity)",
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+        "you tried to allocate 26843545600 bytes.",
+    ],
+)
+def test_out_of_memory_is_one_line_with_the_size_and_the_knob(
+    error, tmp_path, monkeypatch, run_cli
+):
+    import torch
+
+    from bdh_pl.training.language_model import LanguageModel
+
+    def forward(self, input_ids):
+        raise torch.OutOfMemoryError(error) if "CUDA" in error else RuntimeError(error)
+
+    monkeypatch.setattr(LanguageModel, "forward", forward)
+    code, err = run_cli(tiny_fit(tmp_path))
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert line.startswith("error: out of memory: allocating ")
+    assert ("2.00 GiB" if "CUDA" in error else "26843545600 bytes") in line
+    assert "--data.init_args.batch_size" in line and "now batch_size 2, block_size 16" in line
+    assert not list((tmp_path / "runs").glob("version_*")), "a failed run left outputs behind"
+
+
+def test_a_config_too_big_for_free_memory_is_one_warning_before_training(
+    tmp_path, monkeypatch, run_cli
+):
+    from bdh_pl import cli
+
+    monkeypatch.setattr(cli, "free_memory_bytes", lambda device: 2**10)
+    code, err = run_cli(tiny_fit(tmp_path))
+    warnings = [line for line in err.splitlines() if line.startswith("warning: this run needs")]
+    assert code == 0, err[-2000:]
+    assert len(warnings) == 1 and "0.0 GiB are free" in warnings[0]
+    assert "configs/cpu.yaml" in warnings[0]
+
+
+def test_the_activation_estimate_scales_with_batch_and_block():
+    from bdh_pl.cli import activation_bytes
+    from bdh_pl.training.lit_models import BDHLM
+
+    model = BDHLM(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, block_size=128)
+    one = activation_bytes(model, 1, 64)
+    assert one > 0
+    assert activation_bytes(model, 4, 128) == pytest.approx(8 * one)
+
+
+@pytest.mark.parametrize("writer", ["csv", "tensorboard"])
+def test_a_full_disk_under_the_loggers_is_one_line_naming_the_folder(
+    writer, tmp_path, monkeypatch, run_cli
+):
+    import errno
+    import os
+
+    from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if writer == "csv":
+        monkeypatch.setattr(_ExperimentWriter, "save", full)
+    else:
+        monkeypatch.setattr(SummaryWriter, "flush", full)
+    code, err = run_cli(tiny_fit(tmp_path))
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert line == (
+        f"error: no space left on the device of '{tmp_path / 'runs' / 'version_0'}' (No space "
+        "left on device); the previous files there are intact: free space, or write elsewhere "
+        "(--trainer.default_root_dir, $BDH_PL_CACHE_DIR)"
+    )

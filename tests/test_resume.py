@@ -2,6 +2,9 @@
 
 import csv
 import math
+import os
+import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from torch import nn
 
 from bdh_pl.data import TinyShakespeare
 from bdh_pl.errors import UserError
+from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
 from bdh_pl.training.language_model import LanguageModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +123,213 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 2
     assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+
+
+# --- a run whose validation loss gets worse: last.ckpt must still follow the run ------------
+
+STEPS, EVERY = 15, 5
+
+
+def worsening_text(path: Path) -> Path:
+    """Training text 'abab...', validation/test text of other letters: the more the model
+    learns, the worse its validation loss (deterministically, from the first validation)."""
+    rng = random.Random(0)
+    other = bytes(rng.choice(b"xyzXYZ") for _ in range(2000))
+    path.write_bytes(b"ab" * 9000 + other)
+    return path
+
+
+def worsening_args(data: Path, root: Path) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        "configs/shakespeare.yaml",
+        "--config",
+        "configs/smoke.yaml",
+        "--data",
+        "bdh_pl.data.TextFile",
+        "--data.init_args.path",
+        str(data),
+        "--trainer.max_steps",
+        str(STEPS),
+        "--trainer.val_check_interval",
+        str(EVERY),
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--model.init_args.dropout",
+        "0.1",  # dropout masks must resume too
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+    ]
+
+
+@pytest.fixture(scope="module")
+def worsening(tmp_path_factory) -> tuple[Path, dict[int, float]]:
+    """The data file and the validation losses of an uninterrupted run."""
+    tmp = tmp_path_factory.mktemp("worsening")
+    data = worsening_text(tmp / "worse.txt")
+    root = tmp / "straight"
+    subprocess.run(
+        [sys.executable, "-m", "bdh_pl", *worsening_args(data, root)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    losses = val_losses(root)
+    assert list(losses) == [EVERY * k - 1 for k in range(1, STEPS // EVERY + 1)]
+    values = list(losses.values())
+    assert values == sorted(values) and len(set(values)) == len(values), losses
+    checkpoints = root / "version_0" / "checkpoints"
+    assert saved_step(checkpoints / "best.ckpt") == EVERY  # the first validation was the best
+    assert saved_step(checkpoints / "last.ckpt") == STEPS  # what benchmark reads train_steps from
+    return data, losses
+
+
+def start(args: list[str], log: Path, **env: str) -> subprocess.Popen:
+    """A real `python -m bdh_pl` process, stderr to `log` (a pipe could fill and block it)."""
+    with open(log, "w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bdh_pl", *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, **env},
+        )
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def resume_and_compare(
+    root: Path, args: list[str], expected: dict[int, float], after: int, run_cli
+):
+    code, err = run_cli(args)
+    assert code == 0, err[-2000:]
+    assert [p.name for p in root.iterdir()] == ["version_0"], "the resume went to a new folder"
+    assert f"continuing {root / 'version_0'}" in err
+    with open(root / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    val_steps = [int(r["step"]) for r in rows if r.get("val/loss")]
+    assert val_steps == list(expected), "one curve: each validation once, in order"
+    resumed = val_losses(root)
+    assert [s for s in expected if s > after], "nothing was left to resume"
+    for step in expected:
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step
+    assert not list(root.glob("version_0/**/.*.tmp")), "a temp file was left behind"
+
+
+@pytest.mark.slow
+def test_sigkill_after_the_loss_got_worse_resumes_from_the_last_validation(
+    worsening, tmp_path, run_cli
+):
+    data, expected = worsening
+    root = tmp_path / "crashed"
+    args = worsening_args(data, root)
+    proc = start(args, tmp_path / "stderr")
+    last = root / "version_0" / "checkpoints" / "last.ckpt"
+    # Past the best step (5): a last.ckpt kept at the best step would never get here.
+    wait_for(lambda: last.is_file() and (saved_step(last) or 0) >= 2 * EVERY, proc)
+    proc.kill()
+    proc.wait()
+    killed_at = saved_step(last)
+    assert EVERY < killed_at < STEPS, killed_at
+    resume_and_compare(root, [*args, "--ckpt_path", "last"], expected, killed_at, run_cli)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_143_and_says_how_to_resume(worsening, tmp_path, run_cli):
+    data, expected = worsening
+    root = tmp_path / "preempted"
+    args = worsening_args(data, root)
+    proc = start(args, tmp_path / "stderr")
+    csv_log = root / "version_0" / "metrics.csv"
+    wait_for(lambda: csv_log.is_file() and val_losses(root), proc)  # after the first validation
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=300)
+    err = (tmp_path / "stderr").read_text()
+    assert proc.returncode == 143, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    step = saved_step(root / "version_0" / "checkpoints" / "last.ckpt")
+    assert f"stopped by SIGTERM at step {step}," in line and step >= EVERY
+    command = shlex.split(line.split("resume with: ", 1)[1])
+    assert command[:3] == ["python", "-m", "bdh_pl"] and "--ckpt_path" in command
+    resume_and_compare(root, command[3:], expected, step, run_cli)
+
+
+@pytest.mark.slow
+def test_kill_during_a_checkpoint_write_keeps_the_previous_one(worsening, tmp_path, run_cli):
+    data, expected = worsening
+    root = tmp_path / "torn"
+    args = worsening_args(data, root)
+    proc = start(
+        args, tmp_path / "stderr", **{SAVE_DELAY_ENV: "3"}
+    )  # each save pauses between temp write and rename
+    folder = root / "version_0" / "checkpoints"
+    last = folder / "last.ckpt"
+    wait_for(lambda: last.is_file() and list(folder.glob(".last.ckpt.*.tmp")), proc)
+    proc.kill()  # while the second last.ckpt is being written
+    proc.wait()
+    assert list(folder.glob(".last.ckpt.*.tmp")), "killed outside the write"
+    assert saved_step(last) == EVERY  # the previous checkpoint, whole
+    resume_and_compare(root, [*args, "--ckpt_path", "last"], expected, EVERY, run_cli)
+
+
+# --- run folders: one per run, claimed atomically; a folder in use is refused ---------------
+
+
+CLAIM = (
+    "import sys, time; from pathlib import Path; from bdh_pl.fileio import claim_version\n"
+    "print('ready', flush=True)\n"
+    "while not Path(sys.argv[2]).exists(): time.sleep(0.0005)\n"
+    "print(claim_version(Path(sys.argv[1])).name)"
+)
+
+
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    root, go = tmp_path / "runs", tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM, str(root), str(go)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
+    go.touch()  # all at once
+    names = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert names == [f"version_{i}" for i in range(3)]
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    from bdh_pl.cli import RunState
+
+    (tmp_path / "version_0").mkdir()
+    code = (
+        "import sys; from pathlib import Path; from bdh_pl.fileio import lock_folder; "
+        "lock_folder(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "version_0")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match="is in use by another process"):
+            RunState().lock(tmp_path / "version_0")
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    state = RunState()
+    state.lock(tmp_path / "version_0")  # free again once the holder ended
+    state.release()

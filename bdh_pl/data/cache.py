@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from bdh_pl.data.tokenizers import Tokenizer
-from bdh_pl.fileio import atomic_write_text
+from bdh_pl.errors import UserError
+from bdh_pl.fileio import atomic_write, atomic_write_text, check_writable
 
 CACHE_DIR_ENV = "BDH_PL_CACHE_DIR"
 CHUNK_BYTES = 1 << 20  # a BPE encoding costs ~0.5 kB per token while alive: keep chunks small
@@ -42,31 +45,86 @@ def fingerprint(data: np.ndarray) -> str:
 
 
 def cached_tokens(data: np.ndarray, tokenizer: Tokenizer, cache_dir: Path) -> np.ndarray:
-    """Token ids of `data` (UTF-8 bytes), tokenized on first use and memory-mapped after."""
+    """Token ids of `data` (UTF-8 bytes), tokenized on first use and memory-mapped after.
+
+    The .json beside each .bin records its size and a CRC-32 of its content; an entry that
+    does not match (truncated, overwritten, missing, unreadable) is rebuilt, with a warning."""
     dtype = token_dtype(tokenizer.vocab_size)
+    cache_dir = Path(cache_dir)
     stem = cache_dir / f"{fingerprint(data)}-{tokenizer.name}"
     bin_path, meta_path = stem.with_suffix(".bin"), stem.with_suffix(".json")
-    if not meta_path.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        n_tokens = _tokenize_to_file(data, tokenizer, bin_path, dtype)
-        meta = {"tokenizer": tokenizer.name, "dtype": dtype.name, "n_tokens": n_tokens}
-        atomic_write_text(meta_path, json.dumps(meta))  # written last: marks the .bin complete
-    n_tokens = json.loads(meta_path.read_text())["n_tokens"]
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise UserError(
+            f"the token cache {str(cache_dir)!r} is a file, not a folder: point "
+            f"${CACHE_DIR_ENV} or data.init_args.cache_dir at a folder"
+        )
+    if meta_path.exists() or bin_path.exists():
+        damage = _damage(bin_path, meta_path, dtype)
+        if damage is None:
+            n_tokens = json.loads(meta_path.read_text())["n_tokens"]
+            return _open(bin_path, dtype, n_tokens)
+        print(f"warning: token cache {bin_path} {damage}: rebuilding it", file=sys.stderr)
+    check_writable(
+        cache_dir, f"point ${CACHE_DIR_ENV} or data.init_args.cache_dir at a writable folder"
+    )
+    n_tokens, crc = _tokenize_to_file(data, tokenizer, bin_path, dtype)
+    meta = {
+        "tokenizer": tokenizer.name,
+        "dtype": dtype.name,
+        "n_tokens": n_tokens,
+        "bytes": n_tokens * dtype.itemsize,
+        "crc32": crc,
+    }
+    atomic_write_text(meta_path, json.dumps(meta))  # written last: marks the .bin complete
+    return _open(bin_path, dtype, n_tokens)
+
+
+def _open(bin_path: Path, dtype: np.dtype, n_tokens: int) -> np.ndarray:
     if n_tokens == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(bin_path, dtype=dtype, mode="r", shape=(n_tokens,))
 
 
-def _tokenize_to_file(data: np.ndarray, tokenizer: Tokenizer, path: Path, dtype: np.dtype) -> int:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    n_tokens = 0
-    with open(tmp, "wb") as f:
+def _damage(bin_path: Path, meta_path: Path, dtype: np.dtype) -> str | None:
+    """Why a cache entry cannot be used, or None when its size and checksum match."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        n_tokens, size, crc = int(meta["n_tokens"]), int(meta["bytes"]), int(meta["crc32"])
+    except FileNotFoundError:
+        return "has no .json record (an interrupted write)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "has an unreadable .json record (or one written by an older bdh-pl)"
+    if meta.get("dtype") != dtype.name or size != n_tokens * dtype.itemsize:
+        return "has a .json record for another tokenizer"
+    if not bin_path.is_file():
+        return "is missing"
+    if bin_path.stat().st_size != size:
+        return f"has {bin_path.stat().st_size} bytes, not the {size} recorded"
+    if _crc32_of_file(bin_path) != crc:
+        return "does not match its recorded checksum (the file was changed)"
+    return None
+
+
+def _crc32_of_file(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK_BYTES * 8):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _tokenize_to_file(
+    data: np.ndarray, tokenizer: Tokenizer, path: Path, dtype: np.dtype
+) -> tuple[int, int]:
+    """(number of tokens, CRC-32 of the file), written atomically."""
+    n_tokens, crc = 0, 0
+    with atomic_write(path) as f:
         for chunk in _chunks(data):
-            ids = tokenizer.encode(chunk)
-            f.write(np.asarray(ids).astype(dtype, copy=False).tobytes())
-            n_tokens += len(ids)
-    os.replace(tmp, path)
-    return n_tokens
+            ids = np.asarray(tokenizer.encode(chunk)).astype(dtype, copy=False).tobytes()
+            f.write(ids)
+            crc = zlib.crc32(ids, crc)
+            n_tokens += len(ids) // dtype.itemsize
+    return n_tokens, crc
 
 
 def _chunks(data: np.ndarray):

@@ -68,6 +68,8 @@ class TextDataModule(L.LightningDataModule):
             raise UserError(
                 f"data.eval_stride ({eval_stride}) must not exceed data.block_size ({block_size})"
             )
+        if not 0 <= seed < 2**32:  # numpy's seed range
+            raise UserError(f"data.seed must be in [0, 2**32), got {seed}")
         if num_workers < 0:
             raise UserError(f"data.num_workers must be >= 0, got {num_workers}")
         self.save_hyperparameters()

@@ -11,6 +11,8 @@ the tensors, `--n_layer` from the command line).
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -19,19 +21,24 @@ import torch
 
 from bdh_pl.data.sources import resolve_data_dir
 from bdh_pl.data.tokenizers import get_tokenizer
-from bdh_pl.errors import UserError
+from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.training import lit_models
 from bdh_pl.training.checkpoints import (
+    check_matches,
     infer_bdh_dims,
     is_lightning_checkpoint,
     load_untrusted,
+    model_class,
+    model_from_checkpoint,
     plain_state_dict,
 )
 from bdh_pl.training.language_model import LanguageModel
 
+__all__ = ["main", "model_class"]
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m bdh_pl generate",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -58,11 +65,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (
         args.max_new_tokens < 0
-        or args.temperature <= 0
+        or not 0 < args.temperature < math.inf  # NaN too
         or (args.top_k is not None and args.top_k < 1)
+        or args.n_layer < 1
     ):
-        parser.error("need max_new_tokens >= 0, temperature > 0 and top_k >= 1")
+        parser.error("need max_new_tokens >= 0, a finite temperature > 0, top_k >= 1, n_layer >= 1")
+    args.device = check_device(args.device)
+    try:  # the shell hands undecodable bytes over as surrogates
+        args.prompt_bytes = args.prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        args.prompt_bytes = os.fsencode(args.prompt)
     return args
+
+
+def check_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this machine has no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r}: generate runs on cpu or cuda")
+    return device
 
 
 class LoadedModel(NamedTuple):
@@ -75,8 +102,9 @@ class LoadedModel(NamedTuple):
 
 
 def load_checkpoint_model(path: str, n_layer: int = 6) -> LoadedModel:
-    """Any model file bdh-pl reads: a bdh-pl checkpoint, plain BDH weights (official train.py;
-    `n_layer` is not in the tensors) or a BDH folder written by `export`."""
+    """Any model file bdh-pl reads: a bdh-pl checkpoint (with the checks `test` makes), plain
+    BDH weights (official train.py; `n_layer` is not in the tensors) or a BDH folder written
+    by `export`."""
     if Path(path).is_dir():
         from bdh_pl.tools.export import load_bdh_model
 
@@ -87,12 +115,10 @@ def load_checkpoint_model(path: str, n_layer: int = 6) -> LoadedModel:
         weights = plain_state_dict(checkpoint)
         dims = infer_bdh_dims(weights)
         model = lit_models.BDHLM(n_layer=n_layer, **dims)
+        check_matches(model.network.state_dict(), weights, path)
         model.network.load_state_dict(weights)
         return LoadedModel(model, "byte", None, checkpoint)
-    hparams = dict(checkpoint.get("hyper_parameters", {}))
-    cls = model_class(hparams.pop("_class_path", "bdh_pl.training.lit_models.BDHLM"))
-    model = cls(**{k: v for k, v in hparams.items() if not k.startswith("_")})
-    model.load_state_dict(checkpoint["state_dict"])
+    model = model_from_checkpoint(checkpoint, path)
     data = checkpoint.get("datamodule_hyper_parameters", {})
     return LoadedModel(model, data.get("tokenizer", "byte"), data.get("data_dir"), checkpoint)
 
@@ -103,29 +129,16 @@ def load_model(args: argparse.Namespace) -> tuple[LanguageModel, str, str | None
     return loaded.model, loaded.tokenizer, loaded.data_dir
 
 
-# Where the LightningModules lived before the training/ room: older checkpoints name it.
-LEGACY_MODULE = "bdh_pl.lit_models"
-
-
-def model_class(class_path: str) -> type[LanguageModel]:
-    """Only bdh-pl's own LightningModules: a checkpoint cannot make us import anything else."""
-    module, _, name = class_path.rpartition(".")
-    known = module in (lit_models.__name__, LEGACY_MODULE)
-    cls = getattr(lit_models, name, None) if known else None
-    if not (isinstance(cls, type) and issubclass(cls, LanguageModel)):
-        raise UserError(f"checkpoint names model class {class_path!r}, which is not a bdh-pl model")
-    return cls
-
-
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     model, tokenizer_name, data_dir = load_model(args)
     tokenizer = get_tokenizer(tokenizer_name, resolve_data_dir(args.data_dir or data_dir))
     model = model.to(args.device).eval()
-    prompt = tokenizer.encode(args.prompt.encode("utf-8"))
+    prompt = tokenizer.encode(args.prompt_bytes)
     if len(prompt) == 0:
         raise UserError("the prompt is empty after tokenization: give --prompt some text")
     idx = torch.tensor(prompt, dtype=torch.long, device=args.device)[None]
     torch.manual_seed(args.seed)
     out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k)
-    sys.stdout.write(args.prompt + tokenizer.decode(out[0, idx.size(1) :].tolist()) + "\n")
+    text = tokenizer.decode(out[0, idx.size(1) :].tolist())
+    sys.stdout.write(args.prompt_bytes.decode("utf-8", "replace") + text + "\n")

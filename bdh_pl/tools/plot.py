@@ -11,7 +11,6 @@ per device. Every function that draws returns its Figure, so tests can count the
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -23,8 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter
 
-from bdh_pl.errors import UserError
-from bdh_pl.fileio import atomic_write_bytes
+from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.fileio import atomic_write_bytes, check_writable
 
 Curve = list[tuple[int, float]]  # (logged step, value)
 TOKENS_AXIS = "tokens seen (training)"
@@ -65,14 +64,23 @@ def read_metrics(run: str | Path) -> dict[str, Curve]:
 
 def _read_csv(path: Path) -> dict[str, Curve]:
     curves: dict[str, Curve] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            step = row.get("step")
-            if not step:
-                continue
-            for name, value in row.items():
-                if name not in ("step", "epoch") and value not in (None, ""):
-                    curves.setdefault(name, []).append((int(float(step)), float(value)))
+    line = 1
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                line = reader.line_num
+                step = row.get("step")
+                if not step:
+                    continue
+                for name, value in row.items():
+                    if name not in ("step", "epoch") and value not in (None, ""):
+                        curves.setdefault(name, []).append((int(float(step)), float(value)))
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
+        raise UserError(
+            f"{path} is not a metrics CSV written by a run (line {line}: {err}); give a run's "
+            "folder, or delete the damaged file to plot from its TensorBoard events"
+        ) from None
     return curves
 
 
@@ -501,7 +509,7 @@ def plot_run(run: str | Path, out: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m bdh_pl plot",
         description="Loss curves of one run (--run), or redraw a benchmark's charts (--results).",
     )
@@ -511,12 +519,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="output folder (default: {run or results}/charts)")
     args = parser.parse_args(argv)
     if args.run:
-        print(plot_run(args.run, args.out or find_log_dir(args.run) / "charts"))
+        out = Path(args.out or find_log_dir(args.run) / "charts")
+        check_writable(out, "give --out a writable folder")
+        print(plot_run(args.run, out))
         return
     path = Path(args.results) / "metrics.json"
     if not path.is_file():
         raise UserError(f"{path} not found: give the folder a benchmark wrote")
-    results = json.loads(path.read_text())
-    out = args.out or Path(args.results) / "charts"
-    for chart in write_benchmark_charts(results["records"], results["experiment"], out):
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        records, experiment = results["records"], results["experiment"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path} is not a benchmark's metrics.json ({type(err).__name__}: {err}); "
+            "rerun the benchmark to rewrite it"
+        ) from None
+    out = Path(args.out or Path(args.results) / "charts")
+    check_writable(out, "give --out a writable folder")
+    for chart in write_benchmark_charts(records, experiment, out):
         print(chart)

@@ -3,6 +3,7 @@ the model before Lightning touches them, and accept plain BDH weights from the o
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import re
 from pathlib import Path
@@ -99,3 +100,88 @@ def check_matches(
                 f"{tuple(got[name].shape)} there but {tuple(tensor.shape)} here; use the model and "
                 "tokenizer settings it was trained with (config.yaml beside it)"
             )
+
+
+# Where the LightningModules lived before the training/ room: older checkpoints name it.
+LEGACY_MODULE = "bdh_pl.lit_models"
+
+
+def model_class(class_path: str) -> type:
+    """Only bdh-pl's own LightningModules: a checkpoint cannot make us import anything else."""
+    from bdh_pl.training import lit_models
+    from bdh_pl.training.language_model import LanguageModel
+
+    module, _, name = class_path.rpartition(".")
+    known = module in (lit_models.__name__, LEGACY_MODULE)
+    cls = getattr(lit_models, name, None) if known else None
+    if not (isinstance(cls, type) and issubclass(cls, LanguageModel)):
+        raise UserError(f"checkpoint names model class {class_path!r}, which is not a bdh-pl model")
+    return cls
+
+
+def init_arguments(cls: type) -> set[str]:
+    """The keyword arguments `cls(...)` accepts, through the `**kwargs` of its bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names.update(
+            p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+        )
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    names.discard("self")
+    return names
+
+
+def check_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The model a Lightning checkpoint was saved from: {"_class": class or None, arg: value}.
+    A hyperparameter its class does not take (a file from another version) is refused."""
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None)
+    cls = model_class(class_path) if class_path else None
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if cls is not None:
+        unknown = sorted(set(hparams) - init_arguments(cls))
+        if unknown:
+            raise UserError(
+                f"checkpoint {str(path)!r} has hyperparameters {unknown} that {cls.__name__} does "
+                "not take: it was written by another version of bdh-pl"
+            )
+    return {"_class": cls, **hparams}
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path):
+    """The LightningModule of a bdh-pl checkpoint, built from its saved hyperparameters and
+    loaded with its weights, after the same checks `test` makes."""
+    from bdh_pl.training import lit_models
+
+    hparams = check_hparams(checkpoint, path)
+    cls = hparams.pop("_class") or lit_models.BDHLM
+    try:
+        model = cls(**hparams)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"checkpoint {str(path)!r} has unusable hyperparameters: {err}") from None
+    check_matches(model.state_dict(), checkpoint["state_dict"], str(path))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def best_score(path: str | Path) -> tuple[float, str] | None:
+    """(score, mode) that the monitored ModelCheckpoint stored in a best checkpoint it wrote,
+    read memory-mapped (the weights are not loaded); None when the file does not say."""
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    for key, state in (obj.get("callbacks") or {}).items() if isinstance(obj, dict) else ():
+        if not (isinstance(state, dict) and state.get("monitor")):
+            continue
+        score = state.get("best_model_score")
+        if score is None or Path(str(state.get("best_model_path", ""))).name != Path(path).name:
+            continue
+        mode = "max" if "'mode': 'max'" in str(key) else "min"
+        return float(score), mode
+    return None

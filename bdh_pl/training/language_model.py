@@ -59,13 +59,16 @@ class LanguageModel(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if learning_rate <= 0 or min_learning_rate < 0 or min_learning_rate > learning_rate:
+        # `not x >= 0` also catches NaN, which passes every plain comparison check.
+        if not (0 <= min_learning_rate <= learning_rate < math.inf and learning_rate > 0):
             raise UserError(
                 f"need 0 <= min_learning_rate <= learning_rate and learning_rate > 0, got "
                 f"{min_learning_rate} and {learning_rate}"
             )
-        if warmup_steps < 0 or weight_decay < 0:
+        if warmup_steps < 0 or not 0 <= weight_decay < math.inf:
             raise UserError("warmup_steps and weight_decay must be >= 0")
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise UserError(f"model.betas must be two numbers in [0, 1), got {list(betas)}")
         self.save_hyperparameters()
         self.network = self.build_network()
         self.val_metric = LanguageModelingMetric()

@@ -89,3 +89,58 @@ def test_a_checkpoint_cannot_name_a_foreign_class():
     with pytest.raises(UserError, match="not a bdh-pl model"):
         model_class("os.system")
     assert model_class("bdh_pl.training.lit_models.BDHLM") is BDHLM
+
+
+def edited(checkpoint, tmp_path, edit) -> str:
+    obj = torch.load(checkpoint[0], weights_only=True)
+    edit(obj)
+    torch.save(obj, tmp_path / "edited.ckpt")
+    return str(tmp_path / "edited.ckpt")
+
+
+def drop_a_key(obj):
+    obj["state_dict"].pop(next(iter(obj["state_dict"])))
+
+
+BAD = {
+    "cuda on a CPU machine": (["--device", "cuda"], "no CUDA GPU"),
+    "not a device": (["--device", "foo"], "is not a device"),
+    "temperature NaN": (["--temperature", "nan"], "finite temperature > 0"),
+    "not a number": (["--max_new_tokens", "ten"], "invalid int value"),
+    "abbreviated option": (["--temp", "0.5"], "unrecognized arguments: --temp"),
+    "missing key": (lambda c, t: ["--ckpt_path", edited(c, t, drop_a_key)], "is for another model"),
+    "extra key": (
+        lambda c, t: [
+            "--ckpt_path",
+            edited(c, t, lambda o: o["state_dict"].update(extra=torch.zeros(1))),
+        ],
+        "is for another model",
+    ),
+    "unknown hyperparameter": (
+        lambda c, t: [
+            "--ckpt_path",
+            edited(c, t, lambda o: o["hyper_parameters"].update(n_experts=4)),
+        ],
+        "['n_experts'] that BDHLM does not take",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_error_line(case, checkpoint, tmp_path, run_cli):
+    if case == "cuda on a CPU machine" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    args, expected = BAD[case]
+    args = (
+        args(checkpoint, tmp_path) if callable(args) else ["--ckpt_path", str(checkpoint[0]), *args]
+    )
+    code, err = run_cli(["generate", *args])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0]
+
+
+def test_a_prompt_that_is_not_utf8_is_sampled_from_its_bytes(checkpoint, run_cli, capsys):
+    prompt = b"caf\xe9 ".decode("utf-8", "surrogateescape")  # what the shell hands over
+    code, err = run_cli(["generate", "--ckpt_path", str(checkpoint[0]), "--prompt", prompt])
+    assert code == 0, err

@@ -107,3 +107,61 @@ def test_benchmark_figures_one_line_or_bar_per_model(tmp_path):
     assert len(figures["bpb_vs_params"].axes[0].collections) == 3
     paths = plotting.write_benchmark_charts(records, "exp", tmp_path / "charts")
     assert sorted(p.name for p in paths) == sorted(f"{c}.png" for c in plotting.BENCHMARK_CHARTS)
+
+
+def truncated_results(tmp_path, monkeypatch):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "metrics.json").write_text('{"experiment": "smoke", "records": [{"mo')
+    return ["--results", str(tmp_path / "bench")]
+
+
+def csv_run(tmp_path, content: bytes):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_bytes(content)
+    return ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "charts")]
+
+
+def read_only(tmp_path, monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # what a read-only mount answers
+    return ["--run", str(write_run(tmp_path / "run")), "--out", str(tmp_path / "charts")]
+
+
+BAD = {
+    "non-numeric metrics.csv": (
+        lambda t, m: csv_run(t, b"step,train/loss\n0,1.5\n1,lots\n"),
+        "is not a metrics CSV written by a run (line 3",
+    ),
+    "binary metrics.csv": (
+        lambda t, m: csv_run(t, bytes(range(256)) * 4),
+        "is not a metrics CSV",
+    ),
+    "truncated metrics.json": (truncated_results, "is not a benchmark's metrics.json"),
+    "--out under a file": (
+        lambda t, m: [
+            "--run",
+            str(write_run(t / "run")),
+            "--out",
+            str(t / "run" / "metrics.csv" / "charts"),
+        ],
+        "is not a writable folder",
+    ),
+    "--out on a read-only mount": (read_only, "Read-only file system"),
+    "unknown option": (lambda t, m: ["--run", str(t), "--outt", "x"], "unrecognized arguments"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_error_line_and_nothing_written(case, tmp_path, monkeypatch, run_cli):
+    make_args, expected = BAD[case]
+    code, err = run_cli(["plot", *make_args(tmp_path, monkeypatch)])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0]
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob(".*.tmp"))

@@ -1,6 +1,8 @@
 """Checkpoints are untrusted: safe loading, clear refusals, and official BDH weights imported."""
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,75 @@ def test_plain_weights_cannot_seed_fit(tmp_path, run_cli):
     torch.save(BDH(TINY).state_dict(), tmp_path / "w.pt")
     code, err = run_cli(["fit", *ARGS, "--ckpt_path", str(tmp_path / "w.pt")])
     assert code == 2 and "plain weights" in err
+
+
+# --- which checkpoint `--ckpt_path best` means, and a full disk during a save ---------------
+
+
+def fake_best(path: Path, score: float, mode: str = "min") -> Path:
+    """A file like the one ModelCheckpoint(monitor="val/loss") writes, with its stored score."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = f"ModelCheckpoint{{'monitor': 'val/loss', 'mode': '{mode}', 'every_n_train_steps': 0}}"
+    state = {"monitor": "val/loss", "best_model_score": torch.tensor(score)}
+    torch.save({"callbacks": {key: {**state, "best_model_path": str(path)}}}, path)
+    return path
+
+
+def test_best_means_the_best_stored_score_not_the_newest_file(tmp_path):
+    from bdh_pl.cli import best_checkpoint
+
+    good = fake_best(tmp_path / "version_0" / "checkpoints" / "best.ckpt", 1.5)
+    fake_best(tmp_path / "version_1" / "checkpoints" / "best.ckpt", 2.5)  # newer, worse
+    assert best_checkpoint(tmp_path) == good
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_previous_one(
+    tmp_path, monkeypatch, run_cli
+):
+    from bdh_pl.training import checkpoint_io
+
+    saves, real_save = [], torch.save
+
+    def save_until_full(obj, f):
+        saves.append(1)
+        if len(saves) == 3:  # best + last at step 2, then the disk is full
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", save_until_full)
+    data = tmp_path / "text.txt"
+    data.write_bytes(b"To be, or not to be, that is the question. " * 200)
+    root = tmp_path / "runs"
+    code, err = run_cli(
+        [
+            "fit",
+            *ARGS[:4],
+            "--data",
+            "bdh_pl.data.TextFile",
+            "--data.init_args.path",
+            str(data),
+            "--data.init_args.block_size",
+            "16",
+            "--data.init_args.batch_size",
+            "2",
+            "--trainer.max_steps",
+            "6",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.default_root_dir",
+            str(root),
+        ]
+    )
+    checkpoints = root / "version_0" / "checkpoints"
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    assert lines[-1].startswith(f"error: no space left on the device of '{checkpoints}'")
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert not list(checkpoints.glob(".*")), "a temp file was left behind"

@@ -1,0 +1,95 @@
+"""Saving checkpoints so that nothing is lost: every file atomically in its own folder, and
+`last.ckpt` at every validation, at the end of training and on pre-emption."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from bdh_pl.fileio import atomic_write
+
+LAST = "last.ckpt"
+# Test hook: seconds to wait between writing a checkpoint's temp file and renaming it, so a
+# test can kill a real process in the middle of a save. Unset in normal use.
+SAVE_DELAY_ENV = "BDH_PL_TEST_SAVE_DELAY"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into a temp file in the checkpoint's own folder, fsync, rename.
+
+    Lightning's default writes through fsspec, whose temp file lives in $TMPDIR: when that is
+    another filesystem the final move is a copy, and a kill during it leaves a truncated file
+    in place of the previous good one."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):  # remote: fsspec's own way
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        with atomic_write(path) as f:
+            torch.save(checkpoint, f)
+            delay = float(os.environ.get(SAVE_DELAY_ENV) or 0)
+            if delay:
+                f.flush()
+                time.sleep(delay)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`last.ckpt`, whatever the score: after every validation, at the end of training, and
+    when the run is pre-empted (SIGTERM) or interrupted (Ctrl-C).
+
+    A monitored ModelCheckpoint(save_last=True) writes last.ckpt only in a step where its
+    top-k improved, so once the validation loss stops improving it stays at the best step and
+    a resume would silently retrain everything after it."""
+
+    def __init__(self) -> None:
+        super().__init__(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+    @property
+    def state_key(self) -> str:
+        return type(self).__name__  # never confused with a ModelCheckpoint of the config
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        pass  # saves at validations only, not every n steps
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write_last(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write_last(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # Not on other errors: a diverged step must leave the last good checkpoint as it was.
+        if isinstance(exception, SIGTERMException | KeyboardInterrupt):
+            self.write_last(trainer)
+
+    def write_last(self, trainer: L.Trainer) -> None:
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        for logger in trainer.loggers:
+            logger.save()  # the curves on disk reach at least as far as the checkpoint
+        self.last_model_path = self.best_model_path = os.path.join(self.dirpath, LAST)
+        self._save_checkpoint(trainer, self.last_model_path)
+
+
+def saved_step(path: str | os.PathLike) -> int | None:
+    """The global step stored in a checkpoint (memory-mapped: the weights are not read)."""
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: the caller's full load reports it properly
+        return None
+    return obj.get("global_step") if isinstance(obj, dict) else None
