@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from bdh_pl import charts
+from bdh_pl.bench import charts as bench_charts
 from bdh_pl.bench import matrix, report, resolve, spec, stats
 from bdh_pl.errors import UserError
-from bdh_pl.tools import plot as plotting
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = [
@@ -124,7 +125,7 @@ def test_broken_yaml_and_unwritable_output_are_one_line_errors(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     bench = spec.load_spec(write(tmp_path, base(output_dir=str(blocker / "results"))))
-    with pytest.raises(UserError, match="cannot write results"):
+    with pytest.raises(UserError, match="cannot write under"):
         matrix.run_benchmark(bench, "cmd")
     assert blocker.read_text() == ""  # nothing written
 
@@ -287,8 +288,8 @@ def test_results_from_before_sweeps_still_report(experiment, tmp_path):
     rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
     assert [r.split(" | ")[0] for r in rows] == [f"| {r['model']}" for r in result["records"]]
     assert "Sweep" not in summary and "one seed" in summary
-    paths = plotting.write_benchmark_charts(result["records"], experiment, tmp_path)
-    assert sorted(p.stem for p in paths) == sorted(plotting.BENCHMARK_CHARTS)
+    paths = bench_charts.write_benchmark_charts(result["records"], experiment, tmp_path)
+    assert sorted(p.stem for p in paths) == sorted(bench_charts.BENCHMARK_CHARTS)
 
 
 @pytest.mark.slow
@@ -322,7 +323,7 @@ def test_smoke_benchmark_end_to_end(data_dir, tmp_path, capsys):
     assert ok["memory_kind"] == "cpu_rss" and ok["tokenizer"] == "byte"
     assert ok["train_flops_per_token"] > 2 * ok["flops_per_token"] > 0
     assert ok["device"].endswith("1 threads)")  # the config's env reached the runs
-    curves = plotting.read_metrics(ok["fit_run"])  # Lightning's ThroughputMonitor was on
+    curves = charts.read_metrics(ok["fit_run"])  # Lightning's ThroughputMonitor was on
     tokens, seconds = curves["train/lengths"][-1][1], curves["train/time"][-1][1]
     assert ok["train_tokens_per_sec"] == pytest.approx(tokens / seconds)
     assert Path(ok["checkpoint"]).name == "best.ckpt"
@@ -338,7 +339,7 @@ def test_smoke_benchmark_end_to_end(data_dir, tmp_path, capsys):
     assert yaml.safe_load((out / "benchmark.yaml").read_text())["experiment"] == "smoke"
     assert Path(ok["config"]) == out / "configs" / first["name"] / "lr1x-seed1337.yaml"
     assert Path(ok["fit_run"]).parent == out / "runs" / first["name"] / "lr1x-seed1337"
-    for chart in plotting.BENCHMARK_CHARTS:
+    for chart in bench_charts.BENCHMARK_CHARTS:
         assert (out / "charts" / f"{chart}.png").read_bytes()[:4] == b"\x89PNG", chart
     progress = capsys.readouterr().out
     assert f"[1/2] {first['name']} lr1x seed 1337: done" in progress
@@ -431,7 +432,7 @@ def test_sweep_and_seeds_at_equal_flops_end_to_end(data_dir, tmp_path, capsys, m
             assert isinstance(repeat[key], int | float) and math.isfinite(repeat[key]), key
         assert repeat["test_tokens"] == 2 * 16 * 32  # limit_test_batches x eval batch x block
         assert Path(repeat["checkpoint"]).name == "best.ckpt"
-        curves = plotting.read_metrics(repeat["fit_run"])  # Lightning's ThroughputMonitor
+        curves = charts.read_metrics(repeat["fit_run"])  # Lightning's ThroughputMonitor
         tokens, seconds = curves["train/lengths"][-1][1], curves["train/time"][-1][1]
         assert repeat["train_tokens_per_sec"] == pytest.approx(tokens / seconds)
     bdh_steps, llama_steps = (by_model[m][0]["train_steps"] for m in (bdh["name"], llama["name"]))
@@ -458,7 +459,7 @@ def test_sweep_and_seeds_at_equal_flops_end_to_end(data_dir, tmp_path, capsys, m
     assert "ahead of" in summary and "seed spread" in summary and "Sweep (first seed" in summary
     assert "`broken` lr1x seed 11 in build" in summary
     assert yaml.safe_load((out / "benchmark.yaml").read_text())["seeds"] == [11, 12]
-    for chart in [*plotting.BENCHMARK_CHARTS, plotting.SWEEP_CHART]:
+    for chart in [*bench_charts.BENCHMARK_CHARTS, bench_charts.SWEEP_CHART]:
         assert (out / "charts" / f"{chart}.png").read_bytes()[:4] == b"\x89PNG", chart
     progress = capsys.readouterr().out
     assert f"{bdh['name']}: chosen" in progress and "broken lr2x seed 11: FAILED" in progress

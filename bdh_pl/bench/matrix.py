@@ -31,9 +31,8 @@ from bdh_pl.bench import report, resolve, spec, stats
 from bdh_pl.bench.record import Record
 from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry, Setting
-from bdh_pl.cli import check_writable
 from bdh_pl.errors import UserError
-from bdh_pl.fileio import atomic_write_text
+from bdh_pl.fileio import atomic_write_text, check_writable
 
 
 @dataclass
@@ -272,15 +271,13 @@ def say(line: str) -> None:
 
 def run_benchmark(bench: BenchmarkSpec, command: str) -> list[dict]:
     out = bench.out_dir
+    hint = "set output_dir (or --output_dir) to a writable folder"
+    check_writable(out, hint)
     try:
-        check_writable(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
-    except (OSError, UserError):
-        raise UserError(
-            f"cannot write results under {str(out)!r}: set output_dir (or --output_dir) to a "
-            "writable folder"
-        ) from None
+    except OSError:
+        raise UserError(f"cannot write under {str(out)!r}: {hint}") from None
     return Matrix(bench, command).run()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bdh_pl.tools import plot as plotting
+from bdh_pl import charts
 
 
 @dataclass
@@ -97,7 +97,7 @@ KEYS = [f.name for f in dataclasses.fields(Record)]
 def fit_figures(fit_dir: Path, global_step: int | None, per_step: int) -> dict[str, Any]:
     """Steps, tokens, best validation point, training throughput, MFU and peak memory of a fit
     run, from its metrics (the Throughput callback's `train/*`)."""
-    curves = plotting.read_metrics(fit_dir)
+    curves = charts.read_metrics(fit_dir)
     # The checkpoint's step, or later when the clock (max_time) ended the run after it.
     # (train/loss is logged at the end of a step: row s after s + 1 steps.)
     logged = max((s + 1 for s, _ in curves.get("train/loss", [])), default=0)

@@ -11,9 +11,9 @@ from pathlib import Path
 from matplotlib.ticker import EngFormatter
 
 from bdh_pl.bench import stats
+from bdh_pl.bench.charts import benchmark_chart_names, write_benchmark_charts
 from bdh_pl.bench.record import KEYS
 from bdh_pl.fileio import atomic_write_text, write_json
-from bdh_pl.tools import plot as plotting
 
 
 def write_results(out: Path, experiment: str, records: list[dict], command: str) -> None:
@@ -36,7 +36,7 @@ def write_results(out: Path, experiment: str, records: list[dict], command: str)
 
 
 def write_charts(out: Path, experiment: str, records: list[dict]) -> list[Path]:
-    return plotting.write_benchmark_charts(records, experiment, out / "charts")
+    return write_benchmark_charts(records, experiment, out / "charts")
 
 
 SUMMARY_COLUMNS = [
@@ -97,14 +97,6 @@ def _table(rows: list[dict], columns: list) -> list[str]:
     return lines
 
 
-def swept(records: list[dict]) -> bool:
-    """Whether some model was trained with more than one setting."""
-    settings: dict[str, set] = {}
-    for r in records:
-        settings.setdefault(r["model"], set()).add(r.get("setting"))
-    return any(len(s) > 1 for s in settings.values())
-
-
 def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
     rows = stats.aggregate(records)
     ok = [r for r in records if r["status"] == "ok"]
@@ -152,7 +144,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
             f"{max(loads):.2f} (other processes share the machine: seconds and tokens/s depend "
             "on it, losses at a given step do not).",
         ]
-    if swept(records):
+    if stats.swept(records):
         runs = [r for r in records if r.get("selected") is not None]
         first_seed = {}
         for r in runs:
@@ -168,7 +160,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
             f"{r['failed_stage']}: {r['error']}"
             for r in failed
         ]
-    names = plotting.benchmark_chart_names(records)
+    names = benchmark_chart_names(records)
     charts = ", ".join(f"[{c}](charts/{c}.png)" for c in names)
     lines += ["", f"Charts: {charts}.", ""]
     return "\n".join(lines)

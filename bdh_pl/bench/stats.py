@@ -114,3 +114,11 @@ def compare(rows: list[dict]) -> list[str]:
         else:
             lines.append(f"{head}): within the seed spread ({ranges} overlap).")
     return lines
+
+
+def swept(records: list[dict]) -> bool:
+    """Whether some model was trained with more than one setting."""
+    settings: dict[str, set] = {}
+    for r in records:
+        settings.setdefault(r["model"], set()).add(r.get("setting"))
+    return any(len(s) > 1 for s in settings.values())

@@ -4,8 +4,10 @@ import math
 import pytest
 import yaml
 
+from bdh_pl import charts
+from bdh_pl.bench import charts as bench_charts
 from bdh_pl.errors import UserError
-from bdh_pl.tools import plot as plotting
+from bdh_pl.tools import plot
 
 BATCH, BLOCK = 4, 8  # 32 tokens per step
 
@@ -35,9 +37,9 @@ def write_run(path, steps=40, train_every=5, val_every=10, hparams=True):
 
 def test_training_curves_have_train_and_val_lines_against_steps_and_tokens(tmp_path):
     run = write_run(tmp_path / "version_0")
-    curves = plotting.read_metrics(run)
+    curves = charts.read_metrics(run)
     assert len(curves["train/loss"]) == 8 and len(curves["val/loss"]) == 4
-    fig = plotting.training_curves_figure(curves, plotting.tokens_per_step(run))
+    fig = charts.training_curves_figure(curves, charts.tokens_per_step(run))
     by_step, by_tokens = fig.axes
     for ax in (by_step, by_tokens):
         assert [line.get_label() for line in ax.get_lines()] == ["train", "validation"]
@@ -51,7 +53,7 @@ def test_training_curves_have_train_and_val_lines_against_steps_and_tokens(tmp_p
 def test_plot_subcommand_writes_a_png_from_the_newest_version(tmp_path, capsys):
     write_run(tmp_path / "logs" / "version_0", steps=10)
     write_run(tmp_path / "logs" / "version_1")
-    plotting.main(["--run", str(tmp_path / "logs"), "--out", str(tmp_path / "charts")])
+    plot.main(["--run", str(tmp_path / "logs"), "--out", str(tmp_path / "charts")])
     png = tmp_path / "charts" / "training_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert capsys.readouterr().out.strip() == str(png)
@@ -59,8 +61,8 @@ def test_plot_subcommand_writes_a_png_from_the_newest_version(tmp_path, capsys):
 
 def test_without_hparams_only_the_step_axis(tmp_path):
     run = write_run(tmp_path / "run", hparams=False)
-    assert plotting.tokens_per_step(run) is None
-    fig = plotting.training_curves_figure(plotting.read_metrics(run), None)
+    assert charts.tokens_per_step(run) is None
+    fig = charts.training_curves_figure(charts.read_metrics(run), None)
     assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 2
 
 
@@ -71,14 +73,14 @@ def test_tensorboard_events_are_the_fallback(tmp_path):
         for step in range(3):
             writer.add_scalar("train/loss", 3.0 - step, step)
         writer.add_scalar("val/loss", 2.5, 2)
-    curves = plotting.read_metrics(tmp_path)
+    curves = charts.read_metrics(tmp_path)
     assert curves["train/loss"] == [(0, 3.0), (1, 2.0), (2, 1.0)]
     assert curves["val/loss"] == [(2, 2.5)]
 
 
 def test_a_folder_without_logs_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="metrics.csv"):
-        plotting.read_metrics(tmp_path)
+        charts.read_metrics(tmp_path)
 
 
 def test_benchmark_figures_one_line_or_bar_per_model(tmp_path):
@@ -92,8 +94,8 @@ def test_benchmark_figures_one_line_or_bar_per_model(tmp_path):
              "test_peak_memory_mb": 600.0, "memory_kind": "cpu_rss"}
         )  # fmt: skip
     records.append({"model": "broken", "status": "failed", "test_bpb": math.nan})
-    figures = plotting.benchmark_figures(records, "exp")
-    assert set(figures) == set(plotting.BENCHMARK_CHARTS)
+    figures = bench_charts.benchmark_figures(records, "exp")
+    assert set(figures) == set(bench_charts.BENCHMARK_CHARTS)
     val_loss, val_bpb = figures["val_loss_bpb"].axes
     assert [line.get_label() for line in val_loss.get_lines()] == [
         "bdh",
@@ -105,8 +107,10 @@ def test_benchmark_figures_one_line_or_bar_per_model(tmp_path):
     assert len(figures["test_bpb"].axes[0].patches) == 3  # the failed model has no bar
     assert [len(ax.patches) for ax in figures["throughput"].axes] == [3, 3]
     assert len(figures["bpb_vs_params"].axes[0].collections) == 3
-    paths = plotting.write_benchmark_charts(records, "exp", tmp_path / "charts")
-    assert sorted(p.name for p in paths) == sorted(f"{c}.png" for c in plotting.BENCHMARK_CHARTS)
+    paths = bench_charts.write_benchmark_charts(records, "exp", tmp_path / "charts")
+    assert sorted(p.name for p in paths) == sorted(
+        f"{c}.png" for c in bench_charts.BENCHMARK_CHARTS
+    )
 
 
 def truncated_results(tmp_path, monkeypatch):
