@@ -9,6 +9,8 @@ the network needs: "byte", "gpt2", or "any" (sized from the data).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -103,6 +105,13 @@ class BDHLM(LanguageModel):
         self._log_sparsity("test")
 
 
+def call_with_hparams(builder: Callable[..., Any], hparams: Mapping[str, Any]) -> Any:
+    """`builder(**kwargs)` with each keyword-only argument taken from the hyperparameter of
+    the same name: the constructor's arguments are the config builder's."""
+    names = inspect.signature(builder).parameters
+    return builder(**{name: hparams[name] for name in names})
+
+
 def check_vocab(model_vocab: int, data_vocab: int, what: str) -> None:
     if model_vocab != data_vocab:
         raise UserError(
@@ -130,17 +139,7 @@ class GPT2LM(LanguageModel):
         super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
 
     def build_network(self) -> nn.Module:
-        hp = self.hparams
-        return from_config(
-            gpt2_config(
-                vocab_size=hp.vocab_size,
-                block_size=hp.block_size,
-                n_layer=hp.n_layer,
-                n_head=hp.n_head,
-                n_embd=hp.n_embd,
-                dropout=hp.dropout,
-            )
-        )
+        return from_config(call_with_hparams(gpt2_config, self.hparams))
 
 
 class LlamaLM(LanguageModel):
@@ -165,20 +164,7 @@ class LlamaLM(LanguageModel):
         super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
 
     def build_network(self) -> nn.Module:
-        hp = self.hparams
-        return from_config(
-            llama_config(
-                vocab_size=hp.vocab_size,
-                block_size=hp.block_size,
-                n_layer=hp.n_layer,
-                n_head=hp.n_head,
-                n_embd=hp.n_embd,
-                n_query_groups=hp.n_query_groups,
-                intermediate_size=hp.intermediate_size,
-                rope_theta=hp.rope_theta,
-                dropout=hp.dropout,
-            )
-        )
+        return from_config(call_with_hparams(llama_config, self.hparams))
 
 
 class PretrainedGPT2LM(LanguageModel):
