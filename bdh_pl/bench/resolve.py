@@ -125,14 +125,12 @@ def build(config: dict[str, Any]):
 def static_figures(model, datamodule) -> tuple[dict[str, Any], str | None]:
     """Model class, parameters and FLOPs per token; and a warning if FLOPs could not be counted
     (a figure missing is no reason to skip the training)."""
-    from bdh_pl import efficiency
+    from bdh_pl.training.flops import flops_per_token, parameter_counts
 
     figures: dict[str, Any] = {"model_class": type(model).__name__}
-    figures.update(efficiency.parameter_counts(model.network))
+    figures.update(parameter_counts(model.network))
     try:
-        flops = efficiency.flops_per_token(
-            model.network, datamodule.block_size, datamodule.vocab_size
-        )
+        flops = flops_per_token(model.network, datamodule.block_size, datamodule.vocab_size)
     except Exception as err:
         return figures, f"FLOPs not counted ({err!r})"
     figures.update(

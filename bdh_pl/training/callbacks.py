@@ -13,8 +13,8 @@ import torch
 from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.trainer.states import RunningStage
 
-from bdh_pl.efficiency import flops_per_token
 from bdh_pl.fileio import write_json
+from bdh_pl.training.flops import flops_per_token
 
 
 def memory_kind(device: torch.device) -> str:
@@ -130,7 +130,7 @@ class Throughput(ThroughputMonitor):
 
     Args:
         flops_per_batch: FLOPs of one training batch on one device (forward and backward);
-            default: counted at setup on one window (bdh_pl.efficiency.flops_per_token).
+            default: counted at setup on one window (bdh_pl.training.flops.flops_per_token).
         window_size: batches in Lightning's moving window.
     """
 

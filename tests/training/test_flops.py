@@ -4,13 +4,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from bdh_pl.efficiency import (
+from bdh_pl.models.bdh import BDH, BDHConfig
+from bdh_pl.training.flops import (
     count_flops,
     flops_per_token,
     parameter_counts,
     transformer_flops_per_token,
 )
-from bdh_pl.models.bdh import BDH, BDHConfig
 
 
 @pytest.mark.parametrize(("n_layer", "n_embd", "block_size"), [(2, 64, 64), (3, 96, 128)])
