@@ -16,6 +16,7 @@ Each switch is tested equal to BDH.layer, values and gradients (tests/models/tes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -93,17 +94,29 @@ def rotation(phases: Tensor, halves: bool) -> Tensor:
     return torch.complex(angles.cos(), angles.sin())
 
 
-def rotate(x: Tensor, rot: Tensor) -> Tensor:
-    """Rotate the neuron pairs of x (..., T, N) by rot (from rotation), in fp32."""
+def rotate(
+    x: Tensor, rot: Tensor, then: Callable[..., Tensor] | None = None, *others: Tensor
+) -> Tensor:
+    """Rotate the neuron pairs of x (..., T, N) by rot (from rotation), in fp32.
+
+    then(rotated, *others), if given, runs elementwise on the result (cast back to x's dtype)
+    with others laid out like x: in halves it runs on each half before the cat, so that
+    inductor fuses it into the rotation's kernel (after the cat it stages the cat in memory).
+    """
     dt = x.dtype
     x = x.to(_acc_dtype(x))
     if rot.is_complex():  # a pair is one complex number: one multiply, no stack/cat copies
         xc = torch.view_as_complex(x.unflatten(-1, (-1, 2)))  # ..., T, N/2
-        return torch.view_as_real(xc * rot).flatten(-2).to(dt)
+        out = torch.view_as_real(xc * rot).flatten(-2).to(dt)
+        return out if then is None else then(out, *others)
     cos, sin = rot.unbind(0)
     a, b = x.chunk(2, dim=-1)
     # cast each half before the cat, or inductor stages the result in fp32
-    return torch.cat(((a * cos - b * sin).to(dt), (b * cos + a * sin).to(dt)), dim=-1)
+    halves = [(a * cos - b * sin).to(dt), (b * cos + a * sin).to(dt)]
+    if then is not None:
+        parts = zip(*(o.chunk(2, dim=-1) for o in others), strict=True)
+        halves = [then(h, *part) for h, part in zip(halves, parts, strict=True)]
+    return torch.cat(halves, dim=-1)
 
 
 def inverse(rot: Tensor) -> Tensor:
@@ -119,8 +132,11 @@ def relu_rope(x_latent: Tensor, rot: Tensor) -> tuple[Tensor, Tensor]:
 
 def relu_rope_backward(x_sparse: Tensor, g_sparse: Tensor, g_q: Tensor, rot: Tensor) -> Tensor:
     """Grad of x_latent from the grads of both outputs of relu_rope."""
-    g = rotate(g_q, inverse(rot)) + g_sparse
-    return torch.ops.aten.threshold_backward(g, x_sparse, 0)
+    return rotate(g_q, inverse(rot), _add_relu_backward, g_sparse, x_sparse)
+
+
+def _add_relu_backward(g: Tensor, g_sparse: Tensor, x_sparse: Tensor) -> Tensor:
+    return torch.ops.aten.threshold_backward(g + g_sparse, x_sparse, 0)
 
 
 class SparseRope(torch.autograd.Function):
@@ -150,34 +166,54 @@ def sparse_rope(x_latent: Tensor, rot: Tensor, compiled: bool = False) -> tuple[
 # ---------------------------------------------------------------- gate and decoder
 
 
-def gate(y_latent: Tensor, x_sparse: Tensor, keep: Tensor | None, p: float) -> Tensor:
-    """dropout(relu(y_latent) * x_sparse), dropping where keep (bool) is False."""
-    xy = F.relu(y_latent) * x_sparse
-    return xy if keep is None else torch.where(keep, xy * (1.0 / (1.0 - p)), 0.0)
+def gate(y_sparse: Tensor, x_sparse: Tensor, keep: Tensor | None) -> Tensor:
+    """y_sparse * x_sparse, zero where keep (bool) is False.
+
+    Dropout without its 1 / (1 - p): GateDecode scales the (B*T, D) output instead, a tensor
+    nh * N / D times smaller. In place on the product: eagerly, no second buffer.
+    """
+    xy = y_sparse * x_sparse
+    return xy if keep is None else xy.mul_(keep)
 
 
 def gate_backward(
-    g: Tensor,
-    y_latent: Tensor,
-    x_sparse: Tensor,
-    keep: Tensor | None,
-    p: float,
-    xy: Tensor | None = None,
+    g: Tensor, y_sparse: Tensor, x_sparse: Tensor, keep: Tensor | None, xy: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Grads of y_latent and x_sparse from the grad g of gate's output, and that output.
 
     Without xy it is recomputed: inside one compiled kernel cheaper than keeping it.
     """
     if xy is None:
-        xy = gate(y_latent, x_sparse, keep, p)
+        xy = gate(y_sparse, x_sparse, keep)
     if keep is not None:
-        g = torch.where(keep, g * (1.0 / (1.0 - p)), 0.0)
-    g_y = torch.ops.aten.threshold_backward(g * x_sparse, y_latent, 0)
-    return g_y, g * F.relu(y_latent), xy
+        g = g * keep  # not in place: compiled, that would write g back to memory
+    g_y = torch.ops.aten.threshold_backward(g * x_sparse, y_sparse, 0)  # relu's mask == y's
+    return g_y, g * y_sparse, xy
+
+
+# Compiled, the gate kernels take y_latent and apply the relu themselves (free in the kernel),
+# so y_sparse is never written to memory; eagerly, relu(y_latent) is kept for backward instead
+# of y_latent (same memory, one pass fewer).
+
+
+def gate_latent(y_latent: Tensor, x_sparse: Tensor, keep: Tensor | None) -> Tensor:
+    return gate(F.relu(y_latent), x_sparse, keep)
+
+
+def gate_backward_latent(
+    g: Tensor, y_latent: Tensor, x_sparse: Tensor, keep: Tensor | None, xy: None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    return gate_backward(g, F.relu(y_latent), x_sparse, keep)
+
+
+def _dropout_scale(t: Tensor, keep: Tensor | None, p: float) -> Tensor:
+    """t * 1 / (1 - p) if there is dropout: gate's scale, on a (B*T, D) output or its grad."""
+    return t if keep is None else t * (1.0 / (1.0 - p))
 
 
 class GateDecode(torch.autograd.Function):
-    """Sum over heads of gate(...) @ decoder[h]; backward without gradient sums.
+    """Sum over heads of dropout(relu(y_latent) * x_sparse) @ decoder[h]; backward without
+    gradient sums.
 
     y_latent, x_sparse: nh, B*T, N; keep: bool like them, or None; decoder: nh, N, D; returns
     B*T, D. Compiled, it keeps no (nh, B*T, N) product for backward: the backward kernel
@@ -186,19 +222,25 @@ class GateDecode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y_latent, x_sparse, keep, decoder, p: float, compiled: bool) -> Tensor:
-        xy = _kernel(gate, compiled)(y_latent, x_sparse, keep, p)
+        if compiled:
+            y = y_latent
+            xy = _kernel(gate_latent, True)(y_latent, x_sparse, keep)
+        else:
+            y = F.relu(y_latent)
+            xy = gate(y, x_sparse, keep)
         ctx.p, ctx.compiled = p, compiled
-        ctx.save_for_backward(y_latent, x_sparse, keep, decoder, None if compiled else xy)
+        ctx.save_for_backward(y, x_sparse, keep, decoder, None if compiled else xy)
         # per-head decoders summed == the official (B, T, nh*N) @ (nh*N, D)
-        return (xy @ decoder).sum(0)
+        return _dropout_scale((xy @ decoder).sum(0), keep, p)
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        y_latent, x_sparse, keep, decoder, xy = ctx.saved_tensors  # once: checkpointing
-        g = g.to(decoder.dtype).expand(decoder.size(0), -1, -1)  # nh, B*T, D
+        y, x_sparse, keep, decoder, xy = ctx.saved_tensors  # once: checkpointing
+        g = _dropout_scale(g.to(decoder.dtype), keep, ctx.p)
+        g = g.expand(decoder.size(0), -1, -1)  # nh, B*T, D
         g_xy = g @ decoder.mT  # nh, B*T, N
-        bwd = _kernel(gate_backward, ctx.compiled)
-        g_y, g_x, xy = bwd(g_xy, y_latent, x_sparse, keep, ctx.p, xy)
+        bwd = _kernel(gate_backward_latent, True) if ctx.compiled else gate_backward
+        g_y, g_x, xy = bwd(g_xy, y, x_sparse, keep, xy)
         return g_y, g_x, None, xy.mT @ g, None, None
 
 
@@ -213,7 +255,7 @@ def gate_decode(
     """GateDecode; without grad a plain call."""
     if torch.is_grad_enabled():
         return GateDecode.apply(y_latent, x_sparse, keep, decoder, p, compiled)
-    return (gate(y_latent, x_sparse, keep, p) @ decoder).sum(0)
+    return _dropout_scale((gate_latent(y_latent, x_sparse, keep) @ decoder).sum(0), keep, p)
 
 
 # ---------------------------------------------------------------- attention
