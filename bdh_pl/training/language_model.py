@@ -92,10 +92,13 @@ class LanguageModel(L.LightningModule):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int | None = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
         """Continue idx (B, T) by sampling, with the network's own fast path (BDH: its
-        recurrent state; transformers models: their KV cache)."""
-        return self.network.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
+        recurrent state; transformers models: their KV cache, cropped past their positions)."""
+        return self.network.generate(
+            idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p
+        )
 
     @property
     def parameter_counts(self) -> tuple[int, int]:
