@@ -83,3 +83,38 @@ def test_config_typo_is_one_clear_line(tmp_path):
     result = bdh_pl("fit", *SMOKE, "--model.init_args.n_layr", "3", check=False)
     assert result.returncode != 0
     assert "n_layr" in result.stderr
+
+
+@pytest.mark.parametrize("seed", [7, 1337])
+def test_seed_everything_sets_the_data_and_dropout_seed(seed, tmp_path, monkeypatch):
+    from bdh_pl.cli import BDHLightningCLI
+    from bdh_pl.data.datamodule import TextDataModule
+    from bdh_pl.training.language_model import LanguageModel
+
+    monkeypatch.chdir(REPO)
+    cli = BDHLightningCLI(
+        LanguageModel,
+        TextDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        run=False,
+        args=[*SMOKE, "--seed_everything", str(seed), "--trainer.default_root_dir", str(tmp_path)],
+    )
+    assert cli.datamodule.seed == seed and cli.model.hparams.seed == seed
+
+
+def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, monkeypatch):
+    from bdh_pl.cli import TOOLS, BDHLightningCLI, main
+
+    monkeypatch.chdir(REPO)
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m bdh_pl ")
+    listed = {line.split()[0] for line in out.splitlines() if line.startswith("  ")}
+    assert listed == set(TOOLS) | set(BDHLightningCLI.subcommands())
+    for name in ("fit", "generate", "download-data"):
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        usage = capsys.readouterr().out.replace("[options] ", "")
+        assert exit_.value.code == 0 and f"usage: python -m bdh_pl {name}" in usage
