@@ -384,6 +384,29 @@ class BDHLightningCLI(LightningCLI):
     before_fit = before_validate = before_test = _check_run
 
 
+class TensorBoard(TensorBoardLogger):
+    """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
+    metrics it logs anyway (Lightning writes that table only with a metric value to log at
+    step 0, which would be a fake point on the curve)."""
+
+    HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
+        super().log_hyperparams(params, metrics)  # hparams.yaml
+        if metrics is not None:
+            return
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        # the plugin takes numbers, strings and bools; anything else as its text
+        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        writer = self.experiment._get_file_writer()
+        for summary in hparams(flat, dict.fromkeys(self.HP_METRICS, 0.0)):
+            writer.add_summary(summary)
+
+
 def make_loggers(
     root: str | Path, run_dir: Path | None = None, purge_step: int | None = None
 ) -> list:
@@ -392,9 +415,7 @@ def make_loggers(
     killed one logged after its checkpoint (TensorBoard then shows one curve)."""
     version = int(run_dir.name.removeprefix("version_")) if run_dir is not None else None
     extra = {"purge_step": purge_step} if purge_step is not None else {}
-    tensorboard = TensorBoardLogger(
-        root, name="", version=version, default_hp_metric=False, **extra
-    )
+    tensorboard = TensorBoard(root, name="", version=version, default_hp_metric=False, **extra)
     metrics = run_dir / "metrics.csv" if run_dir is not None else None
     kept = truncated_csv(metrics, purge_step) if purge_step is not None else None
     csv_logger = CSVLogger(root, name="", version=tensorboard.version)

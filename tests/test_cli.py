@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,25 @@ def test_fit_keeps_best_and_last_checkpoints_and_a_csv_log(smoke_run):
     val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     assert len(train) >= 5 and len(val) >= 3  # validation every 10 steps
     assert val[-1] < val[0]
+
+
+@pytest.mark.slow
+def test_the_logs_hold_one_lr_curve_grad_norm_tokens_and_hparams_but_no_constants(smoke_run):
+    with open(smoke_run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0])
+    assert not {"val/tokens", "val/bytes", "val/words"} & columns
+    assert [c for c in columns if "lr" in re.split("[/-]", c)] == ["train/lr"]
+    train = [r for r in rows if r.get("train/tokens")]
+    tokens = [int(float(r["train/tokens"])) for r in train]
+    steps = [int(r["step"]) for r in train]
+    assert tokens == [(s + 1) * 16 * 64 for s in steps]  # cpu.yaml: 16 windows of 64 bytes
+    norms = [float(r["train/grad_norm"]) for r in rows if r.get("train/grad_norm")]
+    assert len(norms) >= 2 and all(0 < n < 1e3 for n in norms)
+    lrs = [float(r["train/lr"]) for r in train]
+    assert lrs[0] < lrs[1]  # warming up: one schedule, seen once
+    events = b"".join(p.read_bytes() for p in smoke_run.glob("events.out.tfevents.*"))
+    assert b"_hparams_/session_start_info" in events and b"val/bpb" in events
 
 
 @pytest.mark.slow

@@ -14,11 +14,14 @@ from typing import ClassVar
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
 from bdh_pl.data.windows import IGNORE_INDEX
 from bdh_pl.errors import UserError
 from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
+
+COUNTS = ("tokens", "bytes", "words")  # what a split holds, not how well it is predicted
 
 
 class LanguageModel(L.LightningModule):
@@ -121,7 +124,21 @@ class LanguageModel(L.LightningModule):
                 "checkpoint is kept); lower the learning rate or use bf16-mixed instead of fp16"
             )
         self.log("train/loss", loss, prog_bar=True)
+        # Tokens seen by all devices, from the batch's position in the training stream (so a
+        # resumed run goes on counting), and the one learning-rate curve (every group shares
+        # the schedule).
+        tokens = (int(batch["index"]) + 1) * batch["targets"].numel() * self.trainer.world_size
+        self.log("train/tokens", float(tokens))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The whole model's gradient 2-norm before clipping, at the logging cadence only (it
+        # reads every gradient).
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            norms = grad_norm(self.network, norm_type=2)
+            if norms:
+                self.log("train/grad_norm", norms["grad_2.0_norm_total"])
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -147,6 +164,8 @@ class LanguageModel(L.LightningModule):
         values = metric.compute()
         metric.reset()
         for name, value in values.items():
+            if stage == "val" and name in COUNTS:
+                continue  # the same every validation: constant curves say nothing
             self.log(f"{stage}/{name}", value.float(), prog_bar=name == "loss")
         return values
 
