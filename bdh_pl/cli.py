@@ -585,6 +585,15 @@ def run_lightning(args: list[str] | None) -> None:
         "ignore", message="Experiment logs directory .* exists and is not empty"
     )
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    # Noise on every run that asks nothing of the user: Lightning's own deprecated call inside
+    # its _pytree, and its advert for a cloud logger.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda r: not str(r.msg).startswith("💡 Tip:"))
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] in (["test"], ["validate"]):
+        # Evaluation writes no checkpoint, so where the fit run kept them does not matter.
+        warnings.filterwarnings("ignore", message="The dirpath has changed from")
     # The line `main` prints after SIGTERM says it all; Lightning's own would be a second one.
     logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(
         logging.WARNING

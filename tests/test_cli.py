@@ -138,3 +138,10 @@ def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, mo
             main([name, "--help"])
         usage = capsys.readouterr().out.replace("[options] ", "")
         assert exit_.value.code == 0 and f"usage: python -m bdh_pl {name}" in usage
+
+
+def test_a_run_prints_no_lightning_noise(tmp_path, data_dir):
+    run = bdh_pl("fit", *SMOKE, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+                 "--trainer.default_root_dir", str(tmp_path))  # fmt: skip
+    for noise in ("LitLogger", "LeafSpec"):
+        assert noise not in run.stderr + run.stdout
