@@ -2,7 +2,8 @@
 
 python -m bdh_pl fit  --config configs/shakespeare.yaml
 python -m bdh_pl test --config configs/shakespeare.yaml --ckpt_path best.ckpt
-python -m bdh_pl benchmark|plot|generate|download-data ...   (see each tool's --help)
+python -m bdh_pl generate|benchmark|plot|export|mauve|lm-eval|download-data ...
+python -m bdh_pl --help   (every subcommand; each has its own --help)
 """
 
 from __future__ import annotations
@@ -63,6 +64,20 @@ TOOLS: dict[str, str] = {
     "export": "bdh_pl.tools.export",
     "lm-eval": "bdh_pl.tools.lm_eval_cli",
     "mauve": "bdh_pl.tools.mauve",
+}
+PROG = "python -m bdh_pl"
+# The top-level --help: every subcommand, LightningCLI's and the tools, one line each.
+SUBCOMMAND_HELP = {
+    "fit": "train a model (LightningCLI: --config, --model, --data, --trainer, ...)",
+    "validate": "score a model or checkpoint on the validation split",
+    "test": "score on the test split: loss, ppl, bits per byte, word ppl -> test_metrics.json",
+    "generate": "sample text from a checkpoint (top-k, top-p, several samples)",
+    "benchmark": "train and test every model of a benchmark config on the same budget",
+    "plot": "chart the loss curves of a run",
+    "export": "write a checkpoint as a folder other tools read",
+    "mauve": "MAUVE of a model's continuations against the true text",
+    "lm-eval": "lm-evaluation-harness tasks on a checkpoint",
+    "download-data": "build a local data root from the Hugging Face hub",
 }
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what job schedulers expect of a killed job
 # Model options that change how the same function is computed, not which: the command line may
@@ -142,6 +157,29 @@ class BDHLightningCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         self.argv = list(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
+
+    def _set_seed(self) -> None:
+        # One seed: --seed_everything N also sets the training windows' order and the dropout
+        # seed (data.seed, linked to the model). A resumed run keeps its checkpoint's data.seed,
+        # or its data order would change mid-run; evaluation does not use it.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        seed = config.get("seed_everything")
+        if (
+            isinstance(seed, int)
+            and not isinstance(seed, bool)
+            and self.subcommand in (None, "fit")
+            and self._checkpoint is None
+        ):
+            data = config.data.init_args
+            given = any(a.split("=")[0] == "--seed_everything" for a in self.argv)
+            if "data.seed" not in explicit_options(self.argv):
+                data.seed = seed
+            elif given and data.seed != seed:  # a --data.init_args.seed beats a config's seed
+                raise UserError(
+                    f"--seed_everything {seed} and --data.init_args.seed {data.seed} disagree: "
+                    "give one of them (seed_everything sets the data and dropout seed too)"
+                )
+        super()._set_seed()
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
@@ -346,6 +384,29 @@ class BDHLightningCLI(LightningCLI):
     before_fit = before_validate = before_test = _check_run
 
 
+class TensorBoard(TensorBoardLogger):
+    """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
+    metrics it logs anyway (Lightning writes that table only with a metric value to log at
+    step 0, which would be a fake point on the curve)."""
+
+    HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
+        super().log_hyperparams(params, metrics)  # hparams.yaml
+        if metrics is not None:
+            return
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        # the plugin takes numbers, strings and bools; anything else as its text
+        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        writer = self.experiment._get_file_writer()
+        for summary in hparams(flat, dict.fromkeys(self.HP_METRICS, 0.0)):
+            writer.add_summary(summary)
+
+
 def make_loggers(
     root: str | Path, run_dir: Path | None = None, purge_step: int | None = None
 ) -> list:
@@ -354,9 +415,7 @@ def make_loggers(
     killed one logged after its checkpoint (TensorBoard then shows one curve)."""
     version = int(run_dir.name.removeprefix("version_")) if run_dir is not None else None
     extra = {"purge_step": purge_step} if purge_step is not None else {}
-    tensorboard = TensorBoardLogger(
-        root, name="", version=version, default_hp_metric=False, **extra
-    )
+    tensorboard = TensorBoard(root, name="", version=version, default_hp_metric=False, **extra)
     metrics = run_dir / "metrics.csv" if run_dir is not None else None
     kept = truncated_csv(metrics, purge_step) if purge_step is not None else None
     csv_logger = CSVLogger(root, name="", version=tensorboard.version)
@@ -526,6 +585,15 @@ def run_lightning(args: list[str] | None) -> None:
         "ignore", message="Experiment logs directory .* exists and is not empty"
     )
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    # Noise on every run that asks nothing of the user: Lightning's own deprecated call inside
+    # its _pytree, and its advert for a cloud logger.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda r: not str(r.msg).startswith("💡 Tip:"))
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] in (["test"], ["validate"]):
+        # Evaluation writes no checkpoint, so where the fit run kept them does not matter.
+        warnings.filterwarnings("ignore", message="The dirpath has changed from")
     # The line `main` prints after SIGTERM says it all; Lightning's own would be a second one.
     logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(
         logging.WARNING
@@ -541,8 +609,16 @@ def run_lightning(args: list[str] | None) -> None:
             "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput()],
         },
         save_config_kwargs={"overwrite": True},
+        # The optimizer and schedule are the model's (AdamW with decay groups, warmup + cosine,
+        # set by model.init_args.*): LightningCLI's --optimizer/--lr_scheduler would silently
+        # replace them all, so they are not offered.
+        auto_configure_optimizers=False,
         # No prefix matching: `--trainer.max_step 5` must not silently mean max_steps.
-        parser_kwargs={**no_abbrev, **{name: no_abbrev for name in BDHLightningCLI.subcommands()}},
+        parser_kwargs={
+            "prog": PROG,
+            **no_abbrev,
+            **{name: no_abbrev for name in BDHLightningCLI.subcommands()},
+        },
         args=args,
     )
 
@@ -619,10 +695,26 @@ def fail(message: str, code: int = 2, abandon: bool = True) -> None:
     sys.exit(code)
 
 
+def top_level_help() -> str:
+    lines = [
+        f"usage: {PROG} SUBCOMMAND [options]",
+        "",
+        "BDH (Baby Dragon Hatchling) against GPT-2 and LLaMA: train, score, sample, compare.",
+        "",
+        "subcommands (each has its own --help):",
+        *(f"  {name:<15}{text}" for name, text in SUBCOMMAND_HELP.items()),
+        "",
+        f"example: {PROG} fit --config configs/shakespeare.yaml",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
-        if args and args[0] in TOOLS:
+        if args[:1] in (["-h"], ["--help"]):
+            sys.stdout.write(top_level_help())
+        elif args and args[0] in TOOLS:
             importlib.import_module(TOOLS[args[0]]).main(args[1:])
         elif args and args[0] == "predict":
             raise UserError(

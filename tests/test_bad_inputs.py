@@ -238,6 +238,13 @@ CASES = {
         lambda t, c: ["test", "--ckpt_path", str(t / "evil.ckpt")],
         "refused to load",
     ),
+    # --- issue 12.6: no --optimizer that silently replaces the recipe; one seed ------------
+    "optimizer option": (lambda t, c: ["fit", "--optimizer", "SGD"], "--optimizer"),
+    "lr_scheduler option": (lambda t, c: ["fit", "--lr_scheduler", "StepLR"], "--lr_scheduler"),
+    "two seeds": (
+        lambda t, c: ["fit", "--seed_everything", "7", "--data.init_args.seed", "8"],
+        "disagree",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,25 @@ def test_fit_keeps_best_and_last_checkpoints_and_a_csv_log(smoke_run):
 
 
 @pytest.mark.slow
+def test_the_logs_hold_one_lr_curve_grad_norm_tokens_and_hparams_but_no_constants(smoke_run):
+    with open(smoke_run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0])
+    assert not {"val/tokens", "val/bytes", "val/words"} & columns
+    assert [c for c in columns if "lr" in re.split("[/-]", c)] == ["train/lr"]
+    train = [r for r in rows if r.get("train/tokens")]
+    tokens = [int(float(r["train/tokens"])) for r in train]
+    steps = [int(r["step"]) for r in train]
+    assert tokens == [(s + 1) * 16 * 64 for s in steps]  # cpu.yaml: 16 windows of 64 bytes
+    norms = [float(r["train/grad_norm"]) for r in rows if r.get("train/grad_norm")]
+    assert len(norms) >= 2 and all(0 < n < 1e3 for n in norms)
+    lrs = [float(r["train/lr"]) for r in train]
+    assert lrs[0] < lrs[1]  # warming up: one schedule, seen once
+    events = b"".join(p.read_bytes() for p in smoke_run.glob("events.out.tfevents.*"))
+    assert b"_hparams_/session_start_info" in events and b"val/bpb" in events
+
+
+@pytest.mark.slow
 def test_test_writes_metrics_json_and_beats_a_uniform_byte_model(smoke_run, data_dir, tmp_path):
     ckpt = smoke_run / "checkpoints" / "best.ckpt"
     bdh_pl("test", *SMOKE, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path))
@@ -83,3 +103,45 @@ def test_config_typo_is_one_clear_line(tmp_path):
     result = bdh_pl("fit", *SMOKE, "--model.init_args.n_layr", "3", check=False)
     assert result.returncode != 0
     assert "n_layr" in result.stderr
+
+
+@pytest.mark.parametrize("seed", [7, 1337])
+def test_seed_everything_sets_the_data_and_dropout_seed(seed, tmp_path, monkeypatch):
+    from bdh_pl.cli import BDHLightningCLI
+    from bdh_pl.data.datamodule import TextDataModule
+    from bdh_pl.training.language_model import LanguageModel
+
+    monkeypatch.chdir(REPO)
+    cli = BDHLightningCLI(
+        LanguageModel,
+        TextDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        run=False,
+        args=[*SMOKE, "--seed_everything", str(seed), "--trainer.default_root_dir", str(tmp_path)],
+    )
+    assert cli.datamodule.seed == seed and cli.model.hparams.seed == seed
+
+
+def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, monkeypatch):
+    from bdh_pl.cli import TOOLS, BDHLightningCLI, main
+
+    monkeypatch.chdir(REPO)
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m bdh_pl ")
+    listed = {line.split()[0] for line in out.splitlines() if line.startswith("  ")}
+    assert listed == set(TOOLS) | set(BDHLightningCLI.subcommands())
+    for name in ("fit", "generate", "download-data"):
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        usage = capsys.readouterr().out.replace("[options] ", "")
+        assert exit_.value.code == 0 and f"usage: python -m bdh_pl {name}" in usage
+
+
+def test_a_run_prints_no_lightning_noise(tmp_path, data_dir):
+    run = bdh_pl("fit", *SMOKE, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
+                 "--trainer.default_root_dir", str(tmp_path))  # fmt: skip
+    for noise in ("LitLogger", "LeafSpec"):
+        assert noise not in run.stderr + run.stdout

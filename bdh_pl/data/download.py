@@ -41,7 +41,7 @@ def download_data_root(root: Path) -> Path:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="bdh_pl download-data", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bdh_pl download-data", description=__doc__)
     parser.add_argument("out", type=Path, help="the folder to fill (created if missing)")
     root = download_data_root(parser.parse_args(argv).out.expanduser())
     print(f"data root ready: {root} (export BDH_PL_DATA_DIR={root})")

@@ -2,7 +2,8 @@
 
 Each is a `transformers` model used as is, so its numbers are Hugging Face's own. The wrapper
 only turns it into the interface every network here has, token ids (B, T) -> logits (B, T, V)
-and `generate(idx, max_new_tokens, temperature, top_k)`, which is `transformers`' own; the
+and `generate(idx, max_new_tokens, temperature, top_k, top_p)`, which is `transformers`' own
+(cropping the context past the model's positions, like nanoGPT); the
 model itself is `.hf`.
 """
 
@@ -23,6 +24,7 @@ from transformers import (
 )
 
 from bdh_pl.errors import UserError
+from bdh_pl.models.sampling import sample_next
 
 
 class HFCausalLM(nn.Module):
@@ -44,29 +46,44 @@ class HFCausalLM(nn.Module):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int | None = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
-        """Sample up to max_new_tokens after idx (B, T) with transformers' own `generate` (KV
-        cache). A checkpoint with an end-of-text token (GPT-2) may stop early at it."""
-        positions = getattr(self.hf.config, "n_positions", None)  # GPT-2's learned positions
-        if positions is not None and idx.size(1) + max_new_tokens > positions:
-            raise UserError(
-                f"prompt ({idx.size(1)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
-                f"model's {positions} positions: shorten the prompt or ask for fewer tokens"
-            )
+        """Sample up to max_new_tokens after idx (B, T). Within the model's positions this is
+        transformers' own `generate` (KV cache); past them, like nanoGPT, each next token is
+        predicted from the last `positions` tokens (a full forward per token). A checkpoint with
+        an end-of-text token (GPT-2) stops a row at it (padded with it) and stops when all have."""
         if max_new_tokens <= 0:
             return idx
+        config = self.hf.config
+        positions = getattr(config, "n_positions", None) or config.max_position_embeddings
         eos = self.hf.generation_config.eos_token_id
         eos = eos[0] if isinstance(eos, list) else eos
-        return self.hf.generate(
-            idx,
-            attention_mask=torch.ones_like(idx),
-            do_sample=True,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k or 0,  # 0 = no top-k (None would mean generation_config's 50)
-            top_p=1.0,
-            pad_token_id=eos if eos is not None else 0,
-        )
+        cached = min(max_new_tokens, positions - idx.size(1))
+        if cached > 0:
+            idx = self.hf.generate(
+                idx,
+                attention_mask=torch.ones_like(idx),
+                do_sample=True,
+                max_new_tokens=cached,
+                temperature=temperature,
+                top_k=top_k or 0,  # 0 = no top-k (None would mean generation_config's 50)
+                top_p=top_p if top_p is not None else 1.0,
+                pad_token_id=eos if eos is not None else 0,
+            )
+            max_new_tokens -= cached
+        done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+        if eos is not None and cached > 0:
+            done = (idx[:, -cached:] == eos).any(dim=1)
+        for _ in range(max_new_tokens):
+            if done.all():
+                break
+            logits = self.hf(input_ids=idx[:, -positions:], use_cache=False).logits[:, -1]
+            idx_next = sample_next(logits.float(), temperature, top_k, top_p)
+            if eos is not None:
+                idx_next[done] = eos
+                done |= idx_next[:, 0] == eos
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx
 
 
 def _check_shape(dropout: float, **sizes: int) -> None:

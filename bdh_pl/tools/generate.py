@@ -2,10 +2,13 @@
 
     python -m bdh_pl generate --ckpt_path lightning_logs/version_0/checkpoints/best.ckpt \\
         --prompt "To be or " --max_new_tokens 200 --temperature 0.8 --top_k 5 --seed 0
+    python -m bdh_pl generate --ckpt_path best.ckpt --prompt FILE:prompt.txt \\
+        --num_samples 3 --top_p 0.9
 
-BDH generates from its recurrent state (O(1) per new token); the baselines use transformers'
-own `generate` with its KV cache. Plain BDH weights from the official code work too (sizes from
-the tensors, `--n_layer` from the command line).
+BDH generates from its recurrent state (O(1) per new token, no context limit); the baselines
+use transformers' own `generate` with its KV cache and, past their block size, predict from the
+last block_size tokens (like nanoGPT). The samples are drawn as one batch. Plain BDH weights
+from the official code work too (sizes from the tensors, `--n_layer` from the command line).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from bdh_pl.training.language_model import LanguageModel
 
 __all__ = ["main", "model_class"]
 
+SEPARATOR = "---------------\n"  # between samples, as nanoGPT's sample.py prints them
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = ArgumentParser(
@@ -48,11 +53,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         required=True,
         help="a bdh-pl checkpoint, plain BDH weights or a BDH folder written by `export`",
     )
-    parser.add_argument("--prompt", default="\n", help="text to continue")
+    parser.add_argument(
+        "--prompt", default="\n", help="text to continue, or FILE:path to read it from a file"
+    )
+    parser.add_argument("--num_samples", type=int, default=1, help="samples drawn (one batch)")
     parser.add_argument("--max_new_tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument(
         "--top_k", type=int, default=None, help="sample among the k likeliest (1: greedy)"
+    )
+    parser.add_argument(
+        "--top_p",
+        type=float,
+        default=None,
+        help="nucleus sampling: among the likeliest tokens holding probability p (after top_k)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -67,15 +81,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.max_new_tokens < 0
         or not 0 < args.temperature < math.inf  # NaN too
         or (args.top_k is not None and args.top_k < 1)
+        or (args.top_p is not None and not 0 < args.top_p <= 1)  # NaN too
         or args.n_layer < 1
+        or args.num_samples < 1
     ):
-        parser.error("need max_new_tokens >= 0, a finite temperature > 0, top_k >= 1, n_layer >= 1")
+        parser.error(
+            "need max_new_tokens >= 0, a finite temperature > 0, top_k >= 1, 0 < top_p <= 1, "
+            "n_layer >= 1, num_samples >= 1"
+        )
     args.device = check_device(args.device)
-    try:  # the shell hands undecodable bytes over as surrogates
-        args.prompt_bytes = args.prompt.encode("utf-8")
-    except UnicodeEncodeError:
-        args.prompt_bytes = os.fsencode(args.prompt)
+    args.prompt_bytes = prompt_bytes(args.prompt)
     return args
+
+
+def prompt_bytes(prompt: str) -> bytes:
+    """The prompt's bytes: the text itself, or a file's contents for FILE:path (nanoGPT's
+    convention)."""
+    if prompt.startswith("FILE:"):
+        path = Path(prompt[len("FILE:") :]).expanduser()
+        try:
+            return path.read_bytes()
+        except OSError as err:
+            raise UserError(
+                f"--prompt {prompt}: cannot read {str(path)!r} ({err.strerror or err}): give an "
+                "existing text file"
+            ) from None
+    try:  # the shell hands undecodable bytes over as surrogates
+        return prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(prompt)
 
 
 def check_device(name: str) -> torch.device:
@@ -138,7 +172,11 @@ def main(argv: list[str]) -> None:
     if len(prompt) == 0:
         raise UserError("the prompt is empty after tokenization: give --prompt some text")
     idx = torch.tensor(prompt, dtype=torch.long, device=args.device)[None]
+    idx = idx.repeat(args.num_samples, 1)  # one batch of the same prompt
     torch.manual_seed(args.seed)
-    out = model.generate(idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k)
-    text = tokenizer.decode(out[0, idx.size(1) :].tolist())
-    sys.stdout.write(args.prompt_bytes.decode("utf-8", "replace") + text + "\n")
+    out = model.generate(
+        idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
+    )
+    head = args.prompt_bytes.decode("utf-8", "replace")
+    samples = [head + tokenizer.decode(row[idx.size(1) :].tolist()) + "\n" for row in out]
+    sys.stdout.write(SEPARATOR.join(samples))

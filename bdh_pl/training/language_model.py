@@ -14,11 +14,14 @@ from typing import ClassVar
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import grad_norm
 from torch import nn
 
 from bdh_pl.data.windows import IGNORE_INDEX
 from bdh_pl.errors import UserError
 from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
+
+COUNTS = ("tokens", "bytes", "words")  # what a split holds, not how well it is predicted
 
 
 class LanguageModel(L.LightningModule):
@@ -92,10 +95,13 @@ class LanguageModel(L.LightningModule):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int | None = None,
+        top_p: float | None = None,
     ) -> torch.Tensor:
         """Continue idx (B, T) by sampling, with the network's own fast path (BDH: its
-        recurrent state; transformers models: their KV cache)."""
-        return self.network.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
+        recurrent state; transformers models: their KV cache, cropped past their positions)."""
+        return self.network.generate(
+            idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p
+        )
 
     @property
     def parameter_counts(self) -> tuple[int, int]:
@@ -118,7 +124,21 @@ class LanguageModel(L.LightningModule):
                 "checkpoint is kept); lower the learning rate or use bf16-mixed instead of fp16"
             )
         self.log("train/loss", loss, prog_bar=True)
+        # Tokens seen by all devices, from the batch's position in the training stream (so a
+        # resumed run goes on counting), and the one learning-rate curve (every group shares
+        # the schedule).
+        tokens = (int(batch["index"]) + 1) * batch["targets"].numel() * self.trainer.world_size
+        self.log("train/tokens", float(tokens))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The whole model's gradient 2-norm before clipping, at the logging cadence only (it
+        # reads every gradient).
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            norms = grad_norm(self.network, norm_type=2)
+            if norms:
+                self.log("train/grad_norm", norms["grad_2.0_norm_total"])
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -144,6 +164,8 @@ class LanguageModel(L.LightningModule):
         values = metric.compute()
         metric.reset()
         for name, value in values.items():
+            if stage == "val" and name in COUNTS:
+                continue  # the same every validation: constant curves say nothing
             self.log(f"{stage}/{name}", value.float(), prog_bar=name == "loss")
         return values
 

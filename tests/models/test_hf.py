@@ -167,10 +167,11 @@ def test_greedy_generate_matches_a_hand_loop(lit_class, shape):
     assert torch.equal(out, idx)
 
 
-def test_generate_samples_within_gpt2_positions(gpt2_dir):
+def test_generate_continues_past_gpt2_positions(gpt2_dir):
+    torch.manual_seed(0)  # a random GPT-2 could sample its end-of-text token and stop early
     model = PretrainedGPT2LM(name_or_path=str(gpt2_dir), block_size=64).eval()
-    prompt = torch.randint(0, 50256, (1, 10))
+    prompt = torch.randint(0, 50256, (2, 10))
     out = model.generate(prompt, 8, temperature=0.8, top_k=5)
-    assert out.shape[1] <= 18 and torch.equal(out[:, :10], prompt)
-    with pytest.raises(UserError, match="64 positions"):
-        model.generate(prompt, 60)
+    assert out.shape == (2, 18) and torch.equal(out[:, :10], prompt)
+    out = model.generate(prompt, 60, top_k=5)  # past the 64 positions: the context is cropped
+    assert out.shape == (2, 70) and torch.equal(out[:, :10], prompt)

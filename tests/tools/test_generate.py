@@ -144,3 +144,87 @@ def test_a_prompt_that_is_not_utf8_is_sampled_from_its_bytes(checkpoint, run_cli
     prompt = b"caf\xe9 ".decode("utf-8", "surrogateescape")  # what the shell hands over
     code, err = run_cli(["generate", "--ckpt_path", str(checkpoint[0]), "--prompt", prompt])
     assert code == 0, err
+
+
+# --- issue 12: num_samples, top_p, FILE: prompts, baselines past their block size -----------
+
+
+def naive_cropped_greedy(network, idx: torch.Tensor, n: int, block: int) -> torch.Tensor:
+    """nanoGPT's loop: each next token from the last `block` tokens, a full forward each."""
+    with torch.no_grad():
+        for _ in range(n):
+            idx = torch.cat([idx, network(idx[:, -block:])[:, -1].argmax(-1, keepdim=True)], 1)
+    return idx
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_baselines_continue_past_their_block_size(kind, save_checkpoint, tmp_path, capsys):
+    network = save_checkpoint(tmp_path / f"{kind}.ckpt", kind, block_size=16)
+    prompt = b"To be or not"  # 12 tokens: 4 fit the KV-cached part, 36 more need cropping
+    main(
+        ["--ckpt_path", str(tmp_path / f"{kind}.ckpt"), "--prompt", prompt.decode()]
+        + ["--max_new_tokens", "40", "--top_p", "1e-9"]
+    )
+    out = capsys.readouterr().out
+    expected = naive_cropped_greedy(network, torch.tensor(list(prompt))[None], 40, 16)
+    assert out.encode("utf-8", "surrogateescape") == (
+        bytes(expected[0].tolist()).decode("utf-8", "replace") + "\n"
+    ).encode("utf-8", "surrogateescape")
+
+
+def test_a_tiny_top_p_is_greedy(checkpoint, capsys):
+    path, network = checkpoint
+    main(
+        ["--ckpt_path", str(path), "--prompt", "To be or ", "--max_new_tokens", "30"]
+        + ["--top_p", "1e-9", "--seed", "3"]
+    )
+    expected = "To be or " + naive_greedy(network, b"To be or ", 30).decode("utf-8", "replace")
+    assert capsys.readouterr().out == expected + "\n"
+
+
+def test_num_samples_draws_one_batch_of_distinct_samples(checkpoint, capsys, monkeypatch):
+    path, _ = checkpoint
+    shapes = []
+    original = BDHLM.generate
+
+    def spy(self, idx, *args, **kwargs):
+        shapes.append(tuple(idx.shape))
+        return original(self, idx, *args, **kwargs)
+
+    monkeypatch.setattr(BDHLM, "generate", spy)
+    main(
+        ["--ckpt_path", str(path), "--prompt", "To be", "--max_new_tokens", "20"]
+        + ["--num_samples", "3", "--temperature", "2.0"]
+    )
+    samples = capsys.readouterr().out.split("---------------\n")
+    assert shapes == [(3, 5)]
+    assert len(samples) == 3 and all(s.startswith("To be") for s in samples)
+    assert len(set(samples)) == 3
+
+
+def test_a_prompt_from_a_file(checkpoint, tmp_path, capsys):
+    path, network = checkpoint
+    (tmp_path / "prompt.txt").write_bytes(b"ROMEO:\nTo be")
+    main(
+        ["--ckpt_path", str(path), "--prompt", f"FILE:{tmp_path / 'prompt.txt'}"]
+        + ["--max_new_tokens", "10", "--top_k", "1"]
+    )
+    expected = "ROMEO:\nTo be" + naive_greedy(network, b"ROMEO:\nTo be", 10).decode(
+        "utf-8", "replace"
+    )
+    assert capsys.readouterr().out == expected + "\n"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--prompt", "FILE:/nonexistent/prompt.txt"], "cannot read"),
+        (["--top_p", "0"], "0 < top_p <= 1"),
+        (["--num_samples", "0"], "num_samples >= 1"),
+    ],
+)
+def test_bad_sampling_options_are_one_error_line(args, expected, checkpoint, run_cli):
+    code, err = run_cli(["generate", "--ckpt_path", str(checkpoint[0]), *args])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0]

@@ -119,7 +119,7 @@ def test_every_model_composes_by_concern_and_has_a_cpu_size(capsys, name, data):
     assert config["data"]["init_args"]["tokenizer"] == spec.default_tokenizer
     trainer = config["trainer"]
     monitors = [c["init_args"].get("monitor") for c in trainer["callbacks"]]
-    assert monitors == ["val/loss", "val/loss", None]  # best checkpoint, early stop, lr monitor
+    assert monitors == ["val/loss", "val/loss"]  # best checkpoint, early stop
     assert (trainer["precision"], trainer["max_steps"], trainer["limit_val_batches"]) == (
         "32-true",
         60,

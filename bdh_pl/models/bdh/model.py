@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from bdh_pl.models.bdh import kernels
+from bdh_pl.models.sampling import sample_next
 
 AttentionMode = Literal["auto", "quadratic", "chunked"]
 ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
@@ -237,18 +238,15 @@ class BDH(nn.Module):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int | None = None,
+        top_p: float | None = None,
     ) -> Tensor:
-        """Sample max_new_tokens after idx (B, T), like the official generate, recurrently."""
+        """Sample max_new_tokens after idx (B, T), like the official generate, recurrently
+        (no context limit); top_p adds nucleus sampling to the official top_k."""
         if max_new_tokens <= 0:
             return idx
         logits, state = self.prefill(idx)
         for i in range(max_new_tokens):
-            logits = logits / temperature
-            if top_k is not None:
-                values, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                logits[logits < values[:, [-1]]] = float("-inf")
-            probs = F.softmax(logits, dim=-1)
-            idx_next = torch.multinomial(probs, num_samples=1)  # B, 1
+            idx_next = sample_next(logits, temperature, top_k, top_p)  # B, 1
             idx = torch.cat((idx, idx_next), dim=1)
             if i + 1 < max_new_tokens:
                 logits, state = self.step(idx_next.view(-1), state)
