@@ -9,50 +9,49 @@ python -m bdh_pl --help   (every subcommand; each has its own --help)
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import importlib
-import io
 import logging
-import os
-import re
-import shlex
-import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
-import torch
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.data.datamodule import TextDataModule
-from bdh_pl.errors import UserError
+from bdh_pl.errors import UserError, config_error_line
 from bdh_pl.fileio import (
-    atomic_write_text,
     check_writable,
     claim_version,
     disk_error,
-    lock_folder,
     remove_stale_temp_files,
 )
 from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
-from bdh_pl.training.checkpoint_io import LAST, AtomicCheckpointIO, LastCheckpoint
+from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
 from bdh_pl.training.checkpoints import (
-    best_score,
     check_hparams,
     check_matches,
+    explicit_options,
+    import_class,
     infer_bdh_dims,
     is_lightning_checkpoint,
     load_untrusted,
     plain_state_dict,
+    plain_value,
 )
 from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.memory import out_of_memory_line, warn_if_too_big
+from bdh_pl.training.runs import (
+    RUN,
+    best_checkpoint,
+    continuing_run,
+    make_loggers,
+    newest_checkpoint,
+    preempted_line,
+)
 
 DEFAULT_ROOT_DIR = "lightning_logs"
 # Subcommands that are not LightningCLI's: name -> module with a `main(argv)`.
@@ -89,48 +88,6 @@ RUNTIME_OPTIONS = {
     "compile_elementwise",
     "compile",
 }
-CPU_OVERLAY = "configs/cpu.yaml --config configs/cpu/<model>.yaml"
-
-
-class RunState:
-    """What `main` needs to report a failure of the run in progress: its folder, whether this
-    process created it, and the trainer (for the step reached)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.run_dir: Path | None = None
-        self.fresh = False
-        self.trainer = None
-        self.argv: list[str] = []
-        self._locks: list[int] = []
-
-    def lock(self, run_dir: Path) -> None:
-        """Hold an exclusive lock on the run folder for the life of this process, so a second
-        process cannot write into it (a resume of a run that is still going, say)."""
-        fd = lock_folder(run_dir)
-        if fd is None:
-            raise UserError(
-                f"run folder {str(run_dir)!r} is in use by another process: wait for it to end, "
-                "or give this run another --trainer.default_root_dir"
-            )
-        self._locks.append(fd)
-
-    def release(self) -> None:
-        for fd in self._locks:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.reset()
-
-    def abandon(self) -> None:
-        """A run this process started that failed before its first checkpoint leaves nothing."""
-        run_dir = self.run_dir
-        if self.fresh and run_dir is not None and not any(run_dir.glob("checkpoints/*.ckpt")):
-            shutil.rmtree(run_dir, ignore_errors=True)
-
-
-RUN = RunState()
 
 
 class BDHLightningCLI(LightningCLI):
@@ -261,7 +218,7 @@ class BDHLightningCLI(LightningCLI):
                 group = "data"  # linked from data to the model
             holder = config[group].init_args
             current = holder.get(name) if name in holder else None
-            if _plain(current) == _plain(value):
+            if plain_value(current) == plain_value(value):
                 continue
             if f"{group}.{name}" in explicit:
                 if name in RUNTIME_OPTIONS:
@@ -384,200 +341,6 @@ class BDHLightningCLI(LightningCLI):
     before_fit = before_validate = before_test = _check_run
 
 
-class TensorBoard(TensorBoardLogger):
-    """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
-    metrics it logs anyway (Lightning writes that table only with a metric value to log at
-    step 0, which would be a fake point on the curve)."""
-
-    HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
-        super().log_hyperparams(params, metrics)  # hparams.yaml
-        if metrics is not None:
-            return
-        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
-        from torch.utils.tensorboard.summary import hparams
-
-        flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
-        # the plugin takes numbers, strings and bools; anything else as its text
-        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
-        writer = self.experiment._get_file_writer()
-        for summary in hparams(flat, dict.fromkeys(self.HP_METRICS, 0.0)):
-            writer.add_summary(summary)
-
-
-def make_loggers(
-    root: str | Path, run_dir: Path | None = None, purge_step: int | None = None
-) -> list:
-    """TensorBoard and CSV side by side in {root}/version_N/, with the checkpoints, so two
-    runs with different roots never mix. `purge_step`: a resumed run drops the events the
-    killed one logged after its checkpoint (TensorBoard then shows one curve)."""
-    version = int(run_dir.name.removeprefix("version_")) if run_dir is not None else None
-    extra = {"purge_step": purge_step} if purge_step is not None else {}
-    tensorboard = TensorBoard(root, name="", version=version, default_hp_metric=False, **extra)
-    metrics = run_dir / "metrics.csv" if run_dir is not None else None
-    kept = truncated_csv(metrics, purge_step) if purge_step is not None else None
-    csv_logger = CSVLogger(root, name="", version=tensorboard.version)
-    if kept is not None:
-        writer = csv_logger.experiment  # Lightning's writer deletes metrics.csv: put it back
-        atomic_write_text(metrics, kept[1])
-        writer.metrics_keys = sorted(kept[0])  # and it appends only under a known header
-    return [tensorboard, csv_logger]
-
-
-def continuing_run(root: Path, ckpt_path: Path, checkpoint: dict) -> Path | None:
-    """The run folder a resume continues: the checkpoint's own, when it is that run's newest
-    state (its last.ckpt) under this root. Resuming from an older checkpoint (a best.ckpt)
-    starts a new folder, so the later curves are not cut away."""
-    ckpt_path = ckpt_path.resolve()
-    run_dir = ckpt_path.parent.parent
-    if ckpt_path.parent.name != "checkpoints" or run_dir.parent != root.resolve():
-        return None
-    if not run_dir.name.removeprefix("version_").isdigit():
-        return None
-    last = run_dir / "checkpoints" / LAST
-    if ckpt_path != last.resolve():
-        from bdh_pl.training.checkpoint_io import saved_step
-
-        if not last.is_file() or saved_step(last) != checkpoint.get("global_step"):
-            return None
-    return root / run_dir.name
-
-
-def truncated_csv(path: Path, step: int) -> tuple[list[str], str] | None:
-    """(columns, text) of metrics.csv without the rows a killed run logged at or after
-    `step` (the resumed run logs them again); None when there is no file."""
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = list(reader.fieldnames or [])
-        rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    return fields, buffer.getvalue()
-
-
-def explicit_options(argv: list[str]) -> set[str]:
-    """`group.name` of every option set on the command line itself (not in a --config file),
-    e.g. {"model.n_layer", "data.tokenizer", "model"}."""
-    found = set()
-    for arg in argv:
-        match = re.match(r"--(model|data)(?:\.init_args)?(?:\.([A-Za-z_]\w*))?(?:=|$)", arg)
-        if not match:
-            continue
-        group, name = match.groups()
-        found.add(group if name in (None, "class_path") else f"{group}.{name}")
-    return found
-
-
-def import_class(class_path: str) -> type | None:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
-
-
-def _plain(value: Any) -> Any:
-    """Compare YAML lists with checkpoint tuples (betas)."""
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def newest_checkpoint(root: Path) -> Path | None:
-    """The newest last.ckpt under root (last.ckpt is rewritten at every validation)."""
-    found = sorted(root.glob(f"version_*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
-def best_checkpoint(root: Path) -> Path | None:
-    """The best*.ckpt under root with the best score its ModelCheckpoint stored (lowest for
-    mode min); files without a stored score come after those with one, newest first."""
-    candidates = list(root.glob("version_*/checkpoints/best*.ckpt"))
-    if not candidates:
-        return None
-
-    def rank(path: Path) -> tuple:
-        scored = best_score(path)
-        if scored is None:
-            return (1, -path.stat().st_mtime)
-        score, mode = scored
-        return (0, score if mode == "min" else -score)
-
-    return min(candidates, key=rank)
-
-
-def activation_bytes(model: LanguageModel, batch_size: int, block_size: int) -> float:
-    """Activation memory of one training step, estimated from a real forward of one short
-    sequence (the tensors autograd saves), scaled to the batch and the block."""
-    probe = min(block_size, 64)
-    network, was_training = model.network, model.network.training
-    weights = {p.untyped_storage().data_ptr() for p in network.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:  # weights do not grow with the batch
-            seen[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    idx = torch.zeros(1, probe, dtype=torch.long)
-    # No copy of the network (a pretrained one can be large); the forward changes no weights
-    # and, with the random state forked, no random stream either.
-    try:
-        network.train()
-        with (
-            torch.random.fork_rng(devices=[]),
-            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
-        ):
-            network(idx)
-    finally:
-        network.train(was_training)
-    return sum(seen.values()) * batch_size * block_size / probe
-
-
-def free_memory_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
-def warn_if_too_big(model: LanguageModel, datamodule, trainer) -> None:
-    """One line before training when the activations would not fit in free memory: a CPU
-    swaps, then the kernel kills the process without a word."""
-    batch, block = getattr(datamodule, "batch_size", None), getattr(datamodule, "block_size", None)
-    if not batch or not block:
-        return
-    try:
-        needed = activation_bytes(model, batch, block)
-        free = free_memory_bytes(trainer.strategy.root_device)
-    except Exception:  # an estimate only: never a reason to stop
-        return
-    if "16" in str(trainer.precision):
-        needed /= 2
-    if free is not None and needed > free:
-        hint = (
-            f"on a CPU add --config {CPU_OVERLAY}, or "
-            if trainer.strategy.root_device.type == "cpu"
-            else ""
-        )
-        print(
-            f"warning: this run needs about {needed / 2**30:.1f} GiB of activations (batch "
-            f"{batch} x block {block}) but {free / 2**30:.1f} GiB are free: {hint}lower "
-            "data.init_args.batch_size or block_size",
-            file=sys.stderr,
-        )
-
-
 def run_lightning(args: list[str] | None) -> None:
     # Both loggers share version_N/ on purpose; the CSV logger's warning about it is noise, and
     # a resumed run's checkpoint folder is not empty by design.
@@ -621,70 +384,6 @@ def run_lightning(args: list[str] | None) -> None:
         },
         args=args,
     )
-
-
-_NOISE = (
-    "Does not validate",
-    "Subtypes",
-    "Errors",
-    "Given value",
-    "Expected a <class 'NoneType'>",
-)
-
-
-def config_error_line(err: Exception, hint: bool = True) -> str:
-    """jsonargparse's nested explanation of a bad option, cut down to the line that matters."""
-    lines = [line.strip(" -").rstrip(":") for line in str(err).splitlines()]
-    details = [line for line in lines[1:] if line and not line.startswith(_NOISE)]
-    where = lines[0].rstrip(":") if lines else "config"
-    detail = "; ".join(details) or where
-    if not hint:
-        return detail
-    hint = "check the spelling against `python -m bdh_pl <subcommand> --help` or --print_config"
-    return f"{where}: {detail} ({hint})" if details else f"{detail} ({hint})"
-
-
-def out_of_memory_line(err: BaseException) -> str | None:
-    """One line for an allocation that failed, with its size and the knobs to turn."""
-    text = str(err)
-    if not (
-        isinstance(err, torch.OutOfMemoryError)
-        or re.search(r"can't allocate memory|not enough memory|out of memory", text)
-    ):
-        return None
-    size = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]?i?B|\d+ bytes)", text)
-    what = f"allocating {size.group(1)} failed" if size else text.strip().splitlines()[0][:120]
-    trainer = RUN.trainer
-    datamodule = getattr(trainer, "datamodule", None)
-    now = (
-        f" (now batch_size {datamodule.batch_size}, block_size {datamodule.block_size})"
-        if datamodule is not None and hasattr(datamodule, "batch_size")
-        else ""
-    )
-    return (
-        f"out of memory: {what}; lower --data.init_args.batch_size or block_size{now}, or use a "
-        f"smaller model (on a CPU: --config {CPU_OVERLAY})"
-    )
-
-
-def preempted_line(argv: list[str]) -> str:
-    """What a job script needs after SIGTERM: the step reached and the command that resumes."""
-    trainer = RUN.trainer
-    step = trainer.global_step if trainer is not None else "?"
-    last = RUN.run_dir / "checkpoints" / LAST if RUN.run_dir is not None else None
-    if last is None or not last.is_file():
-        return f"fit: stopped by SIGTERM at step {step} before any checkpoint was written"
-    args, skip = [], False
-    for arg in argv:  # the same command, resuming from this run's last.ckpt
-        if skip or arg.startswith("--ckpt_path="):
-            skip = False
-            continue
-        if arg == "--ckpt_path":
-            skip = True
-            continue
-        args.append(arg)
-    command = shlex.join(["python", "-m", "bdh_pl", *args, "--ckpt_path", str(last)])
-    return f"fit: stopped by SIGTERM at step {step}, saved {last}; resume with: {command}"
 
 
 def fail(message: str, code: int = 2, abandon: bool = True) -> None:

@@ -18,3 +18,25 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+# Lines of jsonargparse's nested explanation that never name the problem.
+_NOISE = (
+    "Does not validate",
+    "Subtypes",
+    "Errors",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+)
+
+
+def config_error_line(err: Exception, hint: bool = True) -> str:
+    """jsonargparse's nested explanation of a bad option, cut down to the line that matters."""
+    lines = [line.strip(" -").rstrip(":") for line in str(err).splitlines()]
+    details = [line for line in lines[1:] if line and not line.startswith(_NOISE)]
+    where = lines[0].rstrip(":") if lines else "config"
+    detail = "; ".join(details) or where
+    if not hint:
+        return detail
+    hint = "check the spelling against `python -m bdh_pl <subcommand> --help` or --print_config"
+    return f"{where}: {detail} ({hint})" if details else f"{detail} ({hint})"

@@ -345,9 +345,9 @@ def test_out_of_memory_is_one_line_with_the_size_and_the_knob(
 def test_a_config_too_big_for_free_memory_is_one_warning_before_training(
     tmp_path, monkeypatch, run_cli
 ):
-    from bdh_pl import cli
+    from bdh_pl.training import memory
 
-    monkeypatch.setattr(cli, "free_memory_bytes", lambda device: 2**10)
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda device: 2**10)
     code, err = run_cli(tiny_fit(tmp_path))
     warnings = [line for line in err.splitlines() if line.startswith("warning: this run needs")]
     assert code == 0, err[-2000:]
@@ -356,8 +356,8 @@ def test_a_config_too_big_for_free_memory_is_one_warning_before_training(
 
 
 def test_the_activation_estimate_scales_with_batch_and_block():
-    from bdh_pl.cli import activation_bytes
     from bdh_pl.training.lit_models import BDHLM
+    from bdh_pl.training.memory import activation_bytes
 
     model = BDHLM(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, block_size=128)
     one = activation_bytes(model, 1, 64)

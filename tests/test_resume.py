@@ -312,7 +312,7 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
 
 
 def test_a_run_folder_in_use_is_refused(tmp_path):
-    from bdh_pl.cli import RunState
+    from bdh_pl.training.runs import RunState
 
     (tmp_path / "version_0").mkdir()
     code = (

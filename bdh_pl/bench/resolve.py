@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry, Setting
-from bdh_pl.cli import DEFAULT_ROOT_DIR, BDHLightningCLI, config_error_line
+from bdh_pl.cli import DEFAULT_ROOT_DIR, BDHLightningCLI
 from bdh_pl.data.datamodule import TextDataModule
-from bdh_pl.errors import UserError
+from bdh_pl.errors import UserError, config_error_line
 from bdh_pl.training.language_model import LanguageModel
 
 

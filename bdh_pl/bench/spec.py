@@ -252,7 +252,7 @@ def parse(argv: list[str]) -> BenchmarkSpec:
     """The spec from command-line arguments (`--config X.yaml`, overrides), checked."""
     from argparse import ArgumentError
 
-    from bdh_pl.cli import config_error_line
+    from bdh_pl.errors import config_error_line
 
     p = parser()
     try:

@@ -3,6 +3,7 @@ the model before Lightning touches them, and accept plain BDH weights from the o
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import pickle
 import re
@@ -185,3 +186,31 @@ def best_score(path: str | Path) -> tuple[float, str] | None:
         mode = "max" if "'mode': 'max'" in str(key) else "min"
         return float(score), mode
     return None
+
+
+def explicit_options(argv: list[str]) -> set[str]:
+    """`group.name` of every option set on the command line itself (not in a --config file),
+    e.g. {"model.n_layer", "data.tokenizer", "model"}."""
+    found = set()
+    for arg in argv:
+        match = re.match(r"--(model|data)(?:\.init_args)?(?:\.([A-Za-z_]\w*))?(?:=|$)", arg)
+        if not match:
+            continue
+        group, name = match.groups()
+        found.add(group if name in (None, "class_path") else f"{group}.{name}")
+    return found
+
+
+def import_class(class_path: str) -> type | None:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def plain_value(value: Any) -> Any:
+    """Compare YAML lists with checkpoint tuples (betas)."""
+    if isinstance(value, list | tuple):
+        return [plain_value(v) for v in value]
+    return value

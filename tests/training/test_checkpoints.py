@@ -136,7 +136,7 @@ def fake_best(path: Path, score: float, mode: str = "min") -> Path:
 
 
 def test_best_means_the_best_stored_score_not_the_newest_file(tmp_path):
-    from bdh_pl.cli import best_checkpoint
+    from bdh_pl.training.runs import best_checkpoint
 
     good = fake_best(tmp_path / "version_0" / "checkpoints" / "best.ckpt", 1.5)
     fake_best(tmp_path / "version_1" / "checkpoints" / "best.ckpt", 2.5)  # newer, worse

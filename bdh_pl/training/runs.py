@@ -1,0 +1,182 @@
+"""Run folders: the state of the run in progress, its loggers (TensorBoard with the HParams
+tab, CSV), which folder a resume continues, `--ckpt_path last|best`, and the pre-emption line."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from bdh_pl.errors import UserError
+from bdh_pl.fileio import atomic_write_text, lock_folder
+from bdh_pl.training.checkpoint_io import LAST
+from bdh_pl.training.checkpoints import best_score
+
+
+class RunState:
+    """What `main` needs to report a failure of the run in progress: its folder, whether this
+    process created it, and the trainer (for the step reached)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.run_dir: Path | None = None
+        self.fresh = False
+        self.trainer = None
+        self.argv: list[str] = []
+        self._locks: list[int] = []
+
+    def lock(self, run_dir: Path) -> None:
+        """Hold an exclusive lock on the run folder for the life of this process, so a second
+        process cannot write into it (a resume of a run that is still going, say)."""
+        fd = lock_folder(run_dir)
+        if fd is None:
+            raise UserError(
+                f"run folder {str(run_dir)!r} is in use by another process: wait for it to end, "
+                "or give this run another --trainer.default_root_dir"
+            )
+        self._locks.append(fd)
+
+    def release(self) -> None:
+        for fd in self._locks:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.reset()
+
+    def abandon(self) -> None:
+        """A run this process started that failed before its first checkpoint leaves nothing."""
+        run_dir = self.run_dir
+        if self.fresh and run_dir is not None and not any(run_dir.glob("checkpoints/*.ckpt")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+RUN = RunState()
+
+
+class TensorBoard(TensorBoardLogger):
+    """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
+    metrics it logs anyway (Lightning writes that table only with a metric value to log at
+    step 0, which would be a fake point on the curve)."""
+
+    HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
+        super().log_hyperparams(params, metrics)  # hparams.yaml
+        if metrics is not None:
+            return
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        # the plugin takes numbers, strings and bools; anything else as its text
+        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        writer = self.experiment._get_file_writer()
+        for summary in hparams(flat, dict.fromkeys(self.HP_METRICS, 0.0)):
+            writer.add_summary(summary)
+
+
+def make_loggers(
+    root: str | Path, run_dir: Path | None = None, purge_step: int | None = None
+) -> list:
+    """TensorBoard and CSV side by side in {root}/version_N/, with the checkpoints, so two
+    runs with different roots never mix. `purge_step`: a resumed run drops the events the
+    killed one logged after its checkpoint (TensorBoard then shows one curve)."""
+    version = int(run_dir.name.removeprefix("version_")) if run_dir is not None else None
+    extra = {"purge_step": purge_step} if purge_step is not None else {}
+    tensorboard = TensorBoard(root, name="", version=version, default_hp_metric=False, **extra)
+    metrics = run_dir / "metrics.csv" if run_dir is not None else None
+    kept = truncated_csv(metrics, purge_step) if purge_step is not None else None
+    csv_logger = CSVLogger(root, name="", version=tensorboard.version)
+    if kept is not None:
+        writer = csv_logger.experiment  # Lightning's writer deletes metrics.csv: put it back
+        atomic_write_text(metrics, kept[1])
+        writer.metrics_keys = sorted(kept[0])  # and it appends only under a known header
+    return [tensorboard, csv_logger]
+
+
+def continuing_run(root: Path, ckpt_path: Path, checkpoint: dict) -> Path | None:
+    """The run folder a resume continues: the checkpoint's own, when it is that run's newest
+    state (its last.ckpt) under this root. Resuming from an older checkpoint (a best.ckpt)
+    starts a new folder, so the later curves are not cut away."""
+    ckpt_path = ckpt_path.resolve()
+    run_dir = ckpt_path.parent.parent
+    if ckpt_path.parent.name != "checkpoints" or run_dir.parent != root.resolve():
+        return None
+    if not run_dir.name.removeprefix("version_").isdigit():
+        return None
+    last = run_dir / "checkpoints" / LAST
+    if ckpt_path != last.resolve():
+        from bdh_pl.training.checkpoint_io import saved_step
+
+        if not last.is_file() or saved_step(last) != checkpoint.get("global_step"):
+            return None
+    return root / run_dir.name
+
+
+def truncated_csv(path: Path, step: int) -> tuple[list[str], str] | None:
+    """(columns, text) of metrics.csv without the rows a killed run logged at or after
+    `step` (the resumed run logs them again); None when there is no file."""
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return fields, buffer.getvalue()
+
+
+def newest_checkpoint(root: Path) -> Path | None:
+    """The newest last.ckpt under root (last.ckpt is rewritten at every validation)."""
+    found = sorted(root.glob(f"version_*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def best_checkpoint(root: Path) -> Path | None:
+    """The best*.ckpt under root with the best score its ModelCheckpoint stored (lowest for
+    mode min); files without a stored score come after those with one, newest first."""
+    candidates = list(root.glob("version_*/checkpoints/best*.ckpt"))
+    if not candidates:
+        return None
+
+    def rank(path: Path) -> tuple:
+        scored = best_score(path)
+        if scored is None:
+            return (1, -path.stat().st_mtime)
+        score, mode = scored
+        return (0, score if mode == "min" else -score)
+
+    return min(candidates, key=rank)
+
+
+def preempted_line(argv: list[str]) -> str:
+    """What a job script needs after SIGTERM: the step reached and the command that resumes."""
+    trainer = RUN.trainer
+    step = trainer.global_step if trainer is not None else "?"
+    last = RUN.run_dir / "checkpoints" / LAST if RUN.run_dir is not None else None
+    if last is None or not last.is_file():
+        return f"fit: stopped by SIGTERM at step {step} before any checkpoint was written"
+    args, skip = [], False
+    for arg in argv:  # the same command, resuming from this run's last.ckpt
+        if skip or arg.startswith("--ckpt_path="):
+            skip = False
+            continue
+        if arg == "--ckpt_path":
+            skip = True
+            continue
+        args.append(arg)
+    command = shlex.join(["python", "-m", "bdh_pl", *args, "--ckpt_path", str(last)])
+    return f"fit: stopped by SIGTERM at step {step}, saved {last}; resume with: {command}"
