@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -117,14 +118,49 @@ def _tokenize_to_file(
     data: np.ndarray, tokenizer: Tokenizer, path: Path, dtype: np.dtype
 ) -> tuple[int, int]:
     """(number of tokens, CRC-32 of the file), written atomically."""
-    n_tokens, crc = 0, 0
+    n_tokens, crc, done = 0, 0, 0
+    progress = Progress(len(data), f"tokenizing {len(data) / 2**20:.1f} MB ({tokenizer.name})")
     with atomic_write(path) as f:
         for chunk in _chunks(data):
             ids = np.asarray(tokenizer.encode(chunk)).astype(dtype, copy=False).tobytes()
             f.write(ids)
             crc = zlib.crc32(ids, crc)
             n_tokens += len(ids) // dtype.itemsize
+            done += len(chunk)
+            progress.update(done)
+    progress.finish(f"{n_tokens:,} tokens")
     return n_tokens, crc
+
+
+class Progress:
+    """A line with size and rate every few seconds while a large text is tokenized (minutes for
+    hundreds of MB with BPE); silent for small texts."""
+
+    MIN_BYTES = 16 << 20
+    EVERY_S = 5.0
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what = total, what
+        self.start = self.last = time.perf_counter()
+        self.on = total >= self.MIN_BYTES
+        if self.on:
+            print(f"{what}: started", file=sys.stderr, flush=True)
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if self.on and now - self.last >= self.EVERY_S:
+            self.last = now
+            rate = done / 2**20 / max(now - self.start, 1e-9)
+            print(
+                f"{self.what}: {100 * done / self.total:.0f}% at {rate:.1f} MB/s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def finish(self, result: str) -> None:
+        if self.on:
+            seconds = time.perf_counter() - self.start
+            print(f"{self.what}: done in {seconds:.1f} s, {result}", file=sys.stderr, flush=True)
 
 
 def _chunks(data: np.ndarray):

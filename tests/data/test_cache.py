@@ -80,3 +80,19 @@ def test_an_empty_cache_variable_means_the_default(tmp_path):
     assert cache.default_cache_dir({"BDH_PL_CACHE_DIR": ""}) == default
     assert default.name == "bdh_pl" and default.is_absolute()
     assert cache.default_cache_dir({"BDH_PL_CACHE_DIR": str(tmp_path)}) == tmp_path
+
+
+def test_a_large_text_prints_its_size_and_rate_while_it_is_tokenized(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cache.Progress, "MIN_BYTES", 1000)  # TEXT counts as large
+    monkeypatch.setattr(cache.Progress, "EVERY_S", 0.0)  # a line per chunk
+    monkeypatch.setattr(cache, "CHUNK_BYTES", 512)
+    tokens = cache.cached_tokens(TEXT, get_tokenizer("byte", None), tmp_path)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == f"tokenizing {len(TEXT) / 2**20:.1f} MB (byte): started"
+    assert any(line.endswith(" MB/s") and "%" in line for line in lines[1:-1])
+    assert lines[-1].endswith(f"{len(tokens):,} tokens") and " done in " in lines[-1]
+
+
+def test_a_small_text_is_tokenized_quietly(tmp_path, capsys):
+    cache.cached_tokens(TEXT, get_tokenizer("byte", None), tmp_path)
+    assert capsys.readouterr().err == ""
