@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bdh_pl.models.bdh import BDH, BDHConfig  # noqa: E402
-from bdh_pl.models.bdh.kernels import (  # noqa: E402
+from bdh_pl.models.bdh.linear_attention import (  # noqa: E402
     attention_chunked,
     attention_quadratic,
     chunked_from,
@@ -175,7 +175,7 @@ def bench_generate(config_name: str, lengths: list[int], rerun_max: int) -> dict
 
 def bench_attention(lengths: list[int], rounds: int = 2) -> dict:
     """fwd+bwd ms of the quadratic and the chunked attention (batch 1), and attention="auto"'s
-    choice: the measurements behind kernels.chunked_from."""
+    choice: the measurements behind linear_attention.chunked_from."""
     out = {}
     for name, (kw, _, _) in CONFIGS.items():
         cfg = BDHConfig(**kw)

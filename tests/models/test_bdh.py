@@ -7,19 +7,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bdh_pl.models.bdh import BDH, BDHConfig, kernels
+from bdh_pl.models.bdh import BDH, BDHConfig, linear_attention
 from bdh_pl.models.bdh.kernels import (
     GateDecode,
     SparseRope,
-    _plus_transpose,
-    attention_chunked,
-    attention_quadratic,
-    chunked_from,
     dropout_bits,
     dropout_keep,
     rotate,
     rotation,
     to_halves,
+)
+from bdh_pl.models.bdh.linear_attention import (
+    _plus_transpose,
+    attention_chunked,
+    attention_quadratic,
+    chunked_from,
 )
 
 
@@ -345,8 +347,10 @@ def test_causality(kw):
 def test_auto_attention_picks_by_length(monkeypatch):
     model = make_model(attention="auto", chunk_size=4)
     calls = []
-    orig = kernels.attention_chunked
-    monkeypatch.setattr(kernels, "attention_chunked", lambda *a: calls.append(1) or orig(*a))
+    orig = linear_attention.attention_chunked
+    monkeypatch.setattr(
+        linear_attention, "attention_chunked", lambda *a: calls.append(1) or orig(*a)
+    )
     threshold = chunked_from(model.config, torch.float32)
     assert threshold < chunked_from(model.config, torch.bfloat16)
     with torch.no_grad():
