@@ -21,13 +21,12 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from bdh_pl.cli_help import PROG, top_level_help
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
 from bdh_pl.fileio import (
     check_writable,
-    claim_version,
     disk_error,
-    remove_stale_temp_files,
 )
 from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
 from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
@@ -47,9 +46,9 @@ from bdh_pl.training.memory import out_of_memory_line, warn_if_too_big
 from bdh_pl.training.runs import (
     RUN,
     best_checkpoint,
-    continuing_run,
     make_loggers,
     newest_checkpoint,
+    open_run_folder,
     preempted_line,
 )
 
@@ -63,20 +62,6 @@ TOOLS: dict[str, str] = {
     "export": "bdh_pl.tools.export",
     "lm-eval": "bdh_pl.tools.lm_eval_cli",
     "mauve": "bdh_pl.tools.mauve",
-}
-PROG = "python -m bdh_pl"
-# The top-level --help: every subcommand, LightningCLI's and the tools, one line each.
-SUBCOMMAND_HELP = {
-    "fit": "train a model (LightningCLI: --config, --model, --data, --trainer, ...)",
-    "validate": "score a model or checkpoint on the validation split",
-    "test": "score on the test split: loss, ppl, bits per byte, word ppl -> test_metrics.json",
-    "generate": "sample text from a checkpoint (top-k, top-p, several samples)",
-    "benchmark": "train and test every model of a benchmark config on the same budget",
-    "plot": "chart the loss curves of a run",
-    "export": "write a checkpoint as a folder other tools read",
-    "mauve": "MAUVE of a model's continuations against the true text",
-    "lm-eval": "lm-evaluation-harness tasks on a checkpoint",
-    "download-data": "build a local data root from the Hugging Face hub",
 }
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what job schedulers expect of a killed job
 # Model options that change how the same function is computed, not which: the command line may
@@ -308,35 +293,10 @@ class BDHLightningCLI(LightningCLI):
             warn_if_too_big(self.model, self.datamodule, self.trainer)
         RUN.trainer, RUN.argv = self.trainer, self.argv
         if self._own_loggers and rank_zero_only.rank == 0:
-            self._allocate_run_folder(root, config.get("ckpt_path"))
-
-    def _allocate_run_folder(self, root: Path, ckpt_path: str | None) -> None:
-        """A resumed run continues its own folder (one curve in TensorBoard and metrics.csv);
-        any other run gets a new version_N, claimed atomically (mkdir), so two runs started
-        together into one root never share a folder."""
-        resume_dir = None
-        if self.subcommand == "fit" and self._checkpoint is not None:
-            resume_dir = continuing_run(root, Path(ckpt_path), self._checkpoint)
-        if resume_dir is None:
-            run_dir = claim_version(root)
-            RUN.run_dir, RUN.fresh = run_dir, True
-            RUN.lock(run_dir)
-            purge_step = None
-            if self._checkpoint is not None and self.subcommand == "fit":
-                print(
-                    f"fit: resuming {ckpt_path} (step {self._checkpoint.get('global_step')}) in a "
-                    f"new run folder {run_dir}",
-                    file=sys.stderr,
-                )
-        else:
-            run_dir = resume_dir
-            RUN.run_dir, RUN.fresh = run_dir, False
-            RUN.lock(run_dir)
-            purge_step = int(self._checkpoint.get("global_step", 0))
-            remove_stale_temp_files(run_dir / "checkpoints")
-            remove_stale_temp_files(run_dir)
-            print(f"fit: continuing {run_dir} from step {purge_step}", file=sys.stderr)
-        self.trainer.loggers = make_loggers(root, run_dir, purge_step)
+            resuming = self.subcommand == "fit" and self._checkpoint is not None
+            self.trainer.loggers = open_run_folder(
+                root, config.get("ckpt_path"), self._checkpoint, resuming
+            )
 
     before_fit = before_validate = before_test = _check_run
 
@@ -392,20 +352,6 @@ def fail(message: str, code: int = 2, abandon: bool = True) -> None:
         RUN.abandon()
     print(message, file=sys.stderr)
     sys.exit(code)
-
-
-def top_level_help() -> str:
-    lines = [
-        f"usage: {PROG} SUBCOMMAND [options]",
-        "",
-        "BDH (Baby Dragon Hatchling) against GPT-2 and LLaMA: train, score, sample, compare.",
-        "",
-        "subcommands (each has its own --help):",
-        *(f"  {name:<15}{text}" for name, text in SUBCOMMAND_HELP.items()),
-        "",
-        f"example: {PROG} fit --config configs/shakespeare.yaml",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

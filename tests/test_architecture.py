@@ -68,6 +68,4 @@ def test_the_bdh_model_imports_torch_only():
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_file_is_too_long_to_read(path):
-    assert (
-        len(path.read_text().splitlines()) <= 450
-    )  # "about 400": one idea fits a screenful or ten
+    assert len(path.read_text().splitlines()) <= 400

@@ -9,10 +9,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from bdh_pl.data.sources import SPLITS, hub_text
+from bdh_pl.errors import ArgumentParser
 from bdh_pl.fileio import atomic_write_bytes
 
 COMPLETE = ".complete"  # written last: a folder without it is a download that did not finish
@@ -41,7 +41,7 @@ def download_data_root(root: Path) -> Path:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bdh_pl download-data", description=__doc__)
+    parser = ArgumentParser(prog="python -m bdh_pl download-data", description=__doc__)
     parser.add_argument("out", type=Path, help="the folder to fill (created if missing)")
     root = download_data_root(parser.parse_args(argv).out.expanduser())
     print(f"data root ready: {root} (export BDH_PL_DATA_DIR={root})")

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from bdh_pl.data.sources import resolve_data_dir
 from bdh_pl.data.tokenizers import ByteTokenizer, Tokenizer, _bytes_to_unicode, get_tokenizer
-from bdh_pl.errors import UserError
+from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.models.bdh import BDH, BDHConfig
 from bdh_pl.models.hf import HFCausalLM
 from bdh_pl.training.language_model import LanguageModel
@@ -39,7 +39,7 @@ CONFIG = "config.json"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m bdh_pl export",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bdh_pl.errors import UserError
+from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import write_json
 
 DATA_MODULE = "bdh_pl.data"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m bdh_pl mauve",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

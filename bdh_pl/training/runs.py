@@ -9,6 +9,7 @@ import io
 import os
 import shlex
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,12 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.errors import UserError
-from bdh_pl.fileio import atomic_write_text, lock_folder
+from bdh_pl.fileio import (
+    atomic_write_text,
+    claim_version,
+    lock_folder,
+    remove_stale_temp_files,
+)
 from bdh_pl.training.checkpoint_io import LAST
 from bdh_pl.training.checkpoints import best_score
 
@@ -180,3 +186,28 @@ def preempted_line(argv: list[str]) -> str:
         args.append(arg)
     command = shlex.join(["python", "-m", "bdh_pl", *args, "--ckpt_path", str(last)])
     return f"fit: stopped by SIGTERM at step {step}, saved {last}; resume with: {command}"
+
+
+def open_run_folder(
+    root: Path, ckpt_path: str | None, checkpoint: dict | None, resuming: bool
+) -> list:
+    """The run's folder, locked, and its loggers. A resumed run continues its own folder (one
+    curve in TensorBoard and metrics.csv); any other run gets a new version_N, claimed
+    atomically (mkdir), so two runs started together into one root never share a folder."""
+    resume_dir = continuing_run(root, Path(ckpt_path), checkpoint) if resuming else None
+    run_dir = resume_dir or claim_version(root)
+    RUN.run_dir, RUN.fresh = run_dir, resume_dir is None
+    RUN.lock(run_dir)
+    if resume_dir is None:
+        if resuming:
+            print(
+                f"fit: resuming {ckpt_path} (step {checkpoint.get('global_step')}) in a new run "
+                f"folder {run_dir}",
+                file=sys.stderr,
+            )
+        return make_loggers(root, run_dir)
+    purge_step = int(checkpoint.get("global_step", 0))
+    remove_stale_temp_files(run_dir / "checkpoints")
+    remove_stale_temp_files(run_dir)
+    print(f"fit: continuing {run_dir} from step {purge_step}", file=sys.stderr)
+    return make_loggers(root, run_dir, purge_step)
