@@ -39,6 +39,8 @@ class TextDataModule(L.LightningDataModule):
         cache_dir: where token files go (default: $BDH_PL_CACHE_DIR or ~/.cache/bdh_pl).
         seed: seed of the training windows.
         num_workers: DataLoader workers.
+        train_fraction: train on the first this share of the training split only (for
+            data-limited studies such as overfitting; validation and test stay whole).
     """
 
     dataset_name = "text"
@@ -54,6 +56,7 @@ class TextDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         seed: int = 1337,
         num_workers: int = 0,
+        train_fraction: float = 1.0,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -72,6 +75,8 @@ class TextDataModule(L.LightningDataModule):
             raise UserError(f"data.seed must be in [0, 2**32), got {seed}")
         if num_workers < 0:
             raise UserError(f"data.num_workers must be >= 0, got {num_workers}")
+        if not 0 < train_fraction <= 1:
+            raise UserError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
         self.save_hyperparameters()
         self.data_root = resolve_data_dir(data_dir)
         self.tokenizer: Tokenizer = get_tokenizer(tokenizer, self.data_root)
@@ -82,6 +87,7 @@ class TextDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.seed = seed
         self.num_workers = num_workers
+        self.train_fraction = train_fraction
         self.tokens: dict[str, np.ndarray] = {}
 
     @property
@@ -101,11 +107,14 @@ class TextDataModule(L.LightningDataModule):
         if split not in self.tokens:
             text = self.split_text(split)
             tokens = cached_tokens(text.data, self.tokenizer, self.cache_dir)
+            if split == "train" and self.train_fraction < 1:
+                tokens = tokens[: int(len(tokens) * self.train_fraction)]
             needed = self.block_size + 1 if split == "train" else 1
             if len(tokens) < needed:
                 raise UserError(
                     f"{split} text from {text.origin} has {len(tokens)} tokens, fewer than the "
-                    f"{needed} a {split} window needs: use more text or a smaller data.block_size"
+                    f"{needed} a {split} window needs: use more text, a smaller data.block_size"
+                    " or a larger data.train_fraction"
                 )
             self.tokens[split] = tokens
         return self.tokens[split]

@@ -84,3 +84,20 @@ def test_cli_test_scores_a_whole_file_and_fit_needs_its_files(data_dir, tmp_path
     assert code == 0, err
     record = json.loads(next((tmp_path / "r").glob("version_1/test_metrics.json")).read_text())
     assert record["metrics"]["test/bytes"] == 12_345 and record["dataset"] == "textfile"
+
+
+def test_train_fraction_keeps_the_first_share_of_train_only(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(bytes(range(32, 127)) * 20)  # 1,900 bytes
+    whole = TextFile(path=str(path), cache_dir=str(tmp_path), block_size=8)
+    part = TextFile(path=str(path), cache_dir=str(tmp_path), block_size=8, train_fraction=0.25)
+    train = whole.split_tokens("train")
+    assert np.array_equal(part.split_tokens("train"), train[: len(train) // 4])
+    for split in ("val", "test"):
+        assert np.array_equal(part.split_tokens(split), whole.split_tokens(split))
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
+def test_train_fraction_outside_zero_one_is_one_error(tmp_path, fraction):
+    with pytest.raises(UserError, match="data.train_fraction must be in"):
+        TextFile(path="x", cache_dir=str(tmp_path), train_fraction=fraction)
