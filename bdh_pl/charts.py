@@ -130,14 +130,14 @@ def tokens_seen(curve: Curve, per_step: int) -> list[int]:
 # --- figures -------------------------------------------------------------------------------
 
 
-def _figure(width: float) -> Figure:
+def new_figure(width: float) -> Figure:
     # The object API with the Agg canvas: no pyplot state, no window, figures freed by GC.
     fig = Figure(figsize=(width, 4.2))
     FigureCanvasAgg(fig)
     return fig
 
 
-def _finish(ax, title: str, xlabel: str, ylabel: str, tokens: bool = False) -> None:
+def finish_axes(ax, title: str, xlabel: str, ylabel: str, tokens: bool = False) -> None:
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -157,15 +157,15 @@ def training_curves_figure(
     if not series:
         raise UserError("the run logged no train/loss or val/loss")
     n_axes = 2 if per_step else 1
-    fig = _figure(6 * n_axes)
+    fig = new_figure(6 * n_axes)
     axes = fig.subplots(1, n_axes, squeeze=False)[0]
     for key, label in series:
         _line(axes[0], steps_done(curves[key]), curves[key], key, label)
         if per_step:
             _line(axes[1], tokens_seen(curves[key], per_step), curves[key], key, label)
-    _finish(axes[0], "Loss by step", "optimizer steps", "loss (nats / token)")
+    finish_axes(axes[0], "Loss by step", "optimizer steps", "loss (nats / token)")
     if per_step:
-        _finish(axes[1], "Loss by tokens", TOKENS_AXIS, "loss (nats / token)", tokens=True)
+        finish_axes(axes[1], "Loss by tokens", TOKENS_AXIS, "loss (nats / token)", tokens=True)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -189,7 +189,7 @@ def bar_figure(records: list[dict], panels: list[tuple[str, str, str]], title: s
     """One panel per (record key, panel title, y label), one bar per model, in the model's
     colour of every other chart. Missing values leave a gap."""
     models = [r["model"] for r in records]
-    fig = _figure(max(6.0, 0.9 * len(models) + 2.5) * len(panels))
+    fig = new_figure(max(6.0, 0.9 * len(models) + 2.5) * len(panels))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (key, panel_title, ylabel) in zip(axes, panels, strict=True):
         for i, r in enumerate(records):
@@ -200,14 +200,14 @@ def bar_figure(records: list[dict], panels: list[tuple[str, str, str]], title: s
         ax.set_xticks(range(len(models)), models, rotation=20 if len(models) > 3 else 0)
         ax.set_xlim(-0.6, len(models) - 0.4)  # one model: a bar, not a wall
         ax.margins(y=0.12)  # room for the value labels
-        _finish(ax, panel_title, "model", ylabel)
+        finish_axes(ax, panel_title, "model", ylabel)
     _title(fig, title)
     return fig
 
 
 def scatter_figure(records: list[dict], x: str, y: str, title: str, xlabel: str, ylabel: str):
     """One point per model, in its colour; log x when the values span a decade or more."""
-    fig = _figure(6)
+    fig = new_figure(6)
     ax = fig.subplots()
     xs = []
     for i, r in enumerate(records):
@@ -228,7 +228,7 @@ def scatter_figure(records: list[dict], x: str, y: str, title: str, xlabel: str,
         ax.set_xlim(0, 1.15 * max(xs) if xs else 1)
         ax.margins(y=0.15)
     ax.xaxis.set_major_formatter(EngFormatter())
-    _finish(ax, title, xlabel, ylabel)
+    finish_axes(ax, title, xlabel, ylabel)
     fig.tight_layout()
     return fig
 

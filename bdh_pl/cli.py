@@ -62,6 +62,7 @@ TOOLS: dict[str, str] = {
     "export": "bdh_pl.tools.export",
     "lm-eval": "bdh_pl.tools.lm_eval_cli",
     "mauve": "bdh_pl.tools.mauve",
+    "context-curve": "bdh_pl.tools.context_curve",
 }
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what job schedulers expect of a killed job
 # Model options that change how the same function is computed, not which: the command line may
@@ -272,6 +273,7 @@ class BDHLightningCLI(LightningCLI):
         config = self.config_init[self.subcommand]
         root = Path(self.trainer.default_root_dir)
         check_writable(root, "set --trainer.default_root_dir to a writable path")
+        self.model.check_data(self.datamodule, self.trainer)
         if self.subcommand == "fit" and (
             self.trainer.max_steps == 0 or self.trainer.max_steps < -1
         ):

@@ -13,6 +13,7 @@ SUBCOMMAND_HELP = {
     "export": "write a checkpoint as a folder other tools read",
     "mauve": "MAUVE of a model's continuations against the true text",
     "lm-eval": "lm-evaluation-harness tasks on a checkpoint",
+    "context-curve": "bits per byte by context length (BDH's carried state, sliding windows)",
     "download-data": "build a local data root from the Hugging Face hub",
 }
 

@@ -239,6 +239,45 @@ CASES = {
         "refused to load",
     ),
     # --- issue 12.6: no --optimizer that silently replaces the recipe; one seed ------------
+    "stream eval of a transformer": (
+        lambda t, c: [
+            "test",
+            "--model",
+            "bdh_pl.training.lit_models.LlamaLM",
+            "--data.init_args.eval_mode",
+            "stream",
+        ],
+        "needs a model with a recurrent state",
+    ),
+    "carried state with accumulation": (
+        lambda t, c: [
+            "fit",
+            "--data.init_args.train_mode",
+            "stream",
+            "--trainer.accumulate_grad_batches",
+            "2",
+        ],
+        "accumulate_grad_batches 1",
+    ),
+    "stream eval with a stride": (
+        lambda t, c: [
+            "fit",
+            "--data.init_args.eval_mode",
+            "stream",
+            "--data.init_args.eval_stride",
+            "8",
+        ],
+        "drop data.eval_stride",
+    ),
+    "carried state with lanes too short": (
+        lambda t, c: [
+            "fit",
+            *text_file(t, b"To be, or not to be. " * 30),
+            "--data.init_args.train_mode",
+            "stream",
+        ],
+        "lower data.batch_size or data.block_size",
+    ),
     "optimizer option": (lambda t, c: ["fit", "--optimizer", "SGD"], "--optimizer"),
     "lr_scheduler option": (lambda t, c: ["fit", "--lr_scheduler", "StepLR"], "--lr_scheduler"),
     "two seeds": (

@@ -54,10 +54,14 @@ def val_losses(root: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
+@pytest.mark.parametrize("train_mode", ["random", "stream"])
+def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path, train_mode):
+    """Random windows, and consecutive windows with the state carried (truncated BPTT): the
+    lanes' place and the carried state resume too."""
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    run = [*RUN, "--data.init_args.train_mode", train_mode]
     subprocess.run(
-        [*RUN, "--trainer.default_root_dir", str(straight)],
+        [*run, "--trainer.default_root_dir", str(straight)],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -65,7 +69,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
     )
 
     proc = subprocess.Popen(
-        [*RUN, "--trainer.default_root_dir", str(crashed)],
+        [*run, "--trainer.default_root_dir", str(crashed)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -83,7 +87,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
     assert killed_at < 29, "the run finished before it could be killed"
 
     subprocess.run(
-        [*RUN, "--trainer.default_root_dir", str(crashed), "--ckpt_path", "last"],
+        [*run, "--trainer.default_root_dir", str(crashed), "--ckpt_path", "last"],
         cwd=REPO,
         check=True,
         capture_output=True,

@@ -12,12 +12,12 @@ from bdh_pl.bench.stats import aggregate, chosen_runs, swept
 from bdh_pl.charts import (
     TOKENS_AXIS,
     Curve,
-    _figure,
-    _finish,
     _line,
     _number,
     _title,
     bar_figure,
+    finish_axes,
+    new_figure,
     read_metrics,
     save_figure,
     scatter_figure,
@@ -107,7 +107,7 @@ def _log_x(ax) -> None:
 def curves_figure(runs: list[dict], panels: list[tuple[str, str, str, str]], title: str):
     """One panel per (metric, x axis, panel title, y label), x: `tokens`, `flops` (log) or
     `seconds` (log); one line per run, the tested checkpoint starred."""
-    fig = _figure(6 * len(panels))
+    fig = new_figure(6 * len(panels))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (key, x, panel_title, ylabel) in zip(axes, panels, strict=True):
         starred = False
@@ -129,7 +129,7 @@ def curves_figure(runs: list[dict], panels: list[tuple[str, str, str, str]], tit
                 _mark_best(ax, xs, curve, run["best_step"], run["color"], not starred)
                 starred = starred or run["best_step"] in steps_done(curve)
         xlabel = {"tokens": TOKENS_AXIS, "flops": FLOPS_AXIS, "seconds": SECONDS_AXIS}[x]
-        _finish(ax, panel_title, xlabel, ylabel, tokens=True)
+        finish_axes(ax, panel_title, xlabel, ylabel, tokens=True)
         if x != "tokens" and ax.has_data():
             _log_x(ax)
     _title(fig, title)
@@ -167,7 +167,7 @@ def sweep_figure(records: list[dict], title: str) -> Figure:
         m: [r for r in rs if r["record"].get("seed") == first_seed[m]] for m, rs in by_model.items()
     }
     panels = {m: rs for m, rs in panels.items() if len(rs) > 1}
-    fig = _figure(6 * max(1, len(panels)))
+    fig = new_figure(6 * max(1, len(panels)))
     axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
     for ax, (model, rs) in zip(axes, panels.items(), strict=False):
         for j, run in enumerate(rs):
@@ -183,7 +183,9 @@ def sweep_figure(records: list[dict], title: str) -> Figure:
                 label=f"{record.get('setting')}{' (chosen)' if chosen else ''}",
             )  # fmt: skip
             _mark_best(ax, xs, curve, record.get("best_step"), f"C{j}", False)
-        _finish(ax, f"{model}: validation per setting", TOKENS_AXIS, "bits per byte", tokens=True)
+        finish_axes(
+            ax, f"{model}: validation per setting", TOKENS_AXIS, "bits per byte", tokens=True
+        )
     _title(fig, title)
     return fig
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
 import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from bdh_pl.data.cache import cached_tokens, default_cache_dir
 from bdh_pl.data.sources import (
@@ -20,8 +21,25 @@ from bdh_pl.data.sources import (
     resolve_data_dir,
 )
 from bdh_pl.data.tokenizers import Tokenizer, count_bytes_and_words, get_tokenizer
-from bdh_pl.data.windows import EvalWindows, RandomWindows
+from bdh_pl.data.windows import EvalWindows, RandomWindows, StreamLanes
 from bdh_pl.errors import UserError
+
+
+class ContiguousSampler(UnrepeatedDistributedSampler):
+    """Each rank one contiguous piece of the windows, in order (a stream per rank); a
+    DistributedSampler, so Lightning keeps it instead of putting its own."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        pieces = np.array_split(np.arange(len(dataset)), num_replicas)
+        self.indices = pieces[rank].tolist()
+        self.num_samples = len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class TextDataModule(L.LightningDataModule):
@@ -41,6 +59,14 @@ class TextDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         train_fraction: train on the first this share of the training split only (for
             data-limited studies such as overfitting; validation and test stay whole).
+        train_mode: "random" windows (nanoGPT), or "stream": consecutive windows of
+            batch_size fixed lanes, the model carrying its state (detached) from one batch to
+            the next (truncated BPTT; models with a recurrent state, BDH).
+        eval_mode: "windows" (each scored on its own, see eval_stride), or "stream": the
+            split read in order as one stream, the model's state carried from window to window,
+            so every token is scored once with all the text before it (BDH). The state starts
+            empty at the start of the split; under DDP each rank scores one contiguous piece,
+            starting empty.
     """
 
     dataset_name = "text"
@@ -57,6 +83,8 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 1337,
         num_workers: int = 0,
         train_fraction: float = 1.0,
+        train_mode: Literal["random", "stream"] = "random",
+        eval_mode: Literal["windows", "stream"] = "windows",
     ) -> None:
         super().__init__()
         for name, value in [
@@ -75,6 +103,11 @@ class TextDataModule(L.LightningDataModule):
             raise UserError(f"data.seed must be in [0, 2**32), got {seed}")
         if num_workers < 0:
             raise UserError(f"data.num_workers must be >= 0, got {num_workers}")
+        if eval_mode == "stream" and eval_stride not in (None, block_size):
+            raise UserError(
+                "data.eval_mode stream reads disjoint windows (the state carries the context):"
+                " drop data.eval_stride"
+            )
         if not 0 < train_fraction <= 1:
             raise UserError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
         self.save_hyperparameters()
@@ -88,6 +121,7 @@ class TextDataModule(L.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.train_fraction = train_fraction
+        self.train_mode, self.eval_mode = train_mode, eval_mode
         self.tokens: dict[str, np.ndarray] = {}
 
     @property
@@ -133,14 +167,20 @@ class TextDataModule(L.LightningDataModule):
             self.split_tokens(split)
 
     def train_dataloader(self) -> DataLoader:
-        windows = RandomWindows(
-            self.split_tokens("train"), self.block_size, self.batch_size, self.seed
-        )
+        kind = StreamLanes if self.train_mode == "stream" else RandomWindows
+        windows = kind(self.split_tokens("train"), self.block_size, self.batch_size, self.seed)
         if self.trainer is not None:
             # The one place the stream position is computed: on resume, skip what this run
             # already trained on; each batch then carries its index (for the dropout seed).
             windows.first_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
             windows.rank = self.trainer.global_rank
+            windows.world_size = self.trainer.world_size
+        if self.train_mode == "stream" and windows.lane_length() < self.block_size:
+            raise UserError(
+                f"data.train_mode stream: {len(windows.tokens)} training tokens cut into "
+                f"{self.batch_size * windows.world_size} lanes are shorter than one window of "
+                f"{self.block_size}: lower data.batch_size or data.block_size"
+            )
         return DataLoader(windows, batch_size=None, num_workers=self.num_workers)
 
     def eval_windows(self, split: str) -> EvalWindows:
@@ -153,12 +193,21 @@ class TextDataModule(L.LightningDataModule):
             self.eval_stride,
             token_bytes,
             token_words,
+            carry_state=self.eval_mode == "stream",
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
         windows = self.eval_windows(split)
         sampler = None
-        if self.trainer is not None and self.trainer.world_size > 1:
+        distributed = self.trainer is not None and self.trainer.world_size > 1
+        if self.eval_mode == "stream":
+            # one stream in order: one window per batch, one contiguous piece per rank
+            if distributed:
+                sampler = ContiguousSampler(
+                    windows, self.trainer.world_size, self.trainer.global_rank
+                )
+            return DataLoader(windows, batch_size=1, sampler=sampler, num_workers=self.num_workers)
+        if distributed:
             # Lightning's default DistributedSampler pads ranks to equal length by repeating
             # windows, which would score some tokens twice: give each window to one rank.
             sampler = UnrepeatedDistributedSampler(

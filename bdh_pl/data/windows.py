@@ -8,6 +8,10 @@ Evaluation: the stream is [bos] + tokens, and every token of the split is a targ
 once, in order, with the previous tokens as context (Hugging Face's "perplexity of fixed-length
 models" method). With stride == block_size the windows are disjoint; a smaller stride gives
 each target up to block_size - stride tokens of extra context but still scores it once.
+
+Streams (for models with a recurrent state, BDH): StreamLanes trains on consecutive windows of
+fixed lanes, and EvalWindows(carry_state=True) marks disjoint windows read in order, so the
+model scores every token with all the text before it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,40 @@ class RandomWindows(IterableDataset):
             yield self.batch(index)
 
 
+class StreamLanes(RandomWindows):
+    """Endless batches of consecutive windows, for training with a carried state.
+
+    The split is cut into batch_size x world_size equal lanes (rank r reads lanes r*B to
+    r*B+B-1); batch k holds window k mod K of every lane (K windows of block_size fit a lane),
+    so row b of a batch continues row b of the one before. "position" (tokens of the lane
+    before the window, the same for every row) is 0 where the lanes start again. Like
+    RandomWindows, batch k is a pure function of k: a resumed run reads what an uninterrupted
+    one would have.
+    """
+
+    def lane_length(self) -> int:
+        return (len(self.tokens) - 1) // (self.batch_size * self.world_size)
+
+    def batch(self, index: int) -> dict[str, torch.Tensor]:
+        T, lane = self.block_size, self.lane_length()
+        windows_per_lane = lane // T
+        if windows_per_lane < 1:
+            raise ValueError(
+                f"{len(self.tokens)} training tokens make lanes of {lane}, shorter than one window"
+                f" of {T}: lower data.batch_size or data.block_size"
+            )
+        position = (index % windows_per_lane) * T
+        lanes = np.arange(self.batch_size) + self.rank * self.batch_size
+        rows = np.stack([self.tokens[s : s + T + 1] for s in lanes * lane + position])
+        window = torch.from_numpy(rows.astype(np.int64))  # B, T+1
+        return {
+            "input_ids": window[:, :-1],
+            "targets": window[:, 1:],
+            "index": torch.tensor(index),
+            "position": torch.tensor(position),
+        }
+
+
 class EvalWindows(Dataset):
     """Windows that score each token of `tokens` exactly once, padded to block_size."""
 
@@ -61,8 +99,12 @@ class EvalWindows(Dataset):
         stride: int | None,
         token_bytes: np.ndarray,
         token_words: np.ndarray,
+        carry_state: bool = False,
     ) -> None:
         stride = stride or block_size
+        if carry_state and stride != block_size:
+            raise ValueError("windows that carry the state must be disjoint (stride = block_size)")
+        self.carry_state = carry_state
         if not 0 < stride <= block_size:
             raise ValueError(f"eval stride must be in [1, block_size={block_size}], got {stride}")
         self.tokens, self.bos_id, self.block_size = tokens, bos_id, block_size
@@ -92,9 +134,12 @@ class EvalWindows(Dataset):
         input_ids[:length] = self.stream(begin, end)
         skip = seen - begin  # targets already scored by an earlier window
         targets[skip:length] = self.tokens[seen:end]
-        return {
+        item = {
             "input_ids": torch.from_numpy(input_ids),
             "targets": torch.from_numpy(targets),
             "n_bytes": torch.tensor(self.window_bytes[w]),
             "n_words": torch.tensor(self.window_words[w]),
         }
+        if self.carry_state:  # read in order, one stream: the model carries its state across
+            item["carry"] = torch.tensor(True)
+        return item

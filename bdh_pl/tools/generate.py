@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import torch
 
+import bdh_pl.data
+from bdh_pl.data import TextDataModule, TextFile
 from bdh_pl.data.sources import resolve_data_dir
 from bdh_pl.data.tokenizers import get_tokenizer
 from bdh_pl.errors import ArgumentParser, UserError
@@ -155,6 +157,33 @@ def load_checkpoint_model(path: str, n_layer: int = 6) -> LoadedModel:
     model = model_from_checkpoint(checkpoint, path)
     data = checkpoint.get("datamodule_hyper_parameters", {})
     return LoadedModel(model, data.get("tokenizer", "byte"), data.get("data_dir"), checkpoint)
+
+
+def checkpoint_data(
+    loaded: LoadedModel,
+    ckpt_path: str,
+    text: str | None = None,
+    data_dir: str | None = None,
+    **overrides,
+) -> tuple[TextDataModule, str]:
+    """The checkpoint's dataset (its class and arguments, `overrides` over them), or the file
+    `text` as the test split with the checkpoint's tokenizer; and where the text comes from."""
+    if text:
+        data = TextFile(test=text, tokenizer=loaded.tokenizer, data_dir=data_dir, **overrides)
+        return data, text
+    hparams = dict(loaded.checkpoint.get("datamodule_hyper_parameters", {}))
+    class_path = hparams.pop("_class_path", "")
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(bdh_pl.data, name, None) if module == "bdh_pl.data" else None
+    if cls is None:
+        raise UserError(
+            f"{ckpt_path} does not name a bdh-pl dataset ({class_path or 'none'}): give the "
+            "test text with --text FILE"
+        )
+    init = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if data_dir:
+        init["data_dir"] = data_dir
+    return cls(**{**init, **overrides}), class_path
 
 
 def load_model(args: argparse.Namespace) -> tuple[LanguageModel, str, str | None]:

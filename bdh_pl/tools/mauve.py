@@ -16,7 +16,6 @@ folder) and a few hundred samples; the tests use a tiny random one.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -27,8 +26,6 @@ import torch
 
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import write_json
-
-DATA_MODULE = "bdh_pl.data"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -118,26 +115,12 @@ def mauve_score(
 # --- prompts and continuations --------------------------------------------------------------
 
 
-def test_tokens(args: argparse.Namespace, loaded, tokenizer) -> tuple[np.ndarray, str]:
+def test_tokens(args: argparse.Namespace, loaded) -> tuple[np.ndarray, str]:
     """Token ids of the test text: --text, else the checkpoint's dataset's test split."""
-    from bdh_pl.data import TextFile
+    from bdh_pl.tools.generate import checkpoint_data
 
-    if args.text:
-        data = TextFile(test=args.text, tokenizer=tokenizer.name, data_dir=args.data_dir)
-        return np.asarray(data.split_tokens("test")), args.text
-    hparams = dict(loaded.checkpoint.get("datamodule_hyper_parameters", {}))
-    class_path = hparams.pop("_class_path", "")
-    module, _, name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(DATA_MODULE), name, None) if module else None
-    if module != DATA_MODULE or cls is None:
-        raise UserError(
-            f"{args.ckpt_path} does not name a bdh-pl dataset ({class_path or 'none'}): give the "
-            "test text with --text FILE"
-        )
-    init = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    if args.data_dir:
-        init["data_dir"] = args.data_dir
-    return np.asarray(cls(**init).split_tokens("test")), class_path
+    data, source = checkpoint_data(loaded, args.ckpt_path, args.text, args.data_dir)
+    return np.asarray(data.split_tokens("test")), source
 
 
 def samples(tokens: np.ndarray, n: int, prompt: int, new: int) -> list[tuple[list[int], list[int]]]:
@@ -166,7 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     loaded = load_checkpoint_model(args.ckpt_path)
     tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir))
     featurizer = load_featurizer(args.featurizer, args.device)  # fail before sampling
-    tokens, source = test_tokens(args, loaded, tokenizer)
+    tokens, source = test_tokens(args, loaded)
     pairs = samples(tokens, args.n_samples, args.prompt_tokens, args.max_new_tokens)
     model = loaded.model.to(args.device).eval()
     torch.manual_seed(args.seed)

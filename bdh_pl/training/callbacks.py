@@ -96,6 +96,8 @@ class TestMetricsWriter(L.Callback):
             "block_size": getattr(datamodule, "block_size", None),
             "eval_stride": getattr(datamodule, "eval_stride", None)
             or getattr(datamodule, "block_size", None),
+            # "stream": the split read as one stream, the state carried (one piece per rank)
+            "eval_mode": getattr(datamodule, "eval_mode", "windows"),
             "params": total,
             "non_embedding_params": non_embedding,
             "device": _device_name(pl_module.device),

@@ -77,6 +77,8 @@ class LanguageModel(L.LightningModule):
         self.val_metric = LanguageModelingMetric()
         self.test_metric = LanguageModelingMetric()
         self._test_start = 0.0
+        self._train_state = None  # carried across training batches (data.train_mode stream)
+        self._eval_state = None  # carried across the windows of a split (data.eval_mode stream)
 
     def build_network(self) -> nn.Module:
         raise NotImplementedError("subclasses build their network")
@@ -107,6 +109,63 @@ class LanguageModel(L.LightningModule):
     def parameter_counts(self) -> tuple[int, int]:
         return count_parameters(self.network)
 
+    # --- carried state (networks with a recurrent form: BDH) --------------------------------
+
+    @property
+    def has_state(self) -> bool:
+        return hasattr(self.network, "forward_state")
+
+    def check_data(self, datamodule: L.LightningDataModule, trainer: L.Trainer) -> None:
+        """Refuse, before anything runs, a data mode this model or trainer cannot honour."""
+        streams = [
+            f"data.{mode} stream"
+            for mode in ("train_mode", "eval_mode")
+            if getattr(datamodule, mode, None) == "stream"
+        ]
+        if streams and not self.has_state:
+            raise UserError(
+                f"{' and '.join(streams)} needs a model with a recurrent state (BDH); "
+                f"{type(self).__name__} has none: use data.train_mode random and data.eval_mode "
+                "windows (data.eval_stride gives a transformer sliding windows)"
+            )
+        if "data.train_mode stream" in streams and trainer.accumulate_grad_batches != 1:
+            raise UserError(
+                "data.train_mode stream carries the state from each batch to the next, which "
+                "gradient accumulation would reorder: set trainer.accumulate_grad_batches 1 "
+                "(and raise data.batch_size instead)"
+            )
+
+    def _new_state(self, batch_size: int, position: int = 0):
+        state = self.network.init_state(batch_size)
+        state.pos = position
+        return state
+
+    def _train_logits(self, batch: dict) -> torch.Tensor:
+        if "position" not in batch:  # random windows
+            return self(batch["input_ids"])
+        position = int(batch["position"])
+        if position == 0 or self._train_state is None:  # lanes start (again), or no state kept
+            self._train_state = self._new_state(batch["input_ids"].size(0), position)
+        return self.network.forward_state(batch["input_ids"], self._train_state)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The carried state is part of where training stands: an exact resume needs it. Under
+        # DDP every rank has its own lanes, so every rank's state is kept.
+        state = self._train_state
+        if state is not None:
+            kv = self.all_gather(state.kv) if self.trainer.world_size > 1 else state.kv[None]
+            checkpoint["carried_state"] = {"kv": kv.cpu(), "pos": state.pos}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        carried = checkpoint.get("carried_state")
+        rank = self.global_rank if self._trainer is not None else 0
+        if carried is None or not self.has_state or rank >= len(carried["kv"]):
+            return  # (another world size: the lanes start from an empty state)
+        state = self._new_state(carried["kv"].size(3), carried["pos"])
+        if state.kv.shape == carried["kv"][rank].shape:  # else another batch size: empty
+            state.kv.copy_(carried["kv"][rank])
+            self._train_state = state
+
     # --- training -------------------------------------------------------------------------
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -116,7 +175,7 @@ class LanguageModel(L.LightningModule):
         torch.manual_seed(hash((self.hparams.seed, index, self.global_rank)) % (1 << 62))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["input_ids"])
+        logits = self._train_logits(batch)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten())
         if not torch.isfinite(loss):
             raise UserError(
@@ -142,27 +201,45 @@ class LanguageModel(L.LightningModule):
 
     # --- evaluation -----------------------------------------------------------------------
 
-    def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Logits for evaluation; subclasses may record extra statistics here."""
+    def eval_forward(self, input_ids: torch.Tensor, state=None) -> torch.Tensor:
+        """Logits for evaluation, after `state` when given (moved on in place); subclasses may
+        record extra statistics here."""
+        if state is not None:
+            return self.network.forward_state(input_ids, state)
         return self(input_ids)
 
-    def _score(self, batch: dict, metric: LanguageModelingMetric) -> None:
-        logits = self.eval_forward(batch["input_ids"])
+    def token_nll(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """Negative log-likelihood (B, T) of each target of an evaluation batch, 0 where there
+        is none. A stream batch continues the state of the batch before; batch 0 starts it."""
+        state = None
+        if "carry" in batch:
+            if batch_idx == 0:
+                self._eval_state = self._new_state(batch["input_ids"].size(0))
+            state = self._eval_state
+        logits = self.eval_forward(batch["input_ids"], state)
         targets = batch["targets"]
         nll = F.cross_entropy(
             logits.flatten(0, 1).float(),
             targets.flatten(),
             ignore_index=IGNORE_INDEX,
-            reduction="sum",
+            reduction="none",
         )
+        return nll.view_as(targets)
+
+    def _score(self, batch: dict, batch_idx: int, metric: LanguageModelingMetric) -> None:
+        targets = batch["targets"]
         metric.update(
-            nll, (targets != IGNORE_INDEX).sum(), batch["n_bytes"].sum(), batch["n_words"].sum()
+            self.token_nll(batch, batch_idx).sum(),
+            (targets != IGNORE_INDEX).sum(),
+            batch["n_bytes"].sum(),
+            batch["n_words"].sum(),
         )
 
     def _log_metric(self, stage: str, metric: LanguageModelingMetric) -> dict[str, torch.Tensor]:
         # Already reduced across processes by the metric: logged as is.
         values = metric.compute()
         metric.reset()
+        self._eval_state = None  # a split's stream ends with it
         for name, value in values.items():
             if stage == "val" and name in COUNTS:
                 continue  # the same every validation: constant curves say nothing
@@ -170,7 +247,7 @@ class LanguageModel(L.LightningModule):
         return values
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._score(batch, self.val_metric)
+        self._score(batch, batch_idx, self.val_metric)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metric("val", self.val_metric)
@@ -180,7 +257,7 @@ class LanguageModel(L.LightningModule):
         self._test_start = time.perf_counter()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._score(batch, self.test_metric)
+        self._score(batch, batch_idx, self.test_metric)
 
     def on_test_epoch_end(self) -> None:
         self._synchronize()

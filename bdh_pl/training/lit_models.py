@@ -79,9 +79,12 @@ class BDHLM(LanguageModel):
             raise UserError(f"model: {err}") from None
         return BDH(config)
 
-    def eval_forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def eval_forward(self, input_ids: torch.Tensor, state=None) -> torch.Tensor:
         stats: dict[str, torch.Tensor] = {}
-        logits = self.network(input_ids, sparsity=stats)
+        if state is not None:
+            logits = self.network.forward_state(input_ids, state, sparsity=stats)
+        else:
+            logits = self.network(input_ids, sparsity=stats)
         for key, value in stats.items():
             self.sparsity[key].update(value)
         return logits

@@ -146,8 +146,10 @@ def attention(q: Tensor, v: Tensor, kv: Tensor | None, config: BDHConfig) -> Ten
     else:
         out = attention_quadratic(q, v)
     if kv is not None:
-        out = out + q @ kv.to(q.dtype)
-        kv += q.mT @ v  # nh, B, N, D
+        # a copy under autograd: the write below must not change what backward reads, and it
+        # carries no gradient into the next window (truncated backpropagation through time)
+        out = out + q @ kv.to(q.dtype, copy=torch.is_grad_enabled())
+        kv += (q.mT @ v).detach()  # nh, B, N, D
     return out
 
 

@@ -134,8 +134,11 @@ class Attention(nn.Module):
         out = scores @ v  # B, nh, T, D
         if kv is not None:
             S = kv.transpose(0, 1)  # B, nh, N, D, a view: += writes the state
-            out = out + qr @ S.to(qr.dtype)
-            S += qr.mT @ v
+            # Under autograd (training with carried state) the read is a copy, so writing the
+            # state does not change what backward needs, and the write carries no gradient into
+            # the next window (truncated backpropagation through time).
+            out = out + qr @ S.to(qr.dtype, copy=torch.is_grad_enabled())
+            S += (qr.mT @ v).detach()
         return out
 
 
@@ -213,13 +216,19 @@ class BDH(nn.Module):
         )
         return BDHState(kv=kv, pos=0)
 
+    def forward_state(self, idx: Tensor, state: BDHState, sparsity: dict | None = None) -> Tensor:
+        """Logits (B, T, V) of idx read after the positions the state holds; the state moves
+        past them, in place. Windows of a stream fed in order score each token with all the
+        text before it (chunked: the parallel form inside a window, the state across)."""
+        logits = self._run(idx, state.pos, state.kv, sparsity)
+        state.pos += idx.size(1)
+        return logits
+
     @torch.no_grad()
     def prefill(self, idx: Tensor) -> tuple[Tensor, BDHState]:
         """Run the prompt idx (B, T): logits of its last position (B, V) and the state after it."""
         state = self.init_state(idx.size(0))
-        logits = self._run(idx, 0, state.kv, None)
-        state.pos = idx.size(1)
-        return logits[:, -1], state
+        return self.forward_state(idx, state)[:, -1], state
 
     @torch.no_grad()
     def step(self, token: Tensor, state: BDHState) -> tuple[Tensor, BDHState]:
@@ -227,9 +236,7 @@ class BDH(nn.Module):
 
         Costs O(n_layer * nh * N * D) whatever the position. The state is updated in place.
         """
-        logits = self._run(token.view(-1, 1), state.pos, state.kv, None)
-        state.pos += 1
-        return logits[:, -1], state
+        return self.forward_state(token.view(-1, 1), state)[:, -1], state
 
     @torch.no_grad()
     def generate(

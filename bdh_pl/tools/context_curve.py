@@ -1,0 +1,182 @@
+"""`python -m bdh_pl context-curve`: bits per byte by how much context each byte had.
+
+    python -m bdh_pl context-curve --ckpt_path bdh.ckpt llama.ckpt --out results/long-context
+
+Each checkpoint scores the test split of its dataset (or --text FILE) token by token:
+  - a model with a recurrent state (BDH) reads the split as one stream, its state carried from
+    window to window (`data.eval_mode stream`): a token's context is all the text before it;
+  - any other model (GPT-2, LLaMA) reads sliding windows of its block size, advanced by
+    --stride (default half a block, each token scored once, as `data.eval_stride`): a token's
+    context is the text before it inside its window, at most one block.
+--windows also scores stateful models on disjoint windows, as `test` does by default. The
+bytes are then bucketed by their context in bytes (--buckets, the edges) and each bucket's
+bits per byte is its tokens' NLL over its bytes: whether a model gains from context it never
+saw in training shows right of its training length. Writes context_curve.json (the table)
+and context_curve.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from bdh_pl.charts import finish_axes, new_figure, save_figure
+from bdh_pl.data.tokenizers import count_bytes_and_words
+from bdh_pl.data.windows import EvalWindows
+from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.fileio import write_json
+from bdh_pl.tools.generate import check_device, checkpoint_data, load_checkpoint_model
+from bdh_pl.training.language_model import LanguageModel
+
+BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536]  # bytes of context; the last bucket is open
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = ArgumentParser(
+        prog="python -m bdh_pl context-curve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--ckpt_path", nargs="+", required=True, help="bdh-pl checkpoints")
+    parser.add_argument("--label", nargs="+", default=None, help="a name per checkpoint")
+    parser.add_argument("--text", default=None, help="test text file (default: test split)")
+    parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
+    parser.add_argument("--stride", type=int, default=None, help="sliding stride (block/2)")
+    parser.add_argument("--windows", action="store_true", help="stateful models: also windows")
+    parser.add_argument("--buckets", type=int, nargs="+", default=BUCKETS, help="edges, bytes")
+    parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
+    parser.add_argument("--max_tokens", type=int, default=None, help="score the first N only")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", required=True, help="folder for the JSON and the chart")
+    args = parser.parse_args(argv)
+    if args.label and len(args.label) != len(args.ckpt_path):
+        parser.error(f"give one --label per checkpoint ({len(args.ckpt_path)})")
+    edges = args.buckets
+    if edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        parser.error(f"--buckets must start at 0 and increase, got {edges}")
+    if min(args.batch_size, args.stride or 1, args.max_tokens or 1) < 1:
+        parser.error("--batch_size, --stride and --max_tokens must be positive")
+    return args
+
+
+def score_tokens(
+    model: LanguageModel, windows: EvalWindows, token_bytes: np.ndarray, batch_size: int, device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each token's NLL (nats) and its context in bytes, in split order."""
+    n = len(windows.tokens)
+    before = np.concatenate([[0], np.cumsum(token_bytes, dtype=np.int64)])  # bytes before t
+    nll, context = np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.int64)
+    loader = DataLoader(windows, batch_size=1 if windows.carry_state else batch_size)
+    w = 0
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            for row in model.token_nll(batch, i).double().cpu().numpy():  # T per window
+                begin, seen, end = (
+                    int(a[w]) for a in (windows.begins, windows.first_scored, windows.ends)
+                )
+                nll[seen:end] = row[seen - begin : end - begin]
+                # stream: the whole split before it; a window: its inputs, which start at the
+                # token before `begin` (or at the split's start)
+                origin = 0 if windows.carry_state else max(begin - 1, 0)
+                context[seen:end] = before[seen:end] - before[origin]
+                w += 1
+    return nll, context
+
+
+def bucket_table(
+    nll: np.ndarray, context: np.ndarray, token_bytes: np.ndarray, edges: list[int]
+) -> list[dict[str, Any]]:
+    """Bits per byte of the tokens whose context falls in each [edge, next edge)."""
+    rows = []
+    for lo, hi in zip(edges, [*edges[1:], None], strict=True):
+        mask = (context >= lo) & (context < (hi if hi is not None else np.inf))
+        n_bytes = int(token_bytes[mask].sum())
+        bpb = float(nll[mask].sum() / math.log(2) / n_bytes) if n_bytes else None
+        rows.append({"from": lo, "to": hi, "bytes": n_bytes, "tokens": int(mask.sum()), "bpb": bpb})
+    return rows
+
+
+def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any]]:
+    """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
+    loaded = load_checkpoint_model(path)
+    model = loaded.model.to(check_device(args.device)).eval()
+    data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
+    tokens = data.split_tokens("test")[: args.max_tokens]
+    token_bytes, token_words = count_bytes_and_words(data.tokenizer, tokens)
+    block = model.hparams.block_size
+    modes = ["stream", *(["windows"] if args.windows else [])] if model.has_state else ["sliding"]
+    rows = []
+    for mode in modes:
+        stride = (args.stride or max(block // 2, 1)) if mode == "sliding" else block
+        if stride > block:
+            raise UserError(f"--stride {stride} exceeds the block size {block} of {path}")
+        windows = EvalWindows(
+            tokens, data.tokenizer.bos_id, block, stride, token_bytes, token_words,
+            carry_state=mode == "stream",
+        )  # fmt: skip
+        nll, context = score_tokens(model, windows, token_bytes, args.batch_size, model.device)
+        print(f"context-curve: {label} {mode}: {len(tokens):,} tokens scored", file=sys.stderr)
+        rows.append(
+            {
+                "label": label,
+                "checkpoint": path,
+                "mode": mode,
+                "block_size": block,
+                "stride": stride,
+                "text": source,
+                "tokens": len(tokens),
+                "bytes": int(token_bytes.sum()),
+                "bpb": float(nll.sum() / math.log(2) / token_bytes.sum()),
+                "buckets": bucket_table(nll, context, token_bytes, args.buckets),
+            }
+        )
+    return rows
+
+
+def curve_figure(rows: list[dict[str, Any]]):
+    """bpb against context (bucket midpoints in bytes, log x); a dotted line per block size."""
+    fig = new_figure(7)
+    ax = fig.subplots()
+    for i, row in enumerate(rows):
+        points = [(b["from"], b["to"], b["bpb"]) for b in row["buckets"] if b["bpb"] is not None]
+        xs = [math.sqrt(max(lo, 1) * (hi or 4 * max(lo, 1))) for lo, hi, _ in points]
+        ax.plot(
+            xs,
+            [p[2] for p in points],
+            marker="o",
+            color=f"C{i}",
+            label=f"{row['label']} ({row['mode']})",
+        )
+    for block in sorted({row["block_size"] for row in rows}):
+        ax.axvline(block, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    finish_axes(ax, "Bits per byte by context", "context before the byte (bytes)", "bits per byte")
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    labels = args.label or [Path(p).stem for p in args.ckpt_path]
+    for path in args.ckpt_path:
+        if not Path(path).is_file():
+            raise UserError(f"--ckpt_path {path}: no such file")
+    rows = [
+        row
+        for path, label in zip(args.ckpt_path, labels, strict=True)
+        for row in curve(args, path, label)
+    ]
+    out = Path(args.out)
+    write_json(out / "context_curve.json", {"buckets": args.buckets, "runs": rows})
+    save_figure(curve_figure(rows), out / "context_curve.png")
+    for row in rows:
+        cells = " ".join(f"{b['bpb']:.3f}" if b["bpb"] is not None else "-" for b in row["buckets"])
+        print(f"{row['label']:>16} {row['mode']:>8} bpb {row['bpb']:.4f} | {cells}")

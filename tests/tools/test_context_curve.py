@@ -1,0 +1,73 @@
+"""`context-curve`: bits per byte by context, checked against `test` and a hand count."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bdh_pl.tools.context_curve import bucket_table
+
+
+def corpus(tmp_path, n: int = 1500):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "text.txt"
+    path.write_bytes(bytes(rng.integers(97, 123, size=n).tolist()))
+    return path
+
+
+def test_buckets_split_the_total_by_context():
+    nll = np.array([1.0, 2.0, 3.0, 4.0])
+    context = np.array([0, 10, 70, 300])
+    token_bytes = np.array([1, 1, 2, 1])
+    rows = bucket_table(nll, context, token_bytes, [0, 64, 256])
+    assert [r["tokens"] for r in rows] == [2, 1, 1]
+    assert rows[0]["bpb"] == pytest.approx(3.0 / math.log(2) / 2)
+    assert rows[1]["bpb"] == pytest.approx(3.0 / math.log(2) / 2)
+    assert rows[2]["to"] is None and rows[2]["bytes"] == 1
+
+
+def test_stream_and_sliding_curves_score_like_hand_loops(tmp_path, save_checkpoint, run_cli):
+    """BDH: a stream; its total equals a full-prefix loop and every byte is scored once with
+    its whole past as context. LLaMA: sliding windows; its total equals a hand loop."""
+    text = corpus(tmp_path, 200)
+    bdh = save_checkpoint(tmp_path / "bdh.ckpt", "bdh", block_size=32)
+    llama = save_checkpoint(tmp_path / "llama.ckpt", "llama", block_size=32)
+    out = tmp_path / "curve"
+    code, err = run_cli(
+        ["context-curve", "--ckpt_path", str(tmp_path / "bdh.ckpt"), str(tmp_path / "llama.ckpt"),
+         "--label", "bdh", "llama", "--text", str(text), "--windows", "--out", str(out),
+         "--buckets", "0", "16", "64"]
+    )  # fmt: skip
+    assert code == 0, err[-2000:]
+    table = json.loads((out / "context_curve.json").read_text())
+    assert (out / "context_curve.png").stat().st_size > 0
+    rows = {(r["label"], r["mode"]): r for r in table["runs"]}
+    assert set(rows) == {("bdh", "stream"), ("bdh", "windows"), ("llama", "sliding")}
+
+    stream = torch.tensor([10, *text.read_bytes()])  # byte tokenizer: bos, then the bytes
+    with torch.no_grad():
+        prefix = [F.cross_entropy(bdh(stream[None, : t + 1])[0, -1:], stream[t + 1 : t + 2])
+                  for t in range(200)]  # fmt: skip
+        windows = []  # llama: windows of 32 every 16 tokens; token t in the first that ends after it
+        for t in range(200):
+            start = 0 if t < 32 else (t - 16) // 16 * 16
+            logits = llama(stream[None, start : t + 1])[0, -1:]
+            windows.append(F.cross_entropy(logits, stream[t + 1 : t + 2]))
+    total = rows["bdh", "stream"]
+    assert total["bpb"] == pytest.approx(float(sum(prefix)) / math.log(2) / 200, abs=1e-5)
+    assert [b["bytes"] for b in total["buckets"]] == [16, 48, 136]  # context = position
+    assert rows["bdh", "windows"]["buckets"][2]["bytes"] == 0  # never more than a block
+    assert rows["llama", "sliding"]["bpb"] == pytest.approx(
+        float(sum(windows)) / math.log(2) / 200, abs=1e-5
+    )
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path, run_cli):
+    code, err = run_cli(["context-curve", "--ckpt_path", str(tmp_path / "no.ckpt"), "--out", "x"])
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: ")
+    assert "no such file" in err
