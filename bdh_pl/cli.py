@@ -24,10 +24,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from bdh_pl.cli_help import PROG, top_level_help
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
-from bdh_pl.fileio import (
-    check_writable,
-    disk_error,
-)
+from bdh_pl.fileio import check_writable, disk_error
 from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
 from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
 from bdh_pl.training.checkpoints import (
@@ -41,6 +38,7 @@ from bdh_pl.training.checkpoints import (
     plain_state_dict,
     plain_value,
 )
+from bdh_pl.training.console import swap_default_console
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.memory import out_of_memory_line, warn_if_too_big
 from bdh_pl.training.runs import (
@@ -132,7 +130,10 @@ class BDHLightningCLI(LightningCLI):
             config["logger"] = make_loggers(config.get("default_root_dir") or DEFAULT_ROOT_DIR)
         if not config.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
+        named = config.get("callbacks")  # the config's own (Lightning adds to this very list)
+        named = list(named) if isinstance(named, list) else [named]
         trainer = super().instantiate_trainer(**kwargs)
+        swap_default_console(trainer, named)  # a step-counting bar, a summary without zero FLOPs
         if config.get("enable_checkpointing") is not False:
             for callback in trainer.checkpoint_callbacks:
                 # last.ckpt is LastCheckpoint's alone: a monitored callback writes it only when
