@@ -21,8 +21,10 @@ SMOKE = [
 
 
 def bdh_pl(*args: str) -> None:
+    """`python -m bdh_pl SUBCOMMAND` with the CPU smoke configs, then the rest of args (so
+    they override the configs)."""
     result = subprocess.run(
-        [sys.executable, "-m", "bdh_pl", *args, *SMOKE],
+        [sys.executable, "-m", "bdh_pl", args[0], *SMOKE, *args[1:]],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -73,3 +75,37 @@ def test_ddp_two_processes_match_one(data_dir, tmp_path):
     assert two["test/tokens"] == one["test/tokens"] == 55_770  # each token on exactly one rank
     assert two["test/bytes"] == one["test/bytes"] and two["test/words"] == one["test/words"]
     assert two["test/loss"] == pytest.approx(one["test/loss"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_streams_one_piece_per_rank_and_keeps_every_ranks_state(data_dir, tmp_path):
+    """Carried-state training under DDP saves each rank's lanes' state; stream evaluation gives
+    each rank one contiguous piece and still scores every token once."""
+    import torch
+
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    bdh_pl(
+        "fit", *ddp, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+        "--trainer.limit_val_batches", "1", "--data.init_args.train_mode", "stream",
+        "--trainer.default_root_dir", str(tmp_path / "fit"),
+    )  # fmt: skip
+    ckpt = tmp_path / "fit" / "version_0" / "checkpoints" / "last.ckpt"
+    carried = torch.load(ckpt, weights_only=True)["carried_state"]
+    assert carried["kv"].shape[:4] == (2, 2, 2, 16)  # ranks, layers, heads, lanes per rank
+    assert carried["pos"] == 2 * 64  # two windows of 64 into every lane
+    assert not torch.equal(carried["kv"][0], carried["kv"][1])  # each rank its own lanes
+
+    records = {}
+    for devices in ("1", "2"):
+        root = tmp_path / f"test{devices}"
+        bdh_pl(
+            "test", "--ckpt_path", str(ckpt), "--data.init_args.eval_mode", "stream",
+            *ddp[:2], "--trainer.devices", devices, "--trainer.accelerator", "cpu",
+            "--trainer.default_root_dir", str(root),
+        )  # fmt: skip
+        records[devices] = json.loads((root / "version_0" / "test_metrics.json").read_text())
+    one, two = records["1"], records["2"]
+    assert one["eval_mode"] == two["eval_mode"] == "stream" and two["world_size"] == 2
+    assert two["metrics"]["test/tokens"] == one["metrics"]["test/tokens"] == 55_770
+    # the second piece starts without the first's context: close, not equal
+    assert two["metrics"]["test/loss"] == pytest.approx(one["metrics"]["test/loss"], rel=0.02)
