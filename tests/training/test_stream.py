@@ -136,3 +136,23 @@ def test_carried_state_gradients_equal_between_fused_and_reference():
         grads.append({n: p.grad.clone() for n, p in model.network.named_parameters()})
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)
+
+
+def test_the_carried_state_travels_in_the_checkpoint():
+    tokens = text_tokens(400)
+    lanes = StreamLanes(tokens, block_size=16, batch_size=2, seed=0)
+    model = tiny_bdh()
+    with torch.no_grad():
+        for i in range(2):
+            model._train_logits(lanes.batch(i))
+    model.trainer = L.Trainer(logger=False, enable_progress_bar=False)
+    checkpoint: dict = {}
+    model.on_save_checkpoint(checkpoint)
+    assert checkpoint["carried_state"]["pos"] == 32
+    resumed, fresh = tiny_bdh(), tiny_bdh()
+    resumed.on_load_checkpoint(checkpoint)
+    fresh.on_load_checkpoint({})
+    with torch.no_grad():
+        expected = model._train_logits(lanes.batch(2))
+        torch.testing.assert_close(resumed._train_logits(lanes.batch(2)), expected)
+        assert not torch.allclose(fresh._train_logits(lanes.batch(2)), expected, atol=1e-3)
