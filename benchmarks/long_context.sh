@@ -4,7 +4,9 @@
 # A ~1.6M BDH (2 layers x 176 wide x 4 heads, multiplier 16: 1.58M parameters) trained on
 # WikiText-2 (tokens variant, byte level) twice on the same tokens (STEPS x 16 x 256): on
 # random windows (the usual way), and on 16 lanes of consecutive windows with the state carried
-# from batch to batch (data.train_mode stream, truncated BPTT); a same-size LLaMA (4 x 176,
+# from batch to batch (data.train_mode stream, truncated BPTT), once over whole lanes (the state
+# never reset: up to 102K tokens) and once reset every 8 windows (2,048 tokens: bdh-carried-2k);
+# a same-size LLaMA (4 x 176,
 # SwiGLU 480: 1.60M) on random windows. Then `context-curve` scores the first TOKENS bytes of the
 # test split: BDH as one stream (state carried) and on disjoint windows, LLaMA on sliding
 # windows of its block (stride 128); bits per byte by context length in context_curve.json/png.
@@ -14,7 +16,7 @@ set -euo pipefail
 STEPS=${STEPS:-300}
 TOKENS=${TOKENS:-300000}
 OUT=${OUT:-results/long-context}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # fits: one thread each (the curves: all cores)
 
 common=(--config configs/wikitext2.yaml --config configs/cpu.yaml
   --trainer.max_steps "$STEPS" --trainer.val_check_interval 100
@@ -40,10 +42,11 @@ fit() {  # name, then its arguments
 start=$(date +%s)
 fit bdh-windows "${bdh[@]}" --data.init_args.train_mode random
 fit bdh-carried "${bdh[@]}" --data.init_args.train_mode stream
+fit bdh-carried-2k "${bdh[@]}" --data.init_args.train_mode stream --data.init_args.stream_reset_windows 8
 fit llama "${llama[@]}"
 echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 
-python -m bdh_pl context-curve --windows --max_tokens "$TOKENS" --out "$OUT" \
-  --label bdh bdh-carried llama \
-  --ckpt_path "$OUT"/runs/{bdh-windows,bdh-carried,llama}/version_0/checkpoints/last.ckpt
+OMP_NUM_THREADS=${CURVE_THREADS:-$(nproc)} python -m bdh_pl context-curve --windows --max_tokens "$TOKENS" --out "$OUT" \
+  --label bdh bdh-carried bdh-carried-2k llama \
+  --ckpt_path "$OUT"/runs/{bdh-windows,bdh-carried,bdh-carried-2k,llama}/version_0/checkpoints/last.ckpt
 echo "done in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"

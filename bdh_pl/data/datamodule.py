@@ -62,6 +62,9 @@ class TextDataModule(L.LightningDataModule):
         train_mode: "random" windows (nanoGPT), or "stream": consecutive windows of
             batch_size fixed lanes, the model carrying its state (detached) from one batch to
             the next (truncated BPTT; models with a recurrent state, BDH).
+        stream_reset_windows: with train_mode stream, start the carried state afresh every
+            this many windows (the text still goes on), so training reads states of up to
+            stream_reset_windows x block_size tokens; default: never before the lane ends.
         eval_mode: "windows" (each scored on its own, see eval_stride), or "stream": the
             split read in order as one stream, the model's state carried from window to window,
             so every token is scored once with all the text before it (BDH). The state starts
@@ -85,6 +88,7 @@ class TextDataModule(L.LightningDataModule):
         train_fraction: float = 1.0,
         train_mode: Literal["random", "stream"] = "random",
         eval_mode: Literal["windows", "stream"] = "windows",
+        stream_reset_windows: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -108,6 +112,10 @@ class TextDataModule(L.LightningDataModule):
                 "data.eval_mode stream reads disjoint windows (the state carries the context):"
                 " drop data.eval_stride"
             )
+        if stream_reset_windows is not None and stream_reset_windows < 1:
+            raise UserError(
+                f"data.stream_reset_windows must be a positive integer, got {stream_reset_windows}"
+            )
         if not 0 < train_fraction <= 1:
             raise UserError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
         self.save_hyperparameters()
@@ -122,6 +130,7 @@ class TextDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.train_fraction = train_fraction
         self.train_mode, self.eval_mode = train_mode, eval_mode
+        self.stream_reset_windows = stream_reset_windows
         self.tokens: dict[str, np.ndarray] = {}
 
     @property
@@ -175,6 +184,7 @@ class TextDataModule(L.LightningDataModule):
             windows.first_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
             windows.rank = self.trainer.global_rank
             windows.world_size = self.trainer.world_size
+        windows.reset_every = self.stream_reset_windows
         if self.train_mode == "stream" and windows.lane_length() < self.block_size:
             raise UserError(
                 f"data.train_mode stream: {len(windows.tokens)} training tokens cut into "

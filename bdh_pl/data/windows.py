@@ -59,11 +59,14 @@ class StreamLanes(RandomWindows):
 
     The split is cut into batch_size x world_size equal lanes (rank r reads lanes r*B to
     r*B+B-1); batch k holds window k mod K of every lane (K windows of block_size fit a lane),
-    so row b of a batch continues row b of the one before. "position" (tokens of the lane
-    before the window, the same for every row) is 0 where the lanes start again. Like
+    so row b of a batch continues row b of the one before. "position" (tokens since the state
+    started, the same for every row) is 0 where the lanes start again, and every `reset_every`
+    windows when that is set (the longest context trained on is then reset_every x T). Like
     RandomWindows, batch k is a pure function of k: a resumed run reads what an uninterrupted
     one would have.
     """
+
+    reset_every: int | None = None  # windows between state resets (None: at the lane's end)
 
     def lane_length(self) -> int:
         return (len(self.tokens) - 1) // (self.batch_size * self.world_size)
@@ -76,9 +79,10 @@ class StreamLanes(RandomWindows):
                 f"{len(self.tokens)} training tokens make lanes of {lane}, shorter than one window"
                 f" of {T}: lower data.batch_size or data.block_size"
             )
-        position = (index % windows_per_lane) * T
+        window = index % windows_per_lane  # the text goes on through the lane
+        position = (window % (self.reset_every or windows_per_lane)) * T  # the state may not
         lanes = np.arange(self.batch_size) + self.rank * self.batch_size
-        rows = np.stack([self.tokens[s : s + T + 1] for s in lanes * lane + position])
+        rows = np.stack([self.tokens[s : s + T + 1] for s in lanes * lane + window * T])
         window = torch.from_numpy(rows.astype(np.int64))  # B, T+1
         return {
             "input_ids": window[:, :-1],

@@ -98,6 +98,10 @@ def test_stream_lanes_continue_from_batch_to_batch():
         assert first["input_ids"][b, 0] == b * lane  # lane b starts at its offset
         assert second["input_ids"][b, 0] == first["targets"][b, -1]  # and goes on
     assert int(lanes.batch(24)["position"]) == 0  # the lanes start again
+    lanes.reset_every = 5
+    assert [int(lanes.batch(i)["position"]) for i in (4, 5, 6)] == [40, 0, 10]
+    assert lanes.batch(5)["input_ids"][0, 0] == lanes.batch(4)["targets"][0, -1]  # text goes on
+    lanes.reset_every = None
     assert torch.equal(lanes.batch(24)["input_ids"], first["input_ids"])
     other_rank = StreamLanes(tokens, 10, 4, 0)
     other_rank.rank, other_rank.world_size, lanes.world_size = 1, 2, 2
