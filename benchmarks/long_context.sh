@@ -2,18 +2,18 @@
 # Does BDH use context longer than its training windows? (issue 13's measurement)
 #
 # A ~1.6M BDH (2 layers x 176 wide x 4 heads, multiplier 16: 1.58M parameters) trained on
-# WikiText-2 (tokens variant, byte level) twice on the same tokens (STEPS x 16 x 256): on
-# random windows (the usual way), and on 16 lanes of consecutive windows with the state carried
+# WikiText-2 (tokens variant, byte level) three times on the same tokens (STEPS x 16 x 256): on
+# random windows (the usual way), and twice on 16 lanes of consecutive windows with the state carried
 # from batch to batch (data.train_mode stream, truncated BPTT), once over whole lanes (the state
 # never reset: up to 102K tokens) and once reset every 8 windows (2,048 tokens: bdh-carried-2k);
-# a same-size LLaMA (4 x 176,
-# SwiGLU 480: 1.60M) on random windows. Then `context-curve` scores the first TOKENS bytes of the
+# a same-size LLaMA (4 x 176, SwiGLU 480: 1.60M) on random windows. Then `context-curve` scores the first TOKENS bytes of the
 # test split: BDH as one stream (state carried) and on disjoint windows, LLaMA on sliding
 # windows of its block (stride 128); bits per byte by context length in context_curve.json/png.
 #   bash benchmarks/long_context.sh                # -> results/long-context/
-#   STEPS=300 TOKENS=300000 OUT=results/long-context bash benchmarks/long_context.sh
+#   STEPS=400 TOKENS=300000 OUT=results/long-context bash benchmarks/long_context.sh
+# A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it).
 set -euo pipefail
-STEPS=${STEPS:-300}
+STEPS=${STEPS:-400}
 TOKENS=${TOKENS:-300000}
 OUT=${OUT:-results/long-context}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # fits: one thread each (the curves: all cores)
