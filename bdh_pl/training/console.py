@@ -45,7 +45,18 @@ def step_description(bar: RichProgressBar | TQDMProgressBar, trainer: L.Trainer)
     return f"Epoch {trainer.current_epoch}"
 
 
-class StepRichProgressBar(RichProgressBar):
+class _CountsSteps:
+    """Lightning's bars show `batch_idx + 1`; a step-based run shows the step count instead."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        index = trainer.global_step - 1 if counts_steps(trainer) else batch_idx
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, index)
+
+
+class StepRichProgressBar(_CountsSteps, RichProgressBar):
     """Lightning's Rich bar whose training bar shows `global_step/max_steps`."""
 
     @property
@@ -63,14 +74,6 @@ class StepRichProgressBar(RichProgressBar):
             self._show_steps(trainer)  # not Lightning's reset: it would draw `Epoch 0/-2` first
         else:
             super().on_train_epoch_start(trainer, pl_module)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-        batch_idx: int,
-    ) -> None:  # fmt: skip
-        # Lightning's bar shows `batch_idx + 1`; the step count is what it should show instead.
-        index = trainer.global_step - 1 if counts_steps(trainer) else batch_idx
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, index)
 
     def _show_steps(self, trainer: L.Trainer) -> None:
         if self.is_disabled or self.progress is None or not counts_steps(trainer):
@@ -94,7 +97,7 @@ class StepRichProgressBar(RichProgressBar):
         self.refresh()
 
 
-class StepTQDMProgressBar(TQDMProgressBar):
+class StepTQDMProgressBar(_CountsSteps, TQDMProgressBar):
     """Lightning's TQDM bar whose training bar shows `global_step/max_steps`."""
 
     @property
@@ -127,13 +130,6 @@ class StepTQDMProgressBar(TQDMProgressBar):
             # The bar made at train start goes on (Lightning's would restart it at 0 of the
             # epoch); only the description can change (a finite loader's epoch number).
             self.train_progress_bar.set_description(step_description(self, trainer), refresh=False)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-        batch_idx: int,
-    ) -> None:  # fmt: skip
-        index = trainer.global_step - 1 if counts_steps(trainer) else batch_idx
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, index)
 
 
 class _SummaryWithoutZeroFlops:
