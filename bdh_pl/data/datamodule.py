@@ -184,13 +184,9 @@ class TextDataModule(L.LightningDataModule):
             windows.first_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
             windows.rank = self.trainer.global_rank
             windows.world_size = self.trainer.world_size
-        windows.reset_every = self.stream_reset_windows
-        if self.train_mode == "stream" and windows.lane_length() < self.block_size:
-            raise UserError(
-                f"data.train_mode stream: {len(windows.tokens)} training tokens cut into "
-                f"{self.batch_size * windows.world_size} lanes are shorter than one window of "
-                f"{self.block_size}: lower data.batch_size or data.block_size"
-            )
+        if self.train_mode == "stream":
+            windows.reset_every = self.stream_reset_windows
+            windows.lane_length()  # lanes too short: the error now, not in the loader
         return DataLoader(windows, batch_size=None, num_workers=self.num_workers)
 
     def eval_windows(self, split: str) -> EvalWindows:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from bdh_pl.errors import UserError
+
 IGNORE_INDEX = -100
 
 
@@ -69,24 +71,28 @@ class StreamLanes(RandomWindows):
     reset_every: int | None = None  # windows between state resets (None: at the lane's end)
 
     def lane_length(self) -> int:
-        return (len(self.tokens) - 1) // (self.batch_size * self.world_size)
+        """Tokens per lane, at least one window's worth (else the one error line)."""
+        lanes = self.batch_size * self.world_size
+        lane = (len(self.tokens) - 1) // lanes
+        if lane < self.block_size:
+            raise UserError(
+                f"data.train_mode stream: {len(self.tokens)} training tokens cut into {lanes} "
+                f"lanes are shorter than one window of {self.block_size}: lower "
+                "data.batch_size or data.block_size"
+            )
+        return lane
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         T, lane = self.block_size, self.lane_length()
         windows_per_lane = lane // T
-        if windows_per_lane < 1:
-            raise ValueError(
-                f"{len(self.tokens)} training tokens make lanes of {lane}, shorter than one window"
-                f" of {T}: lower data.batch_size or data.block_size"
-            )
         window = index % windows_per_lane  # the text goes on through the lane
         position = (window % (self.reset_every or windows_per_lane)) * T  # the state may not
         lanes = np.arange(self.batch_size) + self.rank * self.batch_size
         rows = np.stack([self.tokens[s : s + T + 1] for s in lanes * lane + window * T])
-        window = torch.from_numpy(rows.astype(np.int64))  # B, T+1
+        rows = torch.from_numpy(rows.astype(np.int64))  # B, T+1
         return {
-            "input_ids": window[:, :-1],
-            "targets": window[:, 1:],
+            "input_ids": rows[:, :-1],
+            "targets": rows[:, 1:],
             "index": torch.tensor(index),
             "position": torch.tensor(position),
         }

@@ -164,13 +164,11 @@ def checkpoint_data(
     ckpt_path: str,
     text: str | None = None,
     data_dir: str | None = None,
-    **overrides,
 ) -> tuple[TextDataModule, str]:
-    """The checkpoint's dataset (its class and arguments, `overrides` over them), or the file
-    `text` as the test split with the checkpoint's tokenizer; and where the text comes from."""
+    """The checkpoint's dataset (its class and arguments), or the file `text` as the test split
+    with the checkpoint's tokenizer; and where the text comes from."""
     if text:
-        data = TextFile(test=text, tokenizer=loaded.tokenizer, data_dir=data_dir, **overrides)
-        return data, text
+        return TextFile(test=text, tokenizer=loaded.tokenizer, data_dir=data_dir), text
     hparams = dict(loaded.checkpoint.get("datamodule_hyper_parameters", {}))
     class_path = hparams.pop("_class_path", "")
     module, _, name = class_path.rpartition(".")
@@ -183,7 +181,7 @@ def checkpoint_data(
     init = {k: v for k, v in hparams.items() if not k.startswith("_")}
     if data_dir:
         init["data_dir"] = data_dir
-    return cls(**{**init, **overrides}), class_path
+    return cls(**init), class_path
 
 
 def load_model(args: argparse.Namespace) -> tuple[LanguageModel, str, str | None]:
