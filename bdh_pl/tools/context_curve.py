@@ -32,8 +32,8 @@ from bdh_pl.data.tokenizers import count_bytes_and_words
 from bdh_pl.data.windows import EvalWindows
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import write_json
-from bdh_pl.tools.generate import check_device, checkpoint_data, load_checkpoint_model
 from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.loading import check_device, checkpoint_data, load_model
 
 BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536]  # bytes of context; the last bucket is open
 
@@ -106,8 +106,8 @@ def bucket_table(
 
 def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any]]:
     """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
-    loaded = load_checkpoint_model(path)
-    model = loaded.model.to(check_device(args.device)).eval()
+    loaded = load_model(path)
+    model = loaded.model.to(check_device(args.device))
     data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
     tokens = data.split_tokens("test")[: args.max_tokens]
     token_bytes, token_words = count_bytes_and_words(data.tokenizer, tokens)

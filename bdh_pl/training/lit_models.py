@@ -39,6 +39,13 @@ class BDHLM(LanguageModel):
     """
 
     tokenizer_need = "byte"
+    execution_options = LanguageModel.execution_options | {
+        "fused",
+        "attention",
+        "chunk_size",
+        "activation_checkpointing",
+        "compile_elementwise",
+    }
 
     def __init__(
         self,
