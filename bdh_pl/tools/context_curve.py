@@ -32,8 +32,9 @@ from bdh_pl.data.tokenizers import count_bytes_and_words
 from bdh_pl.data.windows import EvalWindows
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import write_json
+from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.loading import check_device, checkpoint_data, load_model
+from bdh_pl.training.loading import load_model
 
 BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536]  # bytes of context; the last bucket is open
 

@@ -24,7 +24,8 @@ import torch
 from bdh_pl.data.sources import resolve_data_dir
 from bdh_pl.data.tokenizers import get_tokenizer
 from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.training.loading import check_device, load_model
+from bdh_pl.tools.common import check_device
+from bdh_pl.training.loading import load_model
 
 SEPARATOR = "---------------\n"  # between samples, as nanoGPT's sample.py prints them
 

@@ -26,7 +26,8 @@ import torch
 
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import write_json
-from bdh_pl.training.loading import checkpoint_data, load_model
+from bdh_pl.tools.common import checkpoint_data
+from bdh_pl.training.loading import load_model
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

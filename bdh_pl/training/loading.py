@@ -39,20 +39,9 @@ BDH_MODEL_TYPE = "bdh"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-# BDHConfig's fields that describe the model (the rest are execution switches).
-ARCHITECTURE = (
-    "n_layer",
-    "n_embd",
-    "dropout",
-    "n_head",
-    "mlp_internal_dim_multiplier",
-    "vocab_size",
-)
+ARCHITECTURE = tuple(f.name for f in dataclasses.fields(BDHConfig))  # what config.json holds
 
 Kind = Literal["checkpoint", "weights", "bdh-folder", "hf-folder"]
-
-
-# --- files ----------------------------------------------------------------------------------
 
 
 def load_untrusted(path: str | Path) -> dict[str, Any]:
@@ -93,10 +82,6 @@ def checkpoint_fields(path: str | Path) -> dict[str, Any] | None:
 def first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:160] if text else type(err).__name__
-
-
-def is_lightning_checkpoint(obj: dict[str, Any]) -> bool:
-    return "pytorch-lightning_version" in obj and "state_dict" in obj
 
 
 def plain_state_dict(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -189,15 +174,6 @@ def read_bdh_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def bdh_config_from(config: dict[str, Any], path: str | Path) -> BDHConfig:
-    """The architecture part of a folder's config.json (older folders also hold the execution
-    switches, which are not the model's)."""
-    try:
-        return BDHConfig(**{name: config[name] for name in ARCHITECTURE})
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{str(path)!r} describes no valid BDH: {err}") from None
-
-
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -212,15 +188,10 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def load_bdh(path: str | Path):
     """The network of a BDH folder (a `BDH`, in eval mode) and its config.json."""
-    from bdh_pl.models.bdh import BDH
-
     found = read_model_file(path)
     if found.kind != "bdh-folder":
         raise UserError(f"{str(path)!r} is not a BDH folder written by `python -m bdh_pl export`")
-    network = BDH(bdh_config_from(found.config, path))
-    check_matches(network.state_dict(), found.weights, path)
-    network.load_state_dict(found.weights, strict=True)
-    return network.eval(), found.config
+    return bdh_model(found).network.eval(), found.config
 
 
 # --- what a path holds ----------------------------------------------------------------------
@@ -255,11 +226,11 @@ def read_model_file(path: str | Path) -> ModelFile:
         if (path / CONFIG).is_file():
             return ModelFile(str(path), "hf-folder")
         raise UserError(
-            f"{str(path)!r} is neither a checkpoint nor a folder written by `python -m bdh_pl "
-            f"export` (no {CONFIG})"
+            f"{str(path)!r} is not a file, nor a folder written by `python -m bdh_pl export` "
+            f"(no {CONFIG}): check --ckpt_path"
         )
     obj = load_untrusted(path)
-    if is_lightning_checkpoint(obj):
+    if "pytorch-lightning_version" in obj and "state_dict" in obj:
         return ModelFile(str(path), "checkpoint", checkpoint=obj)
     return ModelFile(str(path), "weights", weights=plain_state_dict(obj))
 
@@ -330,8 +301,8 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path):
 def build(cls: type, init_args: dict[str, Any], path: str | Path):
     try:
         return cls(**init_args)
-    except (TypeError, ValueError, KeyError) as err:
-        raise UserError(f"{str(path)!r} has unusable hyperparameters: {err!r}") from None
+    except (TypeError, ValueError, KeyError, UserError) as err:
+        raise UserError(f"{str(path)!r} describes no valid model: {err}") from None
 
 
 # --- a model from any file ------------------------------------------------------------------
@@ -373,17 +344,7 @@ def load_model(path: str | Path, n_layer: int | None = None, how: str = "--n_lay
         data = found.checkpoint.get("datamodule_hyper_parameters") or {}
         tokenizer, data_dir = data.get("tokenizer", "byte"), data.get("data_dir")
     else:
-        from bdh_pl.training.lit_models import BDHLM
-
-        sizes = found.bdh_sizes()
-        if found.kind == "weights":
-            sizes["n_layer"] = check_n_layer(n_layer, found.path, how)
-            block = {}
-        else:
-            block = {"block_size": found.config["block_size"]}
-        model = build(BDHLM, {**sizes, **block}, found.path)
-        check_matches(model.network.state_dict(), found.weights, found.path)
-        model.network.load_state_dict(found.weights, strict=True)
+        model = bdh_model(found, n_layer, how)
         tokenizer, data_dir = found.config.get("tokenizer", "byte"), None
     if n_layer is not None and found.kind != "weights" and n_layer != model.hparams.n_layer:
         raise UserError(
@@ -391,6 +352,21 @@ def load_model(path: str | Path, n_layer: int | None = None, how: str = "--n_lay
             f"{model.hparams.get('n_layer')} layers: drop n_layer (only plain weights need it)"
         )
     return LoadedModel(model.eval(), tokenizer, data_dir, found.checkpoint)
+
+
+def bdh_model(found: ModelFile, n_layer: int | None = None, how: str = "--n_layer N"):
+    """The BDHLM of plain weights or a BDH folder, sized from the file, with its weights."""
+    from bdh_pl.training.lit_models import BDHLM
+
+    sizes = found.bdh_sizes()
+    if found.kind == "weights":
+        sizes["n_layer"] = check_n_layer(n_layer, found.path, how)
+    else:
+        sizes["block_size"] = found.config["block_size"]
+    model = build(BDHLM, sizes, found.path)
+    check_matches(model.network.state_dict(), found.weights, found.path)
+    model.network.load_state_dict(found.weights, strict=True)
+    return model
 
 
 class EvalModel(NamedTuple):
@@ -411,69 +387,12 @@ def load_network(
 
     path = Path(path).expanduser()
     if path.is_dir() and not is_bdh_folder(path) and (path / CONFIG).is_file():
-        network, block_size = load_hf_folder(path)
+        from bdh_pl.models.hf import causal_lm_from_folder
+
+        network, block_size = causal_lm_from_folder(path)
         vocab = network.hf.config.vocab_size
         tokenizer = ByteTokenizer() if vocab == 256 else get_tokenizer(str(path))
         return EvalModel(network, tokenizer, block_size)
     loaded = load_model(path, n_layer, how="n_layer=N")
     tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(data_dir or loaded.data_dir))
     return EvalModel(loaded.model.network, tokenizer, int(loaded.model.hparams.block_size))
-
-
-def load_hf_folder(path: Path):
-    """A GPT-2 / LLaMA folder (save_pretrained) as an HFCausalLM in eval mode, and its number
-    of positions: safetensors weights only, no remote code."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from bdh_pl.models.hf import HFCausalLM
-
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-        hf = AutoModelForCausalLM.from_pretrained(
-            path, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
-        )
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(
-            f"cannot load the Hugging Face folder {str(path)!r}: {first_line(err)}"
-        ) from None
-    block_size = getattr(config, "n_positions", None) or config.max_position_embeddings
-    return HFCausalLM(hf).eval(), int(block_size)
-
-
-def checkpoint_data(
-    loaded: LoadedModel, ckpt_path: str, text: str | None = None, data_dir: str | None = None
-):
-    """The DataModule a checkpoint was trained on (its class and arguments), or the file
-    `text` as the test split with the checkpoint's tokenizer; and where the text comes from."""
-    import bdh_pl.data
-
-    if text:
-        return bdh_pl.data.TextFile(test=text, tokenizer=loaded.tokenizer, data_dir=data_dir), text
-    hparams = dict(loaded.checkpoint.get("datamodule_hyper_parameters", {}))
-    class_path = hparams.pop("_class_path", "")
-    module, _, name = class_path.rpartition(".")
-    cls = getattr(bdh_pl.data, name, None) if module == "bdh_pl.data" else None
-    if cls is None:
-        raise UserError(
-            f"{ckpt_path} does not name a bdh-pl dataset ({class_path or 'none'}): give the "
-            "test text with --text FILE"
-        )
-    init = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    if data_dir:
-        init["data_dir"] = data_dir
-    return cls(**init), class_path
-
-
-def check_device(name: str) -> torch.device:
-    """--device NAME as a torch.device this machine has (cpu or cuda)."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: this machine has no CUDA GPU; use --device cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name!r}: bdh-pl's tools run on cpu or cuda")
-    return device
