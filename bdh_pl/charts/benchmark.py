@@ -77,7 +77,9 @@ def chosen_series(data: BenchmarkRecords) -> tuple[list[Series], list]:
         labelled = False
         for r in (r for r in runs if _has_curves(r)):
             style_ = style.seed_style(seeds.index(r.get("seed")))
-            series.append(series_of(r, None if labelled else r["model"], style.model_color(i), style_))
+            series.append(
+                series_of(r, None if labelled else r["model"], style.model_color(i), style_)
+            )
             labelled = True
     return series, seeds if len(seeds) > 1 else []
 
@@ -249,7 +251,8 @@ def x_axis(series: list[Series]) -> str:
     if not series or not all(s.tokens_per_epoch and s.per_step for s in series):
         return "tokens"
     passes = [
-        (max(step for c in s.curves.values() for step, _ in c[-1:]) + 1) * s.per_step
+        (max(step for c in s.curves.values() for step, _ in c[-1:]) + 1)
+        * s.per_step
         / s.tokens_per_epoch
         for s in series
         if any(s.curves.values())

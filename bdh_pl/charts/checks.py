@@ -18,7 +18,6 @@ import re
 import numpy as np
 from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgba
-from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.transforms import Bbox
 
@@ -158,11 +157,10 @@ def _covers_data(ax, box: Bbox) -> bool:
             if any(_polyline_hits(s, box, True) for s in _segments_of(coll)):
                 return True
         elif isinstance(coll, PathCollection) and len(coll.get_offsets()):
-            if _polyline_hits(coll.get_offset_transform().transform(coll.get_offsets()), box, False):
+            offsets = coll.get_offset_transform().transform(coll.get_offsets())
+            if _polyline_hits(offsets, box, False):
                 return True
-    return any(
-        p.get_window_extent().overlaps(box) for p in ax.patches if isinstance(p, Rectangle)
-    )
+    return any(p.get_window_extent().overlaps(box) for p in ax.patches if isinstance(p, Rectangle))
 
 
 def _segments_of(coll: LineCollection) -> list[np.ndarray]:

@@ -176,7 +176,9 @@ def replot(folder: str) -> Path:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["runs"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path} is not a context_curve.json ({err}); rerun context-curve") from None
+        raise UserError(
+            f"{path} is not a context_curve.json ({err}); rerun context-curve"
+        ) from None
     return save_figure(context_figure(rows, MIN_BYTES, figure_note(rows)), path.with_suffix(".png"))
 
 
