@@ -11,7 +11,6 @@ Exit 1 when a number is unaccounted for. tests/test_docs_numbers.py runs it.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from pathlib import Path

@@ -85,12 +85,18 @@ def test_the_equal_tokens_table_is_the_cpu_matrix():
     for page, _, body in found:
         for model, params, non_emb, loss, bpb, word, train, evaluate, flops, peak in body:
             r = rows[model]
-            assert (params, non_emb) == (millions(r["params"], 1), millions(r["non_embedding_params"], 1))
+            assert (params, non_emb) == (
+                millions(r["params"], 1),
+                millions(r["non_embedding_params"], 1),
+            )
             assert (loss, bpb) == (f"{r['test_loss']:.3f}", f"{r['test_bpb']:.3f}"), page
             assert word == f"{r['test_word_ppl']:,.0f}"
             assert train == f"{r['train_tokens_per_sec']:,.0f}"
             assert evaluate == f"{r['eval_tokens_per_sec']:,.0f}"
-            assert (flops, peak) == (millions(r["flops_per_token"], 1), f"{r['peak_memory_mb']:,.0f}")
+            assert (flops, peak) == (
+                millions(r["flops_per_token"], 1),
+                f"{r['peak_memory_mb']:,.0f}",
+            )
 
 
 def test_the_overfitting_table_is_the_sweep():
@@ -127,7 +133,9 @@ def test_the_speed_table_is_speed_json():
     variants = ["plain fp32", "plain bf16", "plain bf16+compile", "ours bf16", "ours bf16+kernels"]
     for row, config in zip(found[2], ["seed-25M", "small-1.6M"], strict=True):
         speeds = train[config]
-        assert [c.split(" ")[0] for c in row[1:]] == [f"{speeds[v]['tokens_per_s']:,.0f}" for v in variants]
+        assert [c.split(" ")[0] for c in row[1:]] == [
+            f"{speeds[v]['tokens_per_s']:,.0f}" for v in variants
+        ]
         ratio = speeds["ours bf16+kernels"]["tokens_per_s"] / speeds["plain fp32"]["tokens_per_s"]
         assert f"{ratio:.2f}x" in row[-1]
 
