@@ -117,9 +117,9 @@ def test_one_module_reads_model_files():
     readers = set()
     for path in FILES:
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr == "load":
-                if isinstance(node.value, ast.Name) and node.value.id == "torch":
-                    readers.add(module_name(path))
+            torch_load = isinstance(node, ast.Attribute) and node.attr == "load"
+            if torch_load and isinstance(node.value, ast.Name) and node.value.id == "torch":
+                readers.add(module_name(path))
             if isinstance(node, ast.alias) and node.name in ("load_file", "load"):
                 readers.add(module_name(path))
     assert readers == {"bdh_pl.training.loading"}
