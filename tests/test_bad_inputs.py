@@ -110,7 +110,7 @@ CASES = {
     ),
     "checkpoint for another vocabulary": (
         lambda t, c: ["test", "--ckpt_path", str(c), "--data.init_args.tokenizer", "gpt2"],
-        "does not match the model config",
+        "does not match the model: BDHLM reads byte tokens, data.tokenizer gives gpt2",
     ),
     "fit resumes with a mismatched config": (
         lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.n_embd", "32"],
