@@ -12,12 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from bdh_pl.cli import main
 from bdh_pl.errors import UserError
 from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
 from bdh_pl.training.registry import build_model, get_spec, model_config_path, models
+
+from helpers import tiny_gpt2_folder
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "configs" / "recipes" / "nanogpt-shakespeare-cpu.yaml")
@@ -248,9 +249,7 @@ def test_nanogpt_recipe_trains(data_dir, tmp_path):
 
 
 def test_gpt2_checkpoint_with_byte_data_is_one_line_error(capsys, tmp_path):
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(
-        tmp_path
-    )
+    tiny_gpt2_folder(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(
             [
