@@ -26,7 +26,7 @@ from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
 from bdh_pl.fileio import check_writable, disk_error
 from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
-from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
+from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer
 from bdh_pl.training.checkpoints import (
     check_hparams,
     check_matches,
@@ -330,6 +330,7 @@ def run_lightning(args: list[str] | None) -> None:
         TextDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        trainer_class=Trainer,  # SIGTERM never cuts a validation short
         trainer_defaults={
             "default_root_dir": DEFAULT_ROOT_DIR,
             "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput()],

@@ -28,26 +28,50 @@ def _umask() -> int:
     return mask
 
 
+class _Recording:
+    """A binary file that remembers the OSError of a failed write: some writers turn it into
+    their own error (torch's zip writer: `RuntimeError: ... unexpected pos`), which would hide
+    a full disk."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.file, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     """Yield a binary file whose content replaces `path` in one step when the block ends:
     readers see the old file or the new one, never half. The temp file lives in the same
-    folder (a rename across filesystems is a copy, not atomic) and is removed on any failure."""
+    folder (a rename across filesystems is a copy, not atomic) and is removed on any failure;
+    a failed write (a full disk) is one UserError, whatever the writer made of it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as err:
         raise disk_error(err, path.parent) from None
+    recording = None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
-            yield f
+            recording = _Recording(f)
+            yield recording  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if not isinstance(err, OSError) and recording is not None:
+            err = recording.error or err  # the write error under the writer's own
         if isinstance(err, OSError):
             raise disk_error(err, path.parent) from None
         raise

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from bdh_pl.fileio import atomic_write
@@ -84,6 +85,22 @@ class LastCheckpoint(ModelCheckpoint):
             logger.save()  # the curves on disk reach at least as far as the checkpoint
         self.last_model_path = self.best_model_path = os.path.join(self.dirpath, LAST)
         self._save_checkpoint(trainer, self.last_model_path)
+
+
+class Trainer(L.Trainer):
+    """Lightning's Trainer, but SIGTERM during `fit` stops training only between steps, never
+    inside a validation: Lightning's own check cuts a validation short at its next batch, so
+    the resumed run would never see it (no metrics row, best.ckpt and EarlyStopping not told)
+    and would differ from an uninterrupted run. The validation finishes, with its checkpoints
+    and early stopping; then training stops as Lightning does (LastCheckpoint saves), or, when
+    early stopping ended the run, the run ends as it would have."""
+
+    @property
+    def received_sigterm(self) -> bool:
+        fitting = self.state.fn == TrainerFn.FITTING and not self.sanity_checking
+        if fitting and (self.validating or self.fit_loop.epoch_loop.done):
+            return False  # asked again at the end of the step, or the run is over anyway
+        return super().received_sigterm
 
 
 def saved_step(path: str | os.PathLike) -> int | None:
