@@ -231,3 +231,65 @@ def small_disk(tmp_path):
     yield make
     for folder in mounted:
         unmount(folder)
+
+
+def test_a_real_full_disk_is_one_line_and_the_run_resumes_from_its_last_checkpoint(
+    uninterrupted, small_disk, tmp_path, capsys
+):
+    """A disk that holds the first validation's best.ckpt and last.ckpt but not the temp file
+    of the next last.ckpt: torch's zip writer meets ENOSPC there (and calls it `unexpected
+    pos`). One error line naming the folder, the previous last.ckpt whole, no temp file; with
+    space freed, `--ckpt_path last` finishes the run as if nothing had happened."""
+    folder, expected = uninterrupted
+    size = (folder / "runs/version_0/checkpoints/last.ckpt").stat().st_size
+    disk = small_disk(int(2.5 * size + 64 * 1024) // 1024)
+    root = disk / "runs"
+    args = fit_args(folder, root)
+    code = call_main(args)
+    err = capsys.readouterr().err
+    checkpoints = root / "version_0" / "checkpoints"
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"error: no space left on the device of '{checkpoints}'")
+    )
+    assert saved_step(checkpoints / "last.ckpt") == EVERY, "the previous last.ckpt is whole"
+    assert not list(checkpoints.glob(".*")), "a temp file was left behind"
+    small_disk.grow(disk, 64 * 1024)  # space freed
+    assert call_main([*args, "--ckpt_path", "last"]) == 0, capsys.readouterr().err[-3000:]
+    assert_same(outcome(root), expected)
+
+
+def fill(disk: Path) -> None:
+    """Take every free block of `disk`."""
+    with open(disk / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("new_column", [False, True])
+def test_metrics_csv_on_a_real_full_disk_keeps_every_row_it_had(small_disk, new_column):
+    """Lightning appends rows, and rewrites the whole file (truncating it first) when a new
+    column appears: on a full disk either could leave half a row or no rows."""
+    from bdh_pl.training.runs import make_loggers
+
+    disk = small_disk(256)
+    run_dir = disk / "version_0"
+    run_dir.mkdir()
+    logger = make_loggers(disk, run_dir)[1]
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.save()
+    metrics = run_dir / "metrics.csv"
+    before = metrics.read_bytes()
+    fill(disk)
+    extra = {"val/loss": 2.0} if new_column else {}
+    for step in range(1, 3000):  # far more than the free part of the file's last page
+        logger.experiment.log_metrics({"train/loss": 0.5, **extra}, step=step)
+    with pytest.raises(Exception, match="[Nn]o space left"):
+        logger.save()
+    assert metrics.read_bytes() == before
+    assert not list(run_dir.glob(".*")), "a temp file was left behind"

@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.errors import UserError
@@ -91,6 +93,50 @@ class TensorBoard(TensorBoardLogger):
             writer.add_summary(summary)
 
 
+class CSVWriter(ExperimentWriter):
+    """Lightning's metrics.csv writer, but a failed write (a full disk) never costs a row
+    already written: a new header rewrites the file atomically (Lightning truncates it
+    first), and an append that fails is cut back to the rows before it."""
+
+    def save(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not self.metrics or "://" in str(path):
+            super().save()  # nothing to write, or a remote filesystem: Lightning's own way
+            return
+        new_keys = self._record_new_keys()
+        if new_keys or not path.is_file():
+            old = []
+            if path.is_file():
+                with open(path, newline="") as f:
+                    old = list(csv.DictReader(f))
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows([*old, *self.metrics])
+            atomic_write_text(path, buffer.getvalue())
+        else:
+            size = path.stat().st_size
+            try:
+                with open(path, "a", newline="") as f:
+                    csv.DictWriter(f, fieldnames=self.metrics_keys).writerows(self.metrics)
+            except OSError:
+                os.truncate(path, size)  # whole rows only
+                raise
+        self.metrics = []
+
+
+class CSV(CSVLogger):
+    """CSVLogger writing through CSVWriter."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> CSVWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = CSVWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def make_loggers(
     root: str | Path, run_dir: Path | None = None, purge_step: int | None = None
 ) -> list:
@@ -102,7 +148,7 @@ def make_loggers(
     tensorboard = TensorBoard(root, name="", version=version, default_hp_metric=False, **extra)
     metrics = run_dir / "metrics.csv" if run_dir is not None else None
     kept = truncated_csv(metrics, purge_step) if purge_step is not None else None
-    csv_logger = CSVLogger(root, name="", version=tensorboard.version)
+    csv_logger = CSV(root, name="", version=tensorboard.version)
     if kept is not None:
         writer = csv_logger.experiment  # Lightning's writer deletes metrics.csv: put it back
         atomic_write_text(metrics, kept[1])
@@ -135,9 +181,11 @@ def truncated_csv(path: Path, step: int) -> tuple[list[str], str] | None:
     if not path.is_file():
         return None
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = list(reader.fieldnames or [])
-        rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
+        text = f.read()
+    text = text[: text.rfind("\n") + 1]  # a row cut short by a kill is not a row
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = list(reader.fieldnames or [])
+    rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
