@@ -10,7 +10,6 @@ import csv
 import os
 import random
 import signal
-import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -196,41 +195,6 @@ def test_sigterm_at_any_moment_resumes_to_the_uninterrupted_run(
 
 
 # --- a real full disk -----------------------------------------------------------------------
-
-
-def mount_tmpfs(folder: Path, size_kb: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], check=True
-    )
-
-
-def unmount(folder: Path) -> None:
-    subprocess.run(["umount", str(folder)], check=False)
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real filesystem of a given size (tmpfs; needs root), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip(
-            "a real small filesystem needs root (mount -t tmpfs); injected ENOSPC tests cover the rest"
-        )
-    mounted: list[Path] = []
-
-    def make(size_kb: int) -> Path:
-        folder = tmp_path / f"disk{len(mounted)}"
-        mount_tmpfs(folder, size_kb)
-        mounted.append(folder)
-        return folder
-
-    def grow(folder: Path, size_kb: int) -> None:
-        subprocess.run(["mount", "-o", f"remount,size={size_kb}k", str(folder)], check=True)
-
-    make.grow = grow
-    yield make
-    for folder in mounted:
-        unmount(folder)
 
 
 def test_a_real_full_disk_is_one_line_and_the_run_resumes_from_its_last_checkpoint(
