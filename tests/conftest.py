@@ -153,7 +153,9 @@ def small_disk(tmp_path):
         folder = tmp_path / f"disk{len(mounted)}"
         folder.mkdir()
         command = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)]
-        subprocess.run(command, check=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:  # root without the right to mount (a container, say)
+            pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
         mounted.append(folder)
         return folder
 
