@@ -221,3 +221,11 @@ def check_writable(folder: Path, hint: str) -> None:
             f"cannot write under {str(folder)!r} ({str(existing)!r} is not a writable folder): "
             f"{hint}"
         )
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """A file option (`--out results.json`) that can be written: not a folder, in a writable
+    folder; checked before any work, so a typo does not cost the run."""
+    if path.is_dir():
+        raise UserError(f"{option} {str(path)!r} is a folder: give a file name")
+    check_writable(path.parent, f"give {option} a path in a writable folder")

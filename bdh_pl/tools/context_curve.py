@@ -31,7 +31,7 @@ from bdh_pl.charts import finish_axes, new_figure, save_figure
 from bdh_pl.data.tokenizers import count_bytes_and_words
 from bdh_pl.data.windows import EvalWindows
 from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.fileio import write_json
+from bdh_pl.fileio import check_writable, write_json
 from bdh_pl.tools.generate import check_device, checkpoint_data, load_checkpoint_model
 from bdh_pl.training.language_model import LanguageModel
 
@@ -63,6 +63,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--buckets must start at 0 and increase, got {edges}")
     if min(args.batch_size, args.stride or 1, args.max_tokens or 1) < 1:
         parser.error("--batch_size, --stride and --max_tokens must be positive")
+    # Everything that can be checked before the models are read and scored (minutes).
+    args.device = check_device(args.device)
+    check_writable(Path(args.out), "give --out a folder path where you can write")
+    if args.text and not Path(args.text).is_file():
+        raise UserError(f"--text {args.text!r} is not a file: give the text to score")
+    for path in args.ckpt_path:
+        if not Path(path).is_file():
+            raise UserError(f"--ckpt_path {path}: no such file")
     return args
 
 
@@ -107,7 +115,7 @@ def bucket_table(
 def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any]]:
     """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
     loaded = load_checkpoint_model(path)
-    model = loaded.model.to(check_device(args.device)).eval()
+    model = loaded.model.to(args.device).eval()
     data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
     tokens = data.split_tokens("test")[: args.max_tokens]
     token_bytes, token_words = count_bytes_and_words(data.tokenizer, tokens)
@@ -166,9 +174,6 @@ def curve_figure(rows: list[dict[str, Any]]):
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     labels = args.label or [Path(p).stem for p in args.ckpt_path]
-    for path in args.ckpt_path:
-        if not Path(path).is_file():
-            raise UserError(f"--ckpt_path {path}: no such file")
     rows = [
         row
         for path, label in zip(args.ckpt_path, labels, strict=True)

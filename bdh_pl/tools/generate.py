@@ -114,17 +114,18 @@ def prompt_bytes(prompt: str) -> bytes:
         return os.fsencode(prompt)
 
 
-def check_device(name: str) -> torch.device:
+def check_device(name: str, option: str = "--device") -> torch.device:
+    """The device `name` means, if this machine has it; else one error line naming `option`."""
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
+        raise UserError(f"{option} {name!r} is not a device: use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: this machine has no CUDA GPU; use --device cpu")
+        raise UserError(f"{option} {name}: this machine has no CUDA GPU; use cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+        raise UserError(f"{option} {name}: there are {torch.cuda.device_count()} CUDA devices")
     if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name!r}: generate runs on cpu or cuda")
+        raise UserError(f"{option} {name!r}: bdh-pl's tools run on cpu or cuda")
     return device
 
 

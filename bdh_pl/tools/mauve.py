@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 
 from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.fileio import write_json
+from bdh_pl.fileio import check_output_file, write_json
+from bdh_pl.tools.generate import check_device
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,8 +57,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
-    if min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1 or args.temperature <= 0:
-        parser.error("need n_samples, prompt_tokens, max_new_tokens >= 1 and temperature > 0")
+    if (
+        min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1
+        or not 0 < args.temperature < math.inf  # NaN too
+        or (args.top_k is not None and args.top_k < 1)
+        or not 0 <= args.seed < 2**32
+    ):
+        parser.error(
+            "need n_samples, prompt_tokens, max_new_tokens >= 1, a finite temperature > 0, "
+            "top_k >= 1 and 0 <= seed < 2**32"
+        )
+    # Everything that can be checked before the model is loaded and sampled from (minutes).
+    args.device = str(check_device(args.device))
+    if args.out:
+        check_output_file(Path(args.out), "--out")
+    if args.text and not Path(args.text).is_file():
+        raise UserError(f"--text {args.text!r} is not a file: give the text to prompt from")
     return args
 
 
