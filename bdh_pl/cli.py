@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         fail(f"error: {converted}", abandon=False)  # the folder the message names stays
     except RuntimeError as err:
-        line = out_of_memory_line(err)
+        line = out_of_memory_line(err, args[0] if args and args[0] in TOOLS else None)
         if line is None:
             raise
         fail(f"error: {line}")
