@@ -37,10 +37,10 @@ def imported_rooms(path: Path) -> set[str]:
 # What each room may import from bdh_pl (besides itself).
 ALLOWED = {
     "models": {"errors"},
-    "data": {"errors", "fileio"},
-    "training": {"data", "models", "errors", "fileio"},
-    "bench": {"training", "data", "models", "charts", "cli", "errors", "fileio"},
-    "tools": {"bench", "training", "data", "models", "charts", "errors", "fileio"},
+    "data": {"errors", "fileio", "hub"},
+    "training": {"data", "models", "errors", "fileio", "hub"},
+    "bench": {"training", "data", "models", "charts", "cli", "errors", "fileio", "hub"},
+    "tools": {"bench", "training", "data", "models", "charts", "errors", "fileio", "hub"},
 }
 
 

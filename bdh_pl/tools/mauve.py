@@ -86,6 +86,12 @@ def load_featurizer(name_or_path: str, device: str = "cpu"):
     local = Path(name_or_path).expanduser()
     if name_or_path.startswith(("/", ".", "~")) and not local.is_dir():
         raise UserError(f"--featurizer {name_or_path!r} is not a folder")
+    if not local.is_dir():
+        from bdh_pl.hub import require_hub
+
+        require_hub(
+            f"--featurizer {name_or_path}", "give a local folder written by save_pretrained"
+        )
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
