@@ -26,7 +26,7 @@ from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
 from bdh_pl.fileio import check_writable, disk_error
 from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
-from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer
+from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer, check_lanes
 from bdh_pl.training.checkpoints import (
     check_hparams,
     check_matches,
@@ -289,9 +289,9 @@ class BDHLightningCLI(LightningCLI):
             network.load_state_dict(self._plain_weights, strict=True)
             config["ckpt_path"] = None  # weights are in; nothing left for Lightning to restore
         elif self._checkpoint is not None:
-            check_matches(
-                self.model.state_dict(), self._checkpoint["state_dict"], config["ckpt_path"]
-            )
+            path = config["ckpt_path"]
+            check_matches(self.model.state_dict(), self._checkpoint["state_dict"], path)
+            check_lanes(self._checkpoint, path, self.datamodule, self.trainer.world_size)
         if self.subcommand == "fit":
             warn_if_too_big(self.model, self.datamodule, self.trainer)
         RUN.trainer, RUN.argv = self.trainer, self.argv

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write
 
 LAST = "last.ckpt"
@@ -110,3 +111,21 @@ def saved_step(path: str | os.PathLike) -> int | None:
     except Exception:  # unreadable: the caller's full load reports it properly
         return None
     return obj.get("global_step") if isinstance(obj, dict) else None
+
+
+def check_lanes(checkpoint: dict, path: str, datamodule, world_size: int) -> None:
+    """A `data.train_mode stream` run resumes only onto the lanes it was cut into: their
+    number (batch size x devices) decides which text each row of the carried state has read,
+    so another batch size would continue every row from the wrong text (or fail on shapes)."""
+    carried = checkpoint.get("carried_state")
+    if carried is None or getattr(datamodule, "train_mode", None) != "stream":
+        return
+    devices, batch = int(carried["kv"].size(0)), int(carried["kv"].size(3))
+    now = int(datamodule.batch_size)
+    if (devices, batch) != (world_size, now):
+        raise UserError(
+            f"{path} carries the state of {devices * batch} stream lanes (data.batch_size "
+            f"{batch} x {devices} device(s)), this run would cut {now * world_size} (batch_size "
+            f"{now} x {world_size}): resume with --data.init_args.batch_size {batch} on "
+            f"{devices} device(s), or start a new run"
+        )
