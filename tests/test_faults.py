@@ -257,3 +257,22 @@ def test_metrics_csv_on_a_real_full_disk_keeps_every_row_it_had(small_disk, new_
         logger.save()
     assert metrics.read_bytes() == before
     assert not list(run_dir.glob(".*")), "a temp file was left behind"
+
+
+def test_tensorboard_on_a_real_full_disk_is_the_disk_error(small_disk, capfd):
+    """TensorBoard's writer thread dies with ENOSPC (printing a traceback) and Lightning
+    reports the next write as `you tried to log ... not supported`: both hide a full disk."""
+    from bdh_pl.training.runs import make_loggers
+
+    disk = small_disk(64)
+    run_dir = disk / "version_0"
+    run_dir.mkdir()
+    logger = make_loggers(disk, run_dir)[0]
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.save()
+    fill(disk)
+    with pytest.raises(OSError, match="No space left"):
+        for step in range(1, 5000):
+            logger.log_metrics({"train/loss": 0.5}, step=step)
+        logger.save()
+    assert "Traceback" not in capfd.readouterr().err

@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,38 @@ class RunState:
 RUN = RunState()
 
 
+def _quiet_event_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's event writer thread prints the traceback of a failed write (a full disk)
+    and dies; the writer raises the same error in the main thread at the next write, where it
+    becomes the one error line. Every other thread's error is printed as before."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+        return
+    _THREAD_HOOK(args)
+
+
+_THREAD_HOOK = threading.excepthook
+
+
 class TensorBoard(TensorBoardLogger):
     """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
     metrics it logs anyway (Lightning writes that table only with a metric value to log at
-    step 0, which would be a fake point on the curve)."""
+    step 0, which would be a fake point on the curve); a failed write is the OSError it is
+    (Lightning reports it as a value it cannot log)."""
 
     HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        threading.excepthook = _quiet_event_writer_errors
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        try:
+            super().log_metrics(metrics, step)
+        except ValueError as err:
+            if isinstance(err.__cause__, OSError):
+                raise err.__cause__ from None
+            raise
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
