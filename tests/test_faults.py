@@ -276,3 +276,19 @@ def test_tensorboard_on_a_real_full_disk_is_the_disk_error(small_disk, capfd):
             logger.log_metrics({"train/loss": 0.5}, step=step)
         logger.save()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_real_full_disk_under_the_token_cache_is_one_line(
+    uninterrupted, small_disk, tmp_path, monkeypatch, capsys
+):
+    folder, _ = uninterrupted
+    cache = small_disk(16)  # the text's tokens need about 20 KB
+    monkeypatch.setenv("BDH_PL_CACHE_DIR", str(cache))
+    root = tmp_path / "runs"
+    code = call_main(fit_args(folder, root))
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    assert line.startswith(f"error: no space left on the device of '{cache}") and "CACHE_DIR" in line
+    assert not list(cache.rglob(".*.tmp")), "a temp file was left behind"
+    assert not list(root.glob("version_*")), "the failed run left a folder"
