@@ -71,10 +71,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--batch_size, --stride and --max_tokens must be positive")
     # Everything that can be checked before the models are read and scored (minutes).
     args.device = check_device(args.device)
-    check_writable(Path(args.out), "give --out a folder path where you can write")
+    out = args.out or args.replot
+    check_writable(Path(out), f"give {'--out' if args.out else '--replot'} a folder you can write")
     if args.text and not Path(args.text).is_file():
         raise UserError(f"--text {args.text!r} is not a file: give the text to score")
-    for path in args.ckpt_path:
+    for path in args.ckpt_path or []:
         if not Path(path).is_file():
             raise UserError(f"--ckpt_path {path}: no such file")
     return args
