@@ -289,6 +289,8 @@ def test_a_real_full_disk_under_the_token_cache_is_one_line(
     err = capsys.readouterr().err
     line = err.strip().splitlines()[-1]
     assert code == 2 and "Traceback" not in err, err[-3000:]
-    assert line.startswith(f"error: no space left on the device of '{cache}") and "CACHE_DIR" in line
+    assert (
+        line.startswith(f"error: no space left on the device of '{cache}") and "CACHE_DIR" in line
+    )
     assert not list(cache.rglob(".*.tmp")), "a temp file was left behind"
     assert not list(root.glob("version_*")), "the failed run left a folder"

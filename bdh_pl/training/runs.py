@@ -26,8 +26,8 @@ from bdh_pl.fileio import (
     lock_folder,
     remove_stale_temp_files,
 )
-from bdh_pl.training.checkpoint_io import LAST
-from bdh_pl.training.checkpoints import best_score
+from bdh_pl.training.checkpoint_io import LAST, saved_step
+from bdh_pl.training.loading import checkpoint_fields
 
 
 class RunState:
@@ -235,11 +235,10 @@ def continuing_run(root: Path, ckpt_path: Path, checkpoint: dict) -> Path | None
     if not run_dir.name.removeprefix("version_").isdigit():
         return None
     last = run_dir / "checkpoints" / LAST
-    if ckpt_path != last.resolve():
-        from bdh_pl.training.checkpoint_io import saved_step
-
-        if not last.is_file() or saved_step(last) != checkpoint.get("global_step"):
-            return None
+    if ckpt_path != last.resolve() and (
+        not last.is_file() or saved_step(last) != checkpoint.get("global_step")
+    ):
+        return None
     return root / run_dir.name
 
 
@@ -282,6 +281,40 @@ def best_checkpoint(root: Path) -> Path | None:
         return (0, score if mode == "min" else -score)
 
     return min(candidates, key=rank)
+
+
+def best_score(path: str | Path) -> tuple[float, str] | None:
+    """(score, mode) that the monitored ModelCheckpoint stored in a best checkpoint it wrote
+    (the weights are not read); None when the file does not say."""
+    fields = checkpoint_fields(path) or {}
+    for key, state in (fields.get("callbacks") or {}).items():
+        if not (isinstance(state, dict) and state.get("monitor")):
+            continue
+        score = state.get("best_model_score")
+        if score is None or Path(str(state.get("best_model_path", ""))).name != Path(path).name:
+            continue
+        mode = "max" if "'mode': 'max'" in str(key) else "min"
+        return float(score), mode
+    return None
+
+
+def resolve_ckpt_alias(ckpt_path: str | None, root: Path, subcommand: str) -> str | None:
+    """`--ckpt_path last|best` names such a file of an earlier run under the root (Lightning
+    alone would only look in this new run's empty folder): the newest last.ckpt, or the
+    best.ckpt with the best stored score."""
+    if ckpt_path not in ("last", "best"):
+        return ckpt_path
+    found = newest_checkpoint(root) if ckpt_path == "last" else best_checkpoint(root)
+    if found is not None:
+        print(f"{subcommand}: --ckpt_path {ckpt_path} -> {found}", file=sys.stderr)
+        return str(found)
+    if subcommand == "fit" and ckpt_path == "last":
+        # Nothing to resume yet: start fresh, so one command serves first run and restarts.
+        print(f"fit: no last.ckpt under {root}: starting from scratch", file=sys.stderr)
+        return None
+    raise UserError(
+        f"--ckpt_path {ckpt_path}: no {ckpt_path}.ckpt under {root}/version_*/checkpoints/"
+    )
 
 
 def preempted_line(argv: list[str]) -> str:
