@@ -23,7 +23,7 @@ def check_argv(argv: list[str]) -> None:
     --model_args, a --device that is no device, an --output_path under a regular file."""
     from lm_eval.utils import simple_parse_args_string
 
-    from bdh_pl.tools.generate import check_device
+    from bdh_pl.tools.common import check_device
     from bdh_pl.tools.lm_eval_model import check_model_args
 
     def value(flag: str) -> str | None:
