@@ -233,3 +233,37 @@ def _save_checkpoint(
 def save_checkpoint():
     """save_checkpoint(path, kind, tokenizer="byte", vocab_size=256, block_size=32) -> network"""
     return _save_checkpoint
+
+
+# --- a real small filesystem (full-disk tests) ----------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(size_kb) -> a folder on a real filesystem of that size (a tmpfs, mounted
+    here: needs root, else the test is skipped with the reason); small_disk.grow(folder,
+    size_kb) frees space. Unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip(
+            "a real small filesystem needs root (mount -t tmpfs); the injected-ENOSPC tests "
+            "cover the same code"
+        )
+    mounted: list[Path] = []
+
+    def make(size_kb: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:  # root without the right to mount (a container, say)
+            pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    def grow(folder: Path, size_kb: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size_kb}k", str(folder)], check=True)
+
+    make.grow = grow
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)
