@@ -24,7 +24,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--old-ref", default="c9f942f")
+    ap.add_argument("--cpu-time", action="store_true", help="CPU time of this thread (1 thread)")
     args = ap.parse_args()
+    assert not args.cpu_time or args.threads == 1
+    clock = time.thread_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     kw = CONFIGS[args.config][0]
     torch.manual_seed(0)
@@ -37,13 +40,14 @@ def main() -> None:
     times = {k: [] for k in models}
     for r in range(args.rounds):
         for k in ("old", "new") if r % 2 == 0 else ("new", "old"):
-            start = time.perf_counter()
+            start = clock()
             outs[k] = models[k].generate(prompt, args.tokens, top_k=1)
-            times[k].append(time.perf_counter() - start)
+            times[k].append(clock() - start)
     assert torch.equal(outs["old"], outs["new"]), "the two generated different tokens"
     ratios = [o / n for o, n in zip(times["old"], times["new"], strict=True)]
     print(
-        f"{args.config}, {args.tokens} tokens, {args.threads} threads: old "
+        f"{args.config}, {args.tokens} tokens, {args.threads} threads"
+        f"{' (CPU time)' if args.cpu_time else ''}: old "
         f"{1e3 * statistics.median(times['old']) / args.tokens:.3f} ms/token, new "
         f"{1e3 * statistics.median(times['new']) / args.tokens:.3f} ms/token; old/new time per "
         f"round {', '.join(f'{x:.3f}' for x in ratios)} (median {statistics.median(ratios):.3f}); "

@@ -317,6 +317,10 @@ def test_the_checkpoints_hyperparameters_define_the_model(good_ckpt, data_dir, t
     assert "n_layer=2 (config: 4)" in err
     _, err = test_bpb(["--config", str(REPO / "configs/wikitext2.yaml")], tmp_path / "wikitext")
     assert "n_embd=64 (config: 256)" in err
+    # How, not what: the command line may evaluate it with other execution switches.
+    switches = ["--model.init_args.fused", "false", "--model.init_args.chunk_size", "8"]
+    got, _ = test_bpb([*SMOKE, *switches], tmp_path / "reference-layer")
+    assert got == pytest.approx(expected, abs=1e-5)
 
 
 def tiny_fit(tmp: Path) -> list[str]:

@@ -1,3 +1,5 @@
+import dataclasses
+import inspect
 import math
 
 import lightning as L
@@ -8,8 +10,22 @@ import torch.nn.functional as F
 
 from bdh_pl.data import TinyShakespeare, WikiText2
 from bdh_pl.data.sources import SplitText
+from bdh_pl.models.bdh import BDHConfig, BDHExecution
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
+
+
+def test_bdhlm_takes_every_bdh_field_with_its_default():
+    """BDHLM's arguments are BDHConfig's (architecture) and BDHExecution's (how it runs), with
+    their defaults, each one reaching the network: a field added there is a CLI option here."""
+    params = inspect.signature(BDHLM.__init__).parameters
+    for cls in (BDHConfig, BDHExecution):
+        for field in dataclasses.fields(cls):
+            assert params[field.name].default == field.default, field.name
+    model = BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, chunk_size=8)
+    assert model.network.config == BDHConfig(1, 32, 0.1, 2, 4, 256)
+    assert model.network.layer_runner == BDHExecution(chunk_size=8)
+    assert BDHLM.execution_options >= {f.name for f in dataclasses.fields(BDHExecution)}
 
 
 def run_test(model, datamodule) -> dict[str, float]:
