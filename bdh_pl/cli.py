@@ -25,7 +25,12 @@ from bdh_pl.cli_help import PROG, top_level_help
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
 from bdh_pl.fileio import check_writable, disk_error
-from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
+from bdh_pl.training.callbacks import (
+    PeakMemory,
+    TestMetricsWriter,
+    Throughput,
+    ValidateFinalStep,
+)
 from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
 from bdh_pl.training.checkpoints import (
     check_hparams,
@@ -332,7 +337,7 @@ def run_lightning(args: list[str] | None) -> None:
         subclass_mode_data=True,
         trainer_defaults={
             "default_root_dir": DEFAULT_ROOT_DIR,
-            "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput()],
+            "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput(), ValidateFinalStep()],
         },
         save_config_kwargs={"overwrite": True},
         # The optimizer and schedule are the model's (AdamW with decay groups, warmup + cosine,
