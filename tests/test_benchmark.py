@@ -346,7 +346,7 @@ def test_smoke_benchmark_end_to_end(data_dir, tmp_path, capsys):
     assert "[2/2] broken lr1x seed 1337: FAILED" in progress
 
 
-def in_process_stage(stage, config_path, root, extra=(), env=None) -> Path:
+def in_process_stage(stage, config_path, root, extra=(), env=None, echo=True) -> Path:
     """runner.run_stage without the subprocess (the same CLI, in this process): ten stages
     would spend a minute importing torch and Lightning ten times."""
     from bdh_pl.bench.runner import StageFailed

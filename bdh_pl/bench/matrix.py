@@ -1,25 +1,35 @@
 """The benchmark matrix: every model trained on the same data for the same budget (tokens,
 FLOPs, seconds or steps), each with its best sweep setting by validation loss, on one or more
-seeds, then tested on its best checkpoint, in one command.
+seeds, then tested on its best checkpoint, in one command; or a compute frontier (`budgets`
+and per model a ladder of sizes: bench/frontier.py).
 
 python -m bdh_pl benchmark --config configs/benchmark/smoke.yaml [--print_config]
 
 writes results/{experiment}/: metrics.json and metrics.csv (one record per run), summary.md
 (a Markdown table per model), charts/*.png, benchmark.yaml (the benchmark config, resolved),
 configs/{model}/{setting}-seed{seed}.yaml (the full Lightning config of each run) and
-runs/{model}/{setting}-seed{seed}/ (its Lightning logs). Each run is two subprocesses,
+runs/{model}/{setting}-seed{seed}/ (its Lightning logs); a frontier adds frontier.json and
+frontier.csv, and a budget level to those paths. Each run is two subprocesses,
 `python -m bdh_pl fit` then `python -m bdh_pl test`, given one resolved config file
-(bench/runner.py).
+(bench/runner.py); `jobs` of them run at once.
+
+Run again, the same command resumes: a run whose record says it finished (same resolved
+config) is not run again, so an interruption loses only the runs in flight.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shlex
 import shutil
 import sys
+import threading
 import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +40,10 @@ from bdh_pl.bench import record as records_
 from bdh_pl.bench import report, resolve, spec, stats
 from bdh_pl.bench.record import Record
 from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage
-from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry, Setting
+from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry, Setting, budget_text, ladder_window
 from bdh_pl.errors import UserError
-from bdh_pl.fileio import atomic_write_text, check_writable
+from bdh_pl.fileio import atomic_write_text, check_writable, lock_folder
+from bdh_pl.training.schedule import warmup_length
 
 
 @dataclass
@@ -47,27 +58,56 @@ class Run:
     root: Path | None = None
     ckpt_args: list[str] = field(default_factory=list)
     before: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None  # a frontier's budget level: runs/{model}/{group}/...
 
     @property
     def ok(self) -> bool:
         return self.record.status == "ok"
 
+    @property
+    def fitted(self) -> bool:
+        """Whether its fit has finished (now, or in an earlier run of the benchmark)."""
+        return self.record.train_steps is not None
+
+    @property
+    def tested(self) -> bool:
+        return self.record.test_bpb is not None
+
 
 class Matrix:
     """Runs the benchmark: for each model, every sweep setting on the first seed (fit only
     when there is a choice), the best by validation loss tested, then repeated on the other
-    seeds; results rewritten after every step. A failure ends that run only."""
+    seeds; results rewritten after every run. A failure ends that run only. Runs go through
+    a pool of `jobs` workers; each model's plan waits only for its own runs."""
 
-    def __init__(self, bench: BenchmarkSpec, command: str) -> None:
+    def __init__(self, bench: BenchmarkSpec, command: str, previous: Iterable[dict] = ()) -> None:
         self.bench, self.command = bench, command
         self.records: list[Record] = []
         self._seconds_per_step: dict[str, float] = {}
+        # Finished runs of an earlier, interrupted invocation, by what they ran.
+        self._previous = {r["config_hash"]: r for r in previous if _reusable(r)}
+        self._lock = threading.Lock()  # records and result files
+        self._build_lock = threading.Lock()  # config parsing and model building
+        self._pool = ThreadPoolExecutor(bench.jobs, thread_name_prefix="run")
+        self._echo = bench.jobs == 1  # one progress bar on the terminal, or none
 
     def run(self) -> list[dict]:
+        plan = self.run_family if self.bench.frontier else self.run_model
         n = len(self.bench.models)
-        for i, entry in enumerate(self.bench.models, 1):
-            say(f"[{i}/{n}] {entry.name}: start")
-            self.run_model(entry, f"[{i}/{n}] {entry.name}")
+        tagged = [
+            (entry, f"[{i}/{n}] {entry.name}") for i, entry in enumerate(self.bench.models, 1)
+        ]
+        try:
+            if self.bench.jobs == 1:
+                for entry, tag in tagged:
+                    say(f"{tag}: start")
+                    plan(entry, tag)
+            else:  # every model's plan at once: their runs share the pool
+                with ThreadPoolExecutor(n, thread_name_prefix="model") as models:
+                    for future in [models.submit(plan, entry, tag) for entry, tag in tagged]:
+                        future.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         records = self.write()
         for path in report.write_charts(self.bench.out_dir, self.bench.experiment, records):
             say(f"chart {path}")
@@ -75,85 +115,188 @@ class Matrix:
         return records
 
     def write(self) -> list[dict]:
-        records = [r.as_dict() for r in self.records]
-        report.write_results(self.bench.out_dir, self.bench.experiment, records, self.command)
+        with self._lock:
+            records = [r.as_dict() for r in self.records]
+            report.write_results(self.bench.out_dir, self.bench.experiment, records, self.command)
         return records
+
+    # --- plans --------------------------------------------------------------------------
 
     def run_model(self, entry: ModelEntry, tag: str) -> None:
         trains = entry.budget.trains
         settings = entry.sweep.settings() if entry.sweep and trains else [Setting()]
         seeds: list[int | None] = list(self.bench.seeds or [None]) if trains else [None]
         choosing = len(settings) > 1
-        first = []
-        for setting in settings:
-            run = self.start(entry, setting, seeds[0])
-            run.record.selected = not choosing  # a sweep run is chosen after all have run
-            self.fit(run)
-            if not choosing:
-                self.test(run)
-            self.end(run, tag)
-            first.append(run)
+        first = [self.start(entry, setting, seeds[0]) for setting in settings]
+        wait([self.submit(run, tag, test=not choosing) for run in first])
         if choosing:
-            best = stats.select_best([r.record.as_dict() for r in first])
-            for j, run in enumerate(first):
-                run.record.selected = j == best
-            if best is None:
-                say(f"{tag}: every sweep run failed")
-                self.write()
+            chosen = self.choose(first, tag, "lowest validation loss")
+            if chosen is None:
                 return
-            winner = first[best]
-            say(f"{tag}: chosen {winner.setting.label} (lowest validation loss)")
-            self.test(winner)
-            self.end(winner, tag)
-        chosen = first[best] if choosing else first[0]
-        for seed in seeds[1:]:
-            run = self.start(entry, chosen.setting, seed)
-            self.fit(run)
-            self.test(run)
-            self.end(run, tag)
+            wait([self.submit(chosen, tag, fit=False, test=True)])
+        else:
+            chosen = first[0]
+        repeats = [self.start(entry, chosen.setting, seed) for seed in seeds[1:]]
+        wait([self.submit(run, tag, test=True) for run in repeats])
 
-    def start(self, entry: ModelEntry, setting: Setting, seed: int | None) -> Run:
-        """Resolve, build, size and write one run's config; the record joins the results."""
-        bench = self.bench
+    def run_family(self, entry: ModelEntry, tag: str) -> None:
+        """A compute frontier's plan for one family: the learning-rate sweep on one size at
+        the smallest budget; every (budget, size) of the ladder's windows with the chosen
+        setting; at each budget the best size (lowest validation loss) tested and repeated
+        on the other seeds."""
+        budgets, sizes = self.bench.budgets, entry.sizes
+        seeds: list[int | None] = list(self.bench.seeds or [None])
+        windows = [
+            [sizes[j] for j in ladder_window(len(sizes), entry.sizes_per_budget, len(budgets), i)]
+            for i in range(len(budgets))
+        ]
+        sized = {
+            (i, s.name): _sized(entry, s, budgets[i]) for i, w in enumerate(windows) for s in w
+        }
+        group = [_budget_group(b) for b in budgets]
+
+        settings = entry.sweep.settings() if entry.sweep else [Setting()]
+        sweep = [
+            self.start(sized[0, entry.sweep_size], s, seeds[0], entry.name, group[0])
+            for s in settings
+        ]
+        wait([self.submit(run, tag) for run in sweep])
+        chosen = self.choose(sweep, tag, f"lowest validation loss of {entry.sweep_size}")
+        if chosen is None:
+            return
+        cells: dict[int, list[Run]] = {i: [] for i in range(len(budgets))}
+        cells[0].append(chosen)
+        for i, window in enumerate(windows):
+            for size in window:
+                if (i, size.name) != (0, entry.sweep_size):
+                    cells[i].append(
+                        self.start(
+                            sized[i, size.name], chosen.setting, seeds[0], entry.name, group[i]
+                        )
+                    )
+        wait(
+            [self.submit(run, tag) for runs in cells.values() for run in runs if run is not chosen]
+        )
+
+        futures = []
+        for i, runs in cells.items():
+            best = stats.select_best([r.record.as_dict() for r in runs])
+            if best is None:
+                say(f"{tag} {group[i]}: every run failed")
+                continue
+            point = runs[best]
+            say(f"{tag} {group[i]}: frontier point {point.entry.name}")
+            for run in runs:
+                run.record.frontier_point = run is point
+            futures.append(self.submit(point, tag, fit=False, test=True))
+            for seed in seeds[1:]:
+                repeat = self.start(point.entry, chosen.setting, seed, entry.name, group[i])
+                repeat.record.frontier_point = True
+                futures.append(self.submit(repeat, tag, test=True))
+        wait(futures)
+
+    def choose(self, runs: list[Run], tag: str, why: str) -> Run | None:
+        """The run with the lowest validation loss; marks the runs chosen or not."""
+        best = stats.select_best([r.record.as_dict() for r in runs])
+        for j, run in enumerate(runs):
+            run.record.selected = j == best
+        self.write()
+        if best is None:
+            say(f"{tag}: every sweep run failed")
+            return None
+        say(f"{tag}: chosen {runs[best].setting.label} ({why})")
+        return runs[best]
+
+    def submit(self, run: Run, tag: str, fit: bool = True, test: bool = False) -> Future:
+        return self._pool.submit(self.execute, run, tag, fit, test)
+
+    def execute(self, run: Run, tag: str, fit: bool, test: bool) -> None:
+        if fit:
+            self.fit(run)
+        if test:
+            self.test(run)
+        self.end(run, tag)
+
+    # --- one run ------------------------------------------------------------------------
+
+    def start(
+        self,
+        entry: ModelEntry,
+        setting: Setting,
+        seed: int | None,
+        family: str | None = None,
+        group: str | None = None,
+    ) -> Run:
+        """Resolve, build, size and write one run's config; the record joins the results
+        (an earlier invocation's record when it ran the same config)."""
         before = records_.environment()
         record = Record(model=entry.name, setting=setting.label, selected=True, **before)
-        record.budget = _budget_text(entry.budget)
-        self.records.append(record)
-        run = Run(entry, setting, record, before=before)
+        record.budget = budget_text(entry.budget)
+        record.family = family
+        if entry.budget.flops is not None:
+            record.budget_flops = entry.budget.flops
+        with self._lock:
+            self.records.append(record)
+        run = Run(entry, setting, record, before=before, group=group)
         start = time.perf_counter()
         try:
-            config = resolve.apply_setting(resolve.lightning_config(bench, entry), setting, seed)
-            model = config["model"]["init_args"]
-            record.update(
-                {k: model.get(k) for k in ("learning_rate", "dropout", "weight_decay")}
-                | {"seed": resolve.run_seed(config)}
-            )
-            per_step = resolve.tokens_per_step(config)
-            name = f"{setting.label}-seed{record.seed}"
-            run.root = bench.out_dir / "runs" / entry.name / name
-            shutil.rmtree(run.root, ignore_errors=True)  # a re-run replaces this run's logs
-            config["trainer"]["default_root_dir"] = str(run.root)
-            record.tokens_per_step = per_step
-
-            run.stage = "build"
-            built, datamodule = resolve.build(config)
-            figures, warning = resolve.static_figures(built, datamodule)
-            record.update(figures)
-            if warning:
-                say(f"warning: {warning}")
-            if entry.budget.trains:
-                run.stage = "budget"
-                self.size(run, config, built, datamodule)
-            run.config_path = bench.out_dir / "configs" / entry.name / f"{name}.yaml"
-            atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False))
-            record.config = str(run.config_path)
+            with self._build_lock:  # jsonargparse and LightningCLI are not thread-safe
+                self.configure(run, seed)
         except Exception as err:
             self.fail(run, err)
         record.wall_time_s = round(time.perf_counter() - start, 1)
+        if run.ok and (previous := self._previous.get(record.config_hash)):
+            self.resume(run, previous)
         return run
 
+    def configure(self, run: Run, seed: int | None) -> None:
+        bench, entry, record = self.bench, run.entry, run.record
+        config = resolve.apply_setting(resolve.lightning_config(bench, entry), run.setting, seed)
+        model = config["model"]["init_args"]
+        record.update(
+            {k: model.get(k) for k in ("learning_rate", "dropout", "weight_decay")}
+            | {"seed": resolve.run_seed(config)}
+        )
+        per_step = resolve.tokens_per_step(config)
+        name = f"{run.setting.label}-seed{record.seed}"
+        where = Path(entry.name, run.group) if run.group else Path(entry.name)
+        run.root = bench.out_dir / "runs" / where / name
+        config["trainer"]["default_root_dir"] = str(run.root)
+        record.tokens_per_step = per_step
+
+        run.stage = "build"
+        built, datamodule = resolve.build(config)
+        figures, warning = resolve.static_figures(built, datamodule)
+        record.update(figures)
+        if warning:
+            say(f"warning: {warning}")
+        if entry.budget.trains:
+            run.stage = "budget"
+            self.size(run, config, built, datamodule)
+        record.config_hash = config_hash(config, entry.budget)
+        run.config_path = bench.out_dir / "configs" / where / f"{name}.yaml"
+        atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False))
+        record.config = str(run.config_path)
+
+    def resume(self, run: Run, previous: dict) -> None:
+        """Take an earlier invocation's record of this very run: its fit is not run again
+        when its checkpoint is still there, nor its test when it has one."""
+        kept = {k: v for k, v in previous.items() if k in records_.KEYS}
+        kept.update(model=run.record.model, selected=run.record.selected)
+        run.record.update(kept)
+        if not run.fitted or not run.entry.budget.trains:
+            return
+        try:
+            _, ckpt = read_checkpoint_state(Path(run.record.fit_run))
+        except (StageFailed, OSError, TypeError):
+            run.record.update({"train_steps": None, "test_bpb": None})  # fit again
+            return
+        run.ckpt_args = ["--ckpt_path", str(ckpt)]
+        say(f"{run.entry.name} {run.setting.label} seed {run.record.seed}: done before, kept")
+
     def size(self, run: Run, config: dict[str, Any], model, datamodule) -> None:
-        """The budget as max_steps (max_time for seconds) and the schedule's length."""
+        """The budget as max_steps (max_time for seconds), the schedule's length, and the
+        validation interval."""
         budget, record = run.entry.budget, run.record
         seconds_per_step = None
         if budget.seconds is not None:
@@ -179,9 +322,15 @@ class Matrix:
             trainer["max_steps"] = steps
         if "lr_decay_steps" in model_args:
             model_args["lr_decay_steps"] = steps
+        if self.bench.validations:
+            trainer["val_check_interval"] = max(1, steps // self.bench.validations)
+        if "warmup_steps" in model_args:
+            record.warmup_steps = warmup_length(
+                steps, model_args["warmup_steps"], model_args.get("warmup_fraction")
+            )
 
     def fit(self, run: Run) -> None:
-        if not run.ok:
+        if not run.ok or run.fitted:
             return
         record, start = run.record, time.perf_counter()
         if not run.entry.budget.trains:
@@ -189,6 +338,7 @@ class Matrix:
             return
         run.stage = "fit"
         try:
+            shutil.rmtree(run.root, ignore_errors=True)  # a re-run replaces this run's logs
             config = yaml.safe_load(run.config_path.read_text())
             steps = config["trainer"]["max_steps"]
             steps_text = f"{steps} steps" if steps > 0 else "until the clock ends it"
@@ -197,7 +347,9 @@ class Matrix:
                 f"{record.tokens_per_step:,} tokens ({run.config_path})"
             )
             record.load_avg_start = _load_average()
-            fit_dir = run_stage("fit", run.config_path, run.root, env=self.bench.env)
+            fit_dir = run_stage(
+                "fit", run.config_path, run.root, env=self.bench.env, echo=self._echo
+            )
             record.load_avg_end = _load_average()
             global_step, ckpt = read_checkpoint_state(fit_dir)
             record.update(records_.fit_figures(fit_dir, global_step, record.tokens_per_step))
@@ -208,14 +360,16 @@ class Matrix:
         record.wall_time_s = round((record.wall_time_s or 0) + record.fit_time_s, 1)
 
     def test(self, run: Run) -> None:
-        if not run.ok:
+        if not run.ok or run.tested:
             return
         record, start = run.record, time.perf_counter()
         run.stage = "test"
         try:
             what = run.ckpt_args[-1] if run.ckpt_args else "(zero-shot)"
             say(f"{run.entry.name} {run.setting.label} seed {record.seed}: test {what}")
-            test_dir = run_stage("test", run.config_path, run.root, run.ckpt_args, self.bench.env)
+            test_dir = run_stage(
+                "test", run.config_path, run.root, run.ckpt_args, self.bench.env, echo=self._echo
+            )
             record.update(records_.test_figures(test_dir))
         except Exception as err:
             self.fail(run, err)
@@ -231,11 +385,10 @@ class Matrix:
         record = run.record
         record.finish()
         after = records_.environment()
-        if run.before["git_commit"] is not None:  # the commit is what ran only if clean throughout
+        if run.before["git_commit"] is not None and record.git_commit == run.before["git_commit"]:
+            # The commit is what ran only if clean throughout (a kept record keeps its own).
             record.git_dirty = bool(
-                run.before["git_dirty"]
-                or after["git_dirty"]
-                or run.before["git_commit"] != after["git_commit"]
+                record.git_dirty or after["git_dirty"] or after["git_commit"] != record.git_commit
             )
         self.write()
         what = f"{run.setting.label} seed {record.seed}"
@@ -246,16 +399,44 @@ class Matrix:
                 f"{tag} {what}: done in {record.wall_time_s:.0f} s, test bpb "
                 f"{record.test_bpb:.4f}, loss {record.test_loss:.4f}"
             )
-        else:
+        elif record.best_val_loss is not None:
             say(
                 f"{tag} {what}: trained in {record.wall_time_s:.0f} s, best validation loss "
                 f"{record.best_val_loss:.4f} at step {record.best_step}"
             )
 
 
-def _budget_text(budget) -> str:
-    value = getattr(budget, budget.kind, None)
-    return budget.kind if value is None or value is True else f"{budget.kind} {value:g}"
+def _sized(entry: ModelEntry, size: spec.Size, budget: spec.Budget) -> ModelEntry:
+    """One size of a family at one budget, as a model of its own."""
+    return ModelEntry(
+        entry.configs, size.name, {**entry.model_args, **size.model_args}, budget, None
+    )
+
+
+def _budget_group(budget: spec.Budget) -> str:
+    """A budget as a folder name: `flops1e+13` -> `flops1e13`."""
+    return budget_text(budget).replace(" ", "").replace("+", "")
+
+
+def config_hash(config: dict[str, Any], budget: spec.Budget) -> str:
+    """What a run is: its resolved config and budget. (A seconds budget's step count comes
+    from a timing, which differs from one invocation to the next: left out.)"""
+    config = json.loads(json.dumps(config, default=str))
+    if budget.seconds is not None:
+        for key in ("max_steps", "val_check_interval"):
+            config["trainer"].pop(key, None)
+        config["model"]["init_args"].pop("lr_decay_steps", None)
+    text = json.dumps([config, budget_text(budget)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _reusable(record: dict) -> bool:
+    return bool(record.get("config_hash")) and record.get("status") == "ok"
+
+
+def wait(futures: list[Future]) -> None:
+    for future in futures:
+        future.result()  # a bug in the matrix itself surfaces here
 
 
 def _load_average() -> float | None:
@@ -269,16 +450,36 @@ def say(line: str) -> None:
     print(f"[benchmark] {line}", flush=True)
 
 
-def run_benchmark(bench: BenchmarkSpec, command: str) -> list[dict]:
+def previous_records(out: Path) -> list[dict]:
+    """The records of an earlier invocation into the same folder (none if unreadable)."""
+    try:
+        return json.loads((out / "metrics.json").read_text())["records"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> list[dict]:
     out = bench.out_dir
     hint = "set output_dir (or --output_dir) to a writable folder"
     check_writable(out, hint)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
     except OSError:
         raise UserError(f"cannot write under {str(out)!r}: {hint}") from None
-    return Matrix(bench, command).run()
+    lock = lock_folder(out)
+    if lock is None:
+        raise UserError(
+            f"another benchmark is writing to {str(out)!r}: wait for it to end, or give this "
+            "one another experiment name or output_dir"
+        )
+    try:
+        atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
+        previous = previous_records(out) if resume else []
+        if kept := sum(_reusable(r) for r in previous):
+            say(f"resuming: {kept} records of an earlier run in {out}/")
+        return Matrix(bench, command, previous).run()
+    finally:
+        os.close(lock)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ class Record:
     """Fields in table order (metrics.csv columns); see docs/benchmark.md for each."""
 
     model: str
+    family: str | None = None
     status: str = "ok"
     failed_stage: str | None = None
     error: str | None = None
@@ -29,6 +30,8 @@ class Record:
     dropout: float | None = None
     weight_decay: float | None = None
     budget: str | None = None
+    budget_flops: float | None = None
+    frontier_point: bool | None = None
     model_class: str | None = None
     dataset: str | None = None
     tokenizer: str | None = None
@@ -38,6 +41,7 @@ class Record:
     train_steps: int | None = None
     train_tokens: int | None = None
     tokens_per_step: int | None = None
+    warmup_steps: int | None = None
     train_flops: float | None = None
     best_step: int | None = None
     best_val_loss: float | None = None
@@ -61,6 +65,7 @@ class Record:
     precision: str | None = None
     checkpoint: str | None = None
     config: str | None = None
+    config_hash: str | None = None
     fit_run: str | None = None
     test_run: str | None = None
     wall_time_s: float | None = None

@@ -25,13 +25,14 @@ def run_stage(
     root: Path,
     extra: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    echo: bool = True,
 ) -> Path:
-    """Run `python -m bdh_pl {stage}` with the config, streaming its progress bar, teeing its
-    stderr to {root}/{stage}.log. Returns the version_N folder the run logged to."""
+    """Run `python -m bdh_pl {stage}` with the config, teeing its stderr (the progress bar) to
+    {root}/{stage}.log and, when `echo`, to ours. Returns the version_N folder it logged to."""
     before = set(root.glob("version_*"))
     cmd = [sys.executable, "-m", "bdh_pl", stage, "--config", str(config_path), *extra]
     root.mkdir(parents=True, exist_ok=True)
-    code, tail = _stream(cmd, root / f"{stage}.log", {**os.environ, **(env or {})})
+    code, tail = _stream(cmd, root / f"{stage}.log", {**os.environ, **(env or {})}, echo)
     if code:
         raise StageFailed(error_line(tail) or f"exit code {code}")
     new = sorted(set(root.glob("version_*")) - before)
@@ -40,9 +41,9 @@ def run_stage(
     return new[0]
 
 
-def _stream(cmd: list[str], log_path: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run cmd; its stderr goes to our stderr (Lightning's progress bar) and to the log file.
-    Returns the exit code and the end of its stderr."""
+def _stream(cmd: list[str], log_path: Path, env: dict[str, str], echo: bool) -> tuple[int, str]:
+    """Run cmd; its stderr goes to the log file and, when `echo`, to our stderr (Lightning's
+    progress bar). Returns the exit code and the end of its stderr."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail: list[str] = []
     with open(log_path, "w") as log:
@@ -51,8 +52,9 @@ def _stream(cmd: list[str], log_path: Path, env: dict[str, str]) -> tuple[int, s
         while chunk := proc.stderr.read1(1 << 16):
             text = decoder.decode(chunk)
             log.write(text)
-            sys.stderr.write(text)
-            sys.stderr.flush()
+            if echo:
+                sys.stderr.write(text)
+                sys.stderr.flush()
             tail = (tail + [text])[-64:]
         code = proc.wait()
     return code, "".join(tail)
