@@ -368,6 +368,8 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         dataset=datasets,
         models=entries,
         env={str(k): str(v) for k, v in spec.env.items()},
+        jobs=int(spec.jobs),  # plain numbers for YAML (jsonargparse's are subclasses)
+        validations=int(spec.validations) if spec.validations else None,
     )
 
 
@@ -479,7 +481,7 @@ def _check_ladder(
     for size in sizes:
         if not NAME.match(size.name):
             raise UserError(f"{where}: size name {size.name!r} must be letters, digits, . _ -")
-    per_budget = entry.sizes_per_budget or len(sizes)
+    per_budget = int(entry.sizes_per_budget or len(sizes))
     if per_budget > len(sizes):
         raise UserError(
             f"{where}.sizes_per_budget {per_budget} exceeds the ladder's {len(sizes)} sizes"
