@@ -273,7 +273,7 @@ class Matrix:
         if entry.budget.trains:
             run.stage = "budget"
             self.size(run, config, built, datamodule)
-        record.config_hash = config_hash(config, entry.budget)
+        record.config_hash = run_key(bench, entry, run.setting, seed)
         run.config_path = bench.out_dir / "configs" / where / f"{name}.yaml"
         atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False))
         record.config = str(run.config_path)
@@ -418,16 +418,16 @@ def _budget_group(budget: spec.Budget) -> str:
     return budget_text(budget).replace(" ", "").replace("+", "")
 
 
-def config_hash(config: dict[str, Any], budget: spec.Budget) -> str:
-    """What a run is: its resolved config and budget. (A seconds budget's step count comes
-    from a timing, which differs from one invocation to the next: left out.)"""
-    config = json.loads(json.dumps(config, default=str))
-    if budget.seconds is not None:
-        for key in ("max_steps", "val_check_interval"):
-            config["trainer"].pop(key, None)
-        config["model"]["init_args"].pop("lr_decay_steps", None)
-    text = json.dumps([config, budget_text(budget)], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def run_key(bench: BenchmarkSpec, entry: ModelEntry, setting: Setting, seed: int | None) -> str:
+    """What a run is, as the benchmark config says it: the text of its config layers (files
+    read), its setting, seed, budget and validations. Code defaults are not part of it, so a
+    resumed benchmark keeps its finished runs across a code change that alters none of those."""
+    layers = []
+    for layer in resolve.layers(bench, entry):
+        path = Path(layer)
+        layers.append(path.read_text() if "\n" not in layer and path.is_file() else layer)
+    what = [layers, setting.label, seed, budget_text(entry.budget), bench.validations]
+    return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]
 
 
 def _reusable(record: dict) -> bool:
