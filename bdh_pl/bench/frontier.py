@@ -266,6 +266,7 @@ def frontier(records: list[dict]) -> dict[str, Any]:
             "runs": [_run_row(r) for r in runs],
             "frontier": points,
             "fit": fit and {**fit, "band": _parameter_band(boot), "bootstrap_n": len(boot)},
+            "curve": fit and fit_curve(fit, boot, [p["budget_flops"] for p in points]),
             "bootstrap": boot,
         }
     fitted = out["families"]
@@ -273,6 +274,20 @@ def frontier(records: list[dict]) -> dict[str, Any]:
     for entry in fitted.values():
         entry.pop("bootstrap")  # a thousand fits: used above, not worth the file
     return out
+
+
+def fit_curve(fit: dict, boot: list[dict], budgets: list[float], n: int = 60) -> dict:
+    """The fit and its 5-95% band on a grid from the smallest budget to CROSSING_RANGE x the
+    largest (beyond `largest_budget`: an extrapolation), for charts and readers."""
+    grid = np.geomspace(min(budgets), CROSSING_RANGE * max(budgets), n)
+    low, high = band(boot, grid) if boot else (None, None)
+    return {
+        "largest_budget": max(budgets),
+        "flops": grid.tolist(),
+        "val_bpb": predict(fit, grid).tolist(),
+        "low": None if low is None else low.tolist(),
+        "high": None if high is None else high.tolist(),
+    }
 
 
 def _parameter_band(fits: list[dict]) -> dict[str, list[float]] | None:

@@ -90,6 +90,9 @@ class Matrix:
         self._build_lock = threading.Lock()  # config parsing and model building
         self._pool = ThreadPoolExecutor(bench.jobs, thread_name_prefix="run")
         self._echo = bench.jobs == 1  # one progress bar on the terminal, or none
+        # Parsing a config moves this process into the config's folder for a moment
+        # (jsonargparse resolves nested paths so): other threads use this folder explicitly.
+        self._cwd = Path.cwd()
 
     def run(self) -> list[dict]:
         plan = self.run_family if self.bench.frontier else self.run_model
@@ -114,10 +117,15 @@ class Matrix:
         say(f"results in {self.bench.out_dir}/ (metrics.json, metrics.csv, summary.md, charts/)")
         return records
 
+    def here(self, path: Path) -> Path:
+        """`path` relative to the benchmark's folder, as an absolute path."""
+        return path if path.is_absolute() else self._cwd / path
+
     def write(self) -> list[dict]:
         with self._lock:
             records = [r.as_dict() for r in self.records]
-            report.write_results(self.bench.out_dir, self.bench.experiment, records, self.command)
+            out = self.here(self.bench.out_dir)
+            report.write_results(out, self.bench.experiment, records, self.command)
         return records
 
     # --- plans --------------------------------------------------------------------------
@@ -229,7 +237,7 @@ class Matrix:
     ) -> Run:
         """Resolve, build, size and write one run's config; the record joins the results
         (an earlier invocation's record when it ran the same config)."""
-        before = records_.environment()
+        before = records_.environment(self._cwd)
         record = Record(model=entry.name, setting=setting.label, selected=True, **before)
         record.budget = budget_text(entry.budget)
         record.family = family
@@ -275,7 +283,7 @@ class Matrix:
             self.size(run, config, built, datamodule)
         record.config_hash = run_key(bench, entry, run.setting, seed)
         run.config_path = bench.out_dir / "configs" / where / f"{name}.yaml"
-        atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False))
+        atomic_write_text(self.here(run.config_path), yaml.safe_dump(config, sort_keys=False))
         record.config = str(run.config_path)
 
     def resume(self, run: Run, previous: dict) -> None:
@@ -287,7 +295,7 @@ class Matrix:
         if not run.fitted or not run.entry.budget.trains:
             return
         try:
-            _, ckpt = read_checkpoint_state(Path(run.record.fit_run))
+            _, ckpt = read_checkpoint_state(Path(run.record.fit_run), self._cwd)
         except (StageFailed, OSError, TypeError):
             run.record.update({"train_steps": None, "test_bpb": None})  # fit again
             return
@@ -325,9 +333,14 @@ class Matrix:
         if self.bench.validations:
             trainer["val_check_interval"] = max(1, steps // self.bench.validations)
         if "warmup_steps" in model_args:
-            record.warmup_steps = warmup_length(
-                steps, model_args["warmup_steps"], model_args.get("warmup_fraction")
-            )
+            fraction = model_args.get("warmup_fraction")
+            record.warmup_steps = warmup_length(steps, model_args["warmup_steps"], fraction)
+            if fraction is None and record.warmup_steps > 0.2 * steps:
+                say(
+                    f"warning: {run.entry.name} warms up for {record.warmup_steps} of its "
+                    f"{steps} steps: set model.init_args.warmup_fraction (e.g. 0.05) to size "
+                    "the warmup to each run"
+                )
 
     def fit(self, run: Run) -> None:
         if not run.ok or run.fitted:
@@ -338,8 +351,8 @@ class Matrix:
             return
         run.stage = "fit"
         try:
-            shutil.rmtree(run.root, ignore_errors=True)  # a re-run replaces this run's logs
-            config = yaml.safe_load(run.config_path.read_text())
+            shutil.rmtree(self.here(run.root), ignore_errors=True)  # a re-run replaces its logs
+            config = yaml.safe_load(self.here(run.config_path).read_text())
             steps = config["trainer"]["max_steps"]
             steps_text = f"{steps} steps" if steps > 0 else "until the clock ends it"
             say(
@@ -348,11 +361,17 @@ class Matrix:
             )
             record.load_avg_start = _load_average()
             fit_dir = run_stage(
-                "fit", run.config_path, run.root, env=self.bench.env, echo=self._echo
+                "fit",
+                run.config_path,
+                run.root,
+                env=self.bench.env,
+                echo=self._echo,
+                cwd=self._cwd,
             )
             record.load_avg_end = _load_average()
-            global_step, ckpt = read_checkpoint_state(fit_dir)
-            record.update(records_.fit_figures(fit_dir, global_step, record.tokens_per_step))
+            global_step, ckpt = read_checkpoint_state(fit_dir, self._cwd)
+            figures = records_.fit_figures(self.here(fit_dir), global_step, record.tokens_per_step)
+            record.update(figures | {"fit_run": str(fit_dir)})
             run.ckpt_args = ["--ckpt_path", str(ckpt)]
         except Exception as err:
             self.fail(run, err)
@@ -368,9 +387,15 @@ class Matrix:
             what = run.ckpt_args[-1] if run.ckpt_args else "(zero-shot)"
             say(f"{run.entry.name} {run.setting.label} seed {record.seed}: test {what}")
             test_dir = run_stage(
-                "test", run.config_path, run.root, run.ckpt_args, self.bench.env, echo=self._echo
+                "test",
+                run.config_path,
+                run.root,
+                run.ckpt_args,
+                self.bench.env,
+                echo=self._echo,
+                cwd=self._cwd,
             )
-            record.update(records_.test_figures(test_dir))
+            record.update(records_.test_figures(self.here(test_dir)) | {"test_run": str(test_dir)})
         except Exception as err:
             self.fail(run, err)
         record.wall_time_s = round((record.wall_time_s or 0) + time.perf_counter() - start, 1)
@@ -384,7 +409,7 @@ class Matrix:
         and rewrite the results."""
         record = run.record
         record.finish()
-        after = records_.environment()
+        after = records_.environment(self._cwd)
         if run.before["git_commit"] is not None and record.git_commit == run.before["git_commit"]:
             # The commit is what ran only if clean throughout (a kept record keeps its own).
             record.git_dirty = bool(

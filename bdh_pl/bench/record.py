@@ -145,22 +145,24 @@ def test_figures(test_dir: Path) -> dict[str, Any]:
         test_run=str(test_dir),
         eval_tokens_per_sec=metrics.get("test/tokens_per_sec"),
         test_peak_memory_mb=metrics.get("test/peak_memory_mb"),
-        **{k: result.get(k) for k in ("checkpoint", "dataset", "tokenizer", "block_size")},
-        **{k: result.get(k) for k in ("params", "non_embedding_params", "device")},
-        **{k: result.get(k) for k in ("memory_kind", "precision")},
     )
+    context = ("checkpoint", "dataset", "tokenizer", "block_size", "params", "device")
+    context += ("non_embedding_params", "memory_kind", "precision")
+    # What the test run says of itself; a key it leaves out keeps the value counted before.
+    figures.update({k: result[k] for k in context if result.get(k) is not None})
     return figures
 
 
-def environment() -> dict[str, Any]:
-    """Which code ran: git commit and whether tracked files differ from it, torch, Lightning."""
+def environment(cwd: Path | None = None) -> dict[str, Any]:
+    """Which code ran: git commit and whether tracked files differ from it (of the repository
+    at `cwd`, default this process's folder), torch, Lightning."""
     import lightning
     import torch
 
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(
-                ["git", *args], capture_output=True, text=True, check=True
+                ["git", *args], capture_output=True, text=True, check=True, cwd=cwd
             ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return None

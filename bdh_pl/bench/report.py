@@ -1,6 +1,6 @@
 """The results of a benchmark: metrics.json, metrics.csv, summary.md (rewritten after every
-run), a compute frontier's frontier.json and frontier.csv (bench/frontier.py) and the charts
-(bench/charts.py, bench/frontier_charts.py)."""
+run), a compute frontier's frontier.json and frontier.csv (bench/frontier.py), and charts/*.png
+(drawn by bdh_pl.charts; `python -m bdh_pl plot --results` redraws)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from matplotlib.ticker import EngFormatter
 
 from bdh_pl.bench import frontier, stats
-from bdh_pl.bench.charts import benchmark_chart_names, write_benchmark_charts
-from bdh_pl.bench.frontier_charts import FRONTIER_CHARTS, write_frontier_charts
 from bdh_pl.bench.record import KEYS
+from bdh_pl.charts.benchmark import BenchmarkRecords, chart_names, write_benchmark_charts
+from bdh_pl.charts.frontier import FRONTIER_CHARTS, write_frontier_charts
 from bdh_pl.fileio import atomic_write_text, write_json
 
 
@@ -49,10 +49,22 @@ def _csv(rows: list[dict], columns) -> str:
     return buffer.getvalue()
 
 
-def write_charts(out: Path, experiment: str, records: list[dict]) -> list[Path]:
-    if frontier.families(records):  # dozens of runs: the frontier's own charts
-        return write_frontier_charts(frontier.frontier(records), out / "charts")
-    return write_benchmark_charts(records, experiment, out / "charts")
+def chart_records(experiment: str, records: list[dict]) -> BenchmarkRecords:
+    """The records with the benchmark's choices (chosen runs, seed means) the charts show."""
+    return BenchmarkRecords(
+        experiment, records, stats.aggregate(records), stats.chosen_runs(records),
+        stats.swept(records),
+    )  # fmt: skip
+
+
+def write_charts(
+    out: Path, experiment: str, records: list[dict], charts_dir: Path | None = None
+) -> list[Path]:
+    """charts/*.png under `out` (or in `charts_dir`); a compute frontier's own charts (dozens
+    of runs: the frontier, not every curve)."""
+    if frontier.families(records):
+        return write_frontier_charts(frontier.frontier(records), charts_dir or out / "charts")
+    return write_benchmark_charts(chart_records(experiment, records), charts_dir or out / "charts")
 
 
 FRONTIER_RUN_COLUMNS = [
@@ -71,19 +83,6 @@ FRONTIER_RUN_COLUMNS = [
     ("frontier", "frontier_point", "{}"),
     ("chosen lr", "selected", "{}"),
 ]
-
-
-def commits_line(records: list[dict]) -> str:
-    """Every commit the runs ran on, with how many runs and whether the tree was dirty."""
-    counts: dict[tuple, int] = {}
-    for r in records:
-        key = ((r.get("git_commit") or "?")[:12], bool(r.get("git_dirty")))
-        counts[key] = counts.get(key, 0) + 1
-    parts = [
-        f"{commit}{' (uncommitted changes)' if dirty else ''}: {n} run{'s' * (n != 1)}"
-        for (commit, dirty), n in counts.items()
-    ]
-    return "git " + "; ".join(parts)
 
 
 def frontier_summary(experiment: str, records: list[dict], command: str, result: dict) -> str:
@@ -255,6 +254,20 @@ def _table(rows: list[dict], columns: list) -> list[str]:
     return lines
 
 
+def commits_line(records: list[dict]) -> str:
+    """Every commit the runs ran on, with how many runs and whether the tree had uncommitted
+    changes: "git dc4bafb5ceb7 (3 runs), 6bf249903e06 with uncommitted changes (1 run)"."""
+    counts: dict[tuple[str, bool], int] = {}
+    for r in records:
+        key = ((r.get("git_commit") or "?")[:12], bool(r.get("git_dirty")))
+        counts[key] = counts.get(key, 0) + 1
+    parts = [
+        f"{commit}{' with uncommitted changes' if dirty else ''} ({n} run{'s' * (n != 1)})"
+        for (commit, dirty), n in counts.items()
+    ]
+    return "git " + ", ".join(parts)
+
+
 def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
     rows = stats.aggregate(records)
     ok = [r for r in records if r["status"] == "ok"]
@@ -268,8 +281,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
         "",
         f"Dataset {first['dataset'] or '?'}; device {first['device'] or '?'}, precision "
         f"{first['precision'] or '?'}; torch {first['torch_version']}, lightning "
-        f"{first['lightning_version']}; git {(first['git_commit'] or '?')[:12]}"
-        f"{' (uncommitted changes)' if first['git_dirty'] else ''}."
+        f"{first['lightning_version']}; {commits_line(records)}."
         + (f" Budget per model: {', '.join(budgets)}." if budgets else ""),
         "",
         *_table(rows, SUMMARY_COLUMNS),
@@ -318,7 +330,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
             f"{r['failed_stage']}: {r['error']}"
             for r in failed
         ]
-    names = benchmark_chart_names(records)
+    names = chart_names(chart_records(experiment, records))
     charts = ", ".join(f"[{c}](charts/{c}.png)" for c in names)
     lines += ["", f"Charts: {charts}.", ""]
     return "\n".join(lines)

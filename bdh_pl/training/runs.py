@@ -71,24 +71,70 @@ RUN = RunState()
 class TensorBoard(TensorBoardLogger):
     """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
     metrics it logs anyway (Lightning writes that table only with a metric value to log at
-    step 0, which would be a fake point on the curve)."""
+    step 0, which would be a fake point on the curve). The table leads with what tells runs
+    apart (`LEAD`); internal keys are left out. Scalars leave out Lightning's constant
+    `epoch` (training draws windows without epochs) and ThroughputMonitor's running counters
+    (`*/batches`, `*/samples`, `*/lengths`, `*/time`), which metrics.csv keeps for the charts."""
 
     HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
+    LEAD = (
+        "model", "params", "n_layer", "n_embd", "n_head", "learning_rate", "dropout",
+        "weight_decay", "dataset", "tokenizer", "block_size", "batch_size", "seed",
+    )  # fmt: skip
+    INTERNAL_KEYS = ("_instantiator", "_class_path")
+    COUNTERS = ("batches", "samples", "lengths", "time")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._table: dict[str, Any] | None = None
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
         super().log_hyperparams(params, metrics)  # hparams.yaml
-        if metrics is not None:
+        if metrics is None:
+            self._table = dict(params) if isinstance(params, dict) else vars(params)
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Lightning calls this with the model right after `log_hyperparams`: the HParams
+        table is written here, with the model's class, size and data set."""
+        super().log_graph(model, input_array)
+        if self._table is None:
             return
+        datamodule = getattr(getattr(model, "_trainer", None), "datamodule", None)
+        counts = getattr(model, "parameter_counts", None)
+        known = {
+            "model": type(model).__name__,
+            "params": counts[0] if counts else None,
+            "dataset": getattr(datamodule, "dataset_name", None),
+        }
+        self._write_table({**{k: v for k, v in known.items() if v is not None}, **self._table})
+        self._table = None
+
+    def _write_table(self, params: dict[str, Any]) -> None:
         from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
         from torch.utils.tensorboard.summary import hparams
 
         flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        flat = {k: v for k, v in flat.items() if k not in self.INTERNAL_KEYS}
+        ordered = {k: flat.pop(k) for k in self.LEAD if k in flat} | flat
         # the plugin takes numbers, strings and bools; anything else as its text
-        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        ordered = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in ordered.items()
+        }
         writer = self.experiment._get_file_writer()
-        for summary in hparams(flat, dict.fromkeys(self.HP_METRICS, 0.0)):
+        for summary in hparams(ordered, dict.fromkeys(self.HP_METRICS, 0.0)):
             writer.add_summary(summary)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        shown = {
+            k: v
+            for k, v in metrics.items()
+            if k != "epoch" and k.rsplit("/", 1)[-1] not in self.COUNTERS
+        }
+        if shown:
+            super().log_metrics(shown, step)
 
 
 def make_loggers(

@@ -100,3 +100,19 @@ def test_a_loss_below_the_floor_is_never_reached():
     assert frontier.flops_for_loss(fit, 0.99) == math.inf
     assert frontier.flops_for_loss(fit, 1.1) == pytest.approx((10 / 0.1) ** 2)
     assert frontier.fit_power_law([1e12, 2e12], [2.0, 1.9]) is None  # two budgets: no fit
+
+
+def test_the_frontier_charts_pass_the_checker(tmp_path):
+    from bdh_pl.charts import figure_problems
+    from bdh_pl.charts import frontier as charts
+
+    runs = records("bdh", curve(0.9, 3e3, 0.3)) + records("gpt2", curve(1.0, 1e3, 0.28))
+    for r in runs:
+        r.update(fit_time_s=r["budget_flops"] / 3e10, load_avg_start=2.0, load_avg_end=3.5)
+    runs[-1]["best_val_bpb"] += 0.3  # gpt2's last point: one seed far off (a wide error bar)
+    result = frontier.frontier(runs)
+    for draw in (charts.isoflop_figure, charts.frontier_figure, charts.seconds_figure):
+        assert figure_problems(draw(result)) == [], draw.__name__
+    paths = charts.write_frontier_charts(result, tmp_path)
+    assert [p.name for p in paths] == [f"{c}.png" for c in charts.FRONTIER_CHARTS]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)

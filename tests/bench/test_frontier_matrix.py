@@ -5,7 +5,9 @@ which runs are made, in which order of choices, and that a killed matrix resumes
 import csv
 import json
 import math
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -65,15 +67,18 @@ class FakeStages:
         self.kill_after = kill_after
         self.lock = threading.Lock()
 
-    def __call__(self, stage, config_path, root, extra=(), env=None, echo=True) -> Path:
+    def __call__(self, stage, config_path, root, extra=(), env=None, echo=True, cwd=None) -> Path:
         with self.lock:
             if self.kill_after is not None and len(self.calls) >= self.kill_after:
                 raise KeyboardInterrupt  # the matrix killed mid-way
             self.calls.append((stage, str(config_path)))
-            root.mkdir(parents=True, exist_ok=True)
-            version = root / f"version_{len(list(root.glob('version_*')))}"
+            base = Path(cwd) if cwd is not None else Path.cwd()  # as runner.run_stage
+            where = root if root.is_absolute() else base / root
+            where.mkdir(parents=True, exist_ok=True)
+            version = where / f"version_{len(list(where.glob('version_*')))}"
             version.mkdir()
-        config = yaml.safe_load(Path(config_path).read_text())
+        time.sleep(0.01)  # a stage takes time: other threads go on meanwhile
+        config = yaml.safe_load((base / config_path).read_text())
         loss = fake_loss(config)
         steps = config["trainer"]["max_steps"]
         if stage == "fit":
@@ -92,7 +97,7 @@ class FakeStages:
                 "test/ppl": math.exp(loss),
             }
             (version / "test_metrics.json").write_text(json.dumps({"metrics": metrics}))
-        return version
+        return root / version.name
 
 
 def test_budgets_and_ladders_expand_to_the_right_runs(tmp_path):
@@ -226,3 +231,36 @@ def test_a_second_benchmark_into_the_same_folder_is_refused(tmp_path, monkeypatc
         import os
 
         os.close(held)
+
+
+def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(tmp_path, monkeypatch):
+    """jsonargparse moves the process into a config's folder while it parses it; runs in the
+    other threads must not follow it (their logs, configs and results stay where they are)."""
+    from bdh_pl.bench import resolve
+
+    parse = resolve.lightning_config
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def parse_moving(bench, entry):
+        here = os.getcwd()
+        os.chdir(elsewhere)  # what change_to_path_dir does, for a moment
+        try:
+            time.sleep(0.05)
+            os.chdir(here)
+            return parse(bench, entry)
+        finally:
+            os.chdir(here)
+
+    monkeypatch.setattr(resolve, "lightning_config", parse_moving)
+    monkeypatch.setattr(matrix, "run_stage", FakeStages())
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # the benchmark's folder: its paths are relative to it
+    dataset = str(REPO / "configs" / "shakespeare.yaml")
+    bench = frontier_spec(tmp_path, output_dir="results", dataset=dataset, jobs=2)
+    records = matrix.run_benchmark(bench, "cmd")
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    assert not any(elsewhere.iterdir())  # nothing landed in the folder of the moment
+    assert (work / "results" / "frontier" / "frontier.json").is_file()
+    assert all((work / r["fit_run"]).is_dir() for r in records)
