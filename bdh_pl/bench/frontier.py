@@ -24,6 +24,13 @@ ALPHAS = np.geomspace(0.01, 3.0, 400)  # the search grid of the exponent
 BOOTSTRAP = 1000
 CROSSING_RANGE = 100.0  # look for a crossing up to this many times the largest budget
 REFERENCE = "bdh"  # the family measured against the others
+# Where the fits are read out beyond the runs: the seed's BDH (configs/model/bdh.yaml, 25.3M
+# parameters, trained on GPUs) at this frontier's block size (128) spends 1.0117e9 training
+# FLOPs per token (counted: tests/bench/test_frontier.py); 2M tokens of it is this compute.
+SEED_SCALE = {
+    "label": "the seed's 25.3M BDH on 2M tokens (block 128)",
+    "budget_flops": 1.0117e9 * 2e6,
+}
 
 
 def families(records: list[dict]) -> dict[str, list[dict]]:
@@ -271,9 +278,29 @@ def frontier(records: list[dict]) -> dict[str, Any]:
         }
     fitted = out["families"]
     out["compute_multiplier"] = compute_multiplier(fitted, sorted(budgets))
+    out["extrapolation"] = extrapolation(fitted, SEED_SCALE)
     for entry in fitted.values():
         entry.pop("bootstrap")  # a thousand fits: used above, not worth the file
     return out
+
+
+def extrapolation(fitted: dict[str, dict], where: dict[str, Any]) -> dict[str, Any]:
+    """Each family's fitted loss at `where["budget_flops"]`, with the 5-95% range of its
+    bootstrap fits: what the trend predicts for the best size at that compute (a model of
+    another size trained with that compute does worse)."""
+    c = float(where["budget_flops"])
+    predictions = {}
+    for family, entry in fitted.items():
+        if not entry["fit"]:
+            continue
+        values = [float(predict(f, c)) for f in entry["bootstrap"]]
+        predictions[family] = {
+            "val_bpb": float(predict(entry["fit"], c)),
+            "band": [float(np.percentile(values, 5)), float(np.percentile(values, 95))]
+            if values
+            else None,
+        }
+    return {**where, "predictions": predictions}
 
 
 def fit_curve(fit: dict, boot: list[dict], budgets: list[float], n: int = 60) -> dict:

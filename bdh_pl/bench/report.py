@@ -178,6 +178,18 @@ def frontier_markdown(result: dict) -> str:
                 f"{row['best_other']}{spread}"
             )
         lines += ["", f"Crossing: {multiplier['crossing']['statement']}."]
+    if (extra := result.get("extrapolation")) and extra["predictions"]:
+        guesses = ", ".join(
+            f"{family} {p['val_bpb']:.3f}"
+            + (f" ({p['band'][0]:.3f}-{p['band'][1]:.3f})" if p["band"] else "")
+            for family, p in extra["predictions"].items()
+        )
+        lines += [
+            "",
+            f"Extrapolation to {extra['budget_flops']:.3g} FLOPs ({extra['label']}): the fits "
+            f"predict {guesses} validation bpb for the best size at that compute (5-95% "
+            "bootstrap range); far outside the budgets run, so a trend, not a measurement.",
+        ]
     edges = [
         f"{family} at {p['budget_flops']:.3g} ({p['edge']} of {', '.join(p['sizes_tried'])})"
         for family, entry in families.items()

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry, Setting
+from bdh_pl.bench.budget import Setting
+from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry
 from bdh_pl.charts.runs import tokens_per_step  # noqa: F401 (the one formula, for run folders too)
 from bdh_pl.cli import DEFAULT_ROOT_DIR, BDHLightningCLI
 from bdh_pl.data.datamodule import TextDataModule

@@ -95,6 +95,8 @@ def frontier_figure(result: dict) -> Figure:
             _fit_lines(ax, curve, entry["fit"], color, family)
     if largest:
         ax.axvline(largest, color="grey", lw=0.8, ls=":", label="largest budget run")
+    if (extra := result.get("extrapolation")) and extra.get("predictions"):
+        ax.axvline(extra["budget_flops"], color="black", lw=0.8, ls="-.", label=extra["label"])
     log_axis(ax, "x")
     finish_axes(ax, "Compute frontier: the best loss each family reaches at each budget",
                 FLOPS_AXIS, VAL_AXIS)  # fmt: skip

@@ -116,3 +116,25 @@ def test_the_frontier_charts_pass_the_checker(tmp_path):
     paths = charts.write_frontier_charts(result, tmp_path)
     assert [p.name for p in paths] == [f"{c}.png" for c in charts.FRONTIER_CHARTS]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_the_seed_scale_is_the_seed_bdh_counted_at_the_frontier_block():
+    from bdh_pl.training.flops import flops_per_token
+    from bdh_pl.training.lit_models import BDHLM
+
+    seed = BDHLM(vocab_size=256, block_size=128)  # configs/model/bdh.yaml's defaults
+    per_token = flops_per_token(seed.network, 128, 256)["forward_backward"]
+    assert frontier.SEED_SCALE["budget_flops"] == pytest.approx(per_token * 2e6, rel=1e-4)
+
+
+def test_the_extrapolation_reads_each_fit_with_its_band():
+    runs = records("bdh", curve(0.9, 3e3, 0.3), noise=0.01) + records(
+        "gpt2", curve(1.0, 1e3, 0.28), noise=0.01
+    )
+    result = frontier.frontier(runs)
+    out = result["extrapolation"]
+    assert out["budget_flops"] == frontier.SEED_SCALE["budget_flops"]
+    for family, p in out["predictions"].items():
+        fit = result["families"][family]["fit"]
+        assert p["val_bpb"] == pytest.approx(frontier.predict(fit, out["budget_flops"]))
+        assert p["band"][0] <= p["val_bpb"] <= p["band"][1]

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from bdh_pl.bench import matrix, spec
+from bdh_pl.bench import budget, matrix, runs, spec
 from bdh_pl.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,17 +145,15 @@ def _runs(records):
     return [(r["model"], r["budget"], r["setting"], r["seed"]) for r in records]
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(
-    tmp_path, monkeypatch, jobs
-):
+def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(tmp_path, monkeypatch):
+    jobs = 2  # runs at once (the resume test below runs them one at a time)
     stages = FakeStages()
-    monkeypatch.setattr(matrix, "run_stage", stages)
+    monkeypatch.setattr(runs, "run_stage", stages)
     records = matrix.run_benchmark(frontier_spec(tmp_path, jobs=jobs), "cmd")
     assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
     by_run = {(r["model"], r["budget"], r["setting"], r["seed"]): r for r in records}
     assert len(by_run) == len(records)  # no run twice
-    small, middle, large = (spec.budget_text(spec.Budget(flops=b)) for b in BUDGETS)
+    small, middle, large = (budget.budget_text(budget.Budget(flops=b)) for b in BUDGETS)
     # The sweep: three learning rates on the sweep size at the smallest budget, lr1x wins.
     sweep = [
         r for r in records if r["model"] == "bdh-24" and r["budget"] == small and r["seed"] == 1
@@ -171,15 +169,15 @@ def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(
         ("bdh-32", large), ("bdh-48", large),
     }  # fmt: skip
     # At each budget the lowest validation loss is the frontier point, tested on both seeds.
-    for budget in (small, middle, large):
-        cell = [r for r in records if r["budget"] == budget and r["setting"] == "lr1x"]
+    for text in (small, middle, large):
+        cell = [r for r in records if r["budget"] == text and r["setting"] == "lr1x"]
         best = min((r for r in cell if r["seed"] == 1), key=lambda r: r["best_val_loss"])
         points = [r for r in cell if r["frontier_point"]]
         assert {(r["model"], r["seed"]) for r in points} == {(best["model"], 1), (best["model"], 2)}
         assert all(r["test_bpb"] is not None for r in points)
         assert all(r["test_bpb"] is None for r in cell if not r["frontier_point"])
         for r in cell:
-            assert r["family"] == "bdh" and r["budget_flops"] == float(budget.split()[1])
+            assert r["family"] == "bdh" and r["budget_flops"] == float(text.split()[1])
             assert r["warmup_steps"] == round(0.1 * r["train_steps"])
             config = yaml.safe_load(Path(r["config"]).read_text())
             assert config["trainer"]["val_check_interval"] == r["train_steps"] // 4
@@ -191,7 +189,7 @@ def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(
 
 def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path, monkeypatch):
     bench = frontier_spec(tmp_path)
-    monkeypatch.setattr(matrix, "run_stage", FakeStages(kill_after=5))
+    monkeypatch.setattr(runs, "run_stage", FakeStages(kill_after=5))
     with pytest.raises(KeyboardInterrupt):
         matrix.run_benchmark(bench, "cmd")
     done = json.loads((bench.out_dir / "metrics.json").read_text())["records"]
@@ -199,7 +197,7 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path,
     assert len(finished) == 5  # the three sweep fits and two more (the 6th call was killed)
 
     again = FakeStages()
-    monkeypatch.setattr(matrix, "run_stage", again)
+    monkeypatch.setattr(runs, "run_stage", again)
     records = matrix.run_benchmark(bench, "cmd")
     refit = {
         r["config_hash"]
@@ -211,7 +209,7 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path,
 
     fresh_dir = tmp_path / "fresh"
     fresh_dir.mkdir()
-    monkeypatch.setattr(matrix, "run_stage", FakeStages())
+    monkeypatch.setattr(runs, "run_stage", FakeStages())
     uninterrupted = matrix.run_benchmark(frontier_spec(fresh_dir), "cmd")
     assert sorted(_runs(records)) == sorted(_runs(uninterrupted))
     same = {k: r["best_val_loss"] for r in uninterrupted for k in [_runs([r])[0]]}
@@ -253,7 +251,7 @@ def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(tmp_path, mon
             os.chdir(here)
 
     monkeypatch.setattr(resolve, "lightning_config", parse_moving)
-    monkeypatch.setattr(matrix, "run_stage", FakeStages())
+    monkeypatch.setattr(runs, "run_stage", FakeStages())
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # the benchmark's folder: its paths are relative to it
