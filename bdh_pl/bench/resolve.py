@@ -14,28 +14,15 @@ from typing import Any
 import yaml
 
 from bdh_pl.bench.budget import Setting
-from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry
+from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.charts.runs import tokens_per_step  # noqa: F401 (the one formula, for run folders too)
-from bdh_pl.cli import DEFAULT_ROOT_DIR, BDHLightningCLI
-from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
-from bdh_pl.training.language_model import LanguageModel
-
-
-class _ParseOnly(BDHLightningCLI):
-    """The CLI's parser, links and defaults, stopping before anything is built."""
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _set_seed(self) -> None:
-        pass  # the fit subprocess seeds itself; resolving a config must not
 
 
 def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
-    """The `--config` layers, in order: the base and dataset YAMLs, the model YAMLs, the
+    """The `--config` layers, in order: the dataset YAMLs, the model YAMLs, the
     benchmark's shared trainer/data/model settings, the entry's model_args."""
-    result = [*BASE_CONFIGS, *spec.dataset, *entry.configs]
+    result = [*spec.dataset, *entry.configs]
     if spec.shared:
         result.append(yaml.safe_dump(spec.shared))
     if entry.model_args:
@@ -43,20 +30,26 @@ def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
     return result
 
 
-def parse_lightning(args: list[str]) -> _ParseOnly:
+def parse_lightning(args: list[str]):
+    """The CLI's parser, links and defaults on `args`, stopping before anything is built."""
+    from bdh_pl.lightning_cli import DEFAULT_ROOT_DIR, BDHLightningCLI, build_cli
+
+    class ParseOnly(BDHLightningCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+        def _set_seed(self) -> None:
+            pass  # the fit subprocess seeds itself; resolving a config must not
+
     try:
         with warnings.catch_warnings():
             # `args` are the whole command here; this process's own argv is not for Lightning.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            return _ParseOnly(
-                LanguageModel,
-                TextDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
+            return build_cli(
+                args,
+                ParseOnly,
                 run=False,
                 trainer_defaults={"default_root_dir": DEFAULT_ROOT_DIR},
-                parser_kwargs={"exit_on_error": False},
-                args=args,
             )
     except ArgumentError as err:
         raise UserError(f"invalid config: {config_error_line(err, hint=False)}") from None
@@ -118,7 +111,7 @@ def static_figures(model, datamodule) -> tuple[dict[str, Any], str | None]:
     figures: dict[str, Any] = {"model_class": type(model).__name__}
     figures.update(parameter_counts(model.network))
     try:
-        flops = flops_per_token(model.network, datamodule.block_size, datamodule.vocab_size)
+        flops = flops_per_token(model.network, datamodule.block_size)
     except Exception as err:
         return figures, f"FLOPs not counted ({err!r})"
     figures.update(

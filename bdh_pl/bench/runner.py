@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from bdh_pl.training.checkpoint_io import LAST
+from bdh_pl.training.loading import checkpoint_fields
 
 
 class StageFailed(Exception):
@@ -89,14 +90,16 @@ def read_checkpoint_state(fit_dir: Path, cwd: Path | None = None) -> tuple[int |
     ckpt_dir = fit_dir / "checkpoints"
     if not ckpt_dir.is_absolute():
         ckpt_dir = base / ckpt_dir
-    last = ckpt_dir / "last.ckpt"
+    last = ckpt_dir / LAST
     candidates = [last] if last.is_file() else sorted(ckpt_dir.glob("*.ckpt"))
     if not candidates:
         raise StageFailed(
             f"fit wrote no checkpoint in {ckpt_dir}: the dataset config needs a ModelCheckpoint "
             "callback and a val_check_interval <= max_steps"
         )
-    state = torch.load(candidates[-1], map_location="cpu", weights_only=True, mmap=True)
+    state = checkpoint_fields(candidates[-1])
+    if state is None:
+        raise StageFailed(f"cannot read {candidates[-1]}: truncated or not a checkpoint")
     best = next(
         (
             Path(s["best_model_path"])

@@ -55,8 +55,6 @@ from bdh_pl.bench.budget import BUDGET_KINDS, Budget, Sweep, budget_text
 from bdh_pl.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# The Lightning configs every model starts from, before its own: the dataset config is the spec's.
-BASE_CONFIGS: list[str] = []
 
 
 def model_config_path(name: str) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ import numpy as np
 import torch
 
 from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.fileio import write_json
+from bdh_pl.fileio import check_output_file, write_json
+from bdh_pl.tools.common import check_device, checkpoint_data
+from bdh_pl.training.loading import load_model
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -55,8 +58,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
-    if min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1 or args.temperature <= 0:
-        parser.error("need n_samples, prompt_tokens, max_new_tokens >= 1 and temperature > 0")
+    if (
+        min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1
+        or not 0 < args.temperature < math.inf  # NaN too
+        or (args.top_k is not None and args.top_k < 1)
+        or not 0 <= args.seed < 2**32
+    ):
+        parser.error(
+            "need n_samples, prompt_tokens, max_new_tokens >= 1, a finite temperature > 0, "
+            "top_k >= 1 and 0 <= seed < 2**32"
+        )
+    # Everything that can be checked before the model is loaded and sampled from (minutes).
+    args.device = str(check_device(args.device))
+    if args.out:
+        check_output_file(Path(args.out), "--out")
+    if args.text and not Path(args.text).is_file():
+        raise UserError(f"--text {args.text!r} is not a file: give the text to prompt from")
     return args
 
 
@@ -70,6 +87,12 @@ def load_featurizer(name_or_path: str, device: str = "cpu"):
     local = Path(name_or_path).expanduser()
     if name_or_path.startswith(("/", ".", "~")) and not local.is_dir():
         raise UserError(f"--featurizer {name_or_path!r} is not a folder")
+    if not local.is_dir():
+        from bdh_pl.hub import require_hub
+
+        require_hub(
+            f"--featurizer {name_or_path}", "give a local folder written by save_pretrained"
+        )
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
@@ -117,8 +140,6 @@ def mauve_score(
 
 def test_tokens(args: argparse.Namespace, loaded) -> tuple[np.ndarray, str]:
     """Token ids of the test text: --text, else the checkpoint's dataset's test split."""
-    from bdh_pl.tools.generate import checkpoint_data
-
     data, source = checkpoint_data(loaded, args.ckpt_path, args.text, args.data_dir)
     return np.asarray(data.split_tokens("test")), source
 
@@ -140,13 +161,12 @@ def samples(tokens: np.ndarray, n: int, prompt: int, new: int) -> list[tuple[lis
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bdh_pl.data.sources import resolve_data_dir
     from bdh_pl.data.tokenizers import get_tokenizer
-    from bdh_pl.tools.generate import load_checkpoint_model
 
     try:
         import mauve  # noqa: F401
     except ImportError:
         raise UserError('mauve-text is not installed: pip install -e ".[mauve]"') from None
-    loaded = load_checkpoint_model(args.ckpt_path)
+    loaded = load_model(args.ckpt_path)
     tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir))
     featurizer = load_featurizer(args.featurizer, args.device)  # fail before sampling
     tokens, source = test_tokens(args, loaded)

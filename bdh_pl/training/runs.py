@@ -10,10 +10,13 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.errors import UserError
@@ -23,8 +26,8 @@ from bdh_pl.fileio import (
     lock_folder,
     remove_stale_temp_files,
 )
-from bdh_pl.training.checkpoint_io import LAST
-from bdh_pl.training.checkpoints import best_score
+from bdh_pl.training.checkpoint_io import LAST, saved_step
+from bdh_pl.training.loading import checkpoint_fields
 
 
 class RunState:
@@ -68,13 +71,27 @@ class RunState:
 RUN = RunState()
 
 
+def _quiet_event_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's event writer thread prints the traceback of a failed write (a full disk)
+    and dies; the writer raises the same error in the main thread at the next write, where it
+    becomes the one error line. Every other thread's error is printed as before."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+        return
+    _THREAD_HOOK(args)
+
+
+_THREAD_HOOK = threading.excepthook
+
+
 class TensorBoard(TensorBoardLogger):
     """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
     metrics it logs anyway (Lightning writes that table only with a metric value to log at
     step 0, which would be a fake point on the curve). The table leads with what tells runs
     apart (`LEAD`); internal keys are left out. Scalars leave out Lightning's constant
     `epoch` (training draws windows without epochs) and ThroughputMonitor's running counters
-    (`*/batches`, `*/samples`, `*/lengths`, `*/time`), which metrics.csv keeps for the charts."""
+    (`*/batches`, `*/samples`, `*/lengths`, `*/time`), which metrics.csv keeps for the charts.
+    A failed write (a full disk) is the OSError it is (Lightning calls it a value it cannot
+    log), without the writer thread's traceback."""
 
     HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
     LEAD = (
@@ -87,6 +104,7 @@ class TensorBoard(TensorBoardLogger):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._table: dict[str, Any] | None = None
+        threading.excepthook = _quiet_event_writer_errors
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
@@ -133,8 +151,58 @@ class TensorBoard(TensorBoardLogger):
             for k, v in metrics.items()
             if k != "epoch" and k.rsplit("/", 1)[-1] not in self.COUNTERS
         }
-        if shown:
+        if not shown:
+            return
+        try:
             super().log_metrics(shown, step)
+        except ValueError as err:
+            if isinstance(err.__cause__, OSError):
+                raise err.__cause__ from None
+            raise
+
+
+class CSVWriter(ExperimentWriter):
+    """Lightning's metrics.csv writer, but a failed write (a full disk) never costs a row
+    already written: a new header rewrites the file atomically (Lightning truncates it
+    first), and an append that fails is cut back to the rows before it."""
+
+    def save(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not self.metrics or "://" in str(path):
+            super().save()  # nothing to write, or a remote filesystem: Lightning's own way
+            return
+        new_keys = self._record_new_keys()
+        if new_keys or not path.is_file():
+            old = []
+            if path.is_file():
+                with open(path, newline="") as f:
+                    old = list(csv.DictReader(f))
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows([*old, *self.metrics])
+            atomic_write_text(path, buffer.getvalue())
+        else:
+            size = path.stat().st_size
+            try:
+                with open(path, "a", newline="") as f:
+                    csv.DictWriter(f, fieldnames=self.metrics_keys).writerows(self.metrics)
+            except OSError:
+                os.truncate(path, size)  # whole rows only
+                raise
+        self.metrics = []
+
+
+class CSV(CSVLogger):
+    """CSVLogger writing through CSVWriter."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> CSVWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = CSVWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def make_loggers(
@@ -148,7 +216,7 @@ def make_loggers(
     tensorboard = TensorBoard(root, name="", version=version, default_hp_metric=False, **extra)
     metrics = run_dir / "metrics.csv" if run_dir is not None else None
     kept = truncated_csv(metrics, purge_step) if purge_step is not None else None
-    csv_logger = CSVLogger(root, name="", version=tensorboard.version)
+    csv_logger = CSV(root, name="", version=tensorboard.version)
     if kept is not None:
         writer = csv_logger.experiment  # Lightning's writer deletes metrics.csv: put it back
         atomic_write_text(metrics, kept[1])
@@ -167,11 +235,10 @@ def continuing_run(root: Path, ckpt_path: Path, checkpoint: dict) -> Path | None
     if not run_dir.name.removeprefix("version_").isdigit():
         return None
     last = run_dir / "checkpoints" / LAST
-    if ckpt_path != last.resolve():
-        from bdh_pl.training.checkpoint_io import saved_step
-
-        if not last.is_file() or saved_step(last) != checkpoint.get("global_step"):
-            return None
+    if ckpt_path != last.resolve() and (
+        not last.is_file() or saved_step(last) != checkpoint.get("global_step")
+    ):
+        return None
     return root / run_dir.name
 
 
@@ -181,9 +248,11 @@ def truncated_csv(path: Path, step: int) -> tuple[list[str], str] | None:
     if not path.is_file():
         return None
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = list(reader.fieldnames or [])
-        rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
+        text = f.read()
+    text = text[: text.rfind("\n") + 1]  # a row cut short by a kill is not a row
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = list(reader.fieldnames or [])
+    rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
@@ -212,6 +281,40 @@ def best_checkpoint(root: Path) -> Path | None:
         return (0, score if mode == "min" else -score)
 
     return min(candidates, key=rank)
+
+
+def best_score(path: str | Path) -> tuple[float, str] | None:
+    """(score, mode) that the monitored ModelCheckpoint stored in a best checkpoint it wrote
+    (the weights are not read); None when the file does not say."""
+    fields = checkpoint_fields(path) or {}
+    for key, state in (fields.get("callbacks") or {}).items():
+        if not (isinstance(state, dict) and state.get("monitor")):
+            continue
+        score = state.get("best_model_score")
+        if score is None or Path(str(state.get("best_model_path", ""))).name != Path(path).name:
+            continue
+        mode = "max" if "'mode': 'max'" in str(key) else "min"
+        return float(score), mode
+    return None
+
+
+def resolve_ckpt_alias(ckpt_path: str | None, root: Path, subcommand: str) -> str | None:
+    """`--ckpt_path last|best` names such a file of an earlier run under the root (Lightning
+    alone would only look in this new run's empty folder): the newest last.ckpt, or the
+    best.ckpt with the best stored score."""
+    if ckpt_path not in ("last", "best"):
+        return ckpt_path
+    found = newest_checkpoint(root) if ckpt_path == "last" else best_checkpoint(root)
+    if found is not None:
+        print(f"{subcommand}: --ckpt_path {ckpt_path} -> {found}", file=sys.stderr)
+        return str(found)
+    if subcommand == "fit" and ckpt_path == "last":
+        # Nothing to resume yet: start fresh, so one command serves first run and restarts.
+        print(f"fit: no last.ckpt under {root}: starting from scratch", file=sys.stderr)
+        return None
+    raise UserError(
+        f"--ckpt_path {ckpt_path}: no {ckpt_path}.ckpt under {root}/version_*/checkpoints/"
+    )
 
 
 def preempted_line(argv: list[str]) -> str:
