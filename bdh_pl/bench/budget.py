@@ -1,10 +1,12 @@
-"""The values a benchmark is made of: a training budget, a sweep of settings, one setting."""
+"""The values a benchmark is made of: a training budget, a sweep of settings, one setting;
+and a compute frontier's size ladder and the window of it each budget trains."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, final
 
@@ -130,3 +132,39 @@ def budget_text(budget: Budget) -> str:
     """`flops 1e+13`, `tokens 50000`, `zero_shot`: a budget in tables and logs."""
     value = getattr(budget, budget.kind, None)
     return budget.kind if value is None or value is True else f"{budget.kind} {value:g}"
+
+
+@final
+@dataclass
+class Size:
+    """One rung of a family's size ladder (a compute frontier).
+
+    Args:
+        name: its label in the results (letters, digits, . _ -), unique in the benchmark.
+        model_args: its model.init_args, applied after the family's model_args.
+    """
+
+    name: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+
+
+def ladder_window(n_sizes: int, per_budget: int, n_budgets: int, index: int) -> range:
+    """The sizes (indices into the ladder) budget `index` trains: `per_budget` neighbours,
+    the window moving evenly from the smallest sizes at the smallest budget to the largest at
+    the largest."""
+    span = n_sizes - per_budget
+    start = round(index * span / (n_budgets - 1)) if n_budgets > 1 else 0
+    return range(start, start + per_budget)
+
+
+def budget_windows(
+    sizes: list[Size], per_budget: int, windows: list[list[str]] | None, n_budgets: int
+) -> list[list[Size]]:
+    """The sizes each budget trains: the named `windows`, else the even ladder windows."""
+    if windows is not None:
+        by_name = {s.name: s for s in sizes}
+        return [[by_name[n] for n in window] for window in windows]
+    return [
+        [sizes[j] for j in ladder_window(len(sizes), per_budget, n_budgets, i)]
+        for i in range(n_budgets)
+    ]

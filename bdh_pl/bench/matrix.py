@@ -27,9 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bdh_pl.bench import report, spec, stats
-from bdh_pl.bench.budget import Budget, Setting, budget_text
+from bdh_pl.bench.budget import Budget, Setting, Size, budget_text, budget_windows
 from bdh_pl.bench.runs import Run, RunQueue, reusable, say, wait
-from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry, Size, ladder_window
+from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, lock_folder
 
@@ -87,10 +87,7 @@ class Matrix(RunQueue):
         on the other seeds."""
         budgets, sizes = self.bench.budgets, entry.sizes
         seeds: list[int | None] = list(self.bench.seeds or [None])
-        windows = [
-            [sizes[j] for j in ladder_window(len(sizes), entry.sizes_per_budget, len(budgets), i)]
-            for i in range(len(budgets))
-        ]
+        windows = budget_windows(sizes, entry.sizes_per_budget, entry.windows, len(budgets))
         sized = {
             (i, s.name): _sized(entry, s, budgets[i]) for i, w in enumerate(windows) for s in w
         }

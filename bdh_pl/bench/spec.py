@@ -35,6 +35,7 @@ a ladder of sizes, each budget training a window of the ladder that moves up wit
           - {name: bdh-xs, model_args: {n_layer: 2, n_embd: 64}}
           - ...
         sizes_per_budget: 3             # the window (default: every size at every budget)
+        windows: [[bdh-xs, bdh-s], ...] # or each budget's sizes by name
         sweep_size: bdh-s               # default: the middle of the smallest budget's window
 """
 
@@ -51,7 +52,14 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 from jsonargparse.typing import PositiveInt, final
 
-from bdh_pl.bench.budget import BUDGET_KINDS, Budget, Sweep, budget_text
+from bdh_pl.bench.budget import (
+    BUDGET_KINDS,
+    Budget,
+    Size,
+    Sweep,
+    budget_text,
+    budget_windows,
+)
 from bdh_pl.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -63,20 +71,6 @@ def model_config_path(name: str) -> Path:
     from bdh_pl.training.registry import model_config_path as registry_path
 
     return registry_path(name)  # UserError for an unknown name
-
-
-@final
-@dataclass
-class Size:
-    """One rung of a family's size ladder (a compute frontier).
-
-    Args:
-        name: its label in the results (letters, digits, . _ -), unique in the benchmark.
-        model_args: its model.init_args, applied after the family's model_args.
-    """
-
-    name: str
-    model_args: dict[str, Any] = field(default_factory=dict)
 
 
 @final
@@ -95,6 +89,9 @@ class ModelEntry:
         sizes_per_budget: how many neighbouring sizes each budget trains: the window moves
             from the smallest sizes at the smallest budget to the largest at the largest
             (IsoFLOP style; default: every size at every budget).
+        windows: each budget's sizes by name, one list per budget (instead of the even
+            windows of `sizes_per_budget`): to move a window where the last run found its
+            minimum at an edge.
         sweep_size: the size the learning-rate sweep runs on (default: the middle size of
             the smallest budget's window).
     """
@@ -106,6 +103,7 @@ class ModelEntry:
     sweep: Sweep | None = None
     sizes: list[Size] | None = None
     sizes_per_budget: PositiveInt | None = None
+    windows: list[list[str]] | None = None
     sweep_size: str | None = None
 
     @property
@@ -268,15 +266,6 @@ def _check_budgets(spec: BenchmarkSpec) -> None:
         )
 
 
-def ladder_window(n_sizes: int, per_budget: int, n_budgets: int, index: int) -> range:
-    """The sizes (indices into the ladder) budget `index` trains: `per_budget` neighbours,
-    the window moving evenly from the smallest sizes at the smallest budget to the largest at
-    the largest."""
-    span = n_sizes - per_budget
-    start = round(index * span / (n_budgets - 1)) if n_budgets > 1 else 0
-    return range(start, start + per_budget)
-
-
 def _check_budget(budget: Budget | None, where: str) -> None:
     if budget is None:
         return
@@ -328,9 +317,10 @@ def _check_entry(
             raise UserError(f"{where}: a frontier's models take the benchmark's `budgets`")
         sizes, per_budget, sweep_size = _check_ladder(entry, name, where, len(budgets))
         return ModelEntry(
-            configs, name, entry.model_args, None, sweep, sizes, per_budget, sweep_size
-        )
-    if entry.sizes or entry.sizes_per_budget or entry.sweep_size:
+            configs, name, entry.model_args, None, sweep, sizes, per_budget, entry.windows,
+            sweep_size,
+        )  # fmt: skip
+    if entry.sizes or entry.sizes_per_budget or entry.sweep_size or entry.windows:
         raise UserError(
             f"{where}: sizes belong to a compute frontier: give `budgets: [...]` instead of "
             "`budget`"
@@ -356,7 +346,16 @@ def _check_ladder(
         raise UserError(
             f"{where}.sizes_per_budget {per_budget} exceeds the ladder's {len(sizes)} sizes"
         )
-    first = [sizes[i].name for i in ladder_window(len(sizes), per_budget, n_budgets, 0)]
+    names = [s.name for s in sizes]
+    if entry.windows is not None:
+        if len(entry.windows) != n_budgets or not all(entry.windows):
+            raise UserError(
+                f"{where}.windows: give one non-empty list of size names per budget "
+                f"({n_budgets}), got {entry.windows}"
+            )
+        if unknown := sorted({n for w in entry.windows for n in w} - set(names)):
+            raise UserError(f"{where}.windows: no size named {unknown}; the sizes are {names}")
+    first = [s.name for s in budget_windows(sizes, per_budget, entry.windows, n_budgets)[0]]
     sweep_size = entry.sweep_size or first[len(first) // 2]
     if sweep_size not in first:
         raise UserError(

@@ -123,7 +123,7 @@ def test_the_seed_scale_is_the_seed_bdh_counted_at_the_frontier_block():
     from bdh_pl.training.lit_models import BDHLM
 
     seed = BDHLM(vocab_size=256, block_size=128)  # configs/model/bdh.yaml's defaults
-    per_token = flops_per_token(seed.network, 128, 256)["forward_backward"]
+    per_token = flops_per_token(seed.network, 128)["forward_backward"]
     assert frontier.SEED_SCALE["budget_flops"] == pytest.approx(per_token * 2e6, rel=1e-4)
 
 

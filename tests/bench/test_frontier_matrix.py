@@ -105,7 +105,7 @@ def test_budgets_and_ladders_expand_to_the_right_runs(tmp_path):
     (bdh,) = bench.models
     assert bdh.sweep_size == "bdh-24"  # the middle of the smallest budget's window
     windows = [
-        [bdh.sizes[j].name for j in spec.ladder_window(len(SIZES), 2, 3, i)] for i in range(3)
+        [bdh.sizes[j].name for j in budget.ladder_window(len(SIZES), 2, 3, i)] for i in range(3)
     ]
     assert windows == [["bdh-16", "bdh-24"], ["bdh-24", "bdh-32"], ["bdh-32", "bdh-48"]]
     again = tmp_path / "again.yaml"
@@ -126,6 +126,30 @@ def test_budgets_and_ladders_expand_to_the_right_runs(tmp_path):
 def test_bad_frontier_specs_are_one_line_errors(tmp_path, changes, message):
     with pytest.raises(UserError, match=message):
         frontier_spec(tmp_path, **changes)
+
+
+def test_named_windows_replace_the_even_ones(tmp_path, monkeypatch):
+    windows = [["bdh-16", "bdh-24"], ["bdh-16", "bdh-24", "bdh-32"], ["bdh-48"]]
+    bench = frontier_spec(tmp_path, models=[_family(windows=windows)], seeds=[1])
+    (bdh,) = bench.models
+    got = budget.budget_windows(bdh.sizes, bdh.sizes_per_budget, bdh.windows, len(BUDGETS))
+    assert [[s.name for s in w] for w in got] == windows
+    monkeypatch.setattr(runs, "run_stage", FakeStages())
+    records = matrix.run_benchmark(bench, "cmd")
+    trained = {(r["model"], r["budget_flops"]) for r in records if r["setting"] == "lr1x"}
+    expected = {(name, b) for b, window in zip(BUDGETS, windows, strict=True) for name in window}
+    assert trained == expected
+    with pytest.raises(
+        UserError, match="windows: give one non-empty list of size names per budget"
+    ):
+        frontier_spec(tmp_path, models=[_family(windows=windows[:2])])
+    with pytest.raises(UserError, match=r"windows: no size named \['bdh-7'\]"):
+        frontier_spec(tmp_path, models=[_family(windows=[["bdh-7"], ["bdh-16"], ["bdh-16"]])])
+
+
+def _family(**changes) -> dict:
+    ladder = [{"name": f"bdh-{d}", "model_args": {"n_embd": d, "n_head": 2}} for d in SIZES]
+    return {"name": "bdh", "config": "bdh", "sizes": ladder, "sizes_per_budget": 2, **changes}
 
 
 def test_a_ladder_needs_budgets_and_a_sweep_size_of_the_smallest_budget(tmp_path):
