@@ -30,6 +30,12 @@ def write_results(out: Path, experiment: str, records: list[dict], command: str)
         },
     )
     atomic_write_text(out / "metrics.csv", _csv(records, KEYS))
+    write_summaries(out, experiment, records, command)
+
+
+def write_summaries(out: Path, experiment: str, records: list[dict], command: str) -> None:
+    """summary.md, and a compute frontier's frontier.json and frontier.csv, from the records
+    (`plot --results` rewrites them with the current code)."""
     if frontier.families(records):
         result = frontier.frontier(records)
         write_json(out / "frontier.json", result)

@@ -138,3 +138,24 @@ def test_the_extrapolation_reads_each_fit_with_its_band():
         fit = result["families"][family]["fit"]
         assert p["val_bpb"] == pytest.approx(frontier.predict(fit, out["budget_flops"]))
         assert p["band"][0] <= p["val_bpb"] <= p["band"][1]
+
+
+def test_plot_results_rewrites_a_frontiers_summary_numbers_and_charts(tmp_path, capsys):
+    import json
+
+    from bdh_pl.tools import plot
+
+    runs = records("bdh", curve(0.9, 3e3, 0.3)) + records("llama", curve(1.0, 1e3, 0.28))
+    for r in runs:
+        r.update(torch_version="2", lightning_version="2", git_commit="abc", git_dirty=False)
+    payload = {"experiment": "f", "command": "python -m bdh_pl benchmark --config f.yaml"}
+    (tmp_path / "metrics.json").write_text(json.dumps({**payload, "records": runs}))
+    plot.main(["--results", str(tmp_path)])
+    result = json.loads((tmp_path / "frontier.json").read_text())
+    assert set(result["families"]) == {"bdh", "llama"}
+    assert result["compute_multiplier"]["at_budgets"][0]["best_other"] == "llama"
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Compute frontier" in summary and "python -m bdh_pl benchmark" in summary
+    assert (tmp_path / "frontier.csv").read_text().count("\n") == 1 + 2 * len(BUDGETS)
+    for name in ("isoflop", "frontier_flops", "frontier_seconds"):
+        assert (tmp_path / "charts" / f"{name}.png").is_file()
