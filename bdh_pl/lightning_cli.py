@@ -329,6 +329,8 @@ def quiet_lightning(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     # Lightning's own deprecated call inside its _pytree, and its advert for a cloud logger.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # `main` hands LightningCLI sys.argv[1:] as args (so tests and tools can call it too).
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda r: not str(r.msg).startswith("💡 Tip:"))
     if argv[:1] in (["test"], ["validate"]):
