@@ -3,6 +3,7 @@ whom, no import cycle, one module reading model files, a command line that start
 no file too long to read."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,18 @@ def test_one_module_reads_model_files():
             if isinstance(node, ast.alias) and node.name in ("load_file", "load"):
                 readers.add(module_name(path))
     assert readers == {"bdh_pl.training.loading"}
+
+
+def test_the_readme_architecture_names_every_module():
+    """A module (or benchmark script) the README's Architecture section does not name is one a
+    newcomer cannot find: each file's name appears there as a word."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme[readme.index("## Architecture") : readme.index("## Development")]
+    words = set(re.findall(r"[A-Za-z_0-9]+", section))
+    scripts = sorted((PACKAGE.parent / "benchmarks").glob("*.*"))
+    files = [path for path in [*FILES, *scripts] if path.stem not in ("__init__", "__main__")]
+    unnamed = [str(path.relative_to(PACKAGE.parent)) for path in files if path.stem not in words]
+    assert not unnamed, f"name these in README.md's Architecture section: {unnamed}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
