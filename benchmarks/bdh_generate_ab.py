@@ -53,7 +53,29 @@ def main() -> None:
         f"round {', '.join(f'{x:.3f}' for x in ratios)} (median {statistics.median(ratios):.3f}); "
         "identical tokens"
     )
+    print(step_overhead(models["new"], prompt, clock))
     print("load after:", os.getloadavg(), flush=True)
+
+
+@torch.no_grad()
+def step_overhead(model, prompt: torch.Tensor, clock, steps: int = 200) -> str:
+    """What a recurrent step of this tree spends before its layers: the new position's RoPE
+    angles and the layer runner built for the forward, against the whole step."""
+    _, state = model.prefill(prompt)
+    token = prompt[:, -1]
+    model.step(token, state)
+    start = clock()
+    for _ in range(steps):
+        model.step(token, state)
+    step = (clock() - start) / steps
+    start = clock()
+    for _ in range(steps):
+        model.layer_runner(model, model.attn.phases(state.pos, 1), True)
+    setup = (clock() - start) / steps
+    return (
+        f"new step {1e3 * step:.3f} ms, of which RoPE angles + layer setup {1e3 * setup:.3f} ms "
+        f"({setup / step:.1%})"
+    )
 
 
 if __name__ == "__main__":
