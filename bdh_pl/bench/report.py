@@ -120,7 +120,7 @@ def frontier_summary(experiment: str, records: list[dict], command: str, result:
         "lost). val bpb: the lowest validation bpb of the run (its last validation for a run "
         "that still improved).",
     ]
-    if failed := [r for r in records if r["status"] != "ok"]:
+    if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "Failed:", ""]
         lines += [
             f"- `{r['model']}` {r.get('budget')} seed {r.get('seed')} in {r['failed_stage']}: "
@@ -340,7 +340,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
         sweep_rows = [r for r in runs if r.get("seed") == first_seed[r["model"]]]
         lines += ["", "Sweep (first seed; every run trained, only the chosen one tested):", ""]
         lines += _table(sweep_rows, SWEEP_COLUMNS)
-    if failed := [r for r in records if r["status"] != "ok"]:
+    if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "Failed:", ""]
         lines += [
             f"- `{r['model']}`{' ' + r['setting'] if r.get('setting') else ''}"

@@ -88,8 +88,9 @@ def test_curves_that_cross_within_100x_say_where():
         "bdh": frontier.fit_power_law(BUDGETS, [bdh(c) for c in BUDGETS]),
         "llama": frontier.fit_power_law(BUDGETS, [llama(c) for c in BUDGETS]),
     }
-    where = frontier.crossing(fits["bdh"], {"llama": fits["llama"]}, BUDGETS)
+    where = frontier.crossing(fits["bdh"], {"llama": fits["llama"]}, BUDGETS, "bdh")
     c = where["budget_flops"]
+    assert where["statement"].endswith("beyond it bdh leads")
     assert BUDGETS[0] < c < 100 * BUDGETS[-1]
     assert bdh(c) == pytest.approx(llama(c), abs=1e-3)
     assert bdh(c / 2) > llama(c / 2) and bdh(c * 2) < llama(c * 2)

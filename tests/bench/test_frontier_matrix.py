@@ -219,6 +219,10 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path,
     done = json.loads((bench.out_dir / "metrics.json").read_text())["records"]
     finished = {r["config_hash"] for r in done if r["train_steps"] is not None}
     assert len(finished) == 5  # the three sweep fits and two more (the 6th call was killed)
+    # A run that had not ended says so (a reader of metrics.json mid-run, or after a kill).
+    assert not [r for r in done if r["status"] == "ok" and r["train_steps"] is None]
+    assert "running" in {r["status"] for r in done}
+    assert "Failed" not in (bench.out_dir / "summary.md").read_text()
 
     again = FakeStages()
     monkeypatch.setattr(runs, "run_stage", again)
