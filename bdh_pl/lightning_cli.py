@@ -27,7 +27,13 @@ from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
 from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer, check_lanes
 from bdh_pl.training.console import swap_default_console
 from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.loading import check_hparams, check_matches, read_model_file
+from bdh_pl.training.loading import (
+    CHECKPOINT_FIX,
+    FOLDER_FIX,
+    check_hparams,
+    check_matches,
+    read_model_file,
+)
 from bdh_pl.training.memory import warn_if_too_big
 from bdh_pl.training.runs import (
     RUN,
@@ -127,6 +133,7 @@ class BDHLightningCLI(LightningCLI):
         found = read_model_file(config.ckpt_path)
         if found.kind != "checkpoint":
             self._plain_weights = found.weights
+            self._weights_fix = FOLDER_FIX if found.kind == "bdh-folder" else CHECKPOINT_FIX
             self._size_model_from_file(config, found)
             return
         self._checkpoint = found.checkpoint
@@ -171,8 +178,8 @@ class BDHLightningCLI(LightningCLI):
                 group = "data"  # linked from data to the model
             holder = config[group].init_args
             current = holder.get(name) if name in holder else None
-            if plain_value(current) == plain_value(value):
-                continue
+            if name in holder and plain_value(current) == plain_value(value):
+                continue  # (a class just switched to has no init_args yet: all are set)
             if f"{group}.{name}" in explicit:
                 if name in execution:
                     continue
@@ -242,7 +249,8 @@ class BDHLightningCLI(LightningCLI):
             config["weights_only"] = True  # never unpickle code from a checkpoint
         if self._plain_weights is not None:
             network = self.model.network
-            check_matches(network.state_dict(), self._plain_weights, config["ckpt_path"])
+            path, fix = config["ckpt_path"], self._weights_fix
+            check_matches(network.state_dict(), self._plain_weights, path, fix)
             network.load_state_dict(self._plain_weights, strict=True)
             config["ckpt_path"] = None  # weights are in; nothing left for Lightning to restore
         elif self._checkpoint is not None:
