@@ -6,6 +6,7 @@ root. cli.py dispatches to it; bench/resolve.py builds the same CLI to resolve c
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import re
 import sys
@@ -164,7 +165,8 @@ class BDHLightningCLI(LightningCLI):
                     "checkpoint's"
                 )
             config.model = Namespace(class_path=f"{cls.__module__}.{cls.__qualname__}")
-            config.model.init_args = Namespace()
+            # its own defaults, not the config's class's: the checkpoint's values go on top
+            config.model.init_args = Namespace(**constructor_defaults(cls))
         data_hparams = self._checkpoint.get("datamodule_hyper_parameters") or {}
         if "tokenizer" in data_hparams:
             wanted["data.tokenizer"] = data_hparams["tokenizer"]
@@ -280,6 +282,18 @@ def explicit_options(argv: list[str]) -> set[str]:
         group, name = match.groups()
         found.add(group if name in (None, "class_path") else f"{group}.{name}")
     return found
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """The default of every keyword `cls(...)` takes (through its bases' `**kwargs`), but the
+    ones linked from the data (vocab_size, block_size, seed)."""
+    defaults: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        for param in inspect.signature(init).parameters.values() if init else ():
+            if param.default is not param.empty and param.kind is not param.VAR_KEYWORD:
+                defaults[param.name] = param.default
+    return {k: v for k, v in defaults.items() if k not in ("vocab_size", "block_size", "seed")}
 
 
 def import_class(class_path: str) -> type | None:
