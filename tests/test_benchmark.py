@@ -59,7 +59,7 @@ def test_budgets_names_and_zero_shot(tmp_path):
     a, b, c = bench.models
     assert (a.name, a.configs, a.budget.tokens, a.budget.steps) == (
         "bdh",
-        ["configs/model/bdh.yaml"],
+        ["bdh_pl/configs/model/bdh.yaml"],  # the registry's own file (configs/model links to it)
         1000,
         None,
     )

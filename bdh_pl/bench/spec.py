@@ -38,8 +38,6 @@ from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat,
 from bdh_pl.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# The Lightning configs every model starts from, before its own: the dataset config is the spec's.
-BASE_CONFIGS: list[str] = []
 
 
 def model_config_path(name: str) -> Path:

@@ -145,7 +145,7 @@ class Throughput(ThroughputMonitor):
         data = trainer.datamodule
         if stage == "fit" and self.flops_per_batch is None and hasattr(data, "block_size"):
             # Before configure_model: the plain network (not compiled), on the CPU or meta.
-            per_token = flops_per_token(pl_module.network, data.block_size, data.vocab_size)
+            per_token = flops_per_token(pl_module.network, data.block_size)
             self.flops_per_batch = round(
                 per_token["forward_backward"] * data.block_size * data.batch_size
             )

@@ -118,8 +118,21 @@ class LanguageModel(L.LightningModule):
     def has_state(self) -> bool:
         return hasattr(self.network, "forward_state")
 
+    @classmethod
+    def reads(cls, tokenizer_name: str) -> bool:
+        """Whether data tokenized with `tokenizer_name` ("byte" or "gpt2") suits the network."""
+        return cls.tokenizer_need in ("any", tokenizer_name)
+
     def check_data(self, datamodule: L.LightningDataModule, trainer: L.Trainer) -> None:
-        """Refuse, before anything runs, a data mode this model or trainer cannot honour."""
+        """Refuse, before anything runs, data this model cannot read (its tokenizer_need) and a
+        data mode this model or trainer cannot honour."""
+        given = getattr(datamodule, "tokenizer_name", None)
+        if given is not None and not self.reads(given):
+            raise UserError(
+                f"the data's tokenizer does not match the model: {type(self).__name__} reads "
+                f"{self.tokenizer_need} tokens, data.tokenizer gives {given} tokens; set "
+                f"--data.init_args.tokenizer {self.tokenizer_need}"
+            )
         streams = [
             f"data.{mode} stream"
             for mode in ("train_mode", "eval_mode")

@@ -12,6 +12,8 @@ from bdh_pl.errors import UserError
 from bdh_pl.tools.export import export
 from bdh_pl.training.loading import load_bdh
 
+from helpers import SMOKE
+
 
 def ids(vocab_size: int) -> torch.Tensor:
     return torch.randint(0, vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
@@ -85,15 +87,7 @@ def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli, save_
     results = []
     for i, ckpt in enumerate([tmp_path / "m.ckpt", out]):
         root = tmp_path / f"runs{i}"
-        args = [
-            "test",
-            "--config",
-            "configs/shakespeare.yaml",
-            "--config",
-            "configs/cpu.yaml",
-            "--config",
-            "configs/cpu/bdh.yaml",
-        ]
+        args = ["test", *SMOKE]
         args += ["--trainer.default_root_dir", str(root), "--data.init_args.block_size", "32"]
         args += ["--model.init_args.n_layer", "2", "--model.init_args.n_embd", "32"]
         args += ["--model.init_args.n_head", "2", "--model.init_args.mlp_internal_dim_multiplier"]
