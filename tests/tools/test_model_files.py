@@ -24,10 +24,7 @@ TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the m
 def files(tmp_path_factory) -> dict[str, Path]:
     """A 2-layer BDH as a checkpoint, as plain weights (no n_layer), and as folders: exported
     whole, and damaged in the ways a copy or an edit damages them."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import _save_checkpoint
+    from conftest import _save_checkpoint  # the save_checkpoint fixture's, for a module fixture
 
     root = tmp_path_factory.mktemp("model-files")
     network = _save_checkpoint(root / "bdh.ckpt", "bdh")
