@@ -24,7 +24,12 @@ from bdh_pl.cli_help import PROG
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import Preempted, UserError
 from bdh_pl.fileio import check_writable
-from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
+from bdh_pl.training.callbacks import (
+    PeakMemory,
+    TestMetricsWriter,
+    Throughput,
+    ValidateFinalStep,
+)
 from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer, check_lanes
 from bdh_pl.training.console import swap_default_console
 from bdh_pl.training.language_model import LanguageModel
@@ -348,6 +353,8 @@ def quiet_lightning(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     # Lightning's own deprecated call inside its _pytree, and its advert for a cloud logger.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # `main` hands LightningCLI sys.argv[1:] as args (so tests and tools can call it too).
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda r: not str(r.msg).startswith("💡 Tip:"))
     if argv[:1] in (["test"], ["validate"]):
@@ -367,7 +374,7 @@ def run_lightning(argv: list[str]) -> None:
             argv,
             trainer_defaults={
                 "default_root_dir": DEFAULT_ROOT_DIR,
-                "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput()],
+                "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput(), ValidateFinalStep()],
             },
             save_config_kwargs={"overwrite": True},
         )
