@@ -349,8 +349,6 @@ def quiet_lightning(argv: list[str]) -> None:
         "ignore", message="Experiment logs directory .* exists and is not empty"
     )
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-    # The entry point hands LightningCLI its arguments (sys.argv minus the program name).
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     # Lightning's own deprecated call inside its _pytree, and its advert for a cloud logger.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # `main` hands LightningCLI sys.argv[1:] as args (so tests and tools can call it too).
