@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +284,11 @@ def _check_budget(budget: Budget | None, where: str) -> None:
         raise UserError(
             f"{where}.{given[0]} is 0: a budget must be positive (to test without training, "
             "write `budget: {zero_shot: true}`)"
+        )
+    if not math.isfinite(getattr(budget, given[0])):
+        raise UserError(
+            f"{where}.{given[0]} is {getattr(budget, given[0])}: a budget must be a finite "
+            f"number, e.g. `{where}: {{{given[0]}: 600}}`"
         )
 
 
