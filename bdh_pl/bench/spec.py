@@ -280,15 +280,10 @@ def _check_budget(budget: Budget | None, where: str) -> None:
             f"{where}: give one of {', '.join(BUDGET_KINDS)} (or zero_shot: true), got "
             f"{given or 'none'}"
         )
-    if not getattr(budget, given[0]):
+    if not (value := getattr(budget, given[0])) or not math.isfinite(value):
         raise UserError(
-            f"{where}.{given[0]} is 0: a budget must be positive (to test without training, "
-            "write `budget: {zero_shot: true}`)"
-        )
-    if not math.isfinite(getattr(budget, given[0])):
-        raise UserError(
-            f"{where}.{given[0]} is {getattr(budget, given[0])}: a budget must be a finite "
-            f"number, e.g. `{where}: {{{given[0]}: 600}}`"
+            f"{where}.{given[0]} is {value:g}: a budget must be a positive finite number (to test "
+            "without training, write `budget: {zero_shot: true}`)"
         )
 
 
