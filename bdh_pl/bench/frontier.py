@@ -278,6 +278,7 @@ def frontier(records: list[dict]) -> dict[str, Any]:
         boot = bootstrap_fits(points) if fit else []
         out["families"][family] = {
             "runs": [_run_row(r) for r in runs],
+            "learning_rate": chosen_learning_rate(runs),
             "frontier": points,
             "fit": fit and {**fit, "band": _parameter_band(boot), "bootstrap_n": len(boot)},
             "curve": fit and fit_curve(fit, boot, [p["budget_flops"] for p in points]),
@@ -289,6 +290,20 @@ def frontier(records: list[dict]) -> dict[str, Any]:
     for entry in fitted.values():
         entry.pop("bootstrap")  # a thousand fits: used above, not worth the file
     return out
+
+
+def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
+    """The family's sweep: the rates tried, the one chosen (reused for every run), and
+    whether it is the smallest or largest tried (the best may lie beyond the sweep)."""
+    tried = sorted({r["learning_rate"] for r in runs if r.get("learning_rate") is not None})
+    chosen = {r.get("learning_rate") for r in runs if r.get("selected")} - {None}
+    if len(chosen) != 1:
+        return None
+    (rate,) = chosen
+    edge = None
+    if len(tried) > 1:
+        edge = "largest" if rate == tried[-1] else "smallest" if rate == tried[0] else None
+    return {"chosen": rate, "tried": tried, "at_sweep_edge": edge}
 
 
 def extrapolation(fitted: dict[str, dict], where: dict[str, Any]) -> dict[str, Any]:

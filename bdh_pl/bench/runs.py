@@ -86,7 +86,9 @@ class RunQueue:
         with self._lock:
             records = [r.as_dict() for r in self.records]
             out = self.here(self.bench.out_dir)
-            report.write_results(out, self.bench.experiment, records, self.command)
+            report.write_results(
+                out, self.bench.experiment, records, self.command, self.bench.out_dir
+            )
         return records
 
     # --- plans --------------------------------------------------------------------------

@@ -290,3 +290,5 @@ def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(tmp_path, mon
     assert not any(elsewhere.iterdir())  # nothing landed in the folder of the moment
     assert (work / "results" / "frontier" / "frontier.json").is_file()
     assert all((work / r["fit_run"]).is_dir() for r in records)
+    results = json.loads((work / "results" / "frontier" / "metrics.json").read_text())
+    assert results["config"] == "results/frontier/benchmark.yaml"  # as named, not absolute
