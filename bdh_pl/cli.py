@@ -61,6 +61,7 @@ TOOLS: dict[str, str] = {
     "lm-eval": "bdh_pl.tools.lm_eval_cli",
     "mauve": "bdh_pl.tools.mauve",
     "context-curve": "bdh_pl.tools.context_curve",
+    "inspect": "bdh_pl.tools.inspect",
 }
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what job schedulers expect of a killed job
 # Model options that change how the same function is computed, not which: the command line may

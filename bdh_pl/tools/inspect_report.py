@@ -1,0 +1,258 @@
+"""The charts and the README of `inspect`, drawn from its report (inspect.json's dict)."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from bdh_pl.analysis import powerlaw
+from bdh_pl.charts import finish_axes, new_figure, save_figure
+
+VARIANT_STYLE = {  # graph variants: colour, line style
+    "trained": ("C0", "-"),
+    "init": ("C1", "--"),
+    "shuffled": ("C7", ":"),
+    "factors shuffled": ("C2", "-."),
+}
+
+
+def show(text: str) -> str:
+    """Text of a context as one printable line: line breaks as a visible mark."""
+    return text.replace("\r", "").replace("\n", "↵").replace("\t", "→")
+
+
+# --- charts --------------------------------------------------------------------------------
+
+
+def sparsity_figure(report: dict):
+    sp = report["sparsity"]
+    curves = sp.get("over_training") or {}
+    fig = new_figure(12 if curves else 6.5)
+    axes = fig.subplots(1, 2 if curves else 1, squeeze=False)[0]
+    ax = axes[0]
+    for which, marker in (("x", "o"), ("y", "s")):
+        for variant, style in (("trained", "-"), ("init", "--")):
+            layers = sp[variant][which]["by_layer"]
+            ax.plot(range(len(layers)), layers, style, marker=marker,
+                    color="C0" if which == "x" else "C3", label=f"{which}_sparse, {variant}")  # fmt: skip
+        heads = np.array(sp["trained"][which]["by_layer_head"])  # L, nh
+        for h in range(heads.shape[1]):
+            ax.scatter(range(heads.shape[0]), heads[:, h], s=10, color="grey", zorder=3,
+                       label="per head (trained)" if which == "x" and h == 0 else None)  # fmt: skip
+    ax.set_xticks(range(len(sp["trained"]["x"]["by_layer"])))
+    ax.set_ylim(0, None)
+    finish_axes(ax, "Active neurons by layer (held-out text)", "layer", "share of neurons > 0")
+    if curves:
+        ax = axes[1]
+        for key, points in curves.items():
+            which, layer = key.split("_l")
+            ax.plot([p[0] + 1 for p in points], [p[1] for p in points],
+                    "-" if which == "x" else "--", marker="o", markersize=3,
+                    color=f"C{int(layer)}", label=f"{which}_sparse, layer {layer}")  # fmt: skip
+        ax.set_ylim(0, None)
+        finish_axes(ax, "Logged at each validation", "optimizer steps", "share of neurons > 0")
+    fig.suptitle(f"{report['label']}: sparsity")
+    fig.tight_layout()
+    return fig
+
+
+def frequency_figure(report: dict):
+    sp = report["sparsity"]
+    fig = new_figure(7)
+    ax = fig.subplots()
+    freqs = {k: np.array(v) for k, v in sp["frequency"].items()}
+    smallest = min((f[f > 0].min() for f in freqs.values() if (f > 0).any()), default=1e-4)
+    bins = np.logspace(math.floor(math.log10(smallest)), 0, 41)
+    for variant, color in (("trained", "C0"), ("init", "C1")):
+        f = freqs[variant]
+        dead = sp[variant]["x"]["dead_neurons"]
+        ax.hist(f[f > 0], bins=bins, histtype="step", linewidth=1.6, color=color,
+                label=f"{variant}: median {np.median(f):.1%}, {dead} dead")  # fmt: skip
+    ax.set_xscale("log")
+    finish_axes(ax, f"{report['label']}: how often each x_sparse neuron fires",
+                "activation frequency (share of positions > 0, mean over layers)", "neurons")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def _ccdf(counts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    k = np.array([c[0] for c in counts if c[0] > 0], dtype=float)
+    n = np.array([c[1] for c in counts if c[0] > 0], dtype=float)
+    return k, np.cumsum(n[::-1])[::-1] / n.sum()  # P(K >= k) among k > 0
+
+
+def degree_figure(report: dict):
+    pooled = report["graph"]["pooled"]
+    fig = new_figure(12)
+    axes = fig.subplots(1, 2)
+    for ax, kind in zip(axes, ("out", "in"), strict=True):
+        for name, entry in pooled.items():
+            color, style = VARIANT_STYLE.get(name, ("k", "-"))
+            k, ccdf = _ccdf(entry["degree_counts"][kind])
+            ax.plot(k, ccdf, style, color=color, linewidth=1.6, label=name)
+        fit = pooled["trained"]["fits"][kind]
+        if "alpha" in fit:
+            k, ccdf = _ccdf(pooled["trained"]["degree_counts"][kind])
+            share = fit["n_tail"] / fit["n"]
+            xs = np.unique(np.round(np.geomspace(fit["k_min"], k.max(), 60)))
+            alt = fit["alternatives"]
+            lines = (
+                ("power law", powerlaw.power_law_ccdf(xs, fit["alpha"], fit["k_min"]),
+                 f"α={fit['alpha']:.2f}, k≥{fit['k_min']}"),
+                ("exponential", powerlaw.exponential_ccdf(xs, alt["exponential"]["lambda"], fit["k_min"]),
+                 f"R={alt['exponential']['loglik_ratio']:.0f}, p={alt['exponential']['p_value']:.2g}"),
+                ("lognormal", powerlaw.lognormal_ccdf(xs, alt["lognormal"]["mu"], alt["lognormal"]["sigma"], fit["k_min"]),
+                 f"R={alt['lognormal']['loglik_ratio']:.0f}, p={alt['lognormal']['p_value']:.2g}"),
+            )  # fmt: skip
+            for (name, ys, note), color in zip(lines, ("k", "C3", "C4"), strict=True):
+                ax.plot(xs, share * ys, color=color, linewidth=1, linestyle=(0, (4, 2)),
+                        label=f"trained, {name} fit ({note})")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        finish_axes(ax, f"{kind}-degree (all heads)", f"{kind}-degree k", "P(degree ≥ k)")
+        ax.legend(fontsize=7)
+    density = report["graph"]["density"]
+    fig.suptitle(
+        f"{report['label']}: neuron graph G = decoder · encoder, top {density:.0%} of entries"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def selectivity_figure(report: dict):
+    sel = report["selectivity"]
+    fig = new_figure(13)
+    axes = fig.subplots(1, 2)
+    ax = axes[0]
+    for i, (name, entry) in enumerate(sel["models"].items()):
+        best = np.sort(np.array(entry["best_scores"]))[::-1]
+        share = np.arange(1, len(best) + 1) / len(best)
+        ax.plot(best, share, color=f"C{i}", linewidth=1.6,
+                label=f"{name} ({entry['neurons']:,} neurons, p99 {entry['p99']:.2f})")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlim(min(0, ax.get_xlim()[0]), 1)
+    finish_axes(ax, "Neurons at least this selective", "best normalised AP over the classes",
+                "share of neurons")  # fmt: skip
+    ax = axes[1]
+    classes = [
+        c for c in sel["classes"] if any(c in m["per_class"] for m in sel["models"].values())
+    ]
+    width = 0.8 / max(len(sel["models"]), 1)
+    for i, (name, entry) in enumerate(sel["models"].items()):
+        values = [entry["per_class"].get(c, {}).get("best", np.nan) for c in classes]
+        ax.bar(np.arange(len(classes)) + (i - (len(sel["models"]) - 1) / 2) * width, values,
+               width, color=f"C{i}", label=name)  # fmt: skip
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    finish_axes(ax, "The best neuron of each class", "class", "normalised AP")
+    fig.suptitle(f"{report['label']}: selectivity against controls")
+    fig.tight_layout()
+    return fig
+
+
+def contexts_figure(report: dict):
+    """A page of text: the most selective neurons and the contexts they fire on most."""
+    top = report["selectivity"]["models"][report["label"]]["top"]
+    lines: list[tuple[str, bool]] = []
+    for entry in top:
+        lines.append((f"{entry['name']}  ·  {entry['class']}  ·  nAP {entry['nap']:.2f}  ·  "
+                      f"active at {entry['active_share']:.1%} of positions", True))  # fmt: skip
+        for c in entry["contexts"]:
+            text = f"{show(c['before'])[-28:]:>28}[{show(c['token'])}]{show(c['after'])[:10]:<10}"
+            lines.append((f"   {c['activation']:7.3f}  {text}", False))
+    fig = new_figure(8.5)
+    fig.set_size_inches(8.5, 0.6 + 0.19 * len(lines))
+    for i, (text, bold) in enumerate(lines):
+        fig.text(0.02, 1 - (0.35 + 0.19 * i) / fig.get_size_inches()[1], text, family="monospace",
+                 fontsize=8.5, weight="bold" if bold else "normal", va="top")  # fmt: skip
+    fig.suptitle(f"{report['label']}: the most selective x_sparse neurons and their top contexts",
+                 fontsize=10, y=1 - 0.08 / fig.get_size_inches()[1])  # fmt: skip
+    return fig
+
+
+def write_charts(report: dict, folder: Path) -> list[Path]:
+    made = []
+    if "sparsity" in report:
+        made.append(save_figure(sparsity_figure(report), folder / "sparsity.png"))
+        made.append(save_figure(frequency_figure(report), folder / "frequency.png"))
+    if "graph" in report:
+        made.append(save_figure(degree_figure(report), folder / "degrees.png"))
+    if "selectivity" in report:
+        made.append(save_figure(selectivity_figure(report), folder / "selectivity.png"))
+        made.append(save_figure(contexts_figure(report), folder / "top_neurons.png"))
+    return made
+
+
+# --- README --------------------------------------------------------------------------------
+
+
+def readme(report: dict, charts: list[Path], argv: list[str]) -> str:
+    verdict = {True: "**holds**", False: "**does not hold**", None: "untested (no control)"}
+    lines = [
+        f"# What {report['label']} learned",
+        "",
+        f"`python -m bdh_pl inspect {shlex.join(argv)}`",
+        "",
+        f"Checkpoint `{report['checkpoint']}` ({report['model']}); held-out text "
+        f"{report['text']['source']}, {report['text']['tokens']:,} tokens in windows of "
+        f"{report['text']['block_size']}.",
+        "",
+        "| claim | verdict | evidence | rule |",
+        "|---|---|---|---|",
+        *(
+            f"| {c['claim']} | {verdict[c['holds']]} | {c['evidence']} | {c['rule']} |"
+            for c in report["claims"]
+        ),  # fmt: skip
+        "",
+    ]
+    gr = report.get("graph")
+    if gr:
+        lines += [
+            f"The neuron graph, G = decoder · encoder per head, its top {gr['density']:.0%} of "
+            "entries as edges; degrees of all heads pooled (inspect.json has each head):",
+            "",
+            "| variant | modularity | degree | mean | max | alpha | k_min | tail "
+            "| power law vs exponential: R (p) | vs lognormal: R (p) |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, entry in gr["pooled"].items():
+            for kind, fit in entry["fits"].items():
+                alt = fit.get("alternatives", {})
+                cell = {k: f"{v['loglik_ratio']:.1f} ({v['p_value']:.2g})" for k, v in alt.items()}
+                lines.append(
+                    f"| {name} | {entry['modularity_mean']:.3f} | {kind} | {fit['mean']:.1f} | "
+                    f"{fit['max']} | {fit.get('alpha', float('nan')):.2f} | "
+                    f"{fit.get('k_min', '-')} | {fit.get('n_tail', '-')} | "
+                    f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} |"
+                )
+        lines.append("")
+    sel = report.get("selectivity")
+    if sel:
+        lines += [
+            "Selectivity (normalised average precision of each neuron for its best class):",
+            "",
+            "| model | neurons | median | p90 | p99 | max | share >= 0.5 |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {k} | {v['neurons']:,} | {v['median']:.3f} | {v['p90']:.3f} | {v['p99']:.3f} "
+                f"| {v['max']:.3f} | {v['share_above_0.5']:.2%} |"
+                for k, v in sel["models"].items()
+            ),  # fmt: skip
+            "",
+            f"The most selective neurons of {report['label']}, the best of each class (activation, "
+            "context, [token]; ↵ is a line break):",
+            "",
+            "```",
+        ]
+        for entry in sel["models"][report["label"]]["top"]:
+            lines.append(f"{entry['name']}  {entry['class']}  nAP {entry['nap']:.2f}")
+            for c in entry["contexts"]:
+                lines.append(f"  {c['activation']:7.3f}  {show(c['before'])[-28:]:>28}"
+                             f"[{show(c['token'])}]{show(c['after'])[:10]}")  # fmt: skip
+        lines += ["```", ""]
+    if charts:
+        lines += ["Charts: " + ", ".join(f"[{p.stem}](charts/{p.name})" for p in charts), ""]
+    return "\n".join(lines)

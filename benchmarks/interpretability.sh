@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# What BDH learned (issue 24): sparsity, selectivity and the neuron graph, against controls.
+#
+# Trains on byte-level tiny Shakespeare (block 128, batch 32, STEPS steps, the same tokens for
+# every model): the quality-anchor BDH (4 layers x 192 wide x 4 heads, multiplier 16: 1.9M
+# parameters, the size of configs/benchmark/shakespeare-fair.yaml, its best lr), a smaller BDH
+# (configs/cpu/bdh.yaml: 2 x 64 x 2, multiplier 16), and two same-size transformers whose MLP
+# neurons are the selectivity control (LLaMA 4 x 192, SwiGLU 512; GPT-2 4 x 192). Then
+# `inspect` on each BDH (with its untrained twin and the transformers as controls).
+#   bash benchmarks/interpretability.sh                  # -> results/interpretability/
+#   STEPS=400 OUT=results/interpretability bash benchmarks/interpretability.sh
+#   STAGE=fit bash benchmarks/interpretability.sh        # train only
+# A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it).
+set -euo pipefail
+STEPS=${STEPS:-400}
+OUT=${OUT:-results/interpretability}
+STAGE=${STAGE:-all}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread: the machine is shared
+
+common=(--config configs/shakespeare.yaml --config configs/cpu.yaml
+  --trainer.max_steps "$STEPS" --trainer.val_check_interval 25
+  --data.init_args.block_size 128 --data.init_args.batch_size 32
+  --model.init_args.dropout 0.0 --model.init_args.warmup_steps 20
+  --trainer.enable_progress_bar false)
+bdh=(--config configs/cpu/bdh.yaml --model.init_args.n_layer 4 --model.init_args.n_embd 192
+  --model.init_args.n_head 4 --model.init_args.mlp_internal_dim_multiplier 16
+  --model.init_args.learning_rate 0.004 --model.init_args.min_learning_rate 0.0004)
+bdh_small=(--config configs/cpu/bdh.yaml)
+llama=(--config configs/model/llama-tiny.yaml --model.init_args.n_layer 4
+  --model.init_args.n_head 4 --model.init_args.n_embd 192 --model.init_args.intermediate_size 512
+  --model.init_args.learning_rate 0.002 --model.init_args.min_learning_rate 0.0002)
+gpt2=(--config configs/model/gpt2-scratch.yaml --model.init_args.n_layer 4
+  --model.init_args.n_head 4 --model.init_args.n_embd 192
+  --model.init_args.learning_rate 0.004 --model.init_args.min_learning_rate 0.0004)
+
+fit() {  # name, then its arguments
+  local name=$1
+  shift
+  if [ ! -f "$OUT/runs/$name/version_0/checkpoints/last.ckpt" ] \
+    || ! grep -q "^$STEPS$" "$OUT/runs/$name/steps" 2>/dev/null; then
+    rm -rf "$OUT/runs/$name"
+    python -m bdh_pl fit "${common[@]}" "$@" --trainer.default_root_dir "$OUT/runs/$name"
+    echo "$STEPS" >"$OUT/runs/$name/steps"
+  fi
+}
+
+start=$(date +%s)
+fit bdh-small "${bdh_small[@]}"
+fit llama "${llama[@]}"
+fit gpt2 "${gpt2[@]}"
+fit bdh "${bdh[@]}"
+echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+[ "$STAGE" = fit ] && exit 0
