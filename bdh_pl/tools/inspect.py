@@ -29,6 +29,7 @@ under DIR/charts/.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -303,6 +304,15 @@ def graph_report(trained: torch.nn.Module, init: torch.nn.Module, density: float
 # --- verdicts ------------------------------------------------------------------------------
 
 
+def share_z(a: dict, b: dict) -> float:
+    """Two-proportion z of the shares of selective neurons (nAP >= 0.5) of a over b."""
+    n1, n2 = a["neurons"], b["neurons"]
+    p1, p2 = a["share_above_0.5"], b["share_above_0.5"]
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n2))
+    return (p1 - p2) / se
+
+
 def verdicts(report: dict, label: str) -> list[dict]:
     """Each claim, the numbers it rests on, and whether it holds against every control."""
     claims = []
@@ -332,19 +342,18 @@ def verdicts(report: dict, label: str) -> list[dict]:
                 for v in others.values()
             )
         ]
+        z = {k: share_z(ours, v) for k, v in others.items()}
         claims.append(
             {
                 "claim": "monosemantic neurons (selective for one concept)",
-                "holds": all(
-                    ours["share_above_0.5"] > v["share_above_0.5"] for v in others.values()
-                )
-                if others
-                else None,
+                "holds": all(v > 2 for v in z.values()) if others else None,
                 "evidence": "share of neurons whose best class has nAP >= 0.5: "
                 + ", ".join(f"{k} {v['share_above_0.5']:.1%}" for k, v in models.items())
                 + f"; classes whose best neuron is {label}'s (beats every control): "
-                + f"{', '.join(won) or 'none'} of {len(ours['per_class'])}",
-                "rule": "a larger share of selective neurons (nAP >= 0.5) than every control",
+                + f"{', '.join(won) or 'none'} of {len(ours['per_class'])}; z against "
+                + ", ".join(f"{k} {v:.1f}" for k, v in z.items()),
+                "rule": "a larger share of selective neurons (nAP >= 0.5) than every control, "
+                "by more than 2 standard errors (two-proportion z > 2)",
             }
         )
     gr = report.get("graph")
@@ -382,14 +391,16 @@ def verdicts(report: dict, label: str) -> list[dict]:
                 "exponential and no control's does",
             }
         )  # fmt: skip
-        q = {name: pooled[name]["modularity_mean"] for name in pooled}
+        q = {name: [h[name]["modularity"] for h in gr["heads"]] for name in pooled}
         claims.append(
             {
                 "claim": "high modularity of the neuron graph",
-                "holds": all(q["trained"] > v for k, v in q.items() if k != "trained"),
-                "evidence": "Louvain modularity (mean over heads): "
-                + ", ".join(f"{k} {v:.3f}" for k, v in q.items()),
-                "rule": "the trained graph's modularity above every control's",
+                "holds": all(min(q["trained"]) > max(v) for k, v in q.items() if k != "trained"),
+                "evidence": "Louvain modularity, mean (range) over heads: "
+                + ", ".join(
+                    f"{k} {np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" for k, v in q.items()
+                ),
+                "rule": "every head's trained graph more modular than every head of every control",
             }
         )
     return claims
@@ -398,25 +409,33 @@ def verdicts(report: dict, label: str) -> list[dict]:
 # --- the command ---------------------------------------------------------------------------
 
 
-def control_units(args: argparse.Namespace, text: bytes, keep: int) -> list[tuple]:
-    """Each --control read on the same text (in its own tokens and block size), signed."""
+def load_controls(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """(label, loaded) of each --control, checked to be a transformer with MLP neurons."""
     labels = args.control_label or [Path(p).stem for p in args.control]
-    units = []
+    controls = []
     for path, label in zip(args.control, labels, strict=True):
         loaded = load(path)
-        model = loaded.model.to(args.device).eval()
-        if is_bdh(model.network) or not mlp_output_modules(model.network):
+        network = loaded.model.network
+        if is_bdh(network) or not mlp_output_modules(network):
             raise UserError(
-                f"--control {path} holds a {type(model).__name__}: a control needs a transformer "
-                "with MLP neurons (GPT-2 or LLaMA); the untrained BDH is already a control"
+                f"--control {path} holds a {type(loaded.model).__name__}: a control needs a "
+                "transformer with MLP neurons (GPT-2 or LLaMA); the untrained BDH is already one"
             )
-        tokenizer = get_tokenizer(
-            loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir)
-        )
+        controls.append((label, loaded))
+    return controls
+
+
+def control_units(args, controls: list[tuple[str, object]], text: bytes, keep: int) -> list:
+    """Each control read on the same text, in its own tokens and block size; signed scores."""
+    units = []
+    for label, loaded in controls:
+        model = loaded.model.to(args.device).eval()
+        data_dir = resolve_data_dir(args.data_dir or loaded.data_dir)
+        tokenizer = get_tokenizer(loaded.tokenizer, data_dir)
         tokens = np.asarray(tokenizer.encode(text))
         idx = windows(tokens, int(model.hparams.block_size), keep)
         acts = read(model.network, idx, min(keep, idx.numel()), args.batch_size)
-        print(f"inspect: read {label} ({path})", file=sys.stderr)
+        print(f"inspect: read {label}", file=sys.stderr)
         units.append((label, model.network, tokens, tokenizer.token_bytes(), acts, True))
     return units
 
@@ -426,6 +445,7 @@ def inspect(args: argparse.Namespace) -> dict:
     loaded = load(args.ckpt_path, args.n_layer)
     model = loaded.model.to(args.device).eval()
     require_bdh(model, args.ckpt_path, args.measures)
+    controls = load_controls(args) if "selectivity" in args.measures else []
     data, source = checkpoint_data(loaded, args.ckpt_path, args.text, args.data_dir)
     tokens = np.asarray(data.split_tokens("test"))
     token_bytes = data.tokenizer.token_bytes()
@@ -475,7 +495,7 @@ def inspect(args: argparse.Namespace) -> dict:
             print("inspect: neuron graph measured", file=sys.stderr)
     if "selectivity" in args.measures:
         text = bytes(np.asarray(data.split_text("test").data))  # the controls read these bytes
-        units += control_units(args, text, keep)
+        units += control_units(args, controls, text, keep)
         report["selectivity"] = selectivity_report(units, args.top, args.contexts)
         print("inspect: selectivity scored", file=sys.stderr)
     report["claims"] = verdicts(report, label)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy import special
 
 
@@ -19,3 +20,19 @@ def _sample_power_law(alpha: float, k_min: int, n: int, seed: int = 0) -> np.nda
 def sample_power_law():
     """sample_power_law(alpha, k_min, n, seed=0) -> integer array"""
     return _sample_power_law
+
+
+def _tiny_bdh(n_layer: int = 1, seed: int = 0):
+    from bdh_pl.models.bdh import BDH, BDHConfig
+
+    torch.manual_seed(seed)
+    config = BDHConfig(
+        n_layer=n_layer, n_embd=8, n_head=2, mlp_internal_dim_multiplier=2, dropout=0.0
+    )
+    return BDH(config).eval()  # N = 2 * 8 / 2 = 8 neurons per head
+
+
+@pytest.fixture
+def tiny_bdh():
+    """tiny_bdh(n_layer=1, seed=0) -> BDH (8 wide, 2 heads of 8 neurons), eval mode"""
+    return _tiny_bdh
