@@ -47,6 +47,7 @@ fit llama "${llama[@]}"
 echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 
 OMP_NUM_THREADS=${CURVE_THREADS:-$(nproc)} python -m bdh_pl context-curve --windows --max_tokens "$TOKENS" --out "$OUT" \
-  --label bdh bdh-carried bdh-carried-2k llama \
+  --label "BDH trained on random windows" "BDH trained with carried state" \
+  "BDH trained with carried state reset every 2K" "LLaMA trained on random windows" \
   --ckpt_path "$OUT"/runs/{bdh-windows,bdh-carried,bdh-carried-2k,llama}/version_0/checkpoints/last.ckpt
 echo "done in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"

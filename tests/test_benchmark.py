@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from bdh_pl import charts
-from bdh_pl.bench import charts as bench_charts
 from bdh_pl.bench import matrix, report, resolve, spec, stats
+from bdh_pl.charts.benchmark import COMPARISON_CHARTS, CURVE_CHARTS, SWEEP_CHART, chart_names
 from bdh_pl.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,8 +288,9 @@ def test_results_from_before_sweeps_still_report(experiment, tmp_path):
     rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
     assert [r.split(" | ")[0] for r in rows] == [f"| {r['model']}" for r in result["records"]]
     assert "Sweep" not in summary and "one seed" in summary
-    paths = bench_charts.write_benchmark_charts(result["records"], experiment, tmp_path)
-    assert sorted(p.stem for p in paths) == sorted(bench_charts.BENCHMARK_CHARTS)
+    paths = report.write_charts(tmp_path, experiment, result["records"])
+    names = chart_names(report.chart_records(experiment, result["records"]))
+    assert sorted(p.stem for p in paths) == sorted(names) and "test_bpb" in names
 
 
 @pytest.mark.slow
@@ -339,7 +340,7 @@ def test_smoke_benchmark_end_to_end(data_dir, tmp_path, capsys):
     assert yaml.safe_load((out / "benchmark.yaml").read_text())["experiment"] == "smoke"
     assert Path(ok["config"]) == out / "configs" / first["name"] / "lr1x-seed1337.yaml"
     assert Path(ok["fit_run"]).parent == out / "runs" / first["name"] / "lr1x-seed1337"
-    for chart in bench_charts.BENCHMARK_CHARTS:
+    for chart in CURVE_CHARTS:  # one model tested: no comparison charts
         assert (out / "charts" / f"{chart}.png").read_bytes()[:4] == b"\x89PNG", chart
     progress = capsys.readouterr().out
     assert f"[1/2] {first['name']} lr1x seed 1337: done" in progress
@@ -459,7 +460,7 @@ def test_sweep_and_seeds_at_equal_flops_end_to_end(data_dir, tmp_path, capsys, m
     assert "ahead of" in summary and "seed spread" in summary and "Sweep (first seed" in summary
     assert "`broken` lr1x seed 11 in build" in summary
     assert yaml.safe_load((out / "benchmark.yaml").read_text())["seeds"] == [11, 12]
-    for chart in [*bench_charts.BENCHMARK_CHARTS, bench_charts.SWEEP_CHART]:
+    for chart in [*CURVE_CHARTS, *COMPARISON_CHARTS, SWEEP_CHART]:
         assert (out / "charts" / f"{chart}.png").read_bytes()[:4] == b"\x89PNG", chart
     progress = capsys.readouterr().out
     assert f"{bdh['name']}: chosen" in progress and "broken lr2x seed 11: FAILED" in progress

@@ -1,5 +1,5 @@
 """The results of a benchmark: metrics.json, metrics.csv, summary.md (rewritten after every
-model) and the charts (tools/plot.py)."""
+model) and charts/*.png (drawn by bdh_pl.charts; `python -m bdh_pl plot --results` redraws)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 from matplotlib.ticker import EngFormatter
 
 from bdh_pl.bench import stats
-from bdh_pl.bench.charts import benchmark_chart_names, write_benchmark_charts
 from bdh_pl.bench.record import KEYS
+from bdh_pl.charts.benchmark import BenchmarkRecords, chart_names, write_benchmark_charts
 from bdh_pl.fileio import atomic_write_text, write_json
 
 
@@ -35,8 +35,19 @@ def write_results(out: Path, experiment: str, records: list[dict], command: str)
     atomic_write_text(out / "summary.md", summary_markdown(experiment, records, command))
 
 
-def write_charts(out: Path, experiment: str, records: list[dict]) -> list[Path]:
-    return write_benchmark_charts(records, experiment, out / "charts")
+def chart_records(experiment: str, records: list[dict]) -> BenchmarkRecords:
+    """The records with the benchmark's choices (chosen runs, seed means) the charts show."""
+    return BenchmarkRecords(
+        experiment, records, stats.aggregate(records), stats.chosen_runs(records),
+        stats.swept(records),
+    )  # fmt: skip
+
+
+def write_charts(
+    out: Path, experiment: str, records: list[dict], charts_dir: Path | None = None
+) -> list[Path]:
+    """charts/*.png under `out` (or in `charts_dir`)."""
+    return write_benchmark_charts(chart_records(experiment, records), charts_dir or out / "charts")
 
 
 SUMMARY_COLUMNS = [
@@ -160,7 +171,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
             f"{r['failed_stage']}: {r['error']}"
             for r in failed
         ]
-    names = benchmark_chart_names(records)
+    names = chart_names(chart_records(experiment, records))
     charts = ", ".join(f"[{c}](charts/{c}.png)" for c in names)
     lines += ["", f"Charts: {charts}.", ""]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry, Setting
+from bdh_pl.charts.runs import tokens_per_step  # noqa: F401 (the one formula, for run folders too)
 from bdh_pl.cli import DEFAULT_ROOT_DIR, BDHLightningCLI
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
@@ -90,20 +91,6 @@ def apply_setting(config: dict[str, Any], setting: Setting, seed: int | None) ->
 def run_seed(config: dict[str, Any]) -> int | None:
     """The seed a resolved config trains with (the data's, linked to the model's)."""
     return config["data"]["init_args"].get("seed")
-
-
-def tokens_per_step(config: dict[str, Any]) -> int:
-    """Training tokens per optimizer step: batch x block x gradient accumulation x devices
-    ("auto" devices count as one: set trainer.devices to budget multi-device runs)."""
-    data = config["data"]["init_args"]
-    trainer = config["trainer"]
-    devices = trainer.get("devices")
-    world = (
-        len(devices) if isinstance(devices, list) else devices if isinstance(devices, int) else 1
-    )
-    world *= trainer.get("num_nodes") or 1
-    accumulate = trainer.get("accumulate_grad_batches") or 1
-    return int(data["batch_size"]) * int(data["block_size"]) * int(accumulate) * max(1, world)
 
 
 def build(config: dict[str, Any]):

@@ -12,12 +12,13 @@ Each checkpoint scores the test split of its dataset (or --text FILE) token by t
 bytes are then bucketed by their context in bytes (--buckets, the edges) and each bucket's
 bits per byte is its tokens' NLL over its bytes: whether a model gains from context it never
 saw in training shows right of its training length. Writes context_curve.json (the table)
-and context_curve.png under --out.
+and context_curve.png under --out; `--replot DIR` redraws DIR/context_curve.png from its JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from bdh_pl.charts import finish_axes, new_figure, save_figure
+from bdh_pl.charts import context_figure, save_figure
 from bdh_pl.data.tokenizers import count_bytes_and_words
 from bdh_pl.data.windows import EvalWindows
 from bdh_pl.errors import ArgumentParser, UserError
@@ -36,6 +37,7 @@ from bdh_pl.tools.generate import check_device, checkpoint_data, load_checkpoint
 from bdh_pl.training.language_model import LanguageModel
 
 BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536]  # bytes of context; the last bucket is open
+MIN_BYTES = 1000  # a bucket of fewer bytes is drawn hollow: its bpb is a noisy estimate
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -44,7 +46,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--ckpt_path", nargs="+", required=True, help="bdh-pl checkpoints")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", nargs="+", help="bdh-pl checkpoints")
+    source.add_argument("--replot", help="redraw DIR/context_curve.png from DIR's JSON")
     parser.add_argument("--label", nargs="+", default=None, help="a name per checkpoint")
     parser.add_argument("--text", default=None, help="test text file (default: test split)")
     parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
@@ -54,9 +58,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
     parser.add_argument("--max_tokens", type=int, default=None, help="score the first N only")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", required=True, help="folder for the JSON and the chart")
+    parser.add_argument("--out", help="folder for the JSON and the chart (not with --replot)")
     args = parser.parse_args(argv)
-    if args.label and len(args.label) != len(args.ckpt_path):
+    if args.ckpt_path and not args.out:
+        parser.error("--out is required with --ckpt_path")
+    if args.label and len(args.label) != len(args.ckpt_path or []):
         parser.error(f"give one --label per checkpoint ({len(args.ckpt_path)})")
     edges = args.buckets
     if edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
@@ -70,9 +76,7 @@ def score_tokens(
     model: LanguageModel, windows: EvalWindows, token_bytes: np.ndarray, batch_size: int, device
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each token's NLL (nats) and its context in bytes, in split order."""
-    n = len(windows.tokens)
-    before = np.concatenate([[0], np.cumsum(token_bytes, dtype=np.int64)])  # bytes before t
-    nll, context = np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.int64)
+    nll = np.zeros(len(windows.tokens), dtype=np.float64)
     loader = DataLoader(windows, batch_size=1 if windows.carry_state else batch_size)
     w = 0
     with torch.no_grad():
@@ -83,12 +87,19 @@ def score_tokens(
                     int(a[w]) for a in (windows.begins, windows.first_scored, windows.ends)
                 )
                 nll[seen:end] = row[seen - begin : end - begin]
-                # stream: the whole split before it; a window: its inputs, which start at the
-                # token before `begin` (or at the split's start)
-                origin = 0 if windows.carry_state else max(begin - 1, 0)
-                context[seen:end] = before[seen:end] - before[origin]
                 w += 1
-    return nll, context
+    return nll, token_contexts(windows, token_bytes)
+
+
+def token_contexts(windows: EvalWindows, token_bytes: np.ndarray) -> np.ndarray:
+    """Each token's context in bytes: in a stream the whole split before it; in a window its
+    inputs, which start at the token before the window's first (or at the split's start)."""
+    before = np.concatenate([[0], np.cumsum(token_bytes, dtype=np.int64)])  # bytes before t
+    context = np.zeros(len(windows.tokens), dtype=np.int64)
+    for begin, seen, end in zip(windows.begins, windows.first_scored, windows.ends, strict=True):
+        origin = 0 if windows.carry_state else max(int(begin) - 1, 0)
+        context[seen:end] = before[seen:end] - before[origin]
+    return context
 
 
 def bucket_table(
@@ -100,7 +111,12 @@ def bucket_table(
         mask = (context >= lo) & (context < (hi if hi is not None else np.inf))
         n_bytes = int(token_bytes[mask].sum())
         bpb = float(nll[mask].sum() / math.log(2) / n_bytes) if n_bytes else None
-        rows.append({"from": lo, "to": hi, "bytes": n_bytes, "tokens": int(mask.sum()), "bpb": bpb})
+        # where the bucket's bytes are: their mean context (a window's last byte sits at 256)
+        mean = float((context[mask] * token_bytes[mask]).sum() / n_bytes) if n_bytes else None
+        rows.append(
+            {"from": lo, "to": hi, "bytes": n_bytes, "tokens": int(mask.sum()), "bpb": bpb,
+             "mean_context": mean}
+        )  # fmt: skip
     return rows
 
 
@@ -109,7 +125,8 @@ def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any
     loaded = load_checkpoint_model(path)
     model = loaded.model.to(check_device(args.device)).eval()
     data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
-    tokens = data.split_tokens("test")[: args.max_tokens]
+    split = data.split_tokens("test")
+    tokens = split[: args.max_tokens]
     token_bytes, token_words = count_bytes_and_words(data.tokenizer, tokens)
     block = model.hparams.block_size
     modes = ["stream", *(["windows"] if args.windows else [])] if model.has_state else ["sliding"]
@@ -134,6 +151,8 @@ def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any
                 "text": source,
                 "tokens": len(tokens),
                 "bytes": int(token_bytes.sum()),
+                "split_tokens": len(split),
+                "split_bytes": int(count_bytes_and_words(data.tokenizer, split)[0].sum()),
                 "bpb": float(nll.sum() / math.log(2) / token_bytes.sum()),
                 "buckets": bucket_table(nll, context, token_bytes, args.buckets),
             }
@@ -141,30 +160,33 @@ def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any
     return rows
 
 
-def curve_figure(rows: list[dict[str, Any]]):
-    """bpb against context (bucket midpoints in bytes, log x); a dotted line per block size."""
-    fig = new_figure(7)
-    ax = fig.subplots()
-    for i, row in enumerate(rows):
-        points = [(b["from"], b["to"], b["bpb"]) for b in row["buckets"] if b["bpb"] is not None]
-        xs = [math.sqrt(max(lo, 1) * (hi or 4 * max(lo, 1))) for lo, hi, _ in points]
-        ax.plot(
-            xs,
-            [p[2] for p in points],
-            marker="o",
-            color=f"C{i}",
-            label=f"{row['label']} ({row['mode']})",
+def figure_note(rows: list[dict[str, Any]]) -> str | None:
+    """What the chart leaves out: the part of the split that was not scored."""
+    row = rows[0]
+    if row.get("split_bytes") and row["bytes"] < row["split_bytes"]:
+        return (
+            f"Only the first {row['bytes']:,} of the test split's {row['split_bytes']:,} bytes "
+            "were scored."
         )
-    for block in sorted({row["block_size"] for row in rows}):
-        ax.axvline(block, color="grey", linestyle=":", linewidth=1)
-    ax.set_xscale("log")
-    finish_axes(ax, "Bits per byte by context", "context before the byte (bytes)", "bits per byte")
-    fig.tight_layout()
-    return fig
+    return None
+
+
+def replot(folder: str) -> Path:
+    path = Path(folder) / "context_curve.json"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path} is not a context_curve.json ({err}); rerun context-curve"
+        ) from None
+    return save_figure(context_figure(rows, MIN_BYTES, figure_note(rows)), path.with_suffix(".png"))
 
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    if args.replot:
+        print(replot(args.replot))
+        return
     labels = args.label or [Path(p).stem for p in args.ckpt_path]
     for path in args.ckpt_path:
         if not Path(path).is_file():
@@ -176,7 +198,7 @@ def main(argv: list[str]) -> None:
     ]
     out = Path(args.out)
     write_json(out / "context_curve.json", {"buckets": args.buckets, "runs": rows})
-    save_figure(curve_figure(rows), out / "context_curve.png")
+    save_figure(context_figure(rows, MIN_BYTES, figure_note(rows)), out / "context_curve.png")
     for row in rows:
         cells = " ".join(f"{b['bpb']:.3f}" if b["bpb"] is not None else "-" for b in row["buckets"])
         print(f"{row['label']:>16} {row['mode']:>8} bpb {row['bpb']:.4f} | {cells}")

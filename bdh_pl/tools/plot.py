@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bdh_pl.bench.charts import write_benchmark_charts
+from bdh_pl.bench.report import write_charts
 from bdh_pl.charts import (
     find_log_dir,
     read_metrics,
+    run_tokens_per_step,
     save_figure,
-    tokens_per_step,
     training_curves_figure,
 )
 from bdh_pl.errors import ArgumentParser, UserError
@@ -23,7 +23,7 @@ from bdh_pl.fileio import check_writable
 
 def plot_run(run: str | Path, out: str | Path) -> Path:
     log_dir = find_log_dir(run)
-    fig = training_curves_figure(read_metrics(log_dir), tokens_per_step(log_dir), str(log_dir))
+    fig = training_curves_figure(read_metrics(log_dir), run_tokens_per_step(log_dir), str(log_dir))
     return save_figure(fig, Path(out) / "training_curves.png")
 
 
@@ -55,5 +55,5 @@ def main(argv: list[str] | None = None) -> None:
         ) from None
     out = Path(args.out or Path(args.results) / "charts")
     check_writable(out, "give --out a writable folder")
-    for chart in write_benchmark_charts(records, experiment, out):
+    for chart in write_charts(Path(args.results), experiment, records, charts_dir=out):
         print(chart)

@@ -29,6 +29,7 @@ def test_buckets_split_the_total_by_context():
     assert rows[0]["bpb"] == pytest.approx(3.0 / math.log(2) / 2)
     assert rows[1]["bpb"] == pytest.approx(3.0 / math.log(2) / 2)
     assert rows[2]["to"] is None and rows[2]["bytes"] == 1
+    assert rows[0]["mean_context"] == 5.0 and rows[1]["mean_context"] == 70.0  # byte-weighted
 
 
 def test_stream_and_sliding_curves_score_like_hand_loops(tmp_path, save_checkpoint, run_cli):
@@ -62,9 +63,27 @@ def test_stream_and_sliding_curves_score_like_hand_loops(tmp_path, save_checkpoi
     assert total["bpb"] == pytest.approx(float(sum(prefix)) / math.log(2) / 200, abs=1e-5)
     assert [b["bytes"] for b in total["buckets"]] == [16, 48, 136]  # context = position
     assert rows["bdh", "windows"]["buckets"][2]["bytes"] == 0  # never more than a block
+    assert [b["mean_context"] for b in total["buckets"]] == [7.5, 39.5, 131.5]  # positions
+    assert total["split_bytes"] == 200 and "Only the first" not in str(table)
     assert rows["llama", "sliding"]["bpb"] == pytest.approx(
         float(sum(windows)) / math.log(2) / 200, abs=1e-5
     )
+
+
+def test_replot_redraws_the_chart_from_the_json(tmp_path, run_cli):
+    runs = [
+        {"label": "bdh", "mode": "stream", "block_size": 64, "stride": 64, "tokens": 500,
+         "bytes": 500, "split_bytes": 2000,
+         "buckets": [{"from": 0, "to": 64, "bytes": 64, "tokens": 64, "bpb": 2.0},
+                     {"from": 64, "to": None, "bytes": 436, "tokens": 436, "bpb": 2.5}]}
+    ]  # fmt: skip
+    (tmp_path / "context_curve.json").write_text(json.dumps({"buckets": [0, 64], "runs": runs}))
+    code, err = run_cli(["context-curve", "--replot", str(tmp_path)])
+    assert code == 0, err
+    assert (tmp_path / "context_curve.png").read_bytes()[:4] == b"\x89PNG"
+    from bdh_pl.tools.context_curve import figure_note
+
+    assert figure_note(runs) == "Only the first 500 of the test split's 2,000 bytes were scored."
 
 
 def test_a_missing_checkpoint_is_one_line(tmp_path, run_cli):

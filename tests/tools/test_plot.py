@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from bdh_pl import charts
-from bdh_pl.bench import charts as bench_charts
+from bdh_pl.bench import report
+from bdh_pl.charts.benchmark import CURVE_CHARTS, benchmark_figures
 from bdh_pl.errors import UserError
 from bdh_pl.tools import plot
 
@@ -39,7 +40,7 @@ def test_training_curves_have_train_and_val_lines_against_steps_and_tokens(tmp_p
     run = write_run(tmp_path / "version_0")
     curves = charts.read_metrics(run)
     assert len(curves["train/loss"]) == 8 and len(curves["val/loss"]) == 4
-    fig = charts.training_curves_figure(curves, charts.tokens_per_step(run))
+    fig = charts.training_curves_figure(curves, charts.run_tokens_per_step(run))
     by_step, by_tokens = fig.axes
     for ax in (by_step, by_tokens):
         assert [line.get_label() for line in ax.get_lines()] == ["train", "validation"]
@@ -61,7 +62,7 @@ def test_plot_subcommand_writes_a_png_from_the_newest_version(tmp_path, capsys):
 
 def test_without_hparams_only_the_step_axis(tmp_path):
     run = write_run(tmp_path / "run", hparams=False)
-    assert charts.tokens_per_step(run) is None
+    assert charts.run_tokens_per_step(run) is None
     fig = charts.training_curves_figure(charts.read_metrics(run), None)
     assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 2
 
@@ -94,23 +95,21 @@ def test_benchmark_figures_one_line_or_bar_per_model(tmp_path):
              "test_peak_memory_mb": 600.0, "memory_kind": "cpu_rss"}
         )  # fmt: skip
     records.append({"model": "broken", "status": "failed", "test_bpb": math.nan})
-    figures = bench_charts.benchmark_figures(records, "exp")
-    assert set(figures) == set(bench_charts.BENCHMARK_CHARTS)
+    data = report.chart_records("exp", records)
+    figures = benchmark_figures(data)
+    names = ["val_loss_bpb", "val_bpb_compute", "train_loss", "train_val_loss", "test_bpb",
+             "throughput", "peak_memory", "bpb_vs_params"]  # fmt: skip
+    assert set(figures) == set(names) and set(CURVE_CHARTS) <= set(names)
     val_loss, val_bpb = figures["val_loss_bpb"].axes
-    assert [line.get_label() for line in val_loss.get_lines()] == [
-        "bdh",
-        "gpt2-scratch",
-        "llama-tiny",
-    ]
-    assert len(val_bpb.get_lines()) == 3
+    models = ["bdh", "gpt2-scratch", "llama-tiny"]
+    assert [line.get_label() for line in val_loss.get_lines()][:3] == models
+    assert len([line for line in val_bpb.get_lines() if len(line.get_xdata())]) == 3
     assert len(figures["train_loss"].axes[0].get_lines()) == 3
     assert len(figures["test_bpb"].axes[0].patches) == 3  # the failed model has no bar
     assert [len(ax.patches) for ax in figures["throughput"].axes] == [3, 3]
     assert len(figures["bpb_vs_params"].axes[0].collections) == 3
-    paths = bench_charts.write_benchmark_charts(records, "exp", tmp_path / "charts")
-    assert sorted(p.name for p in paths) == sorted(
-        f"{c}.png" for c in bench_charts.BENCHMARK_CHARTS
-    )
+    paths = report.write_charts(tmp_path, "exp", records)
+    assert sorted(p.name for p in paths) == sorted(f"{c}.png" for c in names)
 
 
 def truncated_results(tmp_path, monkeypatch):
