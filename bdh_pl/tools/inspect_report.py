@@ -7,9 +7,19 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.ticker import FuncFormatter
 
 from bdh_pl.analysis import powerlaw
-from bdh_pl.charts import finish_axes, new_figure, save_figure
+from bdh_pl.charts import (
+    finish_axes,
+    legend_outside,
+    log_axis,
+    model_color,
+    new_figure,
+    save_figure,
+    suptitle,
+)
 
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
@@ -26,42 +36,55 @@ def show(text: str) -> str:
 
 # --- charts --------------------------------------------------------------------------------
 
+SHARE = "share of neurons active (> 0)"
+LAYER_COLORS = colormaps["viridis"]  # layers of the logged curves: purple, blue, green
+
+
+def fraction_log_axis(ax, which: str = "y") -> None:
+    """A log axis of fractions labelled in percent (0.1%, 1%, 10%, 100%)."""
+    log_axis(ax, which)
+    getattr(ax, f"{which}axis").set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}%"))
+
 
 def sparsity_figure(report: dict):
     sp = report["sparsity"]
     curves = sp.get("over_training") or {}
-    fig = new_figure(12 if curves else 6.5)
+    fig = new_figure(2 if curves else 1)
     axes = fig.subplots(1, 2 if curves else 1, squeeze=False)[0]
     ax = axes[0]
-    for which, marker in (("x", "o"), ("y", "s")):
+    n_layer = len(sp["trained"]["x"]["by_layer"])
+    for which, marker, color in (("x", "o", "C0"), ("y", "s", "C3")):
         for variant, style in (("trained", "-"), ("init", "--")):
             layers = sp[variant][which]["by_layer"]
-            ax.plot(range(len(layers)), layers, style, marker=marker,
-                    color="C0" if which == "x" else "C3", label=f"{which}_sparse, {variant}")  # fmt: skip
+            ax.plot(range(n_layer), layers, style, marker=marker, color=color,
+                    label=f"{which}_sparse, {variant}")  # fmt: skip
         heads = np.array(sp["trained"][which]["by_layer_head"])  # L, nh
-        for h in range(heads.shape[1]):
-            ax.scatter(range(heads.shape[0]), heads[:, h], s=10, color="grey", zorder=3,
-                       label="per head (trained)" if which == "x" and h == 0 else None)  # fmt: skip
-    ax.set_xticks(range(len(sp["trained"]["x"]["by_layer"])))
+        ax.plot(np.repeat(np.arange(n_layer), heads.shape[1]), heads.flatten(), linestyle="none",
+                marker=".", color="grey", label="one head (trained)")  # fmt: skip
+    ax.set_xticks(range(n_layer))
     ax.set_ylim(0, None)
-    finish_axes(ax, "Active neurons by layer (held-out text)", "layer", "share of neurons > 0")
+    finish_axes(
+        ax, "Active neurons by layer, held-out text", "layer (index)", f"{SHARE} (fraction)"
+    )
     if curves:
         ax = axes[1]
         for key, points in curves.items():
             which, layer = key.split("_l")
             ax.plot([p[0] + 1 for p in points], [p[1] for p in points],
                     "-" if which == "x" else "--", marker="o", markersize=3,
-                    color=f"C{int(layer)}", label=f"{which}_sparse, layer {layer}")  # fmt: skip
+                    color=LAYER_COLORS(0.8 * int(layer) / max(n_layer - 1, 1)),
+                    label=f"{which}_sparse, layer {layer} (logged)")  # fmt: skip
         ax.set_ylim(0, None)
-        finish_axes(ax, "Logged at each validation", "optimizer steps", "share of neurons > 0")
-    fig.suptitle(f"{report['label']}: sparsity")
-    fig.tight_layout()
+        finish_axes(ax, "Over training (logged at each validation)", "optimizer steps",
+                    f"{SHARE} (fraction)")  # fmt: skip
+    suptitle(fig, f"{report['label']}: sparsity of x_sparse and y_sparse")
+    legend_outside(fig, ncols=4 if curves else 3)
     return fig
 
 
 def frequency_figure(report: dict):
     sp = report["sparsity"]
-    fig = new_figure(7)
+    fig = new_figure(1, width=7)
     ax = fig.subplots()
     freqs = {k: np.array(v) for k, v in sp["frequency"].items()}
     smallest = min((f[f > 0].min() for f in freqs.values() if (f > 0).any()), default=1e-4)
@@ -70,11 +93,11 @@ def frequency_figure(report: dict):
         f = freqs[variant]
         dead = sp[variant]["x"]["dead_neurons"]
         ax.hist(f[f > 0], bins=bins, histtype="step", linewidth=1.6, color=color,
-                label=f"{variant}: median {np.median(f):.1%}, {dead} dead")  # fmt: skip
-    ax.set_xscale("log")
+                label=f"{variant}: median {np.median(f):.1%}, {dead} never active")  # fmt: skip
+    fraction_log_axis(ax, "x")
     finish_axes(ax, f"{report['label']}: how often each x_sparse neuron fires",
-                "activation frequency (share of positions > 0, mean over layers)", "neurons")  # fmt: skip
-    fig.tight_layout()
+                "activation frequency (% of positions, mean over layers)", "neurons (count)")  # fmt: skip
+    legend_outside(fig)
     return fig
 
 
@@ -86,7 +109,7 @@ def _ccdf(counts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 def degree_figure(report: dict):
     pooled = report["graph"]["pooled"]
-    fig = new_figure(12)
+    fig = new_figure(2)
     axes = fig.subplots(1, 2)
     for ax, kind in zip(axes, ("out", "in"), strict=True):
         for name, entry in pooled.items():
@@ -95,61 +118,62 @@ def degree_figure(report: dict):
             ax.plot(k, ccdf, style, color=color, linewidth=1.6, label=name)
         fit = pooled["trained"]["fits"][kind]
         if "alpha" in fit:
-            k, ccdf = _ccdf(pooled["trained"]["degree_counts"][kind])
+            k, _ = _ccdf(pooled["trained"]["degree_counts"][kind])
             share = fit["n_tail"] / fit["n"]
             xs = np.unique(np.round(np.geomspace(fit["k_min"], k.max(), 60)))
             alt = fit["alternatives"]
             lines = (
                 ("power law", powerlaw.power_law_ccdf(xs, fit["alpha"], fit["k_min"]),
-                 f"α={fit['alpha']:.2f}, k≥{fit['k_min']}"),
+                 f"α {fit['alpha']:.2f} from k {fit['k_min']}"),
                 ("exponential", powerlaw.exponential_ccdf(xs, alt["exponential"]["lambda"], fit["k_min"]),
-                 f"R={alt['exponential']['loglik_ratio']:.0f}, p={alt['exponential']['p_value']:.2g}"),
+                 f"R {alt['exponential']['loglik_ratio']:.0f}, p {alt['exponential']['p_value']:.2g}"),
                 ("lognormal", powerlaw.lognormal_ccdf(xs, alt["lognormal"]["mu"], alt["lognormal"]["sigma"], fit["k_min"]),
-                 f"R={alt['lognormal']['loglik_ratio']:.0f}, p={alt['lognormal']['p_value']:.2g}"),
+                 f"R {alt['lognormal']['loglik_ratio']:.0f}, p {alt['lognormal']['p_value']:.2g}"),
             )  # fmt: skip
             for (name, ys, note), color in zip(lines, ("k", "C3", "C4"), strict=True):
                 ax.plot(xs, share * ys, color=color, linewidth=1, linestyle=(0, (4, 2)),
-                        label=f"trained, {name} fit ({note})")  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        finish_axes(ax, f"{kind}-degree (all heads)", f"{kind}-degree k", "P(degree ≥ k)")
-        ax.legend(fontsize=7)
+                        label=f"{kind}: trained's {name} fit ({note})")  # fmt: skip
+        log_axis(ax, "x")
+        fraction_log_axis(ax, "y")
+        finish_axes(ax, f"{kind}-degree, all heads pooled", f"{kind}-degree k (edges)",
+                    "P(degree ≥ k) (% of neurons)")  # fmt: skip
     density = report["graph"]["density"]
-    fig.suptitle(
-        f"{report['label']}: neuron graph G = decoder · encoder, top {density:.0%} of entries"
-    )
-    fig.tight_layout()
+    suptitle(fig, f"{report['label']}: neuron graph G = decoder · encoder per head, its top "
+             f"{density:.0%} of entries as edges; R > 0 favours the power law")  # fmt: skip
+    legend_outside(fig, ncols=2)
     return fig
 
 
 def selectivity_figure(report: dict):
     sel = report["selectivity"]
-    fig = new_figure(13)
+    fig = new_figure(2, width=12)
     axes = fig.subplots(1, 2)
     ax = axes[0]
     for i, (name, entry) in enumerate(sel["models"].items()):
         best = np.sort(np.array(entry["best_scores"]))[::-1]
         share = np.arange(1, len(best) + 1) / len(best)
-        ax.plot(best, share, color=f"C{i}", linewidth=1.6,
-                label=f"{name} ({entry['neurons']:,} neurons, p99 {entry['p99']:.2f})")  # fmt: skip
-    ax.set_yscale("log")
+        ax.plot(best, share, color=model_color(i), linewidth=1.6,
+                label=f"{name}: {entry['neurons']:,} neurons, "
+                f"{entry['share_above_0.5']:.0%} with nAP ≥ 0.5")  # fmt: skip
     ax.set_xlim(min(0, ax.get_xlim()[0]), 1)
-    finish_axes(ax, "Neurons at least this selective", "best normalised AP over the classes",
-                "share of neurons")  # fmt: skip
+    fraction_log_axis(ax, "y")
+    finish_axes(ax, "Neurons at least this selective", "best normalised AP over the classes (nAP)",
+                "neurons at least as selective (%)")  # fmt: skip
     ax = axes[1]
     classes = [
         c for c in sel["classes"] if any(c in m["per_class"] for m in sel["models"].values())
     ]
-    width = 0.8 / max(len(sel["models"]), 1)
-    for i, (name, entry) in enumerate(sel["models"].items()):
+    height = 0.8 / max(len(sel["models"]), 1)
+    for i, entry in enumerate(sel["models"].values()):
         values = [entry["per_class"].get(c, {}).get("best", np.nan) for c in classes]
-        ax.bar(np.arange(len(classes)) + (i - (len(sel["models"]) - 1) / 2) * width, values,
-               width, color=f"C{i}", label=name)  # fmt: skip
-    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-    ax.set_ylim(0, 1.05)
-    finish_axes(ax, "The best neuron of each class", "class", "normalised AP")
-    fig.suptitle(f"{report['label']}: selectivity against controls")
-    fig.tight_layout()
+        offset = (i - (len(sel["models"]) - 1) / 2) * height
+        ax.barh(np.arange(len(classes)) + offset, values, height, color=model_color(i))
+    ax.set_yticks(range(len(classes)), classes)
+    ax.invert_yaxis()  # the classes top to bottom in their order
+    ax.set_xlim(0, 1.05)
+    finish_axes(ax, "The best neuron of each class", "normalised AP (nAP)", "class")
+    suptitle(fig, f"{report['label']}: selectivity for simple byte classes, against controls")
+    legend_outside(fig, ncols=2)
     return fig
 
 
@@ -161,29 +185,38 @@ def contexts_figure(report: dict):
         lines.append((f"{entry['name']}  ·  {entry['class']}  ·  nAP {entry['nap']:.2f}  ·  "
                       f"active at {entry['active_share']:.1%} of positions", True))  # fmt: skip
         for c in entry["contexts"]:
-            text = f"{show(c['before'])[-28:]:>28}[{show(c['token'])}]{show(c['after'])[:10]:<10}"
-            lines.append((f"   {c['activation']:7.3f}  {text}", False))
-    fig = new_figure(8.5)
-    fig.set_size_inches(8.5, 0.6 + 0.19 * len(lines))
+            lines.append((f"   {c['activation']:8.3f}  {context_line(c)}", False))
+    height = 0.7 + 0.19 * len(lines)
+    fig = new_figure(1, width=8.5)
+    fig.set_size_inches(8.5, height)
+    fig.suptitle(f"{report['label']}: the most selective x_sparse neurons of each class and "
+                 "their top contexts ([token], ↵ a line break)", fontsize=10)  # fmt: skip
     for i, (text, bold) in enumerate(lines):
-        fig.text(0.02, 1 - (0.35 + 0.19 * i) / fig.get_size_inches()[1], text, family="monospace",
-                 fontsize=8.5, weight="bold" if bold else "normal", va="top")  # fmt: skip
-    fig.suptitle(f"{report['label']}: the most selective x_sparse neurons and their top contexts",
-                 fontsize=10, y=1 - 0.08 / fig.get_size_inches()[1])  # fmt: skip
+        fig.text(0.02, 1 - (0.45 + 0.19 * i) / height, text, family="monospace", fontsize=8.5,
+                 weight="bold" if bold else "normal", va="top")  # fmt: skip
     return fig
 
 
-def write_charts(report: dict, folder: Path) -> list[Path]:
-    made = []
+def context_line(c: dict) -> str:
+    return f"{show(c['before'])[-28:]:>28}[{show(c['token'])}]{show(c['after'])[:10]}"
+
+
+def figures(report: dict) -> dict:
+    """name -> Figure, for the measures the report holds."""
+    out = {}
     if "sparsity" in report:
-        made.append(save_figure(sparsity_figure(report), folder / "sparsity.png"))
-        made.append(save_figure(frequency_figure(report), folder / "frequency.png"))
+        out["sparsity"] = sparsity_figure(report)
+        out["frequency"] = frequency_figure(report)
     if "graph" in report:
-        made.append(save_figure(degree_figure(report), folder / "degrees.png"))
+        out["degrees"] = degree_figure(report)
     if "selectivity" in report:
-        made.append(save_figure(selectivity_figure(report), folder / "selectivity.png"))
-        made.append(save_figure(contexts_figure(report), folder / "top_neurons.png"))
-    return made
+        out["selectivity"] = selectivity_figure(report)
+        out["top_neurons"] = contexts_figure(report)
+    return out
+
+
+def write_charts(report: dict, folder: Path) -> list[Path]:
+    return [save_figure(fig, folder / f"{name}.png") for name, fig in figures(report).items()]
 
 
 # --- README --------------------------------------------------------------------------------
@@ -250,8 +283,7 @@ def readme(report: dict, charts: list[Path], argv: list[str]) -> str:
         for entry in sel["models"][report["label"]]["top"]:
             lines.append(f"{entry['name']}  {entry['class']}  nAP {entry['nap']:.2f}")
             for c in entry["contexts"]:
-                lines.append(f"  {c['activation']:7.3f}  {show(c['before'])[-28:]:>28}"
-                             f"[{show(c['token'])}]{show(c['after'])[:10]}")  # fmt: skip
+                lines.append(f"  {c['activation']:8.3f}  {context_line(c)}")
         lines += ["```", ""]
     if charts:
         lines += ["Charts: " + ", ".join(f"[{p.stem}](charts/{p.name})" for p in charts), ""]

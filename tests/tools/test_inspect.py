@@ -7,8 +7,10 @@ import json
 import numpy as np
 import torch
 
+from bdh_pl.charts import figure_problems
 from bdh_pl.models.bdh import BDH, BDHConfig
 from bdh_pl.tools.inspect import init_twin
+from bdh_pl.tools.inspect_report import figures
 from bdh_pl.training.lit_models import BDHLM
 
 PLANTED = (1, 5)  # head, neuron: "L0 h1 n5"
@@ -92,6 +94,8 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
         "sparsity.png",
         "top_neurons.png",
     ]
+    for name, fig in figures(report).items():  # the house style, checked on the rendering
+        assert figure_problems(fig) == [], name
     readme = (out / "README.md").read_text()
     assert "| monosemantic neurons" in readme and "L0 h1 n5  digit  nAP 1.00" in readme
 
