@@ -144,15 +144,19 @@ def selectivity_report(units: list[tuple], per_class: int, n_contexts: int) -> d
 
 
 def graph_report(trained: torch.nn.Module, init: torch.nn.Module, density: float, seed: int):
+    """Per head and pooled over heads: each variant's edges, modularity and degree fits at
+    `density`; and, as a robustness check, the pooled fits at other densities too."""
     nh = trained.config.n_head
     report: dict = {"density": density, "heads": []}
     pooled: dict[str, dict[str, list]] = {}
+    matrices = []
     for head in range(nh):
         variants = {
             "trained": graphs.neuron_graph(trained.decoder, trained.encoder, head),
             "init": graphs.neuron_graph(init.decoder, init.encoder, head),
             **graphs.controls(trained.decoder, trained.encoder, head, seed + head),
         }
+        matrices.append(variants)
         row = {}
         for name, G in variants.items():
             described = graphs.describe(G, density, seed)
@@ -172,7 +176,36 @@ def graph_report(trained: torch.nn.Module, init: torch.nn.Module, density: float
                 for kind, d in kinds.items()
             },
         }
+    report["by_density"] = {
+        str(other): {
+            name: {
+                kind: _fit_brief(
+                    np.concatenate(
+                        [graphs.degrees(graphs.threshold(m[name], other))[kind] for m in matrices]
+                    )
+                )
+                for kind in graphs.DEGREE_KINDS
+            }
+            for name in matrices[0]
+        }
+        for other in OTHER_DENSITIES
+        if other != density
+    }
     return report
+
+
+OTHER_DENSITIES = (0.005, 0.01, 0.02, 0.05)
+
+
+def _fit_brief(degrees: np.ndarray) -> dict:
+    fit = graphs.degree_fit(degrees)
+    alt = fit.get("alternatives", {})
+    return {
+        "alpha": fit.get("alpha"),
+        "k_min": fit.get("k_min"),
+        "beats_exponential": alt.get("exponential", {}).get("power_law_wins", False),
+        "beats_lognormal": alt.get("lognormal", {}).get("power_law_wins", False),
+    }
 
 
 # --- verdicts ------------------------------------------------------------------------------
@@ -263,8 +296,22 @@ def verdicts(report: dict, label: str) -> list[dict]:
                 ) or "none"),
                 "rule": "for some degree (out, in, total), the trained graph's power law beats the "
                 "exponential and no control's does",
+                "other_densities": {
+                    d: [
+                        kind
+                        for kind in graphs.DEGREE_KINDS
+                        if fits_at["trained"][kind]["beats_exponential"]
+                        and not any(v[kind]["beats_exponential"] for k, v in fits_at.items() if k != "trained")
+                    ]
+                    for d, fits_at in gr.get("by_density", {}).items()
+                },
             }
         )  # fmt: skip
+        robust = claims[-1]["other_densities"]
+        if robust:
+            claims[-1]["evidence"] += "; at other densities, degrees where it holds: " + ", ".join(
+                f"{float(d):.1%} {'/'.join(kinds) or 'none'}" for d, kinds in robust.items()
+            )
         q = {name: [h[name]["modularity"] for h in gr["heads"]] for name in pooled}
         claims.append(
             {

@@ -262,6 +262,24 @@ def readme(report: dict, charts: list[Path], argv: list[str]) -> str:
                     f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} |"
                 )
         lines.append("")
+        if gr.get("by_density"):
+            lines += [
+                "The same fits at other densities (alpha of the pooled degrees; * where the power "
+                "law beats the exponential):",
+                "",
+                "| density | variant | out | in | total |",
+                "|---:|---|---:|---:|---:|",
+            ]
+            for density, variants in gr["by_density"].items():
+                for name, kinds in variants.items():
+                    cells = [
+                        "-"
+                        if f["alpha"] is None
+                        else f"{f['alpha']:.2f}" + ("*" if f["beats_exponential"] else "")
+                        for f in kinds.values()
+                    ]
+                    lines.append(f"| {float(density):.1%} | {name} | " + " | ".join(cells) + " |")
+            lines.append("")
     sel = report.get("selectivity")
     if sel:
         lines += [
