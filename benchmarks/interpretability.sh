@@ -4,9 +4,10 @@
 # Trains on byte-level tiny Shakespeare (block 128, batch 32, STEPS steps, the same tokens for
 # every model): the quality-anchor BDH (4 layers x 192 wide x 4 heads, multiplier 16: 1.9M
 # parameters, the size of configs/benchmark/shakespeare-fair.yaml, its best lr), a smaller BDH
-# (configs/cpu/bdh.yaml: 2 x 64 x 2, multiplier 16), and two same-size transformers whose MLP
-# neurons are the selectivity control (LLaMA 4 x 192, SwiGLU 512; GPT-2 4 x 192). Then
-# `inspect` on each BDH (with its untrained twin and the transformers as controls).
+# (configs/cpu/bdh.yaml: 2 x 64 x 2, multiplier 16: 229K), and same-size transformers whose MLP
+# neurons are the selectivity control (LLaMA 4 x 192, SwiGLU 512, and GPT-2 4 x 192, for the
+# anchor; LLaMA 2 x 64, SwiGLU 448, for the small one). Then `inspect` on each BDH (its untrained
+# twin and the transformers as controls) into $OUT/bdh and $OUT/bdh-small.
 #   bash benchmarks/interpretability.sh                  # -> results/interpretability/
 #   STEPS=400 OUT=results/interpretability bash benchmarks/interpretability.sh
 #   STAGE=fit bash benchmarks/interpretability.sh        # train only
@@ -29,6 +30,9 @@ bdh_small=(--config configs/cpu/bdh.yaml)
 llama=(--config configs/model/llama-tiny.yaml --model.init_args.n_layer 4
   --model.init_args.n_head 4 --model.init_args.n_embd 192 --model.init_args.intermediate_size 512
   --model.init_args.learning_rate 0.002 --model.init_args.min_learning_rate 0.0002)
+llama_small=(--config configs/model/llama-tiny.yaml --model.init_args.n_layer 2
+  --model.init_args.n_head 2 --model.init_args.n_embd 64 --model.init_args.intermediate_size 448
+  --model.init_args.learning_rate 0.002 --model.init_args.min_learning_rate 0.0002)
 gpt2=(--config configs/model/gpt2-scratch.yaml --model.init_args.n_layer 4
   --model.init_args.n_head 4 --model.init_args.n_embd 192
   --model.init_args.learning_rate 0.004 --model.init_args.min_learning_rate 0.0004)
@@ -49,5 +53,13 @@ fit bdh-small "${bdh_small[@]}"
 fit llama "${llama[@]}"
 fit gpt2 "${gpt2[@]}"
 fit bdh "${bdh[@]}"
+fit llama-small "${llama_small[@]}"
 echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 [ "$STAGE" = fit ] && exit 0
+
+best() { echo "$OUT/runs/$1/version_0/checkpoints/best.ckpt"; }
+python -m bdh_pl inspect --ckpt_path "$(best bdh)" --label bdh \
+  --control "$(best llama)" "$(best gpt2)" --control_label llama gpt2 --out "$OUT/bdh"
+python -m bdh_pl inspect --ckpt_path "$(best bdh-small)" --label bdh-small \
+  --control "$(best llama-small)" --control_label llama-small --out "$OUT/bdh-small"
+echo "done in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"

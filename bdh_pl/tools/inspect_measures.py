@@ -137,6 +137,8 @@ def selectivity_report(units: list[tuple], per_class: int, n_contexts: int) -> d
                         "contexts": contexts,
                     }
                 )
+        by_layer = scores.best.reshape(n_layers(network), -1)  # columns are layer-major
+        summary["share_above_0.5_by_layer"] = [float((b >= 0.5).mean()) for b in by_layer]
         summary["top"] = listed
         summary["best_scores"] = [round(float(v), 4) for v in scores.best]  # for the chart
         report["models"][label] = summary

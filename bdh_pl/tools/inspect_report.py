@@ -293,6 +293,12 @@ def readme(report: dict, charts: list[Path], argv: list[str]) -> str:
                 for k, v in sel["models"].items()
             ),  # fmt: skip
             "",
+            "Share of neurons with nAP >= 0.5, by layer: "
+            + "; ".join(
+                f"{k} " + ", ".join(f"{v:.1%}" for v in m["share_above_0.5_by_layer"])
+                for k, m in sel["models"].items()
+            ),
+            "",
             f"The most selective neurons of {report['label']}, the best of each class (activation, "
             "context, [token]; ↵ is a line break):",
             "",
