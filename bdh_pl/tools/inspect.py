@@ -47,6 +47,7 @@ from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, write_json
 from bdh_pl.tools.generate import check_device, checkpoint_data, load_checkpoint_model
 from bdh_pl.tools.inspect_measures import (
+    Unit,
     graph_report,
     read,
     selectivity_report,
@@ -163,18 +164,27 @@ def load_controls(args: argparse.Namespace) -> list[tuple[str, object]]:
     return controls
 
 
-def control_units(args, controls: list[tuple[str, object]], text: bytes, keep: int) -> list:
+def text_windows(tokens: np.ndarray, block: int, max_tokens: int | None, what: str):
+    try:
+        return windows(tokens, block, max_tokens)
+    except ValueError as err:
+        raise UserError(f"{what}: {err}; give a longer --text or a larger token count") from None
+
+
+def control_units(args, controls: list[tuple[str, object]], text: bytes, keep: int) -> list[Unit]:
     """Each control read on the same text, in its own tokens and block size; signed scores."""
     units = []
     for label, loaded in controls:
         model = loaded.model.to(args.device).eval()
-        data_dir = resolve_data_dir(args.data_dir or loaded.data_dir)
-        tokenizer = get_tokenizer(loaded.tokenizer, data_dir)
+        tokenizer = get_tokenizer(
+            loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir)
+        )
         tokens = np.asarray(tokenizer.encode(text))
-        idx = windows(tokens, int(model.hparams.block_size), keep)
+        block = int(model.hparams.block_size)
+        idx = text_windows(tokens, block, max(keep, block), f"--control {label}")
         acts = read(model.network, idx, min(keep, idx.numel()), args.batch_size)
         print(f"inspect: read {label}", file=sys.stderr)
-        units.append((label, model.network, tokens, tokenizer.token_bytes(), acts, True))
+        units.append(Unit(label, model.network, tokens, tokenizer.token_bytes(), acts, True))
     return units
 
 
@@ -188,41 +198,30 @@ def inspect(args: argparse.Namespace) -> dict:
     tokens = np.asarray(data.split_tokens("test"))
     token_bytes = data.tokenizer.token_bytes()
     block = int(model.hparams.block_size)
-    idx = windows(tokens, block, args.max_tokens)
+    idx = text_windows(tokens, block, args.max_tokens, "the held-out text")
     keep = min(args.selectivity_tokens, idx.numel()) if "selectivity" in args.measures else 0
+    hparams = {k: v for k, v in model.hparams.items() if isinstance(v, int | float | str | bool)}
     report: dict = {
         "checkpoint": args.ckpt_path,
         "label": label,
         "model": type(model).__name__,
-        "hyperparameters": {
-            k: v for k, v in model.hparams.items() if isinstance(v, int | float | str | bool)
-        },
+        "hyperparameters": hparams,
         "text": {"source": source, "tokens": int(idx.numel()), "block_size": block},
         "measures": list(args.measures),
     }
-    signed = not is_bdh(model.network)
-    if signed:  # a transformer: selectivity of its MLP neurons only
-        units = [
-            (
-                label,
-                model.network,
-                tokens,
-                token_bytes,
-                read(model.network, idx, keep, args.batch_size),
-                True,
-            )
-        ]
+    if not is_bdh(model.network):  # a transformer: the selectivity of its MLP neurons only
+        acts = read(model.network, idx, keep, args.batch_size)
+        units = [Unit(label, model.network, tokens, token_bytes, acts, True)]
     else:
         twin = init_twin(model).to(args.device).eval()
         C = model.network.config
-        units = []
-        counters = []
+        units, counters = [], []
         for network, name in ((model.network, label), (twin.network, f"{label} (init)")):
             counter = SparsityCounter(C.n_layer, C.n_head, C.n_neurons)
             want = counter if "sparsity" in args.measures else None
             acts = read(network, idx, keep, args.batch_size, want)
             print(f"inspect: read {name} on {idx.numel():,} tokens", file=sys.stderr)
-            units.append((name, network, tokens, token_bytes, acts, False))
+            units.append(Unit(name, network, tokens, token_bytes, acts, False))
             counters.append(counter)
         if "sparsity" in args.measures:
             report["sparsity"] = sparsity_report(*counters, args.ckpt_path)

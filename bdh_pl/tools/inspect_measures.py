@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +24,17 @@ from bdh_pl.analysis.sparsity import SparsityCounter, training_curves
 from bdh_pl.errors import UserError
 
 ACTIVATION_BUDGET = 2**28  # stored activations (positions x neurons) per pass: 512 MiB at fp16
+
+
+class Unit(NamedTuple):
+    """One model's neurons read on the text, for selectivity."""
+
+    label: str
+    network: torch.nn.Module
+    tokens: np.ndarray  # the text's tokens (activations are of the first len(acts))
+    token_bytes: list[bytes]  # the tokenizer's bytes of each token id
+    acts: torch.Tensor  # positions, n_layer * neurons (fp16, layer-major)
+    signed: bool  # score -activation too (a transformer's MLP neuron)
 
 
 # --- reading neurons -----------------------------------------------------------------------
@@ -102,10 +114,9 @@ def logged_sparsity(ckpt_path: str) -> dict:
         return {}
 
 
-def selectivity_report(units: list[tuple], per_class: int, n_contexts: int) -> dict:
-    """units: (label, network, tokens, token_bytes, activations P x neurons, signed). Each
-    model's score distribution, its best neurons per class, and (the units' first model) the
-    `per_class` most selective neurons of each class with their top contexts."""
+def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> dict:
+    """Each model's score distribution, its best neuron per class, and its `per_class` most
+    selective neurons of each class with their top contexts."""
     names = list(CLASSES)
     report: dict = {"classes": names, "models": {}}
     for label, network, tokens, token_bytes, acts, signed in units:

@@ -135,6 +135,7 @@ def test_a_bdh_control_and_bad_options_are_one_line_errors(tmp_path, save_checkp
         (["--control", str(tmp_path / "bdh.ckpt")], "needs a transformer"),
         (["--graph_density", "1.5"], "--graph_density"),
         (["--control", str(tmp_path / "missing.ckpt")], "no such file"),
+        (["--max_tokens", "10"], "fewer than one window"),  # the block is 32
     ):
         code, err = run_cli([*base, *extra])
         assert code == 2 and err.strip().splitlines()[-1].startswith("error: "), err[-2000:]
