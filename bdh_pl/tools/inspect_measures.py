@@ -21,6 +21,7 @@ from bdh_pl.analysis.activations import (
 )
 from bdh_pl.analysis.selectivity import CLASSES, byte_classes, selectivity, summarize, top_contexts
 from bdh_pl.analysis.sparsity import SparsityCounter, training_curves
+from bdh_pl.charts import read_metrics
 from bdh_pl.errors import UserError
 
 ACTIVATION_BUDGET = 2**28  # stored activations (positions x neurons) per pass: 512 MiB at fp16
@@ -49,8 +50,9 @@ def read(
     counter: SparsityCounter | None = None,
 ) -> torch.Tensor:
     """One or more passes over the windows idx (n, T): the neurons of every layer at the first
-    `keep` positions (keep, n_layer * M, fp16, layer-major), and, if given, the sparsity
-    counts of every position. Layers are read in groups that fit ACTIVATION_BUDGET."""
+    `keep` positions (keep, n_layer * M, layer-major; fp16, so activations within ~0.1% of
+    each other may tie in a ranking), and, if given, the sparsity counts of every position.
+    Layers are read in groups that fit ACTIVATION_BUDGET."""
     L, M = n_layers(network), neurons_per_layer(network)
     T = idx.shape[1]
     per_pass = max(1, ACTIVATION_BUDGET // max(keep * M, 1))
@@ -104,8 +106,6 @@ def sparsity_report(counter: SparsityCounter, init: SparsityCounter, ckpt_path: 
 
 def logged_sparsity(ckpt_path: str) -> dict:
     """The sparsity the run logged at each validation, from its folder next to the checkpoint."""
-    from bdh_pl.charts import read_metrics
-
     path = Path(ckpt_path)
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     try:
@@ -156,6 +156,7 @@ def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> di
     return report
 
 
+@torch.no_grad()
 def graph_report(trained: torch.nn.Module, init: torch.nn.Module, density: float, seed: int):
     """Per head and pooled over heads: each variant's edges, modularity and degree fits at
     `density`; and, as a robustness check, the pooled fits at other densities too."""
