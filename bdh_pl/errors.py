@@ -8,6 +8,10 @@ class UserError(Exception):
     """A problem the user can fix (a missing file, a bad value); the message names the fix."""
 
 
+class Preempted(Exception):
+    """A run stopped by SIGTERM after saving last.ckpt; the message says how to resume."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse for the tools: no prefix abbreviations (`--temp` is not `--temperature`), and
     a bad value is a UserError (one `error:` line, exit 2) rather than a usage block."""

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bdh_pl.models.bdh import BDH, BDHConfig  # noqa: E402
+from bdh_pl.models.bdh import BDH, BDHConfig, BDHExecution  # noqa: E402
 from bdh_pl.models.bdh.linear_attention import (  # noqa: E402
     attention_chunked,
     attention_quadratic,
@@ -67,7 +67,8 @@ def build(config_name: str, variant: str):
     impl, bf16, whole_compile, kernels = VARIANTS[variant]
     torch.manual_seed(0)
     # plain: the reference forward of models/bdh/model.py, the official math in eager PyTorch
-    model = BDH(BDHConfig(**kw, fused=impl == "ours", compile_elementwise=kernels))
+    execution = BDHExecution(fused=impl == "ours", compile_elementwise=kernels)
+    model = execution.apply(BDH(BDHConfig(**kw)))
     model.train()
     net = torch.compile(model) if whole_compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
@@ -149,8 +150,8 @@ def bench_memory(config_name: str, variants: list[str]) -> dict:
 def bench_generate(config_name: str, lengths: list[int], rerun_max: int) -> dict:
     kw, _, _ = CONFIGS[config_name]
     torch.manual_seed(0)
-    ours = BDH(BDHConfig(**kw)).eval()
-    plain = BDH(BDHConfig(**kw, fused=False)).eval()
+    ours = BDHExecution().apply(BDH(BDHConfig(**kw))).eval()
+    plain = BDH(BDHConfig(**kw)).eval()  # the reference
     plain.load_state_dict(ours.state_dict(), strict=True)
     prompt = torch.randint(0, 256, (1, 16))
     out = {}
@@ -179,9 +180,9 @@ def bench_attention(lengths: list[int], rounds: int = 2) -> dict:
     out = {}
     for name, (kw, _, _) in CONFIGS.items():
         cfg = BDHConfig(**kw)
-        nh, N, D, C = cfg.n_head, cfg.n_neurons, cfg.n_embd, cfg.chunk_size
+        nh, N, D, C = cfg.n_head, cfg.n_neurons, cfg.n_embd, BDHExecution.chunk_size
         for dtype in (torch.float32, torch.bfloat16):
-            auto_from = chunked_from(cfg, dtype)
+            auto_from = chunked_from(N, D, C, dtype)
             for T in lengths:
                 q = torch.randn(nh, 1, T, N).relu().to(dtype)
                 v = torch.randn(1, T, D)
@@ -250,7 +251,7 @@ def summary(results: dict) -> str:
         f"{results['machine']['torch']}; load average (1, 5, 15 min) before / after: "
         f"{_load(results['load_before'])} / {_load(results['load_after'])}.",
         "Training step = forward + cross-entropy + backward + AdamW step; variants interleaved "
-        "in one process (median of the rounds). 'kernels' = BDHConfig(compile_elementwise=True); "
+        "in one process (median of the rounds). 'kernels' = BDHExecution(compile_elementwise=True); "
         f"'first step s' with a {results.get('inductor_cache', 'warm')} inductor cache.",
         "",
     ]
@@ -292,7 +293,7 @@ def summary(results: dict) -> str:
         lines.append("")
     if results.get("attention"):
         lines += [
-            f"## Attention fwd+bwd, batch 1, chunk {BDHConfig().chunk_size} (ms, best of rounds)",
+            f"## Attention fwd+bwd, batch 1, chunk {BDHExecution.chunk_size} (ms, best of rounds)",
             "",
             "| case | quadratic | chunked | auto picks |",
             "|---|---:|---:|---|",

@@ -464,3 +464,18 @@ def test_sweep_and_seeds_at_equal_flops_end_to_end(data_dir, tmp_path, capsys, m
         assert (out / "charts" / f"{chart}.png").read_bytes()[:4] == b"\x89PNG", chart
     progress = capsys.readouterr().out
     assert f"{bdh['name']}: chosen" in progress and "broken lr2x seed 11: FAILED" in progress
+
+
+def test_the_summary_header_names_every_commit_its_runs_ran_on():
+    records = [
+        {"git_commit": "a" * 40, "git_dirty": False},
+        {"git_commit": "b" * 40, "git_dirty": True},
+        {"git_commit": "a" * 40, "git_dirty": False},
+    ]
+    assert report.commits_line(records) == (
+        f"git {'a' * 12} (2 runs), {'b' * 12} with uncommitted changes (1 run)"
+    )
+    folder = REPO / "results" / "shakespeare-overfit"  # runs on two commits, one dirty
+    overfit = json.loads((folder / "metrics.json").read_text())
+    assert "with uncommitted changes (1 run)" in report.commits_line(overfit["records"])
+    assert report.commits_line(overfit["records"]) in (folder / "summary.md").read_text()

@@ -108,6 +108,20 @@ def _table(rows: list[dict], columns: list) -> list[str]:
     return lines
 
 
+def commits_line(records: list[dict]) -> str:
+    """Every commit the runs ran on, with how many runs and whether the tree had uncommitted
+    changes: "git dc4bafb5ceb7 (3 runs), 6bf249903e06 with uncommitted changes (1 run)"."""
+    counts: dict[tuple[str, bool], int] = {}
+    for r in records:
+        key = ((r.get("git_commit") or "?")[:12], bool(r.get("git_dirty")))
+        counts[key] = counts.get(key, 0) + 1
+    parts = [
+        f"{commit}{' with uncommitted changes' if dirty else ''} ({n} run{'s' * (n != 1)})"
+        for (commit, dirty), n in counts.items()
+    ]
+    return "git " + ", ".join(parts)
+
+
 def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
     rows = stats.aggregate(records)
     ok = [r for r in records if r["status"] == "ok"]
@@ -121,8 +135,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
         "",
         f"Dataset {first['dataset'] or '?'}; device {first['device'] or '?'}, precision "
         f"{first['precision'] or '?'}; torch {first['torch_version']}, lightning "
-        f"{first['lightning_version']}; git {(first['git_commit'] or '?')[:12]}"
-        f"{' (uncommitted changes)' if first['git_dirty'] else ''}."
+        f"{first['lightning_version']}; {commits_line(records)}."
         + (f" Budget per model: {', '.join(budgets)}." if budgets else ""),
         "",
         *_table(rows, SUMMARY_COLUMNS),

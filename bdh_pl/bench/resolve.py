@@ -15,20 +15,7 @@ import yaml
 
 from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry, Setting
 from bdh_pl.charts.runs import tokens_per_step  # noqa: F401 (the one formula, for run folders too)
-from bdh_pl.cli import DEFAULT_ROOT_DIR, BDHLightningCLI
-from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import UserError, config_error_line
-from bdh_pl.training.language_model import LanguageModel
-
-
-class _ParseOnly(BDHLightningCLI):
-    """The CLI's parser, links and defaults, stopping before anything is built."""
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _set_seed(self) -> None:
-        pass  # the fit subprocess seeds itself; resolving a config must not
 
 
 def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
@@ -42,20 +29,26 @@ def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
     return result
 
 
-def parse_lightning(args: list[str]) -> _ParseOnly:
+def parse_lightning(args: list[str]):
+    """The CLI's parser, links and defaults on `args`, stopping before anything is built."""
+    from bdh_pl.lightning_cli import DEFAULT_ROOT_DIR, BDHLightningCLI, build_cli
+
+    class ParseOnly(BDHLightningCLI):
+        def instantiate_classes(self) -> None:
+            pass
+
+        def _set_seed(self) -> None:
+            pass  # the fit subprocess seeds itself; resolving a config must not
+
     try:
         with warnings.catch_warnings():
             # `args` are the whole command here; this process's own argv is not for Lightning.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            return _ParseOnly(
-                LanguageModel,
-                TextDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
+            return build_cli(
+                args,
+                ParseOnly,
                 run=False,
                 trainer_defaults={"default_root_dir": DEFAULT_ROOT_DIR},
-                parser_kwargs={"exit_on_error": False},
-                args=args,
             )
     except ArgumentError as err:
         raise UserError(f"invalid config: {config_error_line(err, hint=False)}") from None

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from bdh_pl.training.checkpoint_io import LAST
+from bdh_pl.training.loading import checkpoint_fields
 
 
 class StageFailed(Exception):
@@ -75,14 +76,16 @@ def read_checkpoint_state(fit_dir: Path) -> tuple[int | None, Path]:
     """(global step at the end of training, the checkpoint to test): ModelCheckpoint's best
     model when it monitored something, else the last checkpoint."""
     ckpt_dir = fit_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
+    last = ckpt_dir / LAST
     candidates = [last] if last.is_file() else sorted(ckpt_dir.glob("*.ckpt"))
     if not candidates:
         raise StageFailed(
             f"fit wrote no checkpoint in {ckpt_dir}: the dataset config needs a ModelCheckpoint "
             "callback and a val_check_interval <= max_steps"
         )
-    state = torch.load(candidates[-1], map_location="cpu", weights_only=True, mmap=True)
+    state = checkpoint_fields(candidates[-1])
+    if state is None:
+        raise StageFailed(f"cannot read {candidates[-1]}: truncated or not a checkpoint")
     best = next(
         (
             Path(s["best_model_path"])

@@ -125,8 +125,7 @@ def benchmark_figures(data: BenchmarkRecords) -> dict[str, Figure]:
         figures["train_val_loss"] = train_val_figure(data, name)
     if "test_bpb" in names:
         figures["test_bpb"] = bar_figure(
-            rows, [("test_bpb", "test bits per byte (lower is better)", "bits per byte")],
-            f"{name}: test",
+            rows, [("test_bpb", "test bits per byte (lower is better)", "bits per byte")], name,
         )  # fmt: skip
         figures["throughput"] = bar_figure(
             rows,
@@ -152,7 +151,7 @@ def train_loss_figure(series: list[Series], name: str, seeds: list) -> Figure:
     """Training loss against tokens, y clipped at the highest loss after each run's first
     tenth (one model's first steps do not flatten the rest), the clip said in the caption."""
     fig = curves_figure(
-        series, [("train/loss", "tokens", "Training loss", LOSS)], f"{name}: training loss",
+        series, [("train/loss", "tokens", "training loss", LOSS)], name,
         seeds, "The first tenth of each run is above the frame (y clipped).",
     )  # fmt: skip
     tails = [[v for _, v in c[len(c) // 10 :]] for s in series if (c := s.curves.get("train/loss"))]
@@ -199,6 +198,8 @@ def train_val_figure(data: BenchmarkRecords, name: str) -> Figure:
         axes[0].scatter([], [], color="white", label="best validation (not tested)", **style.BEST)
     style.suptitle(fig, f"{name}: training and validation loss")
     style.legend_outside(fig)
+    style.caption(fig, "Training loss: the logged steps' batches, with dropout on; validation: "
+                  "the whole validation split.")  # fmt: skip
     return fig
 
 
@@ -214,7 +215,7 @@ def sweep_figure(data: BenchmarkRecords) -> Figure:
         first = [r for r in runs if r.get("seed") == runs[0].get("seed")]
         if len(first) > 1:
             panels[model] = first
-    fig = style.new_figure(max(1, len(panels)), width=7.5 * max(1, len(panels)))
+    fig = style.new_figure(max(1, len(panels)), width=7.5 * max(1, len(panels)), height=5.2)
     axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
     clipped = False
     for ax, (model, runs) in zip(axes, panels.items(), strict=False):

@@ -110,7 +110,8 @@ def curves_figure(
             style.log_axis(ax, "x")
         else:
             style.eng_axis(ax.xaxis)
-    legend_extras(axes[0], series, seeds)
+    validation = any(not key.startswith("train") for key, *_ in panels)
+    legend_extras(axes[0], series if validation else [], seeds)
     style.suptitle(fig, title)
     style.legend_outside(fig)
     if note:

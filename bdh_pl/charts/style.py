@@ -34,13 +34,16 @@ STAR = {"marker": "*", "s": 150, "edgecolors": "black", "linewidths": 0.6, "zord
 BEST = {"marker": "D", "s": 28, "edgecolors": "black", "linewidths": 0.6, "zorder": 5}
 
 
-def new_figure(panels: int = 1, rows: int = 1, width: float | None = None) -> Figure:
+def new_figure(
+    panels: int = 1, rows: int = 1, width: float | None = None, height: float | None = None
+) -> Figure:
     """A figure of `panels` panels in `rows` rows, laid out by matplotlib's constrained layout
     (titles, labels and outside legends kept inside the figure). The object API on the Agg
     canvas: no pyplot state, no window, freed by the garbage collector."""
     columns = math.ceil(panels / rows)
     fig = Figure(
-        figsize=(width or PANEL_WIDTH * columns, PANEL_HEIGHT * rows), layout="constrained"
+        figsize=(width or PANEL_WIDTH * columns, height or PANEL_HEIGHT * rows),
+        layout="constrained",
     )
     FigureCanvasAgg(fig)
     return fig
@@ -71,6 +74,12 @@ def _columns(ax) -> int:
 
 
 def suptitle(fig: Figure, title: str) -> None:
+    """The figure's title; a one-panel figure's title is its panel's, prefixed: one line."""
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    if len(axes) == 1:
+        finish_axes(axes[0], f"{title}: {axes[0].get_title()}", axes[0].get_xlabel(),
+                    axes[0].get_ylabel())  # fmt: skip
+        return
     fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 12)), fontsize=11)
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -152,6 +153,21 @@ def gpt2_from_pretrained(name_or_path: str, dropout: float | None = None) -> HFC
             "folder written by save_pretrained (model.safetensors) or a reachable hub name"
         ) from None
     return HFCausalLM(hf)
+
+
+def causal_lm_from_folder(path: str | Path) -> tuple[HFCausalLM, int]:
+    """A GPT-2 / LLaMA folder (save_pretrained, as `export` writes it) in eval mode, and its
+    number of positions: safetensors weights only, never remote code."""
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        hf = AutoModelForCausalLM.from_pretrained(
+            path, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+        )
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load the Hugging Face folder {str(path)!r}: {first}") from None
+    block_size = getattr(config, "n_positions", None) or config.max_position_embeddings
+    return HFCausalLM(hf).eval(), int(block_size)
 
 
 # --- from scratch -------------------------------------------------------------------------

@@ -33,8 +33,9 @@ from bdh_pl.data.tokenizers import count_bytes_and_words
 from bdh_pl.data.windows import EvalWindows
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import write_json
-from bdh_pl.tools.generate import check_device, checkpoint_data, load_checkpoint_model
+from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.loading import load_model
 
 BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536]  # bytes of context; the last bucket is open
 MIN_BYTES = 1000  # a bucket of fewer bytes is drawn hollow: its bpb is a noisy estimate
@@ -122,8 +123,8 @@ def bucket_table(
 
 def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any]]:
     """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
-    loaded = load_checkpoint_model(path)
-    model = loaded.model.to(check_device(args.device)).eval()
+    loaded = load_model(path)
+    model = loaded.model.to(check_device(args.device))
     data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
     split = data.split_tokens("test")
     tokens = split[: args.max_tokens]

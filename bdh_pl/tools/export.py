@@ -6,8 +6,8 @@
   safetensors weights, the tokenizer with its class), which `AutoModelForCausalLM` and
   `AutoTokenizer` load without `trust_remote_code`.
 * BDH becomes `config.json` + `model.safetensors` (+ the tokenizer files), read back by
-  `load_bdh(DIR)`; `test`, `generate`, `mauve` and the lm-eval model take the folder as
-  `--ckpt_path` / `pretrained=`.
+  `bdh_pl.training.loading.load_bdh(DIR)`; `test`, `generate`, `mauve` and the lm-eval model
+  take the folder as `--ckpt_path` / `pretrained=`.
 
 Every folder gets a `README.md` model card: architecture, parameters, data, steps and, when a
 `test` run of the checkpoint is found beside it (or given with --test_metrics), its test bpb.
@@ -19,23 +19,27 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
 
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from bdh_pl.data.sources import resolve_data_dir
-from bdh_pl.data.tokenizers import ByteTokenizer, Tokenizer, _bytes_to_unicode, get_tokenizer
+from bdh_pl.data.tokenizers import _bytes_to_unicode, get_tokenizer
 from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.models.bdh import BDH, BDHConfig
+from bdh_pl.models.bdh import BDH
 from bdh_pl.models.hf import HFCausalLM
 from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.loading import (
+    ARCHITECTURE,
+    BDH_MODEL_TYPE,
+    CONFIG,
+    FORMAT_VERSION,
+    WEIGHTS,
+    LoadedModel,
+    init_arguments,
+    load_model,
+    read_model_file,
+)
 from bdh_pl.training.metrics import count_parameters
-
-BDH_MODEL_TYPE = "bdh"
-FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -64,7 +68,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def save_bdh(
     network: BDH, out: str | Path, block_size: int, tokenizer: str = "byte", bos_id: int = 10
 ) -> None:
-    """config.json (BDHConfig + what the model reads) and model.safetensors (official names)."""
+    """config.json (BDHConfig: the architecture; + what the model reads) and model.safetensors
+    (official names). Read back by bdh_pl.training.loading."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {
@@ -79,66 +84,6 @@ def save_bdh(
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     weights = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
     save_file(weights, out / WEIGHTS, metadata={"format": "pt"})
-
-
-def is_bdh_folder(path: str | Path) -> bool:
-    config = Path(path) / CONFIG
-    if not config.is_file():
-        return False
-    try:
-        return json.loads(config.read_text()).get("model_type") == BDH_MODEL_TYPE
-    except (json.JSONDecodeError, AttributeError):
-        return False
-
-
-def read_bdh_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not is_bdh_folder(path) or not (path / WEIGHTS).is_file():
-        raise UserError(
-            f"{str(path)!r} is not a file, nor a BDH folder written by `python -m bdh_pl export` "
-            f"(with {CONFIG} of model_type 'bdh' and {WEIGHTS}): check --ckpt_path"
-        )
-    return json.loads((path / CONFIG).read_text())
-
-
-def bdh_config_from(config: dict[str, Any]) -> BDHConfig:
-    fields = {f.name for f in dataclasses.fields(BDHConfig)}
-    return BDHConfig(**{k: v for k, v in config.items() if k in fields})
-
-
-def load_bdh(path: str | Path) -> tuple[BDH, dict[str, Any]]:
-    """The network of a BDH folder (in eval mode) and its config.json."""
-    config = read_bdh_config(path)
-    network = BDH(bdh_config_from(config))
-    network.load_state_dict(load_file(Path(path) / WEIGHTS), strict=True)
-    return network.eval(), config
-
-
-def load_bdh_model(path: str | Path) -> tuple[LanguageModel, str]:
-    """A BDH folder as a LightningModule (what `generate` and the tools use) and its tokenizer."""
-    from bdh_pl.training.lit_models import BDHLM
-
-    network, config = load_bdh(path)
-    fields = ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier", "dropout", "vocab_size")
-    model = BDHLM(**{k: config[k] for k in fields}, block_size=config["block_size"])
-    model.network.load_state_dict(network.state_dict(), strict=True)
-    return model, config.get("tokenizer", "byte")
-
-
-def bdh_folder_weights(path: str | Path, subcommand: str, model_config) -> dict[str, torch.Tensor]:
-    """For `test`/`validate --ckpt_path DIR`: size the configured BDH model from the folder's
-    config.json and return the weights to load into its network."""
-    config = read_bdh_config(path)
-    if subcommand == "fit":
-        raise UserError(
-            f"{path} is an exported BDH folder: evaluate it with `test`/`validate`; `fit "
-            "--ckpt_path` resumes bdh-pl checkpoints only"
-        )
-    if not str(model_config.class_path).endswith("BDHLM"):
-        raise UserError(f"{path} holds a BDH model: use the BDH model config (BDHLM)")
-    for key in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier"):
-        model_config.init_args[key] = config[key]
-    return load_file(Path(path) / WEIGHTS)
 
 
 # --- tokenizers -----------------------------------------------------------------------------
@@ -187,19 +132,17 @@ def export(
     test_metrics: str | None = None,
     data_dir: str | None = None,
 ) -> Path:
-    from bdh_pl.tools.generate import load_checkpoint_model
-
     out = Path(out).expanduser()
     check_out(out)
     if Path(ckpt_path).is_dir():
         raise UserError(f"{ckpt_path} is a folder: export takes a checkpoint file (.ckpt)")
-    loaded = load_checkpoint_model(ckpt_path)
-    if not loaded.checkpoint.get("hyper_parameters"):
+    if read_model_file(ckpt_path).kind != "checkpoint":
         raise UserError(
             f"{ckpt_path} holds plain weights without a config: export takes bdh-pl checkpoints "
             "(evaluate official weights with `test`, which sizes the model from them)"
         )
-    model = loaded.model.eval()
+    loaded = load_model(ckpt_path)
+    model = loaded.model
     block_size = int(model.hparams.block_size)
     root = resolve_data_dir(data_dir or loaded.data_dir)
     tokenizer = get_tokenizer(loaded.tokenizer, root)
@@ -246,13 +189,14 @@ def find_test_metrics(ckpt_path: str) -> Path | None:
 
 def model_card(
     ckpt_path: str,
-    loaded,
+    loaded: LoadedModel,
     architecture: str,
     tokenizer: str,
     out: Path,
     test_metrics: str | None,
 ) -> str:
     hparams = dict(loaded.checkpoint["hyper_parameters"])
+    sizes = architecture_keys(loaded.model)
     class_path = hparams.pop("_class_path", "")
     data = {
         k: v
@@ -268,7 +212,7 @@ def model_card(
         f"Exported by bdh-pl from `{ckpt_path}`.",
         "",
         f"* **Architecture**: {architecture}; `{class_path}`: "
-        + ", ".join(f"{k}={v}" for k, v in hparams.items() if k in ARCH_KEYS),
+        + ", ".join(f"{k}={v}" for k, v in hparams.items() if k in sizes),
         f"* **Parameters**: {total:,} ({non_embedding:,} non-embedding)",
         f"* **Data**: `{dataset}`, tokenizer `{tokenizer}`, block size {hparams.get('block_size')}"
         + (f", batch size {data['batch_size']}" if "batch_size" in data else ""),
@@ -301,7 +245,7 @@ def model_card(
             f"python -m bdh_pl lm-eval --model bdh-pl --model_args pretrained={out} --tasks ...",
             "```",
             "",
-            "In Python: `from bdh_pl.tools.export import load_bdh; network, config = "
+            "In Python: `from bdh_pl.training.loading import load_bdh; network, config = "
             f"load_bdh('{out}')` (`network(ids)` gives logits).",
         ]
     else:
@@ -315,57 +259,18 @@ def model_card(
     return "\n".join(lines) + "\n"
 
 
-ARCH_KEYS = (
-    "n_layer",
-    "n_embd",
-    "n_head",
-    "n_query_groups",
-    "mlp_internal_dim_multiplier",
-    "intermediate_size",
-    "vocab_size",
-    "block_size",
-)
+def architecture_keys(model: LanguageModel) -> set[str]:
+    """The hyperparameters that size a model: BDHConfig's fields for BDH, a baseline's own
+    constructor arguments (not LanguageModel's training options) otherwise."""
+    if isinstance(model.network, BDH):
+        return {*ARCHITECTURE, "block_size"}
+    return init_arguments(type(model)) - init_arguments(LanguageModel) | {
+        "vocab_size",
+        "block_size",
+    }
 
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     out = export(args.ckpt_path, args.out, args.test_metrics, args.data_dir)
     print(f"export: wrote {out}")
-
-
-# --- reading any model back -----------------------------------------------------------------
-
-
-class EvalModel(NamedTuple):
-    """A network (ids -> logits; BDH with prefill/step), its tokenizer and context length."""
-
-    network: torch.nn.Module
-    tokenizer: Tokenizer
-    block_size: int
-
-
-def load_network(path: str | Path, data_dir: str | None = None) -> EvalModel:
-    """Whatever bdh-pl can score or sample from: a bdh-pl checkpoint, a BDH folder, or a
-    Hugging Face folder written by `export` (GPT-2 or LLaMA, byte or GPT-2 BPE tokens)."""
-    from bdh_pl.tools.generate import load_checkpoint_model
-
-    path = Path(path).expanduser()
-    if path.is_dir() and (path / CONFIG).is_file() and not is_bdh_folder(path):
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-        hf = AutoModelForCausalLM.from_pretrained(
-            path, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
-        )
-        block_size = getattr(config, "n_positions", None) or config.max_position_embeddings
-        tokenizer = ByteTokenizer() if config.vocab_size == 256 else get_tokenizer(str(path))
-        return EvalModel(HFCausalLM(hf).eval(), tokenizer, int(block_size))
-    if path.is_dir() and not is_bdh_folder(path):
-        raise UserError(
-            f"{str(path)!r} is neither a checkpoint nor a folder written by `python -m bdh_pl "
-            "export` (no config.json)"
-        )
-    loaded = load_checkpoint_model(str(path))
-    tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(data_dir or loaded.data_dir))
-    model = loaded.model.eval()
-    return EvalModel(model.network, tokenizer, int(model.hparams.block_size))

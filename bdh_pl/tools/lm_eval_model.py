@@ -35,7 +35,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import simple_parse_args_string
 
 from bdh_pl.errors import UserError
-from bdh_pl.tools.export import load_network
+from bdh_pl.training.loading import load_network
 
 MODEL_ARGS = ("pretrained", "device", "batch_size", "max_batch_size", "max_length", "data_dir")
 

@@ -26,6 +26,8 @@ import torch
 
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import write_json
+from bdh_pl.tools.common import checkpoint_data
+from bdh_pl.training.loading import load_model
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -117,8 +119,6 @@ def mauve_score(
 
 def test_tokens(args: argparse.Namespace, loaded) -> tuple[np.ndarray, str]:
     """Token ids of the test text: --text, else the checkpoint's dataset's test split."""
-    from bdh_pl.tools.generate import checkpoint_data
-
     data, source = checkpoint_data(loaded, args.ckpt_path, args.text, args.data_dir)
     return np.asarray(data.split_tokens("test")), source
 
@@ -140,13 +140,12 @@ def samples(tokens: np.ndarray, n: int, prompt: int, new: int) -> list[tuple[lis
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bdh_pl.data.sources import resolve_data_dir
     from bdh_pl.data.tokenizers import get_tokenizer
-    from bdh_pl.tools.generate import load_checkpoint_model
 
     try:
         import mauve  # noqa: F401
     except ImportError:
         raise UserError('mauve-text is not installed: pip install -e ".[mauve]"') from None
-    loaded = load_checkpoint_model(args.ckpt_path)
+    loaded = load_model(args.ckpt_path)
     tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir))
     featurizer = load_featurizer(args.featurizer, args.device)  # fail before sampling
     tokens, source = test_tokens(args, loaded)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -15,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from bdh_pl.fileio import atomic_write
+from bdh_pl.training.loading import checkpoint_fields
 
 LAST = "last.ckpt"
 # Test hook: seconds to wait between writing a checkpoint's temp file and renaming it, so a
@@ -87,9 +87,5 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 def saved_step(path: str | os.PathLike) -> int | None:
-    """The global step stored in a checkpoint (memory-mapped: the weights are not read)."""
-    try:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable: the caller's full load reports it properly
-        return None
-    return obj.get("global_step") if isinstance(obj, dict) else None
+    """The global step stored in a checkpoint (the weights are not read); None if unreadable."""
+    return (checkpoint_fields(path) or {}).get("global_step")

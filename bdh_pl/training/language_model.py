@@ -46,6 +46,9 @@ class LanguageModel(L.LightningModule):
 
     # The data tokenizer the network needs: "byte", "gpt2", or "any" (sized from the data).
     tokenizer_need: ClassVar[str] = "any"
+    # Init arguments that change how the same function is computed, not which: a checkpoint
+    # may be evaluated with other values of these than it was trained with.
+    execution_options: ClassVar[frozenset[str]] = frozenset({"compile"})
 
     def __init__(
         self,

@@ -9,16 +9,17 @@ the network needs: "byte", "gpt2", or "any" (sized from the data).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
 from bdh_pl.errors import UserError
-from bdh_pl.models.bdh import BDH, BDHConfig
+from bdh_pl.models.bdh import BDH, AttentionMode, BDHConfig, BDHExecution
 from bdh_pl.models.hf import (
     from_config,
     gpt2_config,
@@ -32,27 +33,34 @@ from bdh_pl.training.language_model import LanguageModel
 class BDHLM(LanguageModel):
     """BDH (Kosowski et al. 2025), arXiv 2509.26507; defaults are the paper code's 25.3M model.
 
+    The architecture arguments are BDHConfig's fields, the execution switches (fused,
+    attention, chunk_size, activation_checkpointing, compile_elementwise) BDHExecution's, with
+    their defaults; `fused: false` runs the reference forward of models/bdh/model.py. Training
+    options (learning rate, schedule, weight decay, seed, compile) are LanguageModel's.
+
     During validation and test it also logs the fraction of non-zero sparse activations per
-    layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means). Training options
-    (learning rate, schedule, weight decay, seed, compile) are LanguageModel's. `fused: false`
-    runs the reference forward of models/bdh/model.py instead of the fused kernels.
+    layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means).
     """
 
     tokenizer_need = "byte"
+    execution_options = LanguageModel.execution_options | {
+        f.name for f in dataclasses.fields(BDHExecution)
+    }
 
     def __init__(
         self,
         *,
-        n_layer: int = 6,
-        n_embd: int = 256,
-        n_head: int = 4,
-        mlp_internal_dim_multiplier: int = 128,
-        dropout: float = 0.1,
-        fused: bool = True,
-        attention: Literal["auto", "quadratic", "chunked"] = "auto",
-        activation_checkpointing: bool = False,
-        compile_elementwise: bool = False,
-        vocab_size: int = 256,
+        n_layer: int = BDHConfig.n_layer,
+        n_embd: int = BDHConfig.n_embd,
+        n_head: int = BDHConfig.n_head,
+        mlp_internal_dim_multiplier: int = BDHConfig.mlp_internal_dim_multiplier,
+        dropout: float = BDHConfig.dropout,
+        fused: bool = BDHExecution.fused,
+        attention: AttentionMode = BDHExecution.attention,
+        chunk_size: int = BDHExecution.chunk_size,
+        activation_checkpointing: bool = BDHExecution.activation_checkpointing,
+        compile_elementwise: bool = BDHExecution.compile_elementwise,
+        vocab_size: int = BDHConfig.vocab_size,
         block_size: int = 256,
         **training: Any,
     ) -> None:
@@ -61,23 +69,11 @@ class BDHLM(LanguageModel):
         self.sparsity = nn.ModuleDict({k: MeanMetric() for k in keys})
 
     def build_network(self) -> nn.Module:
-        hp = self.hparams
         try:
-            config = BDHConfig(
-                n_layer=hp.n_layer,
-                n_embd=hp.n_embd,
-                n_head=hp.n_head,
-                mlp_internal_dim_multiplier=hp.mlp_internal_dim_multiplier,
-                dropout=hp.dropout,
-                vocab_size=hp.vocab_size,
-                fused=hp.fused,
-                attention=hp.attention,
-                activation_checkpointing=hp.activation_checkpointing,
-                compile_elementwise=hp.compile_elementwise,
-            )
+            network = BDH(dataclass_from_hparams(BDHConfig, self.hparams))
+            return dataclass_from_hparams(BDHExecution, self.hparams).apply(network)
         except ValueError as err:
             raise UserError(f"model: {err}") from None
-        return BDH(config)
 
     def eval_forward(self, input_ids: torch.Tensor, state=None) -> torch.Tensor:
         stats: dict[str, torch.Tensor] = {}
@@ -106,6 +102,11 @@ class BDHLM(LanguageModel):
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         self._log_sparsity("test")
+
+
+def dataclass_from_hparams(cls: type, hparams: Mapping[str, Any]) -> Any:
+    """`cls(...)` with each of its fields taken from the hyperparameter of the same name."""
+    return cls(**{f.name: hparams[f.name] for f in dataclasses.fields(cls)})
 
 
 def call_with_hparams(builder: Callable[..., Any], hparams: Mapping[str, Any]) -> Any:

@@ -23,8 +23,8 @@ from bdh_pl.fileio import (
     lock_folder,
     remove_stale_temp_files,
 )
-from bdh_pl.training.checkpoint_io import LAST
-from bdh_pl.training.checkpoints import best_score
+from bdh_pl.training.checkpoint_io import LAST, saved_step
+from bdh_pl.training.loading import checkpoint_fields
 
 
 class RunState:
@@ -71,24 +71,70 @@ RUN = RunState()
 class TensorBoard(TensorBoardLogger):
     """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
     metrics it logs anyway (Lightning writes that table only with a metric value to log at
-    step 0, which would be a fake point on the curve)."""
+    step 0, which would be a fake point on the curve). The table leads with what tells runs
+    apart (`LEAD`); internal keys are left out. Scalars leave out Lightning's constant
+    `epoch` (training draws windows without epochs) and ThroughputMonitor's running counters
+    (`*/batches`, `*/samples`, `*/lengths`, `*/time`), which metrics.csv keeps for the charts."""
 
     HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
+    LEAD = (
+        "model", "params", "n_layer", "n_embd", "n_head", "learning_rate", "dropout",
+        "weight_decay", "dataset", "tokenizer", "block_size", "batch_size", "seed",
+    )  # fmt: skip
+    INTERNAL_KEYS = ("_instantiator", "_class_path")
+    COUNTERS = ("batches", "samples", "lengths", "time")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._table: dict[str, Any] | None = None
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
         super().log_hyperparams(params, metrics)  # hparams.yaml
-        if metrics is not None:
+        if metrics is None:
+            self._table = dict(params) if isinstance(params, dict) else vars(params)
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Lightning calls this with the model right after `log_hyperparams`: the HParams
+        table is written here, with the model's class, size and data set."""
+        super().log_graph(model, input_array)
+        if self._table is None:
             return
+        datamodule = getattr(getattr(model, "_trainer", None), "datamodule", None)
+        counts = getattr(model, "parameter_counts", None)
+        known = {
+            "model": type(model).__name__,
+            "params": counts[0] if counts else None,
+            "dataset": getattr(datamodule, "dataset_name", None),
+        }
+        self._write_table({**{k: v for k, v in known.items() if v is not None}, **self._table})
+        self._table = None
+
+    def _write_table(self, params: dict[str, Any]) -> None:
         from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
         from torch.utils.tensorboard.summary import hparams
 
         flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        flat = {k: v for k, v in flat.items() if k not in self.INTERNAL_KEYS}
+        ordered = {k: flat.pop(k) for k in self.LEAD if k in flat} | flat
         # the plugin takes numbers, strings and bools; anything else as its text
-        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+        ordered = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in ordered.items()
+        }
         writer = self.experiment._get_file_writer()
-        for summary in hparams(flat, dict.fromkeys(self.HP_METRICS, 0.0)):
+        for summary in hparams(ordered, dict.fromkeys(self.HP_METRICS, 0.0)):
             writer.add_summary(summary)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        shown = {
+            k: v
+            for k, v in metrics.items()
+            if k != "epoch" and k.rsplit("/", 1)[-1] not in self.COUNTERS
+        }
+        if shown:
+            super().log_metrics(shown, step)
 
 
 def make_loggers(
@@ -121,11 +167,10 @@ def continuing_run(root: Path, ckpt_path: Path, checkpoint: dict) -> Path | None
     if not run_dir.name.removeprefix("version_").isdigit():
         return None
     last = run_dir / "checkpoints" / LAST
-    if ckpt_path != last.resolve():
-        from bdh_pl.training.checkpoint_io import saved_step
-
-        if not last.is_file() or saved_step(last) != checkpoint.get("global_step"):
-            return None
+    if ckpt_path != last.resolve() and (
+        not last.is_file() or saved_step(last) != checkpoint.get("global_step")
+    ):
+        return None
     return root / run_dir.name
 
 
@@ -166,6 +211,40 @@ def best_checkpoint(root: Path) -> Path | None:
         return (0, score if mode == "min" else -score)
 
     return min(candidates, key=rank)
+
+
+def best_score(path: str | Path) -> tuple[float, str] | None:
+    """(score, mode) that the monitored ModelCheckpoint stored in a best checkpoint it wrote
+    (the weights are not read); None when the file does not say."""
+    fields = checkpoint_fields(path) or {}
+    for key, state in (fields.get("callbacks") or {}).items():
+        if not (isinstance(state, dict) and state.get("monitor")):
+            continue
+        score = state.get("best_model_score")
+        if score is None or Path(str(state.get("best_model_path", ""))).name != Path(path).name:
+            continue
+        mode = "max" if "'mode': 'max'" in str(key) else "min"
+        return float(score), mode
+    return None
+
+
+def resolve_ckpt_alias(ckpt_path: str | None, root: Path, subcommand: str) -> str | None:
+    """`--ckpt_path last|best` names such a file of an earlier run under the root (Lightning
+    alone would only look in this new run's empty folder): the newest last.ckpt, or the
+    best.ckpt with the best stored score."""
+    if ckpt_path not in ("last", "best"):
+        return ckpt_path
+    found = newest_checkpoint(root) if ckpt_path == "last" else best_checkpoint(root)
+    if found is not None:
+        print(f"{subcommand}: --ckpt_path {ckpt_path} -> {found}", file=sys.stderr)
+        return str(found)
+    if subcommand == "fit" and ckpt_path == "last":
+        # Nothing to resume yet: start fresh, so one command serves first run and restarts.
+        print(f"fit: no last.ckpt under {root}: starting from scratch", file=sys.stderr)
+        return None
+    raise UserError(
+        f"--ckpt_path {ckpt_path}: no {ckpt_path}.ckpt under {root}/version_*/checkpoints/"
+    )
 
 
 def preempted_line(argv: list[str]) -> str:

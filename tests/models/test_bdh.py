@@ -1,13 +1,14 @@
 """Tests of BDH: the plain model (model.py) against a naive loop over the published equations,
 and each fast-path switch (kernels.py) against the plain model, values and gradients."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bdh_pl.models.bdh import BDH, BDHConfig, linear_attention
+from bdh_pl.models.bdh import BDH, BDHConfig, BDHExecution, linear_attention
 from bdh_pl.models.bdh.kernels import (
     GateDecode,
     SparseRope,
@@ -52,9 +53,16 @@ def tiny(**kw) -> BDHConfig:
     return BDHConfig(**{**TINY, "dropout": 0.0, **kw})
 
 
+def bdh(**kw) -> BDH:
+    """A BDH from architecture fields (BDHConfig's) and execution switches (BDHExecution's)."""
+    fields = {f.name for f in dataclasses.fields(BDHConfig)}
+    execution = BDHExecution(**{k: v for k, v in kw.items() if k not in fields})
+    return execution.apply(BDH(BDHConfig(**{k: v for k, v in kw.items() if k in fields})))
+
+
 def make_model(seed: int = 0, **kw) -> BDH:
     torch.manual_seed(seed)
-    return BDH(tiny(**kw)).eval()
+    return bdh(**{**TINY, "dropout": 0.0, **kw}).eval()
 
 
 # ---------------------------------------------------------------- naive loop (official equations)
@@ -125,10 +133,10 @@ def official_state_dict(cfg: BDHConfig, seed: int = 0) -> dict:
     }
 
 
-def logits_and_grads(cfg: BDHConfig, idx: torch.Tensor, seed: int = 3):
+def logits_and_grads(switches: dict, idx: torch.Tensor, seed: int = 3):
     """Logits of a train-mode model with official_state_dict weights, and the weights' grads."""
-    model = BDH(cfg).train()  # dropout 0: train mode only switches the code paths
-    model.load_state_dict(official_state_dict(cfg), strict=True)
+    model = make_model(**switches).train()  # dropout 0: train mode only switches the code paths
+    model.load_state_dict(official_state_dict(model.config), strict=True)
     logits = model(idx)
     g = torch.Generator().manual_seed(seed)
     (logits * torch.randn(logits.shape, generator=g)).sum().backward()
@@ -141,14 +149,14 @@ def logits_and_grads(cfg: BDHConfig, idx: torch.Tensor, seed: int = 3):
 @pytest.mark.parametrize("fused", [True, False])
 def test_default_param_count(fused):
     with torch.device("meta"):
-        model = BDH(BDHConfig(fused=fused))
+        model = bdh(fused=fused)
     assert sum(p.numel() for p in model.parameters()) == 25_296_896
 
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_state_dict_has_official_names_and_shapes(fused):
     with torch.device("meta"):
-        model = BDH(BDHConfig(fused=fused))
+        model = bdh(fused=fused)
     expected = {
         "decoder": (4 * 8192, 256),
         "encoder": (4, 256, 8192),
@@ -184,17 +192,26 @@ def test_freqs_buffer_matches_official_formula():
 )
 def test_config_validation(kw):
     with pytest.raises(ValueError):
-        BDHConfig(**kw)
+        bdh(**kw)
+
+
+def test_the_config_is_the_architecture_and_the_reference_knows_no_fast_path():
+    """BDHConfig holds what a checkpoint describes; a bare BDH runs model.py's own layer."""
+    assert [f.name for f in dataclasses.fields(BDHConfig)] == [
+        "n_layer", "n_embd", "dropout", "n_head", "mlp_internal_dim_multiplier", "vocab_size",
+    ]  # fmt: skip
+    assert BDH(tiny()).layer_runner.__module__ == "bdh_pl.models.bdh.model"
+    assert make_model().layer_runner == BDHExecution()  # fused, applied from outside
 
 
 # ---------------------------------------------------------------- the plain model: the reference
 
 
 def test_plain_model_matches_naive_loop_values_and_grads():
-    cfg = tiny(**PLAIN)
+    cfg = tiny()
     sd = official_state_dict(cfg)
     idx = torch.randint(0, cfg.vocab_size, (2, 13), generator=torch.Generator().manual_seed(2))
-    logits, grads = logits_and_grads(cfg, idx)
+    logits, grads = logits_and_grads(PLAIN, idx)
     assert logits.shape == (2, 13, cfg.vocab_size) and logits.dtype == torch.float32
     ref = {k: v.double().requires_grad_(k != "attn.freqs") for k, v in sd.items()}
     expected = naive_bdh(ref, cfg, idx)
@@ -240,8 +257,8 @@ def test_attention_matches_naive_loop(T):
 def test_switch_matches_plain_model_values_and_grads(switch):
     """Includes chunked == quadratic (T = 45: a padded last chunk) and compiled == eager."""
     idx = torch.randint(0, 64, (2, 45), generator=torch.Generator().manual_seed(1))
-    ref_logits, ref_grads = logits_and_grads(tiny(**PLAIN), idx)
-    logits, grads = logits_and_grads(tiny(**SWITCHES[switch]), idx)
+    ref_logits, ref_grads = logits_and_grads(PLAIN, idx)
+    logits, grads = logits_and_grads(SWITCHES[switch], idx)
     torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
@@ -351,15 +368,17 @@ def test_auto_attention_picks_by_length(monkeypatch):
     monkeypatch.setattr(
         linear_attention, "attention_chunked", lambda *a: calls.append(1) or orig(*a)
     )
-    threshold = chunked_from(model.config, torch.float32)
-    assert threshold < chunked_from(model.config, torch.bfloat16)
+    N, D = model.config.n_neurons, model.config.n_embd
+    threshold = chunked_from(N, D, 4, torch.float32)
+    assert threshold < chunked_from(N, D, 4, torch.bfloat16)
     with torch.no_grad():
         model(torch.zeros(1, threshold - 1, dtype=torch.long))
         assert not calls
         model(torch.zeros(1, threshold, dtype=torch.long))
         assert calls
     # the default config keeps the quadratic form at the usual block sizes
-    assert chunked_from(BDHConfig(), torch.bfloat16) > 1024
+    default = BDHConfig()
+    assert chunked_from(default.n_neurons, default.n_embd, 256, torch.bfloat16) > 1024
 
 
 def test_plus_transpose_blocked_path():

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bdh_pl.errors import UserError
-from bdh_pl.tools.export import export, load_bdh
+from bdh_pl.tools.export import export
+from bdh_pl.training.loading import load_bdh
 
 
 def ids(vocab_size: int) -> torch.Tensor:
@@ -143,5 +144,5 @@ def test_bad_inputs(tmp_path, run_cli, save_checkpoint):
 
 
 def test_load_bdh_refuses_other_folders(tmp_path):
-    with pytest.raises(UserError, match="nor a BDH folder"):
+    with pytest.raises(UserError, match="nor a .*folder written by"):
         load_bdh(tmp_path)

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from bdh_pl.errors import UserError
-from bdh_pl.tools.generate import main, model_class
+from bdh_pl.tools.generate import main
 from bdh_pl.training.lit_models import BDHLM
+from bdh_pl.training.loading import model_class
 
 HPARAMS = {
     "n_layer": 2,

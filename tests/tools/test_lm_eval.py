@@ -12,7 +12,7 @@ import torch
 
 from bdh_pl.data import TextFile
 from bdh_pl.tools.export import export
-from bdh_pl.tools.generate import load_checkpoint_model
+from bdh_pl.training.loading import load_model
 
 pytest.importorskip("lm_eval")
 
@@ -25,7 +25,7 @@ SLICE_BYTES = 12_000
 
 def project_test_bpb(ckpt: Path, text_file: Path, tokenizer: str) -> float:
     """bdh-pl's own `test` of the checkpoint on the file, scored whole."""
-    model = load_checkpoint_model(str(ckpt)).model
+    model = load_model(str(ckpt)).model
     data = TextFile(test=str(text_file), tokenizer=tokenizer, block_size=BLOCK, eval_batch_size=16)
     trainer = L.Trainer(
         accelerator="cpu",

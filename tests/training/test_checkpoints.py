@@ -10,7 +10,7 @@ import torch
 
 from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDH, BDHConfig
-from bdh_pl.training.checkpoints import infer_bdh_dims, load_untrusted, plain_state_dict
+from bdh_pl.training.loading import infer_bdh_dims, load_untrusted, plain_state_dict
 
 TINY = BDHConfig(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, dropout=0.0)
 ARGS = [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from bdh_pl.tools.generate import model_class
 from bdh_pl.training.lit_models import BDHLM
+from bdh_pl.training.loading import model_class
 
 # Written by bdh-pl 0.1.0 (commit c9f942f): a 2-step fit of a tiny BDH on tiny Shakespeare.
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"

@@ -1,15 +1,10 @@
-"""BDH in two layers: model.py, the model as the paper writes it (the reference), and
-kernels.py + linear_attention.py, the same math in fewer passes, selected by BDHConfig's switches."""
+"""BDH in two layers: model.py, the model as the paper writes it (the reference, importing no
+fast path), and kernels.py + linear_attention.py, the same math in fewer passes, applied to a
+model from outside: `BDHExecution(fused=True, ...).apply(BDH(BDHConfig(...)))`."""
 
-from bdh_pl.models.bdh.model import (
-    ATTENTION_MODES,
-    BDH,
-    Attention,
-    AttentionMode,
-    BDHConfig,
-    BDHState,
-    rope_freqs,
-)
+from bdh_pl.models.bdh.kernels import BDHExecution
+from bdh_pl.models.bdh.linear_attention import ATTENTION_MODES, AttentionMode
+from bdh_pl.models.bdh.model import BDH, Attention, BDHConfig, BDHState, rope_freqs
 
 __all__ = [
     "ATTENTION_MODES",
@@ -17,6 +12,7 @@ __all__ = [
     "Attention",
     "AttentionMode",
     "BDHConfig",
+    "BDHExecution",
     "BDHState",
     "rope_freqs",
 ]

@@ -1,6 +1,7 @@
-"""The fast path of BDH: model.py's layer in fewer passes over memory, selected by BDHConfig.
-
-Each switch is tested equal to BDH.layer, values and gradients (tests/models/test_bdh.py):
+"""The fast path of BDH: model.py's layer in fewer passes over memory, applied to a BDH from
+outside (like torchtitan's parallelize_llama): `BDHExecution(...).apply(model)`. The switches
+change speed and memory, never the parameters or (beyond fp rounding) the results; each is
+tested equal to BDH.layer, values and gradients (tests/models/test_bdh.py):
 
 - fused (default): FusedLayer. Activations heads-first (nh, B, T, N), so no transpose copies;
   weights cast once per forward; custom autograd ops whose backwards need fewer passes
@@ -10,23 +11,58 @@ Each switch is tested equal to BDH.layer, values and gradients (tests/models/tes
   or "auto" (chunked from a measured break-even length, chunked_from).
 - compile_elementwise: the elementwise chains compiled by torch.compile, on neurons in the
   "halves" layout (see to_halves).
-- activation_checkpointing wraps either layer, in BDH._run.
+- activation_checkpointing: either layer recomputed in backward.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-from bdh_pl.models.bdh.linear_attention import attention
+from bdh_pl.models.bdh.linear_attention import ATTENTION_MODES, AttentionMode, attention
+from bdh_pl.models.bdh.model import BDH, reference_layer
 
-if TYPE_CHECKING:
-    from bdh_pl.models.bdh.model import BDH
+
+@dataclass(frozen=True)
+class BDHExecution:
+    """How a BDH's layers run (its `layer_runner`): the same function, other speed and memory."""
+
+    fused: bool = True  # FusedLayer instead of BDH.layer (False: the reference)
+    attention: AttentionMode = "auto"  # fused only; "auto": chunked for long sequences
+    chunk_size: int = 256  # positions per chunk of the chunked attention
+    activation_checkpointing: bool = False  # recompute each layer in backward
+    # fused only: the elementwise chains (relu+RoPE, relu*gate*dropout and their backwards)
+    # compiled by torch.compile; faster steps after a compile warm-up of tens of seconds
+    compile_elementwise: bool = False
+
+    def __post_init__(self) -> None:
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
+        if not self.fused and (self.attention == "chunked" or self.compile_elementwise):
+            raise ValueError("attention='chunked' and compile_elementwise need fused=True")
+
+    def apply(self, model: BDH) -> BDH:
+        """Run `model`'s layers this way from now on (in place; parameters untouched)."""
+        model.layer_runner = self
+        return model
+
+    def __call__(self, model: BDH, phases: Tensor, recurrent: bool) -> Callable[..., Tensor]:
+        if self.fused:
+            layer = FusedLayer(model, phases, recurrent, self)
+        else:
+            layer = reference_layer(model, phases, recurrent)
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return partial(checkpoint, layer, use_reentrant=False)
+        return layer
 
 
 def _acc_dtype(t: Tensor) -> torch.dtype:
@@ -263,12 +299,13 @@ def gate_decode(
 class FusedLayer:
     """BDH.layer with the ops above, for one forward: weights and rotation prepared once."""
 
-    def __init__(self, model: BDH, phases: Tensor, recurrent: bool):
+    def __init__(self, model: BDH, phases: Tensor, recurrent: bool, execution: BDHExecution):
         C = model.config
-        self.config, self.ln = C, model.ln
+        self.ln = model.ln
+        self.attention, self.chunk_size = execution.attention, execution.chunk_size
         self.p = C.dropout if model.training else 0.0
         # the halves layout pays off in compiled training steps; the state is interleaved
-        self.compiled = C.compile_elementwise and torch.is_grad_enabled() and not recurrent
+        self.compiled = execution.compile_elementwise and torch.is_grad_enabled() and not recurrent
         self.rot = rotation(phases, halves=self.compiled)
         nh, N = C.n_head, C.n_neurons
         weights = (model.encoder, model.encoder_v, model.decoder.view(nh, N, -1))
@@ -290,7 +327,7 @@ class FusedLayer:
         x_in = x.view(1, B * T, D).expand(nh, -1, -1)
         x_latent = torch.bmm(x_in, self.encoder).view(nh, B, T, N)
         x_sparse, q = sparse_rope(x_latent, self.rot, self.compiled)  # nh, B, T, N each
-        yKV = self.ln(attention(q, x, kv, self.config))  # nh, B, T, D
+        yKV = self.ln(attention(q, x, kv, self.attention, self.chunk_size))  # nh, B, T, D
         y_latent = yKV.view(nh, B * T, D) @ self.encoder_v  # nh, B*T, N
         x_sparse = x_sparse.view(nh, B * T, N)
         keep = None

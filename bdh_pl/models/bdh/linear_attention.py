@@ -1,20 +1,20 @@
 """BDH's linear attention, fast: custom autograd ops on RoPE-rotated sparse activations, heads
 first (nh, B, T, N), in a quadratic form ((G + G^T) q for the symmetric scores) or chunk by chunk
-through a running state; `attention` picks one (config.attention) and serves recurrent inference.
-Each form is tested equal to model.Attention (tests/models/test_bdh.py).
+through a running state; `attention` picks one (the `attention` switch) and serves recurrent
+inference. Each form is tested equal to model.Attention (tests/models/test_bdh.py).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from bdh_pl.models.bdh.model import BDHConfig
+AttentionMode = Literal["auto", "quadratic", "chunked"]
+ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
 
 
 def _plus_transpose(g: Tensor) -> Tensor:
@@ -112,7 +112,7 @@ def attention_chunked(q: Tensor, v: Tensor, chunk_size: int) -> Tensor:
     return ChunkedLinearAttention.apply(q, v, chunk_size)
 
 
-def chunked_from(config: BDHConfig, dtype: torch.dtype) -> int:
+def chunked_from(n_neurons: int, n_embd: int, chunk_size: int, dtype: torch.dtype) -> int:
     """Sequence length from which attention="auto" uses the chunked form.
 
     Per token, fwd+bwd, the quadratic form costs ~T * (2N + 3D) multiply-adds and the chunked
@@ -120,12 +120,14 @@ def chunked_from(config: BDHConfig, dtype: torch.dtype) -> int:
     (benchmarks/bdh_speed.py), chunked wins from ~1.1-1.8x the break-even length in fp32 and
     ~1.3-2.8x in bf16, where the quadratic form's big matmuls are relatively cheaper.
     """
-    N, D = config.n_neurons, config.n_embd
-    break_even = config.chunk_size + 6 * N * D / (2 * N + 3 * D)
+    N, D = n_neurons, n_embd
+    break_even = chunk_size + 6 * N * D / (2 * N + 3 * D)
     return math.ceil((1.5 if dtype in (torch.float32, torch.float64) else 2.5) * break_even)
 
 
-def attention(q: Tensor, v: Tensor, kv: Tensor | None, config: BDHConfig) -> Tensor:
+def attention(
+    q: Tensor, v: Tensor, kv: Tensor | None, mode: AttentionMode = "auto", chunk_size: int = 256
+) -> Tensor:
     """model.Attention on rotated q (nh, B, T, N) and v (B, T, D): nh, B, T, D.
 
     With kv (nh, B, N, D), the state of the positions before these, attend to them too and
@@ -138,11 +140,12 @@ def attention(q: Tensor, v: Tensor, kv: Tensor | None, config: BDHConfig) -> Ten
         v = v.to(kv.dtype).expand(nh, -1, -1, -1).reshape(nh * B, 1, -1)
         kv.view(nh * B, N, -1).baddbmm_(q.to(kv.dtype).view(nh * B, N, 1), v)  # in place
         return out
-    mode = config.attention
     if T == 1:
         out = q.new_zeros(*q.shape[:-1], v.size(-1))
-    elif mode == "chunked" or (mode == "auto" and chunked_from(config, q.dtype) <= T):
-        out = attention_chunked(q, v, config.chunk_size)
+    elif mode == "chunked" or (
+        mode == "auto" and chunked_from(q.size(-1), v.size(-1), chunk_size, q.dtype) <= T
+    ):
+        out = attention_chunked(q, v, chunk_size)
     else:
         out = attention_quadratic(q, v)
     if kv is not None:
@@ -151,6 +154,3 @@ def attention(q: Tensor, v: Tensor, kv: Tensor | None, config: BDHConfig) -> Ten
         out = out + q @ kv.to(q.dtype, copy=torch.is_grad_enabled())
         kv += (q.mT @ v).detach()  # nh, B, N, D
     return out
-
-
-# ---------------------------------------------------------------- the layer

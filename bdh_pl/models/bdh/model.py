@@ -13,57 +13,42 @@ The attention has no softmax, so it is a running sum: S_t = sum_{s<t} rope(x_spa
 (N x D per head) gives a_t = rope(x_sparse_t) S_t, and a new token costs O(N * D) whatever its
 position (prefill / step / generate).
 
-This file is the reference: one plain forward (BDH.layer) in tensor math. kernels.py computes
-the same thing in fewer passes over memory; the execution switches of BDHConfig select it, and
-tests/models/test_bdh.py checks each switch equal to this forward, values and gradients.
+This file is the reference: one plain forward (BDH.layer) in tensor math, and it knows nothing
+of the fast path. kernels.py computes the same thing in fewer passes over memory and is applied
+to a BDH from outside (kernels.BDHExecution, set as the model's `layer_runner`);
+tests/models/test_bdh.py checks each of its switches equal to this forward, values and gradients.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, get_args
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from bdh_pl.models.bdh import kernels
 from bdh_pl.models.sampling import sample_next
-
-AttentionMode = Literal["auto", "quadratic", "chunked"]
-ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
 
 
 @dataclass
 class BDHConfig:
+    """The architecture: what a checkpoint's tensors and an exported config.json describe."""
+
     n_layer: int = 6
     n_embd: int = 256  # D
     dropout: float = 0.1
     n_head: int = 4  # nh
     mlp_internal_dim_multiplier: int = 128  # N = multiplier * D / nh neurons per head
     vocab_size: int = 256
-    # Execution switches: they change speed and memory, never the parameters or (beyond fp
-    # rounding) the results.
-    fused: bool = True  # kernels.FusedLayer instead of BDH.layer (False: the reference)
-    attention: AttentionMode = "auto"  # fused only; "auto": chunked for long sequences
-    chunk_size: int = 256  # positions per chunk of the chunked attention
-    activation_checkpointing: bool = False  # recompute each layer in backward
-    # fused only: the elementwise chains (relu+RoPE, relu*gate*dropout and their backwards)
-    # compiled by torch.compile; faster steps after a compile warm-up of tens of seconds
-    compile_elementwise: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier"):
+        for name in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier", "vocab_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.vocab_size <= 0 or self.chunk_size <= 0:
-            raise ValueError(
-                f"vocab_size and chunk_size must be positive, got {self.vocab_size}, "
-                f"{self.chunk_size}"
-            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.n_embd % self.n_head != 0:
@@ -73,10 +58,6 @@ class BDHConfig:
                 f"neurons per head (mlp_internal_dim_multiplier * n_embd / n_head = "
                 f"{self.n_neurons}) must be even: RoPE rotates pairs"
             )
-        if self.attention not in ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {self.attention!r}")
-        if not self.fused and (self.attention == "chunked" or self.compile_elementwise):
-            raise ValueError("attention='chunked' and compile_elementwise need fused=True")
 
     @property
     def n_neurons(self) -> int:
@@ -104,14 +85,17 @@ class Attention(nn.Module):
     def __init__(self, config: BDHConfig):
         super().__init__()
         N = config.n_neurons
-        # The official buffer, kept for checkpoints. phases() recomputes it in fp32 instead of
-        # reading it: model.to(bfloat16) casts every float buffer, and bf16 frequencies would
-        # put the angles of late positions off by a sizeable fraction of a turn.
+        # The official buffer, kept for checkpoints. phases() reads an fp32 copy instead:
+        # model.to(bfloat16) casts every float buffer, and bf16 frequencies would put the
+        # angles of late positions off by a sizeable fraction of a turn.
         self.freqs = nn.Buffer(rope_freqs(N).view(1, 1, 1, N))
+        self._freqs_fp32 = rope_freqs(N)  # not a buffer: no .to() casts it (moved in phases)
 
     def phases(self, start: int, T: int) -> Tensor:
         """RoPE angles (T, N) in radians of positions start..start+T-1, in fp32."""
-        freqs = rope_freqs(self.freqs.size(-1), device=self.freqs.device)
+        freqs = self._freqs_fp32
+        if freqs.device != self.freqs.device:  # once after the model moved
+            freqs = self._freqs_fp32 = freqs.to(self.freqs.device)
         pos = torch.arange(start, start + T, dtype=torch.float32, device=freqs.device)
         return ((pos.view(-1, 1) * freqs) % 1) * (2 * math.pi)  # whole turns dropped first
 
@@ -142,10 +126,25 @@ class Attention(nn.Module):
         return out
 
 
+class LayerRunner(Protocol):
+    """What runs BDH's layers in one forward: (model, phases (T, N), recurrent) -> a function
+    (x, kv, sparsity, index) -> x computing BDH.layer."""
+
+    def __call__(self, model: BDH, phases: Tensor, recurrent: bool) -> Callable[..., Tensor]: ...
+
+
+def reference_layer(model: BDH, phases: Tensor, recurrent: bool) -> Callable[..., Tensor]:
+    """BDH.layer itself, the RoPE angles bound once for all layers."""
+    return partial(model.layer, phases.cos(), phases.sin())
+
+
 class BDH(nn.Module):
     def __init__(self, config: BDHConfig):
         super().__init__()
         self.config = config
+        # The reference layer; a fast path computing the same is set from outside
+        # (kernels.BDHExecution.apply), so this file never imports it.
+        self.layer_runner: LayerRunner = reference_layer
         nh, D, N = config.n_head, config.n_embd, config.n_neurons
         self.decoder = nn.Parameter(torch.zeros((nh * N, D)).normal_(std=0.02))
         self.encoder = nn.Parameter(torch.zeros((nh, D, N)).normal_(std=0.02))
@@ -167,19 +166,11 @@ class BDH(nn.Module):
 
     def _run(self, idx: Tensor, start: int, kv: Tensor | None, sparsity: dict | None) -> Tensor:
         """Logits for tokens idx at absolute positions start..; kv: per-layer recurrent states."""
-        C = self.config
         x = self.ln(self.embed(idx))  # B, T, D
         phases = self.attn.phases(start, idx.size(1))  # T, N: shared by the layers
-        if C.fused:
-            layer = kernels.FusedLayer(self, phases, recurrent=kv is not None)
-        else:
-            layer = partial(self.layer, phases.cos(), phases.sin())
-        for i in range(C.n_layer):
-            args = (x, None if kv is None else kv[i], sparsity, i)
-            if C.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, *args, use_reentrant=False)
-            else:
-                x = layer(*args)
+        layer = self.layer_runner(self, phases, kv is not None)
+        for i in range(self.config.n_layer):
+            x = layer(x, None if kv is None else kv[i], sparsity, i)
         return x @ self.lm_head  # B, T, V
 
     def layer(

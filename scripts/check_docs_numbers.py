@@ -1,0 +1,163 @@
+"""Every measured number in README.md and docs/ against the committed result files.
+
+    python scripts/check_docs_numbers.py          # lists each number no result file holds
+
+A number in the text (outside code) with a decimal point or thousands separators (3.439,
+1,290,590, 1.85M, 1.05e13) must round from a number in some file under results/ (JSON, CSV,
+Markdown, YAML), or be listed in COMPUTED with the arithmetic on result numbers that gives it.
+Integers without separators (400 steps, 2 cores) are settings, not results, and are not checked.
+Exit 1 when a number is unaccounted for. tests/test_docs_numbers.py runs it.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+NUMBER = re.compile(
+    r"(?<![\w.\-/])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+)(e1\d|e[2-9]|[kKMGT](?![a-zA-Z]))?"
+)
+FILE_NUMBER = re.compile(r"-?(\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)([kMGT](?![a-zA-Z]))?")
+
+
+def prose(text: str) -> str:
+    """The text without fenced code blocks and inline code."""
+    text = re.sub(r"```.*?```", " ", text, flags=re.S)
+    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+    return re.sub(r"`[^`]*`", " ", text)
+
+
+def doc_numbers(text: str) -> list[tuple[str, float, float]]:
+    """(as written, value, half a unit of its last digit) for each checked number."""
+    found = []
+    for match in NUMBER.finditer(prose(text)):
+        digits, suffix = match.group(1), match.group(2) or ""
+        plain = digits.replace(",", "")
+        decimals = len(plain.split(".")[1]) if "." in plain else 0
+        scale = 10 ** int(suffix[1:]) if suffix.startswith("e") else SCALE.get(suffix, 1)
+        found.append((match.group(0), float(plain) * scale, 0.5 * 10**-decimals * scale))
+    return found
+
+
+def result_numbers() -> list[float]:
+    """Every number in a result file; of a run's metrics CSV only the validation and test
+    columns (the per-step training columns would match almost any number by chance)."""
+    values = set()
+    for path in (REPO / "results").rglob("*"):
+        if not path.is_file() or path.suffix not in (".json", ".csv", ".md", ".yaml"):
+            continue
+        if path.suffix == ".csv" and path.name.startswith("metrics"):
+            values |= _evaluation_columns(path)
+            continue
+        text = path.read_text(errors="ignore")
+        if path.suffix != ".csv":  # 1,290,590 -> 1290590 (in a CSV a comma is a cell)
+            text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
+        for token, suffix in FILE_NUMBER.findall(text):
+            values.add(abs(float(token)) * SCALE.get(suffix, 1))
+            if suffix:
+                values.add(abs(float(token)))
+    return sorted(values)
+
+
+def _evaluation_columns(path: Path) -> set[float]:
+    with open(path, newline="", encoding="utf-8", errors="ignore") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        abs(float(value))
+        for row in rows
+        for key, value in row.items()
+        if key
+        and key.split("/")[0] in ("val", "test")
+        and value not in (None, "")
+        and FILE_NUMBER.fullmatch(value.strip())
+    }
+
+
+def held(value: float, half: float, pool: list[float]) -> bool:
+    import bisect
+
+    i = bisect.bisect_left(pool, value - half * 1.0000001)
+    return i < len(pool) and pool[i] <= value + half * 1.0000001
+
+
+def unaccounted(pages: list[str] = PAGES) -> list[str]:
+    pool = result_numbers()
+    problems = []
+    for page in pages:
+        for written, value, half in doc_numbers((REPO / page).read_text()):
+            explained = {**COMPUTED.get(page, {}), **NOT_RESULTS.get(page, {})}
+            if held(value, half, pool) or written in explained or written in SIZES:
+                continue
+            problems.append(f"{page}: {written}")
+    return problems
+
+
+# Numbers that are arithmetic on result numbers, with the arithmetic (checked: each operand
+# is in a result file, the result rounds to the number as written).
+COMPUTED: dict[str, dict[str, str]] = {
+    "docs/results.md": {
+        "0.33": "3.235 - 2.901",
+        "0.20": "3.439 - 3.235",
+        "5.2": "5034 / 973",
+        "4.5": "18186240 / 4030464",
+        "4.2": "51412992 / 12288000",
+        "0.12": "3.3256 - 3.2021",
+        "6.1": "150 * 4096 / 100385",
+        "18.4": "450 * 4096 / 100385",
+        "0.033": "3.2131 - 3.1806",
+        "0.005": "3.1926 - 3.1873",
+        "0.016": "3.2021 - 3.1864",
+        "0.028": "3.202 - 3.174",
+        "0.083": "3.465 - 3.382",
+    },
+    "docs/long-context.md": {"1.64M": "400 * 16 * 256"},
+    "docs/fair_comparison.md": {"4.51": "1290590 / 286221"},
+}
+# Numbers that are not results of this project, each with what it is.
+NOT_RESULTS: dict[str, dict[str, str]] = {
+    "README.md": {"2509.26507": "the paper's arXiv id"},
+    "docs/benchmark.md": {
+        "2.1e13": "the budget first written (a setting)",
+        "1.53": "the seed's own run, quoted from its notes",
+    },
+    "docs/fair_comparison.md": {
+        "29.41": "GPT-2 paper, quoted", "22.76": "GPT-2 paper, quoted",
+        "19.44": "Hugging Face guide, quoted", "16.44": "Hugging Face guide, quoted",
+        "1,290,590": "bytes of wiki.test.raw (tests/test_fair_comparison.py)",
+        "241,211": "words of wiki.test.raw (tests/test_fair_comparison.py)",
+        "241,213": "lm-evaluation-harness's word count of it (re.split)",
+        "286,221": "GPT-2 tokens of wiki.test.raw (tests/data/test_datamodule.py)",
+    },
+}  # fmt: skip
+# Parameter counts of the models at their configs/model/*.yaml size (facts of the code).
+SIZES = {"25.3M", "25.2M", "25.4M", "25.6M", "124.4M", "85.1M", "354.8M", "302.3M"}
+
+
+def wrong_arithmetic() -> list[str]:
+    """Each COMPUTED entry whose operands are not result numbers or whose value is off."""
+    pool = result_numbers()
+    facts = {k.replace(",", "") for page in NOT_RESULTS.values() for k in page}
+    problems = []
+    for page, entries in COMPUTED.items():
+        for written, expression in entries.items():
+            operands = re.findall(r"\d+(?:\.\d+)?", expression)
+            slack = sum(0.5 * 10 ** -len((o.split(".") + [""])[1]) for o in operands)
+            for operand in operands:
+                decimals = len((operand.split(".") + [""])[1])
+                if operand not in facts and not held(float(operand), 0.5 * 10**-decimals, pool):
+                    problems.append(f"{page}: {operand} in {expression} is in no result file")
+            ((_, shown, half),) = doc_numbers(written)
+            if abs(eval(expression) - shown) > half + slack:  # noqa: S307 (our own table)
+                problems.append(f"{page}: {expression} = {eval(expression):.4g}, not {written}")  # noqa: S307
+    return problems
+
+
+if __name__ == "__main__":
+    missing = unaccounted() + wrong_arithmetic()
+    print("\n".join(missing) or "every number is in a result file")
+    sys.exit(1 if missing else 0)

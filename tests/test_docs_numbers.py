@@ -1,0 +1,165 @@
+"""The numbers a reader trusts: every results table in README.md and docs/ equals what its
+result files give, cell by cell, and every other measured number is in a result file or is
+arithmetic on ones that are (scripts/check_docs_numbers.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+from bdh_pl.bench import report, stats
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))]
+
+
+def load_checker():
+    spec = importlib.util.spec_from_file_location(
+        "check_docs_numbers", REPO / "scripts" / "check_docs_numbers.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tables() -> list[tuple[str, list[str], list[list[str]]]]:
+    """(page, header cells, rows of cells) of every Markdown table, bold marks removed."""
+    found = []
+    for page in PAGES:
+        lines = (REPO / page).read_text().splitlines()
+        for i, line in enumerate(lines[:-1]):
+            if line.startswith("|") and re.match(r"^\|[\s:\-|]+\|$", lines[i + 1]):
+                rows = []
+                for row in lines[i + 2 :]:
+                    if not row.startswith("|"):
+                        break
+                    rows.append(cells(row))
+                found.append((page, cells(line), rows))
+    return found
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+
+
+def records(experiment: str) -> list[dict]:
+    return json.loads((REPO / "results" / experiment / "metrics.json").read_text())["records"]
+
+
+def by_model(experiment: str) -> dict[str, dict]:
+    return {r["model"]: r for r in stats.aggregate(records(experiment))}
+
+
+def millions(value: float, places: int) -> str:
+    return f"{value / 1e6:.{places}f}M"
+
+
+def tables_with(first_header: str, second_header: str) -> list:
+    return [t for t in tables() if t[1][:2] == [first_header, second_header]]
+
+
+def test_the_equal_compute_table_is_the_fair_matrix():
+    found = tables_with("model", "best lr (of x1, x2, x4 of 2e-3)")
+    assert found, "the fair matrix's table is gone from README.md and docs/"
+    rows = by_model("shakespeare-fair")
+    for page, _, body in found:
+        for model, lr, tokens, bpb, spread, word, tok_s, flops in body:
+            r = rows[model]
+            assert lr.split(" ")[0] == f"{r['learning_rate']:.0e}".replace("e-0", "e-"), page
+            assert tokens == millions(r["train_tokens"], 2), page
+            assert bpb == f"{r['test_bpb']:.3f}", page
+            assert spread == f"{r['test_bpb_min']:.3f}-{r['test_bpb_max']:.3f}", page
+            assert word == f"{r['test_word_ppl']:,.0f}", page
+            assert tok_s == f"{r['train_tokens_per_sec']:,.0f}", page
+            assert flops == millions(r["flops_per_token"], 1), page
+        assert [row[3] for row in body] == sorted(row[3] for row in body)  # ranked
+
+
+def test_the_equal_tokens_table_is_the_cpu_matrix():
+    found = tables_with("model", "params")
+    found = [t for t in found if t[1][3] == "test loss (nats/byte)"]
+    assert found
+    rows = by_model("shakespeare-cpu")
+    for page, _, body in found:
+        for model, params, non_emb, loss, bpb, word, train, evaluate, flops, peak in body:
+            r = rows[model]
+            assert (params, non_emb) == (
+                millions(r["params"], 1),
+                millions(r["non_embedding_params"], 1),
+            )
+            assert (loss, bpb) == (f"{r['test_loss']:.3f}", f"{r['test_bpb']:.3f}"), page
+            assert word == f"{r['test_word_ppl']:,.0f}"
+            assert train == f"{r['train_tokens_per_sec']:,.0f}"
+            assert evaluate == f"{r['eval_tokens_per_sec']:,.0f}"
+            assert (flops, peak) == (
+                millions(r["flops_per_token"], 1),
+                f"{r['peak_memory_mb']:,.0f}",
+            )
+
+
+def test_the_overfitting_table_is_the_sweep():
+    (found,) = tables_with("dropout", "weight decay")
+    runs = {(r["dropout"], r["weight_decay"]): r for r in records("shakespeare-overfit")}
+    for dropout, decay, loss, bpb, best, stopped in found[2]:
+        r = runs[float(dropout), float(decay)]
+        epoch = r["best_step"] * r["tokens_per_step"] / r["train_split_tokens"]
+        assert (loss, bpb) == (f"{r['best_val_loss']:.4f}", f"{r['best_val_bpb']:.3f}")
+        assert best == f"{r['best_step']} ({epoch:.1f})" and stopped == str(r["train_steps"])
+
+
+def test_the_long_context_table_is_the_context_curve():
+    (found,) = tables_with("model, trained on", "test bpb, windows of 256")
+    runs = json.loads((REPO / "results/long-context/context_curve.json").read_text())["runs"]
+    label = {"BDH, random windows": "BDH trained on random windows",
+             "BDH, carried state, never reset": "BDH trained with carried state",
+             "BDH, carried state reset every 2,048": "BDH trained with carried state reset every 2K",
+             "LLaMA, random windows": "LLaMA trained on random windows"}  # fmt: skip
+    for model, windows, stream, *buckets in found[2]:
+        name = label[model.split(" (")[0]]
+        mine = {r["mode"]: r for r in runs if r["label"] == name}
+        first = mine.get("windows") or mine["sliding"]
+        assert windows.split(" ")[0] == f"{first['bpb']:.3f}"
+        curve = mine.get("stream") or mine["sliding"]
+        assert stream == (f"{curve['bpb']:.3f}" if "stream" in mine else "–")
+        shown = [f"{b['bpb']:.2f}" if b["bpb"] is not None else "–" for b in curve["buckets"]]
+        assert buckets == shown
+
+
+def test_the_speed_table_is_speed_json():
+    (found,) = tables_with("config", "plain fp32")
+    train = json.loads((REPO / "results/bdh-speed/speed.json").read_text())["train"]
+    variants = ["plain fp32", "plain bf16", "plain bf16+compile", "ours bf16", "ours bf16+kernels"]
+    for row, config in zip(found[2], ["seed-25M", "small-1.6M"], strict=True):
+        speeds = train[config]
+        assert [c.split(" ")[0] for c in row[1:]] == [
+            f"{speeds[v]['tokens_per_s']:,.0f}" for v in variants
+        ]
+        ratio = speeds["ours bf16+kernels"]["tokens_per_s"] / speeds["plain fp32"]["tokens_per_s"]
+        assert f"{ratio:.2f}x" in row[-1]
+
+
+def test_summary_tables_copied_into_the_docs_equal_the_records():
+    """docs/benchmark.md quotes whole summary tables: each cell as report.py formats it, from
+    the records of one of the experiments."""
+    columns = {header: (key, fmt) for header, key, fmt in report.SUMMARY_COLUMNS}
+    experiments = {e: by_model(e) for e in ("smoke", "shakespeare-cpu", "shakespeare-fair")}
+    checked = 0
+    for page, header, body in tables():
+        if header[0] != "model" or not set(header) <= set(columns) or len(header) < 8:
+            continue
+        expected = [
+            [[report._cell(rows[row[0]], *columns[h]) for h in header] for row in body]
+            for rows in experiments.values()
+            if all(row[0] in rows for row in body)
+        ]
+        assert body in expected, page
+        checked += 1
+    assert checked >= 2
+
+
+def test_every_other_number_is_a_result_or_arithmetic_on_results():
+    checker = load_checker()
+    assert checker.unaccounted() == []
+    assert checker.wrong_arithmetic() == []
