@@ -52,7 +52,7 @@ ALLOWED = {
     "training": {"data", "models", "errors", "fileio"},
     "bench": {"training", "data", "models", "charts", "lightning_cli", "errors", "fileio"},
     "tools": {"bench", "training", "data", "models", "charts", "analysis", "errors", "fileio"},
-    "analysis": set(),  # measures on plain tensors and networks: no bdh_pl import at all
+    "analysis": {"models"},  # measures on tensors and networks (BDH's reference layer)
     # the entry point: tools are dispatched by name (importlib), Lightning's commands lazily
     "cli": {"cli_help", "lightning_cli", "training", "errors", "fileio"},
     "lightning_cli": {"cli_help", "training", "data", "errors", "fileio"},

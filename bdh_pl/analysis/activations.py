@@ -6,7 +6,7 @@
 
 For BDH the recorder hooks the attention module, whose input is x_sparse (B, nh, T, N) and
 whose output, through the layer's LayerNorm and encoder_v, gives y_sparse; the network runs its
-reference forward (model.py) while recorded, because the fused kernels call no module. For a
+reference layer (model.py's BDH.layer) while recorded, because the fused kernels call no module. For a
 `transformers` GPT-2 or LLaMA it hooks the input of each MLP's output projection (c_proj,
 down_proj): GELU(x W_fc) and SiLU(x W_gate) * (x W_up), the MLP's neurons.
 """
@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from bdh_pl.models.bdh.model import reference_layer
 
 # The module whose input is a transformer layer's MLP neurons, by its name in `transformers`.
 MLP_OUTPUT = re.compile(r"\.(\d+)\.mlp\.(c_proj|down_proj)$")
@@ -72,7 +74,7 @@ class NeuronRecorder:
     def __enter__(self) -> NeuronRecorder:
         net = self.network
         if is_bdh(net):
-            self._fused, net.config.fused = net.config.fused, False  # the reference forward
+            self._runner, net.layer_runner = net.layer_runner, reference_layer
             self._handles += [
                 net.attn.register_forward_pre_hook(self._bdh_x),
                 net.attn.register_forward_hook(self._bdh_y),
@@ -92,7 +94,7 @@ class NeuronRecorder:
             handle.remove()
         self._handles.clear()
         if is_bdh(self.network):
-            self.network.config.fused = self._fused
+            self.network.layer_runner = self._runner
 
     def _restart(self, module, args) -> None:
         self._calls = 0  # attention calls are counted per forward: the count is the layer

@@ -41,11 +41,9 @@ from bdh_pl.analysis.activations import (
     windows,
 )
 from bdh_pl.analysis.sparsity import SparsityCounter
-from bdh_pl.data.sources import resolve_data_dir
-from bdh_pl.data.tokenizers import get_tokenizer
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, write_json
-from bdh_pl.tools.generate import check_device, checkpoint_data, load_checkpoint_model
+from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.tools.inspect_measures import (
     Unit,
     graph_report,
@@ -56,6 +54,7 @@ from bdh_pl.tools.inspect_measures import (
 )
 from bdh_pl.tools.inspect_report import readme, write_charts
 from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.loading import EvalModel, load_model, load_network
 
 MEASURES = ("sparsity", "selectivity", "graph")
 
@@ -100,29 +99,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--contexts", type=int, default=4, help="top contexts per neuron")
     parser.add_argument("--batch_size", type=int, default=16, help="windows per forward")
     parser.add_argument("--seed", type=int, default=0, help="permutations and Louvain")
-    parser.add_argument("--n_layer", type=int, default=6, help="layers, plain BDH weights only")
+    parser.add_argument(
+        "--n_layer", type=int, default=None, help="layers of plain BDH weights (they cannot say)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="folder for inspect.json, README.md, charts")
     args = parser.parse_args(argv)
-    counts = (args.selectivity_tokens, args.top, args.contexts, args.batch_size, args.n_layer)
-    if min(counts) < 1 or (args.max_tokens is not None and args.max_tokens < 1):
+    counts = (args.selectivity_tokens, args.top, args.contexts, args.batch_size)
+    optional = (args.max_tokens, args.n_layer)
+    if min(counts) < 1 or any(n is not None and n < 1 for n in optional):
         parser.error("--max_tokens, --selectivity_tokens, --top, --contexts, --batch_size and "
                      "--n_layer must be positive")  # fmt: skip
     if not 0 < args.graph_density < 1:  # NaN too
         parser.error(f"--graph_density must be in (0, 1), got {args.graph_density}")
     if args.control_label is not None and len(args.control_label) != len(args.control):
         parser.error(f"give one --control_label per --control ({len(args.control)})")
+    for option, path in [
+        ("--ckpt_path", args.ckpt_path),
+        *(("--control", p) for p in args.control),
+    ]:
+        if not Path(path).expanduser().exists():
+            parser.error(f"{option} {path}: no such file or folder")
     args.device = check_device(args.device)
     return args
 
 
 # --- models --------------------------------------------------------------------------------
-
-
-def load(path: str, n_layer: int = 6):
-    if not Path(path).exists():
-        raise UserError(f"--ckpt_path {path}: no such file or folder")
-    return load_checkpoint_model(path, n_layer)
 
 
 def init_twin(model: LanguageModel) -> LanguageModel:
@@ -148,16 +150,16 @@ def require_bdh(model: LanguageModel, path: str, measures: list[str]) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-def load_controls(args: argparse.Namespace) -> list[tuple[str, object]]:
-    """(label, loaded) of each --control, checked to be a transformer with MLP neurons."""
+def load_controls(args: argparse.Namespace) -> list[tuple[str, EvalModel]]:
+    """(label, network with its tokenizer) of each --control: a transformer with MLP neurons,
+    from a checkpoint or a Hugging Face folder."""
     labels = args.control_label or [Path(p).stem for p in args.control]
     controls = []
     for path, label in zip(args.control, labels, strict=True):
-        loaded = load(path)
-        network = loaded.model.network
-        if is_bdh(network) or not mlp_output_modules(network):
+        loaded = load_network(path, args.data_dir)
+        if is_bdh(loaded.network) or not mlp_output_modules(loaded.network):
             raise UserError(
-                f"--control {path} holds a {type(loaded.model).__name__}: a control needs a "
+                f"--control {path} holds a {type(loaded.network).__name__}: a control needs a "
                 "transformer with MLP neurons (GPT-2 or LLaMA); the untrained BDH is already one"
             )
         controls.append((label, loaded))
@@ -171,26 +173,22 @@ def text_windows(tokens: np.ndarray, block: int, max_tokens: int | None, what: s
         raise UserError(f"{what}: {err}; give a longer --text or a larger token count") from None
 
 
-def control_units(args, controls: list[tuple[str, object]], text: bytes, keep: int) -> list[Unit]:
+def control_units(args, controls: list[tuple[str, EvalModel]], text: bytes, keep: int):
     """Each control read on the same text, in its own tokens and block size; signed scores."""
     units = []
-    for label, loaded in controls:
-        model = loaded.model.to(args.device).eval()
-        tokenizer = get_tokenizer(
-            loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir)
-        )
+    for label, (network, tokenizer, block) in controls:
+        network = network.to(args.device).eval()
         tokens = np.asarray(tokenizer.encode(text))
-        block = int(model.hparams.block_size)
         idx = text_windows(tokens, block, max(keep, block), f"--control {label}")
-        acts = read(model.network, idx, min(keep, idx.numel()), args.batch_size)
+        acts = read(network, idx, min(keep, idx.numel()), args.batch_size)
         print(f"inspect: read {label}", file=sys.stderr)
-        units.append(Unit(label, model.network, tokens, tokenizer.token_bytes(), acts, True))
+        units.append(Unit(label, network, tokens, tokenizer.token_bytes(), acts, True))
     return units
 
 
 def inspect(args: argparse.Namespace) -> dict:
     label = args.label or "bdh"
-    loaded = load(args.ckpt_path, args.n_layer)
+    loaded = load_model(args.ckpt_path, args.n_layer)
     model = loaded.model.to(args.device).eval()
     require_bdh(model, args.ckpt_path, args.measures)
     controls = load_controls(args) if "selectivity" in args.measures else []

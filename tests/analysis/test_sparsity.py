@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from bdh_pl.analysis.activations import NeuronRecorder
 from bdh_pl.analysis.sparsity import SparsityCounter, training_curves
+from bdh_pl.models.bdh.kernels import BDHExecution
 
 
 def count(model, idx: torch.Tensor) -> SparsityCounter:
@@ -40,13 +41,13 @@ def test_sparsity_equals_a_hand_count_on_a_tiny_model(tiny_bdh):
 
 def test_sparsity_of_every_layer_equals_the_fused_forward_s_own_count(tiny_bdh):
     """The recorder reads the reference forward; the fused kernels count x and y themselves."""
-    model = tiny_bdh(n_layer=3, seed=2)
+    model = BDHExecution(fused=True).apply(tiny_bdh(n_layer=3, seed=2))
     idx = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(3))
     summary = count(model, idx).summary()
     logged: dict = {}
     with torch.no_grad():
-        model(idx, sparsity=logged)  # fused=True by default
-    assert model.config.fused  # the recorder put the switch back
+        model(idx, sparsity=logged)
+    assert isinstance(model.layer_runner, BDHExecution)  # the recorder put the runner back
     for layer in range(3):
         assert summary["x"]["by_layer"][layer] == pytest.approx(float(logged[f"x_l{layer}"]))
         assert summary["y"]["by_layer"][layer] == pytest.approx(float(logged[f"y_l{layer}"]))
