@@ -29,6 +29,8 @@ under DIR/charts/.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -67,8 +69,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--ckpt_path",
-        required=True,
+        default=None,
         help="the BDH: a bdh-pl checkpoint, plain BDH weights or a BDH folder from `export`",
+    )
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="redraw the charts and README of --out from its inspect.json (nothing is measured)",
     )
     parser.add_argument("--label", default=None, help="its name in the outputs (default: bdh)")
     parser.add_argument(
@@ -105,6 +112,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="folder for inspect.json, README.md, charts")
     args = parser.parse_args(argv)
+    if args.replot:
+        return args
+    if args.ckpt_path is None:
+        parser.error("give --ckpt_path (or --replot to redraw --out from its inspect.json)")
     counts = (args.selectivity_tokens, args.top, args.contexts, args.batch_size)
     optional = (args.max_tokens, args.n_layer)
     if min(counts) < 1 or any(n is not None and n < 1 for n in optional):
@@ -241,10 +252,23 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     out = Path(args.out)
     check_writable(out, "give --out a writable folder")
-    report = inspect(args)
-    write_json(out / "inspect.json", report)
+    if args.replot:
+        report = read_report(out / "inspect.json")
+    else:
+        report = inspect(args)
+        report["command"] = f"python -m bdh_pl inspect {shlex.join(argv)}"
+        write_json(out / "inspect.json", report)
     charts = write_charts(report, out / "charts")
-    atomic_write_text(out / "README.md", readme(report, charts, argv))
+    atomic_write_text(out / "README.md", readme(report, charts))
     for claim in report["claims"]:
         verdict = {True: "holds", False: "does not hold", None: "untested"}[claim["holds"]]
         print(f"{claim['claim']}: {verdict} ({claim['evidence']})")
+
+
+def read_report(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"--replot: cannot read {path} ({err}); run inspect into --out first"
+        ) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -186,13 +185,14 @@ def contexts_figure(report: dict):
                       f"active at {entry['active_share']:.1%} of positions", True))  # fmt: skip
         for c in entry["contexts"]:
             lines.append((f"   {c['activation']:8.3f}  {context_line(c)}", False))
-    height = 0.7 + 0.19 * len(lines)
+    height = 0.8 + 0.19 * len(lines)  # inches: a title line, then one line per row
     fig = new_figure(1, width=8.5)
+    fig.set_layout_engine("none")  # the lines are placed by hand, in inches from the top
     fig.set_size_inches(8.5, height)
-    fig.suptitle(f"{report['label']}: the most selective x_sparse neurons of each class and "
-                 "their top contexts ([token], ↵ a line break)", fontsize=10)  # fmt: skip
+    fig.text(0.02, 1 - 0.2 / height, f"{report['label']}: the most selective x_sparse neurons of "
+             "each class and their top contexts ([token], ↵ a line break)", fontsize=10, va="top")  # fmt: skip
     for i, (text, bold) in enumerate(lines):
-        fig.text(0.02, 1 - (0.45 + 0.19 * i) / height, text, family="monospace", fontsize=8.5,
+        fig.text(0.02, 1 - (0.6 + 0.19 * i) / height, text, family="monospace", fontsize=8.5,
                  weight="bold" if bold else "normal", va="top")  # fmt: skip
     return fig
 
@@ -222,12 +222,12 @@ def write_charts(report: dict, folder: Path) -> list[Path]:
 # --- README --------------------------------------------------------------------------------
 
 
-def readme(report: dict, charts: list[Path], argv: list[str]) -> str:
+def readme(report: dict, charts: list[Path]) -> str:
     verdict = {True: "**holds**", False: "**does not hold**", None: "untested (no control)"}
     lines = [
         f"# What {report['label']} learned",
         "",
-        f"`python -m bdh_pl inspect {shlex.join(argv)}`",
+        f"`{report.get('command', 'python -m bdh_pl inspect')}`",
         "",
         f"Checkpoint `{report['checkpoint']}` ({report['model']}); held-out text "
         f"{report['text']['source']}, {report['text']['tokens']:,} tokens in windows of "

@@ -98,6 +98,14 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
         assert figure_problems(fig) == [], name
     readme = (out / "README.md").read_text()
     assert "| monosemantic neurons" in readme and "L0 h1 n5  digit  nAP 1.00" in readme
+    assert report["command"].startswith("python -m bdh_pl inspect --ckpt_path ")
+
+    for png in (out / "charts").iterdir():
+        png.unlink()
+    (out / "README.md").unlink()
+    code, err = run_cli(["inspect", "--replot", "--out", str(out)])  # nothing measured again
+    assert code == 0, err[-2000:]
+    assert len(list((out / "charts").iterdir())) == 5 and (out / "README.md").read_text() == readme
 
 
 def test_a_transformer_alone_gets_selectivity_and_a_one_line_error_for_the_rest(
