@@ -18,10 +18,12 @@ OUT=${OUT:-results/interpretability}
 STAGE=${STAGE:-all}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread: the machine is shared
 
+# Each model keeps the recipe of its config files: BDH configs/cpu/bdh.yaml's (dropout 0, warmup
+# 10 steps), the transformers configs/model/*.yaml's (dropout 0.1, warmup 100 steps); AdamW,
+# weight decay 0.1, cosine decay to lr/10 for all.
 common=(--config configs/shakespeare.yaml --config configs/cpu.yaml
   --trainer.max_steps "$STEPS" --trainer.val_check_interval 25
   --data.init_args.block_size 128 --data.init_args.batch_size 32
-  --model.init_args.dropout 0.0 --model.init_args.warmup_steps 20
   --trainer.enable_progress_bar false)
 bdh=(--config configs/cpu/bdh.yaml --model.init_args.n_layer 4 --model.init_args.n_embd 192
   --model.init_args.n_head 4 --model.init_args.mlp_internal_dim_multiplier 16
