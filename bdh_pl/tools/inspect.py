@@ -214,6 +214,7 @@ def inspect(args: argparse.Namespace) -> dict:
         "checkpoint": args.ckpt_path,
         "label": label,
         "model": type(model).__name__,
+        "parameters": sum(p.numel() for p in model.network.parameters()),
         "hyperparameters": hparams,
         "text": {"source": source, "tokens": int(idx.numel()), "block_size": block},
         "measures": list(args.measures),

@@ -123,7 +123,8 @@ def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> di
         labels = byte_classes(token_bytes, tokens[: acts.shape[0]])
         scores = selectivity(acts, labels, signed=signed)
         summary = summarize(scores, names)
-        summary.update(signed=signed, positions=int(acts.shape[0]))
+        parameters = sum(p.numel() for p in network.parameters())
+        summary.update(signed=signed, positions=int(acts.shape[0]), parameters=parameters)
         for entry in summary["per_class"].values():
             entry.update(neuron_name(network, entry["neuron"]))
         listed, seen = [], set()

@@ -28,6 +28,10 @@ VARIANT_STYLE = {  # graph variants: colour, line style
 }
 
 
+def count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
 def show(text: str) -> str:
     """Text of a context as one printable line: line breaks as a visible mark."""
     return text.replace("\r", "").replace("\n", "↵").replace("\t", "→")
@@ -229,7 +233,8 @@ def readme(report: dict, charts: list[Path]) -> str:
         "",
         f"`{report.get('command', 'python -m bdh_pl inspect')}`",
         "",
-        f"Checkpoint `{report['checkpoint']}` ({report['model']}); held-out text "
+        f"Checkpoint `{report['checkpoint']}` ({report['model']}, "
+        f"{count(report.get('parameters'))} parameters); held-out text "
         f"{report['text']['source']}, {report['text']['tokens']:,} tokens in windows of "
         f"{report['text']['block_size']}.",
         "",
@@ -285,10 +290,11 @@ def readme(report: dict, charts: list[Path]) -> str:
         lines += [
             "Selectivity (normalised average precision of each neuron for its best class):",
             "",
-            "| model | neurons | median | p90 | p99 | max | share >= 0.5 |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| model | parameters | neurons | median | p90 | p99 | max | share >= 0.5 |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
             *(
-                f"| {k} | {v['neurons']:,} | {v['median']:.3f} | {v['p90']:.3f} | {v['p99']:.3f} "
+                f"| {k} | {count(v.get('parameters'))} | {v['neurons']:,} | {v['median']:.3f} "
+                f"| {v['p90']:.3f} | {v['p99']:.3f} "
                 f"| {v['max']:.3f} | {v['share_above_0.5']:.2%} |"
                 for k, v in sel["models"].items()
             ),  # fmt: skip
