@@ -1,5 +1,6 @@
-# Quick start:  make demo  (install + a short BDH fit and test on tiny Shakespeare)
-#               make test  (install + the test suite)
+# Quick start:  make demo       (install + a short BDH fit and test on tiny Shakespeare)
+#               make test       (install + the whole test suite: what CI runs)
+#               make test-fast  (the edit loop: the tests that start no process, -m "not slow")
 PYTHON ?= python
 # The CPU build; on a GPU machine use e.g. `make install TORCH=torch` to take your CUDA build.
 TORCH ?= torch==2.13.0
@@ -10,7 +11,7 @@ ifneq ($(BDH_PL_DATA_DIR),)
 export BDH_PL_DATA_DIR
 endif
 
-.PHONY: install demo test lint
+.PHONY: install demo test test-fast lint
 
 install:
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
@@ -26,6 +27,9 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest
+
+test-fast:
+	$(PYTHON) -m pytest -m "not slow"
 
 lint:
 	ruff check . && ruff format --check .

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     except RuntimeError as err:
         from bdh_pl.training.memory import out_of_memory_line  # torch raised it: loaded
 
-        line = out_of_memory_line(err)
+        line = out_of_memory_line(err, args[0] if args and args[0] in TOOLS else None)
         if line is None:
             raise
         fail(f"error: {line}")

@@ -9,6 +9,8 @@ import fcntl
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,9 @@ TEMP_SUFFIX = ".tmp"
 # Errors that mean "this folder cannot take the file": a fix for the user, not a bug.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+WRITE_ELSEWHERE = (
+    "(--trainer.default_root_dir, $BDH_PL_CACHE_DIR)"  # what a full disk's line offers
+)
 
 
 def _umask() -> int:
@@ -28,38 +33,98 @@ def _umask() -> int:
     return mask
 
 
+class _Recording:
+    """A binary file that remembers the OSError of a failed write: some writers turn it into
+    their own error (torch's zip writer: `RuntimeError: ... unexpected pos`), which would hide
+    a full disk."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.file, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     """Yield a binary file whose content replaces `path` in one step when the block ends:
     readers see the old file or the new one, never half. The temp file lives in the same
-    folder (a rename across filesystems is a copy, not atomic) and is removed on any failure."""
+    folder (a rename across filesystems is a copy, not atomic) and is removed on any failure;
+    a failed write (a full disk) is one UserError, whatever the writer made of it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as err:
         raise disk_error(err, path.parent) from None
+    recording = None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
-            yield f
+            recording = _Recording(f)
+            yield recording  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if not isinstance(err, OSError) and recording is not None:
+            err = recording.error or err  # the write error under the writer's own
         if isinstance(err, OSError):
             raise disk_error(err, path.parent) from None
         raise
 
 
-def disk_error(err: OSError, folder: Path) -> OSError | UserError:
-    """A full or read-only disk as a one-line UserError naming the folder; other OSErrors as is."""
+def os_errno(err: BaseException) -> int | None:
+    """The OS error number under `err`: an OSError's own, or the one a library wrapped in its
+    own error's message (safetensors: "... (os error 28)")."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno is not None:
+            return err.errno
+        found = re.search(r"os error (\d+)|\[Errno (\d+)\]", str(err))
+        if found:
+            return int(found.group(1) or found.group(2))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextlib.contextmanager
+def atomic_folder(out: str | os.PathLike, where: str = WRITE_ELSEWHERE) -> Iterator[Path]:
+    """Yield a temp folder beside `out` to fill; it becomes `out` (new, or an empty folder) in
+    one rename when the block ends, and is removed on any failure: `out` is whole or absent,
+    so a retry finds nothing half-written in its way. A full disk is one UserError."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TEMP_SUFFIX))
+    except OSError as err:
+        raise disk_error(err, out.parent, where) from None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; results are meant to be shared
+        os.replace(tmp, out)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        number = os_errno(err)
+        if number in NO_SPACE + NOT_WRITABLE:
+            raise disk_error(OSError(number, os.strerror(number)), out.parent, where) from None
+        raise
+
+
+def disk_error(err: OSError, folder: Path, where: str = WRITE_ELSEWHERE) -> OSError | UserError:
+    """A full or read-only disk as a one-line UserError naming the folder (and `where`: the
+    options that write elsewhere); other OSErrors as is."""
     if err.errno in NO_SPACE:
         return UserError(
             f"no space left on the device of {str(folder)!r} ({os.strerror(err.errno)}); the "
-            "previous files there are intact: free space, or write elsewhere "
-            "(--trainer.default_root_dir, $BDH_PL_CACHE_DIR)"
+            f"previous files there are intact: free space, or write elsewhere {where}"
         )
     if err.errno in NOT_WRITABLE:
         return UserError(f"cannot write in {str(folder)!r} ({os.strerror(err.errno)})")
@@ -156,3 +221,11 @@ def check_writable(folder: Path, hint: str) -> None:
             f"cannot write under {str(folder)!r} ({str(existing)!r} is not a writable folder): "
             f"{hint}"
         )
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """A file option (`--out results.json`) that can be written: not a folder, in a writable
+    folder; checked before any work, so a typo does not cost the run."""
+    if path.is_dir():
+        raise UserError(f"{option} {str(path)!r} is a folder: give a file name")
+    check_writable(path.parent, f"give {option} a path in a writable folder")

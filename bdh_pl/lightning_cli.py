@@ -23,8 +23,13 @@ from bdh_pl.cli_help import PROG
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import Preempted, UserError
 from bdh_pl.fileio import check_writable
-from bdh_pl.training.callbacks import PeakMemory, TestMetricsWriter, Throughput
-from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint
+from bdh_pl.training.callbacks import (
+    PeakMemory,
+    TestMetricsWriter,
+    Throughput,
+    ValidateFinalStep,
+)
+from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer, check_lanes
 from bdh_pl.training.console import swap_default_console
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import check_hparams, check_matches, read_model_file
@@ -246,9 +251,9 @@ class BDHLightningCLI(LightningCLI):
             network.load_state_dict(self._plain_weights, strict=True)
             config["ckpt_path"] = None  # weights are in; nothing left for Lightning to restore
         elif self._checkpoint is not None:
-            check_matches(
-                self.model.state_dict(), self._checkpoint["state_dict"], config["ckpt_path"]
-            )
+            path = config["ckpt_path"]
+            check_matches(self.model.state_dict(), self._checkpoint["state_dict"], path)
+            check_lanes(self._checkpoint, path, self.datamodule, self.trainer.world_size)
         if self.subcommand == "fit":
             warn_if_too_big(self.model, self.datamodule, self.trainer)
         RUN.trainer, RUN.argv = self.trainer, self.argv
@@ -298,6 +303,7 @@ def build_cli(args: list[str], cls: type[LightningCLI] = BDHLightningCLI, **kwar
         TextDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        trainer_class=Trainer,  # SIGTERM never cuts a validation short
         # The optimizer and schedule are the model's (AdamW with decay groups, warmup + cosine,
         # set by model.init_args.*): LightningCLI's --optimizer/--lr_scheduler would silently
         # replace them all, so they are not offered.
@@ -323,6 +329,8 @@ def quiet_lightning(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     # Lightning's own deprecated call inside its _pytree, and its advert for a cloud logger.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # `main` hands LightningCLI sys.argv[1:] as args (so tests and tools can call it too).
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda r: not str(r.msg).startswith("💡 Tip:"))
     if argv[:1] in (["test"], ["validate"]):
@@ -342,7 +350,7 @@ def run_lightning(argv: list[str]) -> None:
             argv,
             trainer_defaults={
                 "default_root_dir": DEFAULT_ROOT_DIR,
-                "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput()],
+                "callbacks": [PeakMemory(), TestMetricsWriter(), Throughput(), ValidateFinalStep()],
             },
             save_config_kwargs={"overwrite": True},
         )

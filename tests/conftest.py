@@ -1,8 +1,10 @@
 """Shared fixtures: the real data root (read-only), a per-session token cache, the CLI in this
-process, and tiny bdh-pl checkpoints of each model kind."""
+process, tiny bdh-pl checkpoints of each model kind, and the rule that a test starting a process
+is marked slow. Plain helpers (the smoke configs, a child `python -m bdh_pl`) are in helpers.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -17,7 +19,8 @@ from torch import nn
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 DATA_DIR_ENV = "BDH_PL_DATA_DIR"
 # Set by .ci/run: a test that would be skipped for want of real data fails instead, so CI can
 # never pass by skipping.
@@ -101,6 +104,47 @@ def _data_only_when_asked(request, monkeypatch) -> None:
     """A test that did not ask for `data_dir` sees no data root, so it runs on a fresh clone."""
     if "data_dir" not in request.fixturenames:
         monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+
+
+# Arguments that start one of these in a child process make a test slow.
+PROCESS_MARKS = ("bdh_pl", "pytest", "pip")
+
+
+@contextlib.contextmanager
+def _processes_refused(item: pytest.Item) -> Iterator[None]:
+    """While a test without the slow mark sets up (its module fixtures too) and runs, starting
+    `python -m bdh_pl`, a pytest or pip fails it, naming the command: `make test-fast`
+    (-m "not slow") is the edit loop."""
+    if item.get_closest_marker("slow"):
+        yield
+        return
+    start = subprocess.Popen.__init__
+
+    def refuse(self, args, *rest, **kwargs):
+        argv = [str(a) for a in (args if isinstance(args, list | tuple) else [args])]
+        if any(Path(a).name in PROCESS_MARKS for a in argv) and "download-data" not in argv:
+            raise AssertionError(
+                f"{item.nodeid} starts `{' '.join(argv[:4])} ...`: mark it @pytest.mark.slow"
+            )
+        start(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = refuse
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = start
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    with _processes_refused(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    with _processes_refused(item):
+        return (yield)
 
 
 @pytest.fixture
@@ -189,3 +233,37 @@ def _save_checkpoint(
 def save_checkpoint():
     """save_checkpoint(path, kind, tokenizer="byte", vocab_size=256, block_size=32) -> network"""
     return _save_checkpoint
+
+
+# --- a real small filesystem (full-disk tests) ----------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(size_kb) -> a folder on a real filesystem of that size (a tmpfs, mounted
+    here: needs root, else the test is skipped with the reason); small_disk.grow(folder,
+    size_kb) frees space. Unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip(
+            "a real small filesystem needs root (mount -t tmpfs); the injected-ENOSPC tests "
+            "cover the same code"
+        )
+    mounted: list[Path] = []
+
+    def make(size_kb: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:  # root without the right to mount (a container, say)
+            pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    def grow(folder: Path, size_kb: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size_kb}k", str(folder)], check=True)
+
+    make.grow = grow
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)

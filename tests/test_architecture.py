@@ -48,10 +48,10 @@ def imported_rooms(path: Path) -> set[str]:
 # What each room (or top-level module) may import from bdh_pl, besides itself.
 ALLOWED = {
     "models": {"errors"},
-    "data": {"errors", "fileio"},
-    "training": {"data", "models", "errors", "fileio"},
-    "bench": {"training", "data", "models", "charts", "lightning_cli", "errors", "fileio"},
-    "tools": {"bench", "training", "data", "models", "charts", "analysis", "errors", "fileio"},
+    "data": {"errors", "fileio", "hub"},
+    "training": {"data", "models", "errors", "fileio", "hub"},
+    "bench": {"training", "data", "models", "charts", "lightning_cli", "errors", "fileio", "hub"},
+    "tools": {"bench", "training", "data", "models", "charts", "analysis", "errors", "fileio", "hub"},
     "analysis": {"models"},  # measures on tensors and networks (BDH's reference layer)
     # the entry point: tools are dispatched by name (importlib), Lightning's commands lazily
     "cli": {"cli_help", "lightning_cli", "training", "errors", "fileio"},
@@ -60,6 +60,7 @@ ALLOWED = {
     "charts": {"errors", "fileio"},
     "errors": set(),
     "fileio": {"errors"},
+    "hub": {"errors"},  # one quick probe of the Hugging Face hub before any download
     "lit_models": {"training"},  # where checkpoints of v0.1.0 find their classes
     "__init__": {"training", "data"},
     "__main__": {"cli"},

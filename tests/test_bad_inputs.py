@@ -6,15 +6,7 @@ import pytest
 
 from bdh_pl.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = [
-    "--config",
-    str(REPO / "configs/shakespeare.yaml"),
-    "--config",
-    str(REPO / "configs/cpu.yaml"),
-    "--config",
-    str(REPO / "configs/cpu/bdh.yaml"),
-]
+from helpers import REPO, SMOKE, tiny_gpt2_folder
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +42,6 @@ def text_file(tmp: Path, data: bytes) -> list[str]:
     return ["--data", "bdh_pl.data.TextFile", "--data.init_args.path", str(path)]
 
 
-def tiny_gpt2(tmp: Path) -> str:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(
-        tmp / "gpt2"
-    )
-    return str(tmp / "gpt2")
-
-
 def derived(tmp: Path, ckpt: Path, edit) -> str:
     """A copy of the good checkpoint changed by `edit(dict)`."""
     import torch
@@ -90,8 +73,13 @@ CASES = {
             *text_file(t, b"caf\xe9 " * 500),
             "--data.init_args.tokenizer",
             "gpt2",
+            *("--model", "bdh_pl.training.lit_models.LlamaLM"),  # BDH reads bytes only
         ],
         "not valid UTF-8",
+    ),
+    "BPE data for BDH": (
+        lambda t, c: ["fit", "--data.init_args.tokenizer", "gpt2"],
+        "does not match the model: BDHLM reads byte tokens, data.tokenizer gives gpt2",
     ),
     "unknown dataset": (lambda t, c: ["fit", "--data", "bdh_pl.data.PennTreebank"], "PennTreebank"),
     "unknown tokenizer": (
@@ -173,7 +161,7 @@ CASES = {
             "--model",
             "bdh_pl.training.lit_models.PretrainedGPT2LM",
             "--model.init_args.name_or_path",
-            tiny_gpt2(t),
+            str(tiny_gpt2_folder(t / "gpt2")),
             "--data.init_args.tokenizer",
             "gpt2",
             "--data.init_args.block_size",

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from bdh_pl import charts
-from bdh_pl.bench import matrix, report, resolve, spec, stats
+from bdh_pl.bench import budget, matrix, report, resolve, runs, spec, stats
 from bdh_pl.charts.benchmark import COMPARISON_CHARTS, CURVE_CHARTS, SWEEP_CHART, chart_names
 from bdh_pl.errors import UserError
 
@@ -59,7 +59,7 @@ def test_budgets_names_and_zero_shot(tmp_path):
     a, b, c = bench.models
     assert (a.name, a.configs, a.budget.tokens, a.budget.steps) == (
         "bdh",
-        ["configs/model/bdh.yaml"],
+        ["bdh_pl/configs/model/bdh.yaml"],  # the registry's own file (configs/model links to it)
         1000,
         None,
     )
@@ -166,22 +166,22 @@ def test_committed_benchmark_configs_resolve(path):
 
 def test_budget_conversion_tokens_flops_steps():
     per_step, per_token = 512, 30_000.0  # tokens per step, training FLOPs per token
-    assert spec.Budget(tokens=1000).max_steps(per_step) == 2  # ceil(1000 / 512)
-    assert spec.Budget(tokens=5120).max_steps(per_step) == 10
-    assert spec.Budget(steps=7).max_steps(per_step, per_token) == 7
+    assert budget.Budget(tokens=1000).max_steps(per_step) == 2  # ceil(1000 / 512)
+    assert budget.Budget(tokens=5120).max_steps(per_step) == 10
+    assert budget.Budget(steps=7).max_steps(per_step, per_token) == 7
     # 10 steps = 5120 tokens = 5120 x 30k = 153.6M FLOPs, and back
-    assert spec.Budget(flops=153_600_000.0).max_steps(per_step, per_token) == 10
+    assert budget.Budget(flops=153_600_000.0).max_steps(per_step, per_token) == 10
     # 6e9 FLOPs = 200,000 tokens = 390.6 steps: the budget is reached, ceil
-    assert spec.Budget(flops=6e9).max_steps(per_step, per_token) == 391
+    assert budget.Budget(flops=6e9).max_steps(per_step, per_token) == 391
     # equal FLOPs: a model with 4.5x the FLOPs per token gets 1/4.5 of the steps
-    assert spec.Budget(flops=4.5 * 153_600_000.0).max_steps(per_step, per_token * 4.5) == 10
-    assert spec.Budget(seconds=100.0).max_steps(per_step, seconds_per_step=0.3) == 333
-    assert spec.Budget(seconds=0.1).max_steps(per_step, seconds_per_step=0.3) == 1
+    assert budget.Budget(flops=4.5 * 153_600_000.0).max_steps(per_step, per_token * 4.5) == 10
+    assert budget.Budget(seconds=100.0).max_steps(per_step, seconds_per_step=0.3) == 333
+    assert budget.Budget(seconds=0.1).max_steps(per_step, seconds_per_step=0.3) == 1
     with pytest.raises(UserError, match="FLOPs per token"):
-        spec.Budget(flops=1e9).max_steps(per_step, None)
+        budget.Budget(flops=1e9).max_steps(per_step, None)
     with pytest.raises(UserError, match="zero-shot"):
-        spec.Budget(zero_shot=True).max_steps(per_step)
-    assert [spec.Budget(**{k: 1}).kind for k in spec.BUDGET_KINDS] == list(spec.BUDGET_KINDS)
+        budget.Budget(zero_shot=True).max_steps(per_step)
+    assert [budget.Budget(**{k: 1}).kind for k in budget.BUDGET_KINDS] == list(budget.BUDGET_KINDS)
 
 
 def test_seconds_schedule_counts_validation_at_its_share(monkeypatch):
@@ -207,7 +207,7 @@ def test_apply_setting_scales_the_schedule_and_sets_the_seed(tmp_path):
     bench = spec.load_spec(write(tmp_path, base(model={"init_args": {"learning_rate": 0.002}})))
     config = resolve.lightning_config(bench, bench.models[0])
     lr, floor = 0.002, config["model"]["init_args"]["min_learning_rate"]
-    setting = spec.Setting(lr_scale=4.0, dropout=0.2, weight_decay=0.0)
+    setting = budget.Setting(lr_scale=4.0, dropout=0.2, weight_decay=0.0)
     changed = resolve.apply_setting(config, setting, seed=7)
     model = changed["model"]["init_args"]
     assert (model["learning_rate"], model["min_learning_rate"]) == (
@@ -219,18 +219,18 @@ def test_apply_setting_scales_the_schedule_and_sets_the_seed(tmp_path):
     assert resolve.run_seed(changed) == 7
     assert config["model"]["init_args"]["learning_rate"] == lr  # the input is not changed
     assert setting.label == "lr4x_do0.2_wd0"
-    assert resolve.apply_setting(config, spec.Setting(), None) == config  # the recipe as is
+    assert resolve.apply_setting(config, budget.Setting(), None) == config  # the recipe as is
     del config["model"]["init_args"]["dropout"]
     with pytest.raises(UserError, match="no dropout to sweep"):
-        resolve.apply_setting(config, spec.Setting(dropout=0.1), None)
+        resolve.apply_setting(config, budget.Setting(dropout=0.1), None)
 
 
 def test_sweep_settings_are_every_combination():
-    sweep = spec.Sweep(lr=[0.5, 1], dropout=[0.0, 0.1])
+    sweep = budget.Sweep(lr=[0.5, 1], dropout=[0.0, 0.1])
     assert [s.label for s in sweep.settings()] == [
         "lr0.5x_do0", "lr0.5x_do0.1", "lr1x_do0", "lr1x_do0.1",
     ]  # fmt: skip
-    assert [s.label for s in spec.Sweep().settings()] == ["lr1x"]
+    assert [s.label for s in budget.Sweep().settings()] == ["lr1x"]
 
 
 def run(model, val, test=None, status="ok", **more) -> dict:
@@ -347,7 +347,7 @@ def test_smoke_benchmark_end_to_end(data_dir, tmp_path, capsys):
     assert "[2/2] broken lr1x seed 1337: FAILED" in progress
 
 
-def in_process_stage(stage, config_path, root, extra=(), env=None) -> Path:
+def in_process_stage(stage, config_path, root, extra=(), env=None, echo=True, cwd=None) -> Path:
     """runner.run_stage without the subprocess (the same CLI, in this process): ten stages
     would spend a minute importing torch and Lightning ten times."""
     from bdh_pl.bench.runner import StageFailed
@@ -373,7 +373,7 @@ def test_sweep_and_seeds_at_equal_flops_end_to_end(data_dir, tmp_path, capsys, m
     test above)."""
     import torch
 
-    monkeypatch.setattr(matrix, "run_stage", in_process_stage)
+    monkeypatch.setattr(runs, "run_stage", in_process_stage)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what the config's env gives the subprocesses
     smoke = yaml.safe_load((REPO / "configs" / "benchmark" / "smoke.yaml").read_text())

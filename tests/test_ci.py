@@ -19,6 +19,7 @@ def pytest_without_data(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, env=environ, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("required", [False, True])
 def test_missing_data_is_a_skip_on_a_clone_and_a_failure_in_ci(required):
     result = pytest_without_data(**({"BDH_PL_REQUIRE_DATA": "1"} if required else {}))
@@ -29,6 +30,14 @@ def test_missing_data_is_a_skip_on_a_clone_and_a_failure_in_ci(required):
     else:
         assert result.returncode == 0 and "1 skipped" in summary, result.stdout[-2000:]
         assert "real data not found: $BDH_PL_DATA_DIR is not set" in result.stdout
+
+
+def test_a_test_that_starts_a_process_must_be_marked_slow():
+    """conftest.py refuses `python -m bdh_pl` (or pytest, pip) in a test without the mark, before
+    anything starts: `make test-fast` stays the fast edit loop."""
+    with pytest.raises(AssertionError, match="mark it @pytest.mark.slow"):
+        subprocess.run([sys.executable, "-m", "bdh_pl", "--help"], capture_output=True)
+    subprocess.run(["true"], check=True)  # other processes (compile workers, git) may start
 
 
 def test_ci_requires_the_data():

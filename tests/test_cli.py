@@ -3,30 +3,12 @@
 import csv
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = [
-    *("--config", "configs/shakespeare.yaml"),
-    *("--config", "configs/cpu.yaml", "--config", "configs/cpu/bdh.yaml"),
-]
-
-
-def bdh_pl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "bdh_pl", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"bdh_pl {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return result
+from helpers import REPO, SMOKE
+from helpers import bdh_pl_process as bdh_pl
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +123,7 @@ def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, mo
         assert exit_.value.code == 0 and f"usage: python -m bdh_pl {name}" in usage
 
 
+@pytest.mark.slow
 def test_a_run_prints_no_lightning_noise(tmp_path, data_dir):
     run = bdh_pl("fit", *SMOKE, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
                  "--trainer.default_root_dir", str(tmp_path))  # fmt: skip

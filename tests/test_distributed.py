@@ -1,36 +1,16 @@
 """Lightning's DDP through Trainer flags only: 2 CPU processes (gloo) give the 1-process numbers."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = [
-    "--config",
-    "configs/shakespeare.yaml",
-    "--config",
-    "configs/cpu.yaml",
-    "--config",
-    "configs/cpu/bdh.yaml",
-    "--trainer.enable_progress_bar",
-    "false",
-]
+from helpers import SMOKE, bdh_pl_process
 
 
 def bdh_pl(*args: str) -> None:
     """`python -m bdh_pl SUBCOMMAND` with the CPU smoke configs, then the rest of args (so
     they override the configs)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bdh_pl", args[0], *SMOKE, *args[1:]],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    bdh_pl_process(args[0], *SMOKE, "--trainer.enable_progress_bar", "false", *args[1:])
 
 
 @pytest.mark.slow

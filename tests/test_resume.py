@@ -22,18 +22,10 @@ from bdh_pl.errors import UserError
 from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
 from bdh_pl.training.language_model import LanguageModel
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, SMOKE
+
 RUN = [
-    sys.executable,
-    "-m",
-    "bdh_pl",
-    "fit",
-    "--config",
-    "configs/shakespeare.yaml",
-    "--config",
-    "configs/cpu.yaml",
-    "--config",
-    "configs/cpu/bdh.yaml",
+    *(sys.executable, "-m", "bdh_pl", "fit", *SMOKE),
     "--trainer.max_steps",
     "30",
     "--model.init_args.dropout",
@@ -146,12 +138,7 @@ def worsening_text(path: Path) -> Path:
 def worsening_args(data: Path, root: Path) -> list[str]:
     return [
         "fit",
-        "--config",
-        "configs/shakespeare.yaml",
-        "--config",
-        "configs/cpu.yaml",
-        "--config",
-        "configs/cpu/bdh.yaml",
+        *SMOKE,
         "--data",
         "bdh_pl.data.TextFile",
         "--data.init_args.path",

@@ -1,6 +1,9 @@
-"""The benchmark matrix (`python -m bdh_pl benchmark`): spec.py (the typed benchmark config),
-resolve.py (each model's Lightning config, sizes and FLOPs), runner.py (a subprocess per
-stage), record.py (one run's figures), stats.py (choosing the best sweep run, aggregating seeds),
-report.py (results files, and the charts drawn by bdh_pl.charts from the records), matrix.py
-(the command). Only tools/plot.py imports it (to redraw a benchmark's charts); the fit and
-test subprocesses are plain CLI runs."""
+"""The benchmark matrix (`python -m bdh_pl benchmark`): spec.py (the typed benchmark config)
+and budget.py (its budgets and sweep settings), resolve.py (each model's Lightning config,
+sizes and FLOPs), runner.py (a subprocess per stage), record.py (one run's figures), runs.py
+(runs one after another or `jobs` at once, their records, resume), matrix.py (the plans: a
+matrix of models, or a compute frontier of families; the command), stats.py (choosing the best
+run, aggregating seeds), frontier.py (a frontier's points, fits and compute multiplier),
+report.py (results files, and the charts drawn by bdh_pl.charts from the records). Only
+tools/plot.py imports it (to redraw a benchmark's results); the fit and test subprocesses are
+plain CLI runs."""

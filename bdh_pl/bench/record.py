@@ -19,6 +19,7 @@ class Record:
     """Fields in table order (metrics.csv columns); see docs/benchmark.md for each."""
 
     model: str
+    family: str | None = None
     status: str = "ok"
     failed_stage: str | None = None
     error: str | None = None
@@ -29,6 +30,8 @@ class Record:
     dropout: float | None = None
     weight_decay: float | None = None
     budget: str | None = None
+    budget_flops: float | None = None
+    frontier_point: bool | None = None
     model_class: str | None = None
     dataset: str | None = None
     tokenizer: str | None = None
@@ -38,6 +41,7 @@ class Record:
     train_steps: int | None = None
     train_tokens: int | None = None
     tokens_per_step: int | None = None
+    warmup_steps: int | None = None
     train_flops: float | None = None
     best_step: int | None = None
     best_val_loss: float | None = None
@@ -61,6 +65,7 @@ class Record:
     precision: str | None = None
     checkpoint: str | None = None
     config: str | None = None
+    config_hash: str | None = None
     fit_run: str | None = None
     test_run: str | None = None
     wall_time_s: float | None = None
@@ -140,22 +145,24 @@ def test_figures(test_dir: Path) -> dict[str, Any]:
         test_run=str(test_dir),
         eval_tokens_per_sec=metrics.get("test/tokens_per_sec"),
         test_peak_memory_mb=metrics.get("test/peak_memory_mb"),
-        **{k: result.get(k) for k in ("checkpoint", "dataset", "tokenizer", "block_size")},
-        **{k: result.get(k) for k in ("params", "non_embedding_params", "device")},
-        **{k: result.get(k) for k in ("memory_kind", "precision")},
     )
+    context = ("checkpoint", "dataset", "tokenizer", "block_size", "params", "device")
+    context += ("non_embedding_params", "memory_kind", "precision")
+    # What the test run says of itself; a key it leaves out keeps the value counted before.
+    figures.update({k: result[k] for k in context if result.get(k) is not None})
     return figures
 
 
-def environment() -> dict[str, Any]:
-    """Which code ran: git commit and whether tracked files differ from it, torch, Lightning."""
+def environment(cwd: Path | None = None) -> dict[str, Any]:
+    """Which code ran: git commit and whether tracked files differ from it (of the repository
+    at `cwd`, default this process's folder), torch, Lightning."""
     import lightning
     import torch
 
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(
-                ["git", *args], capture_output=True, text=True, check=True
+                ["git", *args], capture_output=True, text=True, check=True, cwd=cwd
             ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return None

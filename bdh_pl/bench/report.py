@@ -1,5 +1,6 @@
 """The results of a benchmark: metrics.json, metrics.csv, summary.md (rewritten after every
-model) and charts/*.png (drawn by bdh_pl.charts; `python -m bdh_pl plot --results` redraws)."""
+run), a compute frontier's frontier.json and frontier.csv (bench/frontier.py), and charts/*.png
+(drawn by bdh_pl.charts; `python -m bdh_pl plot --results` redraws)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 
 from matplotlib.ticker import EngFormatter
 
-from bdh_pl.bench import stats
+from bdh_pl.bench import frontier, stats
 from bdh_pl.bench.record import KEYS
 from bdh_pl.charts.benchmark import BenchmarkRecords, chart_names, write_benchmark_charts
+from bdh_pl.charts.frontier import FRONTIER_CHARTS, write_frontier_charts
 from bdh_pl.fileio import atomic_write_text, write_json
 
 
@@ -27,12 +29,30 @@ def write_results(out: Path, experiment: str, records: list[dict], command: str)
             "records": records,
         },
     )
+    atomic_write_text(out / "metrics.csv", _csv(records, KEYS))
+    write_summaries(out, experiment, records, command)
+
+
+def write_summaries(out: Path, experiment: str, records: list[dict], command: str) -> None:
+    """summary.md, and a compute frontier's frontier.json and frontier.csv, from the records
+    (`plot --results` rewrites them with the current code)."""
+    if frontier.families(records):
+        result = frontier.frontier(records)
+        write_json(out / "frontier.json", result)
+        rows = frontier.frontier_rows(result)
+        atomic_write_text(out / "frontier.csv", _csv(rows, frontier.CSV_COLUMNS))
+        summary = frontier_summary(experiment, records, command, result)
+    else:
+        summary = summary_markdown(experiment, records, command)
+    atomic_write_text(out / "summary.md", summary)
+
+
+def _csv(rows: list[dict], columns) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=KEYS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(records)
-    atomic_write_text(out / "metrics.csv", buffer.getvalue())
-    atomic_write_text(out / "summary.md", summary_markdown(experiment, records, command))
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def chart_records(experiment: str, records: list[dict]) -> BenchmarkRecords:
@@ -46,8 +66,152 @@ def chart_records(experiment: str, records: list[dict]) -> BenchmarkRecords:
 def write_charts(
     out: Path, experiment: str, records: list[dict], charts_dir: Path | None = None
 ) -> list[Path]:
-    """charts/*.png under `out` (or in `charts_dir`)."""
+    """charts/*.png under `out` (or in `charts_dir`); a compute frontier's own charts (dozens
+    of runs: the frontier, not every curve)."""
+    if frontier.families(records):
+        return write_frontier_charts(frontier.frontier(records), charts_dir or out / "charts")
     return write_benchmark_charts(chart_records(experiment, records), charts_dir or out / "charts")
+
+
+FRONTIER_RUN_COLUMNS = [
+    ("family", "family", str),
+    ("size", "model", str),
+    ("budget", "budget", str),
+    ("params", "params", "count"),
+    ("lr", "learning_rate", "{:.3g}"),
+    ("seed", "seed", "{}"),
+    ("steps", "train_steps", "{:,.0f}"),
+    ("warmup", "warmup_steps", "{:,.0f}"),
+    ("tokens", "train_tokens", "count"),
+    ("val bpb", "best_val_bpb", "{:.4f}"),
+    ("test bpb", "test_bpb", "{:.4f}"),
+    ("fit s", "fit_time_s", "{:,.0f}"),
+    ("frontier", "frontier_point", "{}"),
+    ("chosen lr", "selected", "{}"),
+]
+
+
+def frontier_summary(experiment: str, records: list[dict], command: str, result: dict) -> str:
+    ok = [r for r in records if r["status"] == "ok"]
+    first = ([r for r in ok if r.get("test_run")] or ok or records)[0]  # tested: data, device
+    fits = [r["fit_time_s"] for r in records if r.get("fit_time_s")]
+    loads = [v for r in records for v in (r.get("load_avg_start"), r.get("load_avg_end")) if v]
+    lines = [
+        f"# Compute frontier `{experiment}`",
+        "",
+        f"`{command}`",
+        "",
+        f"Dataset {first.get('dataset') or '?'}, {len(records)} runs ({len(ok)} finished); device "
+        f"{first.get('device') or '?'}, precision {first.get('precision') or '?'}; torch "
+        f"{first['torch_version']}, lightning {first['lightning_version']}; "
+        f"{commits_line(records)}.",
+    ]
+    if fits:
+        load = f", 1-minute load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
+        lines.append(
+            f"Fit time {sum(fits) / 3600:.2f} h summed over runs (longest {max(fits):.0f} s){load}."
+        )
+    lines += ["", frontier_markdown(result), "## Runs", ""]
+    lines += _table(records, FRONTIER_RUN_COLUMNS)
+    lines += [
+        "",
+        "frontier: the run is its family's best size at its budget (tested, and repeated on "
+        "the other seeds); chosen lr: the learning-rate sweep's winner (no: a sweep run that "
+        "lost). val bpb: the lowest validation bpb of the run (its last validation for a run "
+        "that still improved).",
+    ]
+    if failed := [r for r in records if r["status"] != "ok"]:
+        lines += ["", "Failed:", ""]
+        lines += [
+            f"- `{r['model']}` {r.get('budget')} seed {r.get('seed')} in {r['failed_stage']}: "
+            f"{r['error']}"
+            for r in failed
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def frontier_markdown(result: dict) -> str:
+    """The frontier section of summary.md: best bpb per family and budget, the fits, the
+    compute multiplier and the crossing, every ladder edge named."""
+    families = result["families"]
+    budgets = sorted({p["budget_flops"] for f in families.values() for p in f["frontier"]})
+    lines = [
+        "## Compute frontier",
+        "",
+        "Best validation bpb per family at each training budget (the size with the lowest "
+        "validation bpb on the first seed, mean over its seeds, range in brackets); test bpb on "
+        "the whole test split.",
+        "",
+        "| family | " + " | ".join(f"{b:.3g} FLOPs" for b in budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
+    for family, entry in families.items():
+        by_budget = {p["budget_flops"]: p for p in entry["frontier"]}
+        cells = []
+        for b in budgets:
+            p = by_budget.get(b)
+            if p is None:
+                cells.append("–")
+                continue
+            seeds = p["val_bpb_seeds"]
+            spread = f" [{min(seeds):.3f}-{max(seeds):.3f}]" if len(seeds) > 1 else ""
+            test = f", test {p['test_bpb']:.3f}" if p.get("test_bpb") is not None else ""
+            edge = f", {p['edge']} size" if p["edge"] else ""
+            cells.append(f"{p['val_bpb']:.3f}{spread} ({p['model']}{edge}{test})")
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines += ["", "Fits L(C) = E + A C^-alpha (C: training FLOPs; 5-95% bootstrap range):", ""]
+    for family, entry in families.items():
+        fit = entry["fit"]
+        if not fit:
+            lines.append(f"- {family}: no fit (fewer than three budgets, or no decrease)")
+            continue
+        band = fit["band"] or {}
+        ranges = ", ".join(f"{k} {v[0]:.3g}-{v[1]:.3g}" for k, v in band.items())
+        lines.append(
+            f"- {family}: E {fit['E']:.3f}, A {fit['A']:.4g}, alpha {fit['alpha']:.3f} "
+            f"(rmse {fit['rmse']:.4f}; {ranges})"
+        )
+    if multiplier := result.get("compute_multiplier"):
+        ref = multiplier["reference"]
+        lines += ["", f"Compute multiplier: how many times {ref}'s FLOPs reach the best other "
+                  "family's fitted loss at each budget:", ""]  # fmt: skip
+        for row in multiplier["at_budgets"]:
+            band = row["multiplier_band"]
+            spread = f" (5-95%: {band[0]:.2f}-{band[1]:.2f})" if band else " (band: the fit "
+            spread += "" if band else "never reaches it in some resamples)"
+            lines.append(
+                f"- {row['budget_flops']:.3g} FLOPs: {row['multiplier']:.2f}x against "
+                f"{row['best_other']}{spread}"
+            )
+        lines += ["", f"Crossing: {multiplier['crossing']['statement']}."]
+    if (extra := result.get("extrapolation")) and extra["predictions"]:
+        guesses = ", ".join(
+            f"{family} {p['val_bpb']:.3f}"
+            + (f" ({p['band'][0]:.3f}-{p['band'][1]:.3f})" if p["band"] else "")
+            for family, p in extra["predictions"].items()
+        )
+        lines += [
+            "",
+            f"Extrapolation to {extra['budget_flops']:.3g} FLOPs ({extra['label']}): the fits "
+            f"predict {guesses} validation bpb for the best size at that compute (5-95% "
+            "bootstrap range); far outside the budgets run, so a trend, not a measurement.",
+        ]
+    edges = [
+        f"{family} at {p['budget_flops']:.3g} ({p['edge']} of {', '.join(p['sizes_tried'])})"
+        for family, entry in families.items()
+        for p in entry["frontier"]
+        if p["edge"]
+    ]
+    lines += [
+        "",
+        "Ladder edges (the best size is the smallest or largest tried: the true minimum may lie "
+        f"outside): {'; '.join(edges) if edges else 'none'}.",
+        "",
+        f"Charts: {', '.join(f'[{c}](charts/{c}.png)' for c in FRONTIER_CHARTS)}; numbers: "
+        "frontier.json, frontier.csv.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 SUMMARY_COLUMNS = [
@@ -72,7 +236,7 @@ SUMMARY_COLUMNS = [
     ("FLOPs/token fwd", "flops_per_token", "count"),
     ("peak MB", "peak_memory_mb", "{:,.0f}"),
 ]
-TEXT_COLUMNS = ("model", "setting", "tokenizer")
+TEXT_COLUMNS = ("model", "setting", "tokenizer", "family", "budget")
 SWEEP_COLUMNS = [
     ("model", "model", str),
     ("setting", "setting", str),
@@ -94,7 +258,7 @@ def _cell(record: dict, key, fmt) -> str:
         return "–"
     if fmt == "count":
         return EngFormatter(places=1, sep="")(values[0])
-    if key == "selected":
+    if key in ("selected", "frontier_point"):
         return "**yes**" if values[0] else "no"
     return fmt(*values) if callable(fmt) else fmt.format(*values)
 

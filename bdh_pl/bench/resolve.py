@@ -13,15 +13,16 @@ from typing import Any
 
 import yaml
 
-from bdh_pl.bench.spec import BASE_CONFIGS, BenchmarkSpec, ModelEntry, Setting
+from bdh_pl.bench.budget import Setting
+from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.charts.runs import tokens_per_step  # noqa: F401 (the one formula, for run folders too)
 from bdh_pl.errors import UserError, config_error_line
 
 
 def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
-    """The `--config` layers, in order: the base and dataset YAMLs, the model YAMLs, the
+    """The `--config` layers, in order: the dataset YAMLs, the model YAMLs, the
     benchmark's shared trainer/data/model settings, the entry's model_args."""
-    result = [*BASE_CONFIGS, *spec.dataset, *entry.configs]
+    result = [*spec.dataset, *entry.configs]
     if spec.shared:
         result.append(yaml.safe_dump(spec.shared))
     if entry.model_args:
@@ -110,7 +111,7 @@ def static_figures(model, datamodule) -> tuple[dict[str, Any], str | None]:
     figures: dict[str, Any] = {"model_class": type(model).__name__}
     figures.update(parameter_counts(model.network))
     try:
-        flops = flops_per_token(model.network, datamodule.block_size, datamodule.vocab_size)
+        flops = flops_per_token(model.network, datamodule.block_size)
     except Exception as err:
         return figures, f"FLOPs not counted ({err!r})"
     figures.update(

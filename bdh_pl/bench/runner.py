@@ -26,34 +26,44 @@ def run_stage(
     root: Path,
     extra: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    echo: bool = True,
+    cwd: Path | None = None,
 ) -> Path:
-    """Run `python -m bdh_pl {stage}` with the config, streaming its progress bar, teeing its
-    stderr to {root}/{stage}.log. Returns the version_N folder the run logged to."""
-    before = set(root.glob("version_*"))
+    """Run `python -m bdh_pl {stage}` with the config, teeing its stderr (the progress bar) to
+    {root}/{stage}.log and, when `echo`, to ours. Returns the version_N folder it logged to."""
+    # Relative paths are `cwd`'s (default: this process's now): the stage runs there, whatever
+    # folder another thread of this process may have moved to meanwhile.
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    where = root if root.is_absolute() else base / root
+    before = set(where.glob("version_*"))
     cmd = [sys.executable, "-m", "bdh_pl", stage, "--config", str(config_path), *extra]
-    root.mkdir(parents=True, exist_ok=True)
-    code, tail = _stream(cmd, root / f"{stage}.log", {**os.environ, **(env or {})})
+    where.mkdir(parents=True, exist_ok=True)
+    environ = {**os.environ, **(env or {})}
+    code, tail = _stream(cmd, where / f"{stage}.log", environ, echo, base)
     if code:
         raise StageFailed(error_line(tail) or f"exit code {code}")
-    new = sorted(set(root.glob("version_*")) - before)
+    new = sorted(set(where.glob("version_*")) - before)
     if len(new) != 1:
         raise StageFailed(f"{stage} wrote {len(new)} log folders under {root}, expected one")
-    return new[0]
+    return root / new[0].name
 
 
-def _stream(cmd: list[str], log_path: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run cmd; its stderr goes to our stderr (Lightning's progress bar) and to the log file.
-    Returns the exit code and the end of its stderr."""
+def _stream(
+    cmd: list[str], log_path: Path, env: dict[str, str], echo: bool, cwd: Path
+) -> tuple[int, str]:
+    """Run cmd; its stderr goes to the log file and, when `echo`, to our stderr (Lightning's
+    progress bar). Returns the exit code and the end of its stderr."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail: list[str] = []
     with open(log_path, "w") as log:
         log.write(f"$ {shlex.join(cmd)}\n")
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env, cwd=cwd)
         while chunk := proc.stderr.read1(1 << 16):
             text = decoder.decode(chunk)
             log.write(text)
-            sys.stderr.write(text)
-            sys.stderr.flush()
+            if echo:
+                sys.stderr.write(text)
+                sys.stderr.flush()
             tail = (tail + [text])[-64:]
         code = proc.wait()
     return code, "".join(tail)
@@ -72,10 +82,14 @@ def error_line(stderr: str) -> str:
     return lines[-1][:600] if lines else ""
 
 
-def read_checkpoint_state(fit_dir: Path) -> tuple[int | None, Path]:
+def read_checkpoint_state(fit_dir: Path, cwd: Path | None = None) -> tuple[int | None, Path]:
     """(global step at the end of training, the checkpoint to test): ModelCheckpoint's best
-    model when it monitored something, else the last checkpoint."""
+    model when it monitored something, else the last checkpoint. Relative paths (the fit
+    folder, the best path the checkpoint holds) are `cwd`'s."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
     ckpt_dir = fit_dir / "checkpoints"
+    if not ckpt_dir.is_absolute():
+        ckpt_dir = base / ckpt_dir
     last = ckpt_dir / LAST
     candidates = [last] if last.is_file() else sorted(ckpt_dir.glob("*.ckpt"))
     if not candidates:
@@ -94,4 +108,6 @@ def read_checkpoint_state(fit_dir: Path) -> tuple[int | None, Path]:
         ),
         None,
     )
-    return state.get("global_step"), best if best and best.is_file() else candidates[-1]
+    if best and (best if best.is_absolute() else base / best).is_file():
+        return state.get("global_step"), best
+    return state.get("global_step"), candidates[-1]

@@ -13,19 +13,36 @@
     sweep: {lr: [0.5, 1, 2, 4]}         # optional: lr multipliers, dropout, weight_decay
     seeds: [1337, 1338]                 # optional: sweep on the first, repeat the winner
     env: {OMP_NUM_THREADS: 1}           # optional environment of the fit/test subprocesses
+    jobs: 2                             # optional: runs at once (one subprocess each)
+    validations: 4                      # optional: validations per run (val_check_interval)
     models:
       - name: bdh-tiny                  # label; default: the model name or the YAML's stem
         config: bdh                     # model name, model YAML, or a list of them
         model_args: {n_layer: 2}        # optional model.init_args, applied last
         budget: {zero_shot: true}       # optional, this model's own
         sweep: {lr: [1, 2]}             # optional, this model's own
+
+A compute frontier (docs/benchmark.md): `budgets` instead of `budget`, and per model (a family)
+a ladder of sizes, each budget training a window of the ladder that moves up with the budget:
+
+    budgets: [{flops: 1e13}, {flops: 3e13}, {flops: 1e14}]
+    sweep: {lr: [0.5, 1, 2]}            # on one size at the smallest budget per family
+    seeds: [1337, 1338]                 # the best size of each budget repeated on the others
+    models:
+      - name: bdh
+        config: bdh
+        sizes:                          # smallest first
+          - {name: bdh-xs, model_args: {n_layer: 2, n_embd: 64}}
+          - ...
+        sizes_per_budget: 3             # the window (default: every size at every budget)
+        windows: [[bdh-xs, bdh-s], ...] # or each budget's sizes by name
+        sweep_size: bdh-s               # default: the middle of the smallest budget's window
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +50,19 @@ from typing import Any
 
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
-from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, final
+from jsonargparse.typing import PositiveInt, final
 
+from bdh_pl.bench.budget import (
+    BUDGET_KINDS,
+    Budget,
+    Size,
+    Sweep,
+    budget_text,
+    budget_windows,
+)
 from bdh_pl.errors import UserError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# The Lightning configs every model starts from, before its own: the dataset config is the spec's.
-BASE_CONFIGS: list[str] = []
 
 
 def model_config_path(name: str) -> Path:
@@ -50,133 +73,27 @@ def model_config_path(name: str) -> Path:
     return registry_path(name)  # UserError for an unknown name
 
 
-BUDGET_KINDS = ("tokens", "steps", "flops", "seconds")
-
-
-@final  # plain values, not a class to pick (jsonargparse's subclass mode)
-@dataclass
-class Budget:
-    """What each model trains on: one of `tokens`, `steps`, `flops`, `seconds`, positive; or
-    `zero_shot: true` (no training, test only).
-
-    Args:
-        tokens: training tokens; steps = ceil(tokens / tokens per step).
-        steps: optimizer steps.
-        flops: training FLOPs (forward + backward, counted per token by `measure_flops`);
-            steps = ceil(flops / (training FLOPs per token x tokens per step)).
-        seconds: wall-clock seconds of training and validation (Lightning's max_time); the
-            learning-rate schedule is sized from a short timing of the model before the run.
-        zero_shot: test the model as configured (pretrained weights), no training.
-    """
-
-    tokens: NonNegativeInt | None = None
-    steps: NonNegativeInt | None = None
-    flops: NonNegativeFloat | None = None
-    seconds: NonNegativeFloat | None = None
-    zero_shot: bool = False
-
-    def __post_init__(self) -> None:
-        # jsonargparse's checked numbers are subclasses: plain ones for YAML and JSON.
-        for f in dataclasses.fields(self):
-            if (value := getattr(self, f.name)) is not None and f.name != "zero_shot":
-                setattr(self, f.name, int(value) if f.name in ("tokens", "steps") else float(value))
-
-    @property
-    def kind(self) -> str:
-        """`tokens`, `steps`, `flops`, `seconds` or `zero_shot`."""
-        given = [k for k in BUDGET_KINDS if getattr(self, k) is not None]
-        return given[0] if given else "zero_shot"
-
-    @property
-    def trains(self) -> bool:
-        return not self.zero_shot
-
-    def max_steps(
-        self,
-        tokens_per_step: int,
-        train_flops_per_token: float | None = None,
-        seconds_per_step: float | None = None,
-    ) -> int:
-        """Optimizer steps the budget buys: the run's max_steps (for `seconds`, the estimate
-        that sizes the learning-rate schedule; the clock ends the run)."""
-        if self.steps is not None:
-            return self.steps
-        if self.tokens is not None:
-            return math.ceil(self.tokens / tokens_per_step)
-        if self.flops is not None:
-            if not train_flops_per_token:
-                raise UserError("a flops budget needs the model's training FLOPs per token")
-            return math.ceil(self.flops / (train_flops_per_token * tokens_per_step))
-        if self.seconds is not None:
-            if not seconds_per_step:
-                raise UserError("a seconds budget needs the model's measured seconds per step")
-            return max(1, math.floor(self.seconds / seconds_per_step))
-        raise UserError("a zero-shot budget trains no steps")
-
-
-@final
-@dataclass
-class Sweep:
-    """The settings each model is trained with (every combination); the one with the lowest
-    validation loss represents the model.
-
-    Args:
-        lr: multipliers of the model's learning rate (and of its min_learning_rate, so the
-            schedule keeps its shape).
-        dropout: dropout values (default: the model's own).
-        weight_decay: AdamW weight decay values (default: the model's own).
-    """
-
-    lr: list[PositiveFloat] = field(default_factory=lambda: [1.0])
-    dropout: list[NonNegativeFloat] | None = None
-    weight_decay: list[NonNegativeFloat] | None = None
-
-    def __post_init__(self) -> None:
-        self.lr = [float(v) for v in self.lr]
-        for name in ("dropout", "weight_decay"):
-            if (values := getattr(self, name)) is not None:
-                setattr(self, name, [float(v) for v in values])
-
-    def settings(self) -> list[Setting]:
-        return [
-            Setting(lr, dropout, decay)
-            for lr in self.lr
-            for dropout in (self.dropout if self.dropout is not None else [None])
-            for decay in (self.weight_decay if self.weight_decay is not None else [None])
-        ]
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One point of a sweep: a learning-rate multiplier, and dropout and weight decay when
-    swept (None: the model's own)."""
-
-    lr_scale: float = 1.0
-    dropout: float | None = None
-    weight_decay: float | None = None
-
-    @property
-    def label(self) -> str:
-        """A plain name for folders and tables: `lr2x`, `lr0.5x_do0.1_wd0`."""
-        parts = [f"lr{self.lr_scale:g}x"]
-        if self.dropout is not None:
-            parts.append(f"do{self.dropout:g}")
-        if self.weight_decay is not None:
-            parts.append(f"wd{self.weight_decay:g}")
-        return "_".join(parts)
-
-
 @final
 @dataclass
 class ModelEntry:
-    """One model of the matrix.
+    """One model of the matrix (of a compute frontier: one family).
 
     Args:
         config: a model name (configs/model/<name>.yaml), a model YAML, or a list of them.
         name: its label in the results (default: the last config's stem).
         model_args: this model's model.init_args, applied after everything else.
         budget: this model's budget (default: the benchmark's).
-        sweep: this model's sweep (default: the benchmark's).
+        sweep: this model's sweep (default: the benchmark's); on a frontier, run on
+            `sweep_size` at the smallest budget, its best setting reused for every run.
+        sizes: a frontier's size ladder, smallest first (default: one size, this model).
+        sizes_per_budget: how many neighbouring sizes each budget trains: the window moves
+            from the smallest sizes at the smallest budget to the largest at the largest
+            (IsoFLOP style; default: every size at every budget).
+        windows: each budget's sizes by name, one list per budget (instead of the even
+            windows of `sizes_per_budget`): to move a window where the last run found its
+            minimum at an edge.
+        sweep_size: the size the learning-rate sweep runs on (default: the middle size of
+            the smallest budget's window).
     """
 
     config: str | list[str]
@@ -184,6 +101,10 @@ class ModelEntry:
     model_args: dict[str, Any] = field(default_factory=dict)
     budget: Budget | None = None
     sweep: Sweep | None = None
+    sizes: list[Size] | None = None
+    sizes_per_budget: PositiveInt | None = None
+    windows: list[list[str]] | None = None
+    sweep_size: str | None = None
 
     @property
     def configs(self) -> list[str]:
@@ -208,6 +129,12 @@ class BenchmarkSpec:
             model's dropout seed); the sweep runs on the first, the chosen setting is repeated
             on the others (default: the dataset config's seed).
         env: environment variables of the fit and test subprocesses.
+        budgets: a compute frontier's budgets, one kind, ascending (instead of `budget`):
+            each model is a family with a ladder of `sizes`; see ModelEntry.
+        jobs: runs at once, each a fit or test subprocess (with `env: {OMP_NUM_THREADS: 1}`,
+            one core each).
+        validations: validations per run: val_check_interval = steps // validations, and
+            the last step is always validated (default: the trainer config's interval).
     """
 
     experiment: str
@@ -221,6 +148,14 @@ class BenchmarkSpec:
     sweep: Sweep | None = None
     seeds: list[int] | None = None
     env: dict[str, str | int | float] = field(default_factory=dict)
+    budgets: list[Budget] | None = None
+    jobs: PositiveInt = 1
+    validations: PositiveInt | None = None
+
+    @property
+    def frontier(self) -> bool:
+        """Whether this is a compute frontier (budgets x sizes) rather than one budget."""
+        return self.budgets is not None
 
     @property
     def out_dir(self) -> Path:
@@ -290,16 +225,45 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
     _check_sweep(spec.sweep, "sweep")
     if spec.seeds is not None and (not spec.seeds or len(set(spec.seeds)) != len(spec.seeds)):
         raise UserError(f"seeds: give distinct seeds, e.g. [1337, 1338], got {spec.seeds}")
-    entries = [_check_entry(e, i, spec.budget, spec.sweep) for i, e in enumerate(spec.entries)]
+    if spec.seeds and (bad := [s for s in spec.seeds if not 0 <= s < 2**32]):
+        raise UserError(f"seeds: each must be in [0, 2**32) (numpy's range), got {bad}")
+    if spec.frontier:
+        _check_budgets(spec)
+    entries = [
+        _check_entry(e, i, spec.budget, spec.sweep, spec.budgets)
+        for i, e in enumerate(spec.entries)
+    ]
     names = [e.name for e in entries]
+    names += [s.name for e in entries for s in e.sizes or [] if s.name != e.name]
     if len(set(names)) != len(names):
-        raise UserError(f"model names must be unique, got {names} (set `name:`)")
+        raise UserError(f"model and size names must be unique, got {names} (set `name:`)")
     return dataclasses.replace(
         spec,
         dataset=datasets,
         models=entries,
         env={str(k): str(v) for k, v in spec.env.items()},
+        jobs=int(spec.jobs),  # plain numbers for YAML (jsonargparse's are subclasses)
+        validations=int(spec.validations) if spec.validations else None,
     )
+
+
+def _check_budgets(spec: BenchmarkSpec) -> None:
+    budgets = spec.budgets
+    if spec.budget is not None:
+        raise UserError("give `budget` (one budget) or `budgets` (a compute frontier), not both")
+    if not budgets:
+        raise UserError("budgets: give at least one, e.g. [{flops: 1e13}, {flops: 3e13}]")
+    for i, budget in enumerate(budgets):
+        _check_budget(budget, f"budgets[{i}]")
+        if not budget.trains:
+            raise UserError(f"budgets[{i}]: a frontier trains: zero_shot has no place in it")
+    kinds = {b.kind for b in budgets}
+    values = [getattr(b, b.kind) for b in budgets]
+    if len(kinds) > 1 or values != sorted(set(values)):
+        raise UserError(
+            f"budgets: give one kind in ascending order without repeats, got "
+            f"{[budget_text(b) for b in budgets]}"
+        )
 
 
 def _check_budget(budget: Budget | None, where: str) -> None:
@@ -334,7 +298,11 @@ def _check_sweep(sweep: Sweep | None, where: str) -> None:
 
 
 def _check_entry(
-    entry: ModelEntry, index: int, default: Budget | None, default_sweep: Sweep | None
+    entry: ModelEntry,
+    index: int,
+    default: Budget | None,
+    default_sweep: Sweep | None,
+    budgets: list[Budget] | None = None,
 ) -> ModelEntry:
     where = f"models[{index}]"
     configs = [model_config(ref, where) for ref in entry.configs]
@@ -343,13 +311,58 @@ def _check_entry(
         raise UserError(f"{where}: name {name!r} must be letters, digits, . _ - only")
     _check_budget(entry.budget, f"{where}.budget")
     _check_sweep(entry.sweep, f"{where}.sweep")
+    sweep = entry.sweep or default_sweep
+    if budgets is not None:
+        if entry.budget is not None:
+            raise UserError(f"{where}: a frontier's models take the benchmark's `budgets`")
+        sizes, per_budget, sweep_size = _check_ladder(entry, name, where, len(budgets))
+        return ModelEntry(
+            configs, name, entry.model_args, None, sweep, sizes, per_budget, entry.windows,
+            sweep_size,
+        )  # fmt: skip
+    if entry.sizes or entry.sizes_per_budget or entry.sweep_size or entry.windows:
+        raise UserError(
+            f"{where}: sizes belong to a compute frontier: give `budgets: [...]` instead of "
+            "`budget`"
+        )
     budget = entry.budget or default
     if budget is None:
         raise UserError(
             f"{where}: needs a budget: `budget: {{tokens: N}}` (or flops, seconds, steps; "
             "`{zero_shot: true}`: test only)"
         )
-    return ModelEntry(configs, name, entry.model_args, budget, entry.sweep or default_sweep)
+    return ModelEntry(configs, name, entry.model_args, budget, sweep)
+
+
+def _check_ladder(
+    entry: ModelEntry, name: str, where: str, n_budgets: int
+) -> tuple[list[Size], int, str]:
+    sizes = entry.sizes or [Size(name)]
+    for size in sizes:
+        if not NAME.match(size.name):
+            raise UserError(f"{where}: size name {size.name!r} must be letters, digits, . _ -")
+    per_budget = int(entry.sizes_per_budget or len(sizes))
+    if per_budget > len(sizes):
+        raise UserError(
+            f"{where}.sizes_per_budget {per_budget} exceeds the ladder's {len(sizes)} sizes"
+        )
+    names = [s.name for s in sizes]
+    if entry.windows is not None:
+        if len(entry.windows) != n_budgets or not all(entry.windows):
+            raise UserError(
+                f"{where}.windows: give one non-empty list of size names per budget "
+                f"({n_budgets}), got {entry.windows}"
+            )
+        if unknown := sorted({n for w in entry.windows for n in w} - set(names)):
+            raise UserError(f"{where}.windows: no size named {unknown}; the sizes are {names}")
+    first = [s.name for s in budget_windows(sizes, per_budget, entry.windows, n_budgets)[0]]
+    sweep_size = entry.sweep_size or first[len(first) // 2]
+    if sweep_size not in first:
+        raise UserError(
+            f"{where}.sweep_size {sweep_size!r}: the sweep runs at the smallest budget, which "
+            f"trains {first}: pick one of those"
+        )
+    return sizes, per_budget, sweep_size
 
 
 def model_config(ref: str, where: str = "model") -> str:

@@ -15,6 +15,7 @@ from bdh_pl.data.cache import cached_tokens, default_cache_dir
 from bdh_pl.data.sources import (
     SPLITS,
     SplitText,
+    check_hub_for,
     fraction_split,
     hub_text,
     read_file,
@@ -73,6 +74,7 @@ class TextDataModule(L.LightningDataModule):
     """
 
     dataset_name = "text"
+    hub_dataset: str | None = None  # read from the Hugging Face hub when no data folder is set
 
     def __init__(
         self,
@@ -132,6 +134,8 @@ class TextDataModule(L.LightningDataModule):
         self.train_mode, self.eval_mode = train_mode, eval_mode
         self.stream_reset_windows = stream_reset_windows
         self.tokens: dict[str, np.ndarray] = {}
+        if self.data_root is None and self.hub_dataset is not None:
+            check_hub_for(self.hub_dataset)  # no network: one line now, not retries later
 
     @property
     def vocab_size(self) -> int:
@@ -304,6 +308,7 @@ class TinyShakespeare(TextFile):
     train, the next 5% validate, the last 5% test (as in the hub's karpathy/tiny_shakespeare)."""
 
     dataset_name = "tinyshakespeare"
+    hub_dataset = "karpathy/tiny_shakespeare"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(path="", fractions=(0.9, 0.05, 0.05), **kwargs)
@@ -326,6 +331,7 @@ class WikiText2(TextDataModule):
     """
 
     dataset_name = "wikitext2"
+    hub_dataset = "Salesforce/wikitext"
     hub_configs = {"raw": "wikitext-2-raw-v1", "tokens": "wikitext-2-v1"}
     local_files = {"raw": ("wikitext-2-raw", "raw"), "tokens": ("wikitext-2", "tokens")}
 

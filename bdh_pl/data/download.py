@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bdh_pl.data.sources import SPLITS, hub_text
 from bdh_pl.errors import ArgumentParser
-from bdh_pl.fileio import atomic_write_bytes
+from bdh_pl.fileio import atomic_write_bytes, check_writable
+from bdh_pl.hub import require_hub
 
 COMPLETE = ".complete"  # written last: a folder without it is a download that did not finish
 WIKITEXT = {
@@ -25,10 +26,13 @@ FILE_SPLIT = {"train": "train", "val": "valid", "test": "test"}
 
 def download_data_root(root: Path) -> Path:
     """Fill `root` from the hub (a no-op when an earlier call finished)."""
-    from transformers import GPT2TokenizerFast
-
     if (root / COMPLETE).is_file():
         return root
+    # The target first (a typo costs no download), then one quick look for the hub.
+    check_writable(root, "give download-data a folder you can write")
+    require_hub("download-data", "run it on a machine with internet and copy the folder here")
+    from transformers import GPT2TokenizerFast
+
     shakespeare = b"".join(hub_text("karpathy/tiny_shakespeare", None, s).tobytes() for s in SPLITS)
     atomic_write_bytes(root / "tinyshakespeare" / "input.txt", shakespeare)
     for folder, (config, suffix) in WIKITEXT.items():

@@ -68,11 +68,22 @@ def _char_start(data: np.ndarray, i: int) -> int:
     return i
 
 
+def check_hub_for(path: str) -> None:
+    """The hub dataset `path` can be asked for (a quick probe), else one error line."""
+    from bdh_pl.hub import require_hub
+
+    require_hub(
+        f"no data folder is set, so the {path} dataset",
+        f"set data.data_dir or ${DATA_DIR_ENV} to a local copy (see README: Offline data)",
+    )
+
+
 def hub_text(path: str, name: str | None, split: str) -> np.ndarray:
     """Join a hub dataset's `text` rows back into the file it was made from (cached by datasets)."""
+    hub_split = {"val": "validation"}.get(split, split)
+    check_hub_for(path)
     import datasets
 
-    hub_split = {"val": "validation"}.get(split, split)
     try:
         rows = datasets.load_dataset(path, name, split=hub_split)["text"]
     except Exception as err:  # the hub raises many types; all mean "cannot get it"

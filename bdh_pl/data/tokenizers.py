@@ -55,6 +55,14 @@ class GPT2Tokenizer:
     def __init__(self, name_or_path: str = "gpt2") -> None:
         from transformers import GPT2TokenizerFast
 
+        if not Path(name_or_path).is_dir():
+            from bdh_pl.hub import require_hub
+
+            require_hub(
+                f"the GPT-2 tokenizer {name_or_path!r}",
+                "give a folder with vocab.json and merges.txt, e.g. "
+                "$BDH_PL_DATA_DIR/gpt2-tokenizer",
+            )
         try:
             self._tok = GPT2TokenizerFast.from_pretrained(name_or_path)
         except OSError as err:

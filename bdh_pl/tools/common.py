@@ -32,16 +32,17 @@ def checkpoint_data(
     return cls(**init), class_path
 
 
-def check_device(name: str) -> torch.device:
-    """--device NAME as a torch.device this machine has (cpu or cuda)."""
+def check_device(name: str, option: str = "--device") -> torch.device:
+    """The device `name` means, if this machine has it (cpu or cuda); else one error line
+    naming `option`."""
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
+        raise UserError(f"{option} {name!r} is not a device: use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: this machine has no CUDA GPU; use --device cpu")
+        raise UserError(f"{option} {name}: this machine has no CUDA GPU; use cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+        raise UserError(f"{option} {name}: there are {torch.cuda.device_count()} CUDA devices")
     if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name!r}: bdh-pl's tools run on cpu or cuda")
+        raise UserError(f"{option} {name!r}: bdh-pl's tools run on cpu or cuda")
     return device

@@ -32,7 +32,7 @@ from bdh_pl.charts import context_figure, save_figure
 from bdh_pl.data.tokenizers import count_bytes_and_words
 from bdh_pl.data.windows import EvalWindows
 from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.fileio import write_json
+from bdh_pl.fileio import check_writable, write_json
 from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import load_model
@@ -70,6 +70,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--buckets must start at 0 and increase, got {edges}")
     if min(args.batch_size, args.stride or 1, args.max_tokens or 1) < 1:
         parser.error("--batch_size, --stride and --max_tokens must be positive")
+    # Everything that can be checked before the models are read and scored (minutes).
+    args.device = check_device(args.device)
+    out = args.out or args.replot
+    check_writable(Path(out), f"give {'--out' if args.out else '--replot'} a folder you can write")
+    if args.text and not Path(args.text).is_file():
+        raise UserError(f"--text {args.text!r} is not a file: give the text to score")
+    for path in args.ckpt_path or []:
+        if not Path(path).is_file():
+            raise UserError(f"--ckpt_path {path}: no such file")
     return args
 
 
@@ -124,7 +133,7 @@ def bucket_table(
 def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any]]:
     """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
     loaded = load_model(path)
-    model = loaded.model.to(check_device(args.device))
+    model = loaded.model.to(args.device)
     data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
     split = data.split_tokens("test")
     tokens = split[: args.max_tokens]
@@ -189,9 +198,6 @@ def main(argv: list[str]) -> None:
         print(replot(args.replot))
         return
     labels = args.label or [Path(p).stem for p in args.ckpt_path]
-    for path in args.ckpt_path:
-        if not Path(path).is_file():
-            raise UserError(f"--ckpt_path {path}: no such file")
     rows = [
         row
         for path, label in zip(args.ckpt_path, labels, strict=True)

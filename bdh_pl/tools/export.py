@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import save_file
 
 from bdh_pl.data.sources import resolve_data_dir
 from bdh_pl.data.tokenizers import _bytes_to_unicode, get_tokenizer
 from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.fileio import atomic_folder, check_writable
 from bdh_pl.models.bdh import BDH
 from bdh_pl.models.hf import HFCausalLM
 from bdh_pl.training.language_model import LanguageModel
@@ -124,6 +127,7 @@ def check_out(out: Path) -> None:
             f"--out {str(out)!r} exists and is not an empty folder: choose a new folder (export "
             "never overwrites)"
         )
+    check_writable(out, "choose another --out")
 
 
 def export(
@@ -155,19 +159,22 @@ def export(
     else:
         raise UserError(f"cannot export a {type(network).__name__} network")
     card = model_card(ckpt_path, loaded, architecture, tokenizer.name, out, test_metrics)
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(network, BDH):
-        save_bdh(network, out, block_size, tokenizer.name, tokenizer.bos_id)
-    else:
-        hf = network.hf
-        # The folder's own BOS/EOS, so transformers' tools start and stop as bdh-pl does.
-        hf.config.bos_token_id = tokenizer_hf.bos_token_id
-        hf.config.eos_token_id = tokenizer_hf.eos_token_id
-        hf.generation_config.bos_token_id = tokenizer_hf.bos_token_id
-        hf.generation_config.eos_token_id = tokenizer_hf.eos_token_id
-        hf.save_pretrained(out, safe_serialization=True)
-    tokenizer_hf.save_pretrained(out)
-    (out / "README.md").write_text(card)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar around the one line
+    with atomic_folder(out, "(another --out)") as folder:  # whole or absent, never half
+        if isinstance(network, BDH):
+            save_bdh(network, folder, block_size, tokenizer.name, tokenizer.bos_id)
+        else:
+            hf = network.hf
+            # The folder's own BOS/EOS, so transformers' tools start and stop as bdh-pl does.
+            hf.config.bos_token_id = tokenizer_hf.bos_token_id
+            hf.config.eos_token_id = tokenizer_hf.eos_token_id
+            hf.generation_config.bos_token_id = tokenizer_hf.bos_token_id
+            hf.generation_config.eos_token_id = tokenizer_hf.eos_token_id
+            hf.save_pretrained(folder, safe_serialization=True)
+        tokenizer_hf.save_pretrained(folder)
+        (folder / "README.md").write_text(card)
     return out
 
 
@@ -178,11 +185,11 @@ def find_test_metrics(ckpt_path: str) -> Path | None:
     found = []
     for record_path in root.glob("version_*/test_metrics.json"):
         try:
-            record = json.loads(record_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+            _, record = read_test_metrics(record_path)
+        except UserError:
+            continue  # damaged: not this checkpoint's test, as far as anyone can tell
         tested = record.get("checkpoint")
-        if tested and Path(tested).resolve() == ckpt:
+        if isinstance(tested, str) and tested and Path(tested).resolve() == ckpt:
             found.append(record_path)
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
@@ -222,15 +229,15 @@ def model_card(
     config = str(run_config) if run_config.is_file() else "<the run's config.yaml>"
     metrics_path = Path(test_metrics) if test_metrics else find_test_metrics(ckpt_path)
     if metrics_path is not None:
-        if not metrics_path.is_file():
-            raise UserError(f"--test_metrics {str(metrics_path)!r} is not a file")
-        record = json.loads(metrics_path.read_text())
-        metrics = record.get("metrics", {})
+        metrics, record = read_test_metrics(metrics_path)
+        bpb, n_bytes = metrics.get("test/bpb"), metrics.get("test/bytes")
+        bpb = f"{bpb:.4f}" if _finite(bpb) else "undefined (not a finite number)"
+        n_bytes = f"{n_bytes:,.0f}" if _finite(n_bytes) else "?"
         lines.append(
-            f"* **Test bpb**: {metrics.get('test/bpb', float('nan')):.4f} on `{record.get('dataset')}`"
-            f" (block {record.get('block_size')}, stride {record.get('eval_stride')}, "
-            f"{metrics.get('test/bytes', 0):,.0f} bytes), from `{metrics_path}`, measured with "
-            f"`python -m bdh_pl test --config {config} --ckpt_path {ckpt_path}`"
+            f"* **Test bpb**: {bpb} on `{record.get('dataset')}` (block "
+            f"{record.get('block_size')}, stride {record.get('eval_stride')}, {n_bytes} bytes), "
+            f"from `{metrics_path}`, measured with `python -m bdh_pl test --config {config} "
+            f"--ckpt_path {ckpt_path}`"
         )
     else:
         lines.append(
@@ -257,6 +264,29 @@ def model_card(
             "from_pretrained(DIR)` (no remote code).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def read_test_metrics(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, record) of a test_metrics.json; one error line when it is not one."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        why = err.strerror if isinstance(err, OSError) else f"not JSON: {err}"
+        raise UserError(
+            f"--test_metrics {str(path)!r} cannot be read ({why}): give the test_metrics.json a "
+            "`test` run wrote, or leave --test_metrics out"
+        ) from None
+    metrics = record.get("metrics") if isinstance(record, dict) else None
+    if not isinstance(metrics, dict):
+        raise UserError(
+            f'--test_metrics {str(path)!r} has no "metrics" table: give the test_metrics.json '
+            "a `test` run wrote"
+        )
+    return metrics, record
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def architecture_keys(model: LanguageModel) -> set[str]:

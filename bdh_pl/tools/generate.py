@@ -77,10 +77,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         or (args.top_p is not None and not 0 < args.top_p <= 1)  # NaN too
         or (args.n_layer is not None and args.n_layer < 1)
         or args.num_samples < 1
+        or not 0 <= args.seed < 2**63  # torch.manual_seed's range
     ):
         parser.error(
             "need max_new_tokens >= 0, a finite temperature > 0, top_k >= 1, 0 < top_p <= 1, "
-            "n_layer >= 1, num_samples >= 1"
+            "n_layer >= 1, num_samples >= 1, 0 <= seed < 2**63"
         )
     args.device = check_device(args.device)
     args.prompt_bytes = prompt_bytes(args.prompt)

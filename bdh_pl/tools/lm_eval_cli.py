@@ -12,14 +12,18 @@ Every other option is lm-eval's own (`--include_path` for local task YAMLs, `--l
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from bdh_pl.errors import UserError
+from bdh_pl.fileio import check_writable
 
 
 def check_argv(argv: list[str]) -> None:
-    """Catch a --model_args typo for bdh-pl before lm-eval starts (one clear line)."""
+    """What can be checked before lm-eval starts (one clear line each): the bdh-pl model's
+    --model_args, a --device that is no device, an --output_path under a regular file."""
     from lm_eval.utils import simple_parse_args_string
 
+    from bdh_pl.tools.common import check_device
     from bdh_pl.tools.lm_eval_model import check_model_args
 
     def value(flag: str) -> str | None:
@@ -31,7 +35,33 @@ def check_argv(argv: list[str]) -> None:
         return None
 
     if value("--model") == "bdh-pl":
-        check_model_args(simple_parse_args_string(value("--model_args") or ""))
+        model_args = value("--model_args") or ""
+        try:
+            parsed = simple_parse_args_string(model_args)
+        except (ValueError, IndexError):
+            raise UserError(
+                f"--model_args {model_args!r} is not a list of key=value pairs separated by "
+                "commas (e.g. pretrained=DIR,device=cpu)"
+            ) from None
+        check_model_args(parsed)
+        device = value("--device")
+        if device is not None and not device.startswith("cuda"):  # cuda: the CPU without one
+            check_device(device)
+    output = value("--output_path") or value("-o")
+    if output:
+        check_writable(Path(output).expanduser().parent, "give --output_path a writable place")
+
+
+def config_error(err: Exception) -> str | None:
+    """lm-eval's own refusal of its options (an unknown task, say), raised while it reads
+    them, before any model is loaded: its message, else None (a failure to report whole)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = Path(tb.tb_frame.f_code.co_filename).as_posix() if tb is not None else ""
+    if "/lm_eval/config/" in where or "/lm_eval/_cli/" in where:
+        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return None
 
 
 def main(argv: list[str]) -> None:
@@ -49,5 +79,13 @@ def main(argv: list[str]) -> None:
     sys.argv = ["lm_eval", *argv]
     try:
         cli_evaluate()
+    except (ValueError, TypeError) as err:
+        line = config_error(err)
+        if line is None:
+            raise
+        hint = (
+            " (list tasks: `python -m bdh_pl lm-eval ls tasks`)" if "task" in line.lower() else ""
+        )
+        raise UserError(f"lm-eval: {line}{hint}") from None
     finally:
         sys.argv = saved

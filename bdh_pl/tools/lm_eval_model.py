@@ -35,12 +35,14 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import simple_parse_args_string
 
 from bdh_pl.errors import UserError
+from bdh_pl.tools.common import check_device
 from bdh_pl.training.loading import load_network
 
 MODEL_ARGS = ("pretrained", "device", "batch_size", "max_batch_size", "max_length", "data_dir")
 
 
 def check_model_args(args: dict[str, Any]) -> None:
+    """Names and values of the bdh-pl model's arguments, before anything is loaded."""
     unknown = sorted(set(args) - set(MODEL_ARGS))
     if unknown:
         raise UserError(
@@ -52,6 +54,14 @@ def check_model_args(args: dict[str, Any]) -> None:
             "--model_args needs pretrained=PATH: a bdh-pl checkpoint or a folder written by "
             "`python -m bdh_pl export`"
         )
+    for name in ("max_length", "batch_size", "max_batch_size"):
+        value = args.get(name)
+        if value is None or (name == "batch_size" and str(value).startswith("auto")):
+            continue
+        if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
+            raise UserError(f"--model_args {name}={value!r}: must be a positive whole number")
+    if args.get("device") is not None:
+        check_device(str(args["device"]), "--model_args device")
 
 
 @register_model("bdh-pl")
@@ -90,8 +100,6 @@ class BDHPLM(TemplateLM):
         batch_size = kwargs.get("batch_size") or 8
         self.batch_size = 8 if str(batch_size).startswith("auto") else int(batch_size)
         self.eos_id = getattr(getattr(self.tok, "_tok", None), "eos_token_id", None)
-        if self.max_length <= 0 or self.batch_size <= 0:
-            raise UserError("max_length and batch_size must be positive")
 
     # --- tokens ---------------------------------------------------------------------------
 

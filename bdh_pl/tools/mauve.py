@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.fileio import write_json
-from bdh_pl.tools.common import checkpoint_data
+from bdh_pl.fileio import check_output_file, write_json
+from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.training.loading import load_model
 
 
@@ -57,8 +58,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
-    if min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1 or args.temperature <= 0:
-        parser.error("need n_samples, prompt_tokens, max_new_tokens >= 1 and temperature > 0")
+    if (
+        min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1
+        or not 0 < args.temperature < math.inf  # NaN too
+        or (args.top_k is not None and args.top_k < 1)
+        or not 0 <= args.seed < 2**32
+    ):
+        parser.error(
+            "need n_samples, prompt_tokens, max_new_tokens >= 1, a finite temperature > 0, "
+            "top_k >= 1 and 0 <= seed < 2**32"
+        )
+    # Everything that can be checked before the model is loaded and sampled from (minutes).
+    args.device = str(check_device(args.device))
+    if args.out:
+        check_output_file(Path(args.out), "--out")
+    if args.text and not Path(args.text).is_file():
+        raise UserError(f"--text {args.text!r} is not a file: give the text to prompt from")
     return args
 
 
@@ -72,6 +87,12 @@ def load_featurizer(name_or_path: str, device: str = "cpu"):
     local = Path(name_or_path).expanduser()
     if name_or_path.startswith(("/", ".", "~")) and not local.is_dir():
         raise UserError(f"--featurizer {name_or_path!r} is not a folder")
+    if not local.is_dir():
+        from bdh_pl.hub import require_hub
+
+        require_hub(
+            f"--featurizer {name_or_path}", "give a local folder written by save_pretrained"
+        )
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(

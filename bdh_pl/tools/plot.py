@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bdh_pl.bench.report import write_charts
+from bdh_pl.bench.report import write_charts, write_summaries
 from bdh_pl.charts import (
     find_log_dir,
     read_metrics,
@@ -30,7 +30,7 @@ def plot_run(run: str | Path, out: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(
         prog="python -m bdh_pl plot",
-        description="Loss curves of one run (--run), or redraw a benchmark's charts (--results).",
+        description="Loss curves of one run (--run), or redraw a benchmark's charts and summaries (--results).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="log folder (e.g. lightning_logs/version_3)")
@@ -57,3 +57,6 @@ def main(argv: list[str] | None = None) -> None:
     check_writable(out, "give --out a writable folder")
     for chart in write_charts(Path(args.results), experiment, records, charts_dir=out):
         print(chart)
+    if not args.out:  # the benchmark's own folder: its summaries follow the same records
+        write_summaries(Path(args.results), experiment, records, results.get("command", ""))
+        print(Path(args.results) / "summary.md")

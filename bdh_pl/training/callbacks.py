@@ -75,6 +75,17 @@ class PeakMemory(L.Callback):
         pl_module.log("test/peak_memory_mb", peak_memory_mb(pl_module.device))
 
 
+class ValidateFinalStep(L.Callback):
+    """Validates after the run's last step (trainer.max_steps) as well as every
+    val_check_interval steps: a run whose length is not a multiple of the interval would end
+    unvalidated, its best checkpoint and its curve missing the end of training. Lightning
+    validates when a stop is requested; this requests one at max_steps."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+
 class TestMetricsWriter(L.Callback):
     """Writes `test_metrics.json` in the run's log dir: the test/* metrics and what produced
     them (checkpoint, dataset, tokenizer, parameter counts, device, memory kind)."""
@@ -145,7 +156,7 @@ class Throughput(ThroughputMonitor):
         data = trainer.datamodule
         if stage == "fit" and self.flops_per_batch is None and hasattr(data, "block_size"):
             # Before configure_model: the plain network (not compiled), on the CPU or meta.
-            per_token = flops_per_token(pl_module.network, data.block_size, data.vocab_size)
+            per_token = flops_per_token(pl_module.network, data.block_size)
             self.flops_per_batch = round(
                 per_token["forward_backward"] * data.block_size * data.batch_size
             )

@@ -11,8 +11,10 @@ import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write
 from bdh_pl.training.loading import checkpoint_fields
 
@@ -86,6 +88,40 @@ class LastCheckpoint(ModelCheckpoint):
         self._save_checkpoint(trainer, self.last_model_path)
 
 
+class Trainer(L.Trainer):
+    """Lightning's Trainer, but SIGTERM during `fit` stops training only between steps, never
+    inside a validation: Lightning's own check cuts a validation short at its next batch, so
+    the resumed run would never see it (no metrics row, best.ckpt and EarlyStopping not told)
+    and would differ from an uninterrupted run. The validation finishes, with its checkpoints
+    and early stopping; then training stops as Lightning does (LastCheckpoint saves), or, when
+    early stopping ended the run, the run ends as it would have."""
+
+    @property
+    def received_sigterm(self) -> bool:
+        fitting = self.state.fn == TrainerFn.FITTING and not self.sanity_checking
+        if fitting and (self.validating or self.fit_loop.epoch_loop.done):
+            return False  # asked again at the end of the step, or the run is over anyway
+        return super().received_sigterm
+
+
 def saved_step(path: str | os.PathLike) -> int | None:
     """The global step stored in a checkpoint (the weights are not read); None if unreadable."""
     return (checkpoint_fields(path) or {}).get("global_step")
+
+
+def check_lanes(checkpoint: dict, path: str, datamodule, world_size: int) -> None:
+    """A `data.train_mode stream` run resumes only onto the lanes it was cut into: their
+    number (batch size x devices) decides which text each row of the carried state has read,
+    so another batch size would continue every row from the wrong text (or fail on shapes)."""
+    carried = checkpoint.get("carried_state")
+    if carried is None or getattr(datamodule, "train_mode", None) != "stream":
+        return
+    devices, batch = int(carried["kv"].size(0)), int(carried["kv"].size(3))
+    now = int(datamodule.batch_size)
+    if (devices, batch) != (world_size, now):
+        raise UserError(
+            f"{path} carries the state of {devices * batch} stream lanes (data.batch_size "
+            f"{batch} x {devices} device(s)), this run would cut {now * world_size} (batch_size "
+            f"{now} x {world_size}): resume with --data.init_args.batch_size {batch} on "
+            f"{devices} device(s), or start a new run"
+        )

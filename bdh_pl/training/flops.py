@@ -83,15 +83,15 @@ def _meta_copy(network: nn.Module) -> nn.Module:
     return copy.deepcopy(network, memo)
 
 
-def flops_per_token(network: nn.Module, block_size: int, vocab_size: int) -> dict[str, float]:
+def flops_per_token(network: nn.Module, block_size: int) -> dict[str, float]:
     """`count_flops` per token of one full window of `block_size` tokens. Attention is counted
     as computed, over the whole block (kernels do not skip the causal half).
 
     Counts on a meta-device copy (no memory, no compute) when the network allows it; networks
     with data-dependent Python (`.item()`, as in Hugging Face models) run for real, on one
-    window of zeros, the random state (dropout) restored after.
+    window of zeros (the counts do not depend on the ids), the random state (dropout)
+    restored after.
     """
-    del vocab_size  # the window's ids are zeros: the counts do not depend on the values
     try:
         meta_ids = torch.zeros(1, block_size, dtype=torch.long, device="meta")
         counts = count_flops(_meta_copy(network), meta_ids)

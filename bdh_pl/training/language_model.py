@@ -20,6 +20,7 @@ from torch import nn
 from bdh_pl.data.windows import IGNORE_INDEX
 from bdh_pl.errors import UserError
 from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
+from bdh_pl.training.schedule import lr_factor, warmup_length
 
 COUNTS = ("tokens", "bytes", "words")  # what a split holds, not how well it is predicted
 
@@ -32,7 +33,10 @@ class LanguageModel(L.LightningModule):
         block_size: context length, set from the DataModule (linked by the CLI).
         learning_rate: peak learning rate after warmup.
         min_learning_rate: floor of the cosine decay.
-        warmup_steps: linear warmup from 0.
+        warmup_steps: linear warmup from 0, in steps.
+        warmup_fraction: the warmup as a share of the run's steps (lr_decay_steps, else
+            trainer.max_steps), replacing warmup_steps when given: runs of any length spend the
+            same share warming up (every budgeted benchmark sets it).
         lr_decay_steps: steps of cosine decay (default: trainer.max_steps).
         weight_decay: AdamW decay, applied to matrices only (not to norms, biases, embeddings).
         betas: AdamW betas.
@@ -58,6 +62,7 @@ class LanguageModel(L.LightningModule):
         learning_rate: float = 1e-3,
         min_learning_rate: float = 1e-4,
         warmup_steps: int = 100,
+        warmup_fraction: float | None = None,
         lr_decay_steps: int | None = None,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
@@ -73,6 +78,11 @@ class LanguageModel(L.LightningModule):
             )
         if warmup_steps < 0 or not 0 <= weight_decay < math.inf:
             raise UserError("warmup_steps and weight_decay must be >= 0")
+        if warmup_fraction is not None and not 0 <= warmup_fraction < 1:
+            raise UserError(
+                f"model.warmup_fraction is a share of the run's steps in [0, 1), got "
+                f"{warmup_fraction} (for a number of steps use model.warmup_steps)"
+            )
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise UserError(f"model.betas must be two numbers in [0, 1), got {list(betas)}")
         self.save_hyperparameters()
@@ -118,8 +128,21 @@ class LanguageModel(L.LightningModule):
     def has_state(self) -> bool:
         return hasattr(self.network, "forward_state")
 
+    @classmethod
+    def reads(cls, tokenizer_name: str) -> bool:
+        """Whether data tokenized with `tokenizer_name` ("byte" or "gpt2") suits the network."""
+        return cls.tokenizer_need in ("any", tokenizer_name)
+
     def check_data(self, datamodule: L.LightningDataModule, trainer: L.Trainer) -> None:
-        """Refuse, before anything runs, a data mode this model or trainer cannot honour."""
+        """Refuse, before anything runs, data this model cannot read (its tokenizer_need) and a
+        data mode this model or trainer cannot honour."""
+        given = getattr(datamodule, "tokenizer_name", None)
+        if given is not None and not self.reads(given):
+            raise UserError(
+                f"the data's tokenizer does not match the model: {type(self).__name__} reads "
+                f"{self.tokenizer_need} tokens, data.tokenizer gives {given} tokens; set "
+                f"--data.init_args.tokenizer {self.tokenizer_need}"
+            )
         streams = [
             f"data.{mode} stream"
             for mode in ("train_mode", "eval_mode")
@@ -302,16 +325,23 @@ class LanguageModel(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
         }
 
-    def _lr_factor(self, step: int) -> float:
-        """Linear warmup, then cosine decay to min_learning_rate (nanoGPT's schedule)."""
+    def schedule_steps(self) -> tuple[int, int]:
+        """(warmup steps, decay steps) of this run: the decay length is lr_decay_steps, else
+        trainer.max_steps (0: unknown, constant after warmup)."""
         hp = self.hparams
-        if step < hp.warmup_steps:
-            return (step + 1) / (hp.warmup_steps + 1)
         decay_steps = hp.lr_decay_steps or (
             self.trainer.max_steps if self._trainer is not None else 0
         )
-        if decay_steps <= 0:  # no step budget known: constant after warmup
-            return 1.0
-        progress = min(1.0, (step - hp.warmup_steps) / max(1, decay_steps - hp.warmup_steps))
-        floor = hp.min_learning_rate / hp.learning_rate
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        fraction = hp.warmup_fraction
+        if fraction is not None and decay_steps <= 0:
+            raise UserError(
+                "model.warmup_fraction needs the run's length: set trainer.max_steps or "
+                "model.lr_decay_steps (or give model.warmup_steps instead)"
+            )
+        return warmup_length(max(decay_steps, 0), hp.warmup_steps, fraction), decay_steps
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warmup, then cosine decay to min_learning_rate (training/schedule.py)."""
+        warmup, decay_steps = self.schedule_steps()
+        floor = self.hparams.min_learning_rate / self.hparams.learning_rate
+        return lr_factor(step, warmup, decay_steps, floor)

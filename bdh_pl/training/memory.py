@@ -82,8 +82,9 @@ def warn_if_too_big(model: LanguageModel, datamodule, trainer) -> None:
         )
 
 
-def out_of_memory_line(err: BaseException) -> str | None:
-    """One line for an allocation that failed, with its size and the knobs to turn."""
+def out_of_memory_line(err: BaseException, tool: str | None = None) -> str | None:
+    """One line for an allocation that failed, with its size and the knobs to turn (those of
+    training, or of the `tool` that ran)."""
     text = str(err)
     if not (
         isinstance(err, torch.OutOfMemoryError)
@@ -92,6 +93,11 @@ def out_of_memory_line(err: BaseException) -> str | None:
         return None
     size = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGT]?i?B|\d+ bytes)", text)
     what = f"allocating {size.group(1)} failed" if size else text.strip().splitlines()[0][:120]
+    if tool is not None:
+        return (
+            f"out of memory: {what}; ask `{tool}` for less at once (fewer samples, a smaller "
+            "batch size or shorter lengths: see its --help), or use a smaller model"
+        )
     trainer = RUN.trainer
     datamodule = getattr(trainer, "datamodule", None)
     now = (

@@ -1,21 +1,24 @@
-"""The models by name: one YAML per model in `configs/model/`, and nothing else.
+"""The models by name: one YAML per model in `bdh_pl/configs/model/` (shipped inside the package,
+like litgpt's config hub; `configs/model/` in the repository links to it), and nothing else.
 
-A model's name is its file's stem (`configs/model/gpt2-scratch.yaml` is `gpt2-scratch`), its
-LightningModule the file's `model.class_path`, its default size and optimiser recipe the
-file's `model.init_args`. The tokenizer it needs is its class's `tokenizer_need`:
+A model's name is its file's stem (`gpt2-scratch.yaml` is `gpt2-scratch`), its LightningModule
+the file's `model.class_path`, its default size and optimiser recipe the file's
+`model.init_args`. The tokenizer it needs is its class's `tokenizer_need`, which
+LanguageModel.check_data holds the data to before a run starts:
 
     "byte"  byte-level only (BDH)
     "gpt2"  GPT-2 BPE only (pretrained GPT-2: its embeddings are BPE tokens)
     "any"   sized from the data, either tokenizer (the from-scratch baselines)
 
-In Python (the benchmark runner):
+From the command line a model is `--config configs/model/gpt2-scratch.yaml`; a benchmark spec
+names it (`config: gpt2-scratch`) and resolves it to that file (`model_config_path(name)`)
+through the CLI's own parser. In Python:
 
     spec = get_spec("gpt2-scratch")
     dm = WikiText2(tokenizer=spec.default_tokenizer, ...)
     model = build_model("gpt2-scratch", vocab_size=dm.vocab_size, block_size=dm.block_size)
 
-From the command line, the same model is `--config configs/model/gpt2-scratch.yaml`
-(`model_config_path(name)`). A new model is a new file there.
+A new model is a new file there.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import yaml
 from bdh_pl.errors import UserError
 from bdh_pl.training.language_model import LanguageModel
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class ModelSpec:
 
     def accepts(self, tokenizer_name: str) -> bool:
         """Whether data tokenized with `tokenizer_name` ("byte" or "gpt2") suits the model."""
-        return self.tokenizer in ("any", tokenizer_name)
+        return self.lit_class.reads(tokenizer_name)
 
 
 def _load_class(class_path: str) -> type[LanguageModel]:
@@ -81,6 +84,8 @@ def models() -> dict[str, ModelSpec]:
 
 def get_spec(name: str) -> ModelSpec:
     specs = models()
+    if not specs:
+        raise UserError(f"no model configs in {CONFIG_DIR}: reinstall bdh-pl (a broken install)")
     if name not in specs:
         raise UserError(f"unknown model {name!r}: use one of {', '.join(specs)}")
     return specs[name]

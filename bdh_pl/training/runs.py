@@ -10,10 +10,13 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.errors import UserError
@@ -68,13 +71,27 @@ class RunState:
 RUN = RunState()
 
 
+def _quiet_event_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's event writer thread prints the traceback of a failed write (a full disk)
+    and dies; the writer raises the same error in the main thread at the next write, where it
+    becomes the one error line. Every other thread's error is printed as before."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+        return
+    _THREAD_HOOK(args)
+
+
+_THREAD_HOOK = threading.excepthook
+
+
 class TensorBoard(TensorBoardLogger):
     """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
     metrics it logs anyway (Lightning writes that table only with a metric value to log at
     step 0, which would be a fake point on the curve). The table leads with what tells runs
     apart (`LEAD`); internal keys are left out. Scalars leave out Lightning's constant
     `epoch` (training draws windows without epochs) and ThroughputMonitor's running counters
-    (`*/batches`, `*/samples`, `*/lengths`, `*/time`), which metrics.csv keeps for the charts."""
+    (`*/batches`, `*/samples`, `*/lengths`, `*/time`), which metrics.csv keeps for the charts.
+    A failed write (a full disk) is the OSError it is (Lightning calls it a value it cannot
+    log), without the writer thread's traceback."""
 
     HP_METRICS = ("val/loss", "val/bpb", "test/loss", "test/bpb")
     LEAD = (
@@ -87,6 +104,7 @@ class TensorBoard(TensorBoardLogger):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._table: dict[str, Any] | None = None
+        threading.excepthook = _quiet_event_writer_errors
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
@@ -133,8 +151,58 @@ class TensorBoard(TensorBoardLogger):
             for k, v in metrics.items()
             if k != "epoch" and k.rsplit("/", 1)[-1] not in self.COUNTERS
         }
-        if shown:
+        if not shown:
+            return
+        try:
             super().log_metrics(shown, step)
+        except ValueError as err:
+            if isinstance(err.__cause__, OSError):
+                raise err.__cause__ from None
+            raise
+
+
+class CSVWriter(ExperimentWriter):
+    """Lightning's metrics.csv writer, but a failed write (a full disk) never costs a row
+    already written: a new header rewrites the file atomically (Lightning truncates it
+    first), and an append that fails is cut back to the rows before it."""
+
+    def save(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not self.metrics or "://" in str(path):
+            super().save()  # nothing to write, or a remote filesystem: Lightning's own way
+            return
+        new_keys = self._record_new_keys()
+        if new_keys or not path.is_file():
+            old = []
+            if path.is_file():
+                with open(path, newline="") as f:
+                    old = list(csv.DictReader(f))
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows([*old, *self.metrics])
+            atomic_write_text(path, buffer.getvalue())
+        else:
+            size = path.stat().st_size
+            try:
+                with open(path, "a", newline="") as f:
+                    csv.DictWriter(f, fieldnames=self.metrics_keys).writerows(self.metrics)
+            except OSError:
+                os.truncate(path, size)  # whole rows only
+                raise
+        self.metrics = []
+
+
+class CSV(CSVLogger):
+    """CSVLogger writing through CSVWriter."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> CSVWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = CSVWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def make_loggers(
@@ -148,7 +216,7 @@ def make_loggers(
     tensorboard = TensorBoard(root, name="", version=version, default_hp_metric=False, **extra)
     metrics = run_dir / "metrics.csv" if run_dir is not None else None
     kept = truncated_csv(metrics, purge_step) if purge_step is not None else None
-    csv_logger = CSVLogger(root, name="", version=tensorboard.version)
+    csv_logger = CSV(root, name="", version=tensorboard.version)
     if kept is not None:
         writer = csv_logger.experiment  # Lightning's writer deletes metrics.csv: put it back
         atomic_write_text(metrics, kept[1])
@@ -180,9 +248,11 @@ def truncated_csv(path: Path, step: int) -> tuple[list[str], str] | None:
     if not path.is_file():
         return None
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = list(reader.fieldnames or [])
-        rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
+        text = f.read()
+    text = text[: text.rfind("\n") + 1]  # a row cut short by a kill is not a row
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = list(reader.fieldnames or [])
+    rows = [r for r in reader if not r.get("step") or float(r["step"]) < step]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()

@@ -10,6 +10,8 @@ import pytest
 from bdh_pl.data import TextFile, WikiText2
 from bdh_pl.errors import UserError
 
+from helpers import SMOKE
+
 
 def test_separate_files_are_the_splits(data_dir, tmp_path):
     raw = data_dir / "wikitext-2-raw"
@@ -62,14 +64,7 @@ def test_cli_test_scores_a_whole_file_and_fit_needs_its_files(data_dir, tmp_path
     (corpus / "train.txt").write_bytes(text[:200_000])
     (corpus / "val.txt").write_bytes(text[200_000:210_000])
     (corpus / "test.txt").write_bytes(text[210_000:222_345])
-    common = [
-        "--config",
-        "configs/shakespeare.yaml",
-        "--config",
-        "configs/cpu.yaml",
-        "--config",
-        "configs/cpu/bdh.yaml",
-    ]
+    common = [*SMOKE]
     common += ["--data", "bdh_pl.data.TextFile", "--trainer.default_root_dir", str(tmp_path / "r")]
     fit = ["fit", *common, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
     fit += ["--data.init_args.train", str(corpus / "train.txt")]

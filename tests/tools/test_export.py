@@ -12,6 +12,8 @@ from bdh_pl.errors import UserError
 from bdh_pl.tools.export import export
 from bdh_pl.training.loading import load_bdh
 
+from helpers import SMOKE
+
 
 def ids(vocab_size: int) -> torch.Tensor:
     return torch.randint(0, vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
@@ -85,15 +87,7 @@ def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli, save_
     results = []
     for i, ckpt in enumerate([tmp_path / "m.ckpt", out]):
         root = tmp_path / f"runs{i}"
-        args = [
-            "test",
-            "--config",
-            "configs/shakespeare.yaml",
-            "--config",
-            "configs/cpu.yaml",
-            "--config",
-            "configs/cpu/bdh.yaml",
-        ]
+        args = ["test", *SMOKE]
         args += ["--trainer.default_root_dir", str(root), "--data.init_args.block_size", "32"]
         args += ["--model.init_args.n_layer", "2", "--model.init_args.n_embd", "32"]
         args += ["--model.init_args.n_head", "2", "--model.init_args.mlp_internal_dim_multiplier"]
@@ -146,3 +140,59 @@ def test_bad_inputs(tmp_path, run_cli, save_checkpoint):
 def test_load_bdh_refuses_other_folders(tmp_path):
     with pytest.raises(UserError, match="nor a .*folder written by"):
         load_bdh(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["bdh", "gpt2"])
+def test_a_real_full_disk_leaves_nothing_and_a_retry_works(
+    kind, tmp_path, run_cli, save_checkpoint, small_disk
+):
+    """safetensors reports ENOSPC as its own error; the folder must not stay half-written
+    (a retry would refuse it as not empty)."""
+    save_checkpoint(tmp_path / "m.ckpt", kind)
+    disk = small_disk(64)  # the weights alone are about 150 KB
+    out = disk / "models" / "tiny"
+    args = ["export", "--ckpt_path", str(tmp_path / "m.ckpt"), "--out", str(out)]
+    code, err = run_cli(args)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err[-3000:]
+    assert err.startswith(f"error: no space left on the device of '{out.parent}'")
+    assert list(out.parent.iterdir()) == [], "a half-written folder or temp folder was left"
+    small_disk.grow(disk, 4096)
+    code, err = run_cli(args)
+    assert code == 0, err[-3000:]
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["tiny"]
+
+
+def test_out_under_a_regular_file_is_refused_before_any_work(tmp_path, run_cli, save_checkpoint):
+    save_checkpoint(tmp_path / "m.ckpt", "bdh")
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "model"
+    code, err = run_cli(["export", "--ckpt_path", str(tmp_path / "m.ckpt"), "--out", str(out)])
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err[-3000:]
+    assert err.startswith("error: cannot write under") and "is not a writable folder" in err
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_model_card_with_an_undefined_or_damaged_test_record(tmp_path, run_cli, save_checkpoint):
+    runs = tmp_path / "logs"
+    ckpt = runs / "version_0" / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    save_checkpoint(ckpt, "bdh")
+    (runs / "version_1").mkdir()
+    record = {  # what write_json makes of a NaN: null, and a note
+        "metrics": {"test/bpb": None, "test/bytes": 10.0},
+        "checkpoint": str(ckpt),
+        "undefined": {"note": "...", "values": {"metrics.test/bpb": "nan"}},
+    }
+    (runs / "version_1" / "test_metrics.json").write_text(json.dumps(record))
+    (runs / "version_2").mkdir()
+    (runs / "version_2" / "test_metrics.json").write_text('{"metrics": {"test/bpb": 1.')
+    card = (export(str(ckpt), tmp_path / "out") / "README.md").read_text()
+    assert "Test bpb**: undefined (not a finite number)" in card
+    for given in ("version_2/test_metrics.json", "version_0/nothing.json"):
+        code, err = run_cli(
+            ["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "o"),
+             "--test_metrics", str(runs / given)]
+        )  # fmt: skip
+        assert code == 2 and err.count("\n") == 1 and "cannot be read" in err, err[-3000:]
+        assert not (tmp_path / "o").exists()

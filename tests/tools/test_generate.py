@@ -222,6 +222,7 @@ def test_a_prompt_from_a_file(checkpoint, tmp_path, capsys):
         (["--prompt", "FILE:/nonexistent/prompt.txt"], "cannot read"),
         (["--top_p", "0"], "0 < top_p <= 1"),
         (["--num_samples", "0"], "num_samples >= 1"),
+        (["--seed", str(2**70)], "0 <= seed < 2**63"),
     ],
 )
 def test_bad_sampling_options_are_one_error_line(args, expected, checkpoint, run_cli):
@@ -229,3 +230,15 @@ def test_bad_sampling_options_are_one_error_line(args, expected, checkpoint, run
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert expected in lines[0]
+
+
+def test_out_of_memory_names_the_tools_own_knobs(checkpoint, run_cli, monkeypatch):
+    from bdh_pl.training.language_model import LanguageModel
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8 bytes.")
+
+    monkeypatch.setattr(LanguageModel, "generate", too_big)
+    code, err = run_cli(["generate", "--ckpt_path", str(checkpoint[0]), "--num_samples", "9"])
+    assert code == 2 and err.count("\n") == 1, err[-2000:]
+    assert "ask `generate` for less at once" in err and "--data.init_args" not in err

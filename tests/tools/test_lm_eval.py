@@ -130,3 +130,33 @@ def test_model_args_typo_is_one_error_line(tmp_path, run_cli, save_checkpoint):
     code, err = run_cli([*args, "--tasks", "wikitext"])
     assert code == 2 and err.startswith("error: unknown --model_args pretraind")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--model_args", "pretrained=m.ckpt,max_length=abc"], "max_length='abc'"),
+        (["--model_args", "pretrained=m.ckpt,max_length=-3"], "max_length=-3"),
+        (["--model_args", "pretrained=m.ckpt,batch_size=0"], "batch_size=0"),
+        (["--model_args", "pretrained=m.ckpt,device=foo"], "device 'foo' is not a device"),
+        (["--model_args", "pretrained=m.ckpt,device=cuda:7"], "device cuda:7"),
+        (["--model_args", "pretrained=m.ckpt", "--device", "foo"], "--device 'foo'"),
+        (["--model_args", "pretrained=m.ckpt", "--output_path", "FILE/out"], "not a writable"),
+    ],
+)
+def test_options_are_checked_before_lm_eval_starts(options, named, tmp_path, run_cli):
+    (tmp_path / "FILE").write_text("a regular file")
+    options = [str(tmp_path / o) if o.startswith("FILE") else o for o in options]
+    code, err = run_cli(["lm-eval", "--model", "bdh-pl", *options, "--tasks", "wikitext"])
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err[-2000:]
+    assert named in err
+
+
+@pytest.mark.slow
+def test_an_unknown_task_is_one_line(tmp_path, run_cli, save_checkpoint):
+    """lm-eval's own check (after indexing its tasks, before loading the model)."""
+    save_checkpoint(tmp_path / "m.ckpt", "bdh")
+    args = ["lm-eval", "--model", "bdh-pl", "--model_args", f"pretrained={tmp_path / 'm.ckpt'}"]
+    code, err = run_cli([*args, "--tasks", "no_such_task"])
+    assert code == 2 and err.count("\n") == 1, err[-2000:]
+    assert err.startswith("error: lm-eval: Tasks not found: no_such_task")

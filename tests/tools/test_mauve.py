@@ -62,3 +62,27 @@ def test_featurizer_that_is_not_a_causal_lm(tmp_path, run_cli, save_checkpoint):
     code, err = run_cli([*args, str(tmp_path / "not-lm")])
     assert code == 2 and err.startswith("error: --featurizer") and "causal LM" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        (["--temperature", "nan"], "finite temperature"),
+        (["--temperature", "inf"], "finite temperature"),
+        (["--top_k", "0"], "top_k >= 1"),
+        (["--seed", "-1"], "seed"),
+        (["--device", "cuda:7"], "--device cuda:7"),
+        (["--device", "foo"], "--device 'foo' is not a device"),
+        (["--out", "FILE/result.json"], "is not a writable folder"),
+        (["--out", "."], "is a folder"),
+        (["--text", "no-such.txt"], "--text 'no-such.txt' is not a file"),
+    ],
+)
+def test_options_are_checked_before_any_work(option, named, tmp_path, run_cli):
+    """Checked before the checkpoint is even opened (here it does not exist): a bad value
+    costs no sampling, and says what is wrong with it."""
+    (tmp_path / "FILE").write_text("a regular file")
+    option = [str(tmp_path / o) if o.startswith("FILE") else o for o in option]
+    code, err = run_cli(["mauve", "--ckpt_path", str(tmp_path / "none.ckpt"), *option])
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err[-2000:]
+    assert named in err

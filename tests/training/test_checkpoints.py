@@ -12,14 +12,11 @@ from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDH, BDHConfig
 from bdh_pl.training.loading import infer_bdh_dims, load_untrusted, plain_state_dict
 
+from helpers import SMOKE
+
 TINY = BDHConfig(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, dropout=0.0)
 ARGS = [
-    "--config",
-    "configs/shakespeare.yaml",
-    "--config",
-    "configs/cpu.yaml",
-    "--config",
-    "configs/cpu/bdh.yaml",
+    *SMOKE,
     "--model.init_args.n_embd",
     "64",  # deliberately wrong: sizes must come from the weights
     "--model.init_args.n_head",

@@ -14,12 +14,13 @@ from lightning.pytorch.callbacks import ModelSummary, ProgressBar, TQDMProgressB
 
 from bdh_pl.training.console import OUR_KINDS, swap_default_console
 
+from helpers import SMOKE
+
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 4
 TINY = [
     "fit",
-    *("--config", "configs/shakespeare.yaml"),
-    *("--config", "configs/cpu.yaml", "--config", "configs/cpu/bdh.yaml"),
+    *SMOKE,
     *("--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"),
     *("--trainer.num_sanity_val_steps", "0"),
 ]
@@ -57,6 +58,7 @@ def first_run(tmp_path_factory, data_dir) -> tuple[Path, str]:
     return root, fit(root, "--trainer.max_steps", str(STEPS))
 
 
+@pytest.mark.slow
 def test_the_summary_prints_no_zero_flops(first_run):
     output = first_run[1]
     assert "Trainable params" in output, "no model summary"
@@ -64,6 +66,7 @@ def test_the_summary_prints_no_zero_flops(first_run):
     assert "FLOPs per training batch (forward + backward)" in output
 
 
+@pytest.mark.slow
 def test_the_training_bar_counts_steps_not_epochs(first_run):
     bar = training_bar(first_run[1])
     assert bar, first_run[1][-2000:]
@@ -73,6 +76,7 @@ def test_the_training_bar_counts_steps_not_epochs(first_run):
     assert counts(bar)[-1] == (STEPS, STEPS)
 
 
+@pytest.mark.slow
 def test_a_resumed_bar_counts_from_the_step_reached_to_max_steps(first_run):
     root, _ = first_run
     output = fit(root, "--trainer.max_steps", str(2 * STEPS), "--ckpt_path", "last")

@@ -21,7 +21,7 @@ def test_counted_flops_match_the_analytic_count_for_gpt2(n_layer, n_embd, block_
         bos_token_id=0, eos_token_id=0,
     )  # fmt: skip
     model = GPT2LMHeadModel(config)
-    counted = flops_per_token(model, block_size, vocab)
+    counted = flops_per_token(model, block_size)
     analytic = transformer_flops_per_token(n_layer, n_embd, block_size, vocab)
     assert counted["forward"] == pytest.approx(analytic, rel=0.05)
     # backward: gradients for inputs and weights, twice the forward
@@ -58,7 +58,7 @@ def test_the_attention_kernel_is_counted_on_cpu_too(device):
 def test_bdh_flops_are_counted_and_parameters_split():
     config = BDHConfig(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, dropout=0)
     network = BDH(config)
-    flops = flops_per_token(network, block_size=32, vocab_size=256)
+    flops = flops_per_token(network, block_size=32)
     counts = parameter_counts(network)
     assert 0 < counts["non_embedding_params"] < counts["params"]
     # At least the 2 FLOPs per multiply of each non-embedding weight; training about 3x.

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from bdh_pl.data import TinyShakespeare, WikiText2
 from bdh_pl.data.sources import SplitText
+from bdh_pl.errors import UserError
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
 
@@ -107,3 +108,26 @@ def test_non_embedding_parameter_count():
     total, non_embedding = count_parameters(model.network)
     assert total == sum(p.numel() for p in model.network.parameters())
     assert total - non_embedding == 256 * 32
+
+
+def _bdh(**schedule):
+    return BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, **schedule)
+
+
+@pytest.mark.parametrize("steps", [51, 210, 2000])
+def test_warmup_fraction_is_the_same_share_of_runs_of_any_length(steps):
+    model = _bdh(warmup_steps=20, warmup_fraction=0.1, lr_decay_steps=steps)
+    factors = [model._lr_factor(s) for s in range(steps)]
+    # Rising while warming up, the peak at the first step after it, then decaying.
+    warmup = next(i for i, f in enumerate(factors) if f == 1.0)
+    assert warmup == round(0.1 * steps)  # not the 20 steps of warmup_steps
+    assert all(a < b for a, b in zip(factors[:warmup], factors[1 : warmup + 1], strict=False))
+    assert all(a >= b for a, b in zip(factors[warmup:], factors[warmup + 1 :], strict=False))
+
+
+def test_warmup_fraction_needs_a_run_length_and_a_share():
+    with pytest.raises(UserError, match=r"warmup_fraction is a share .* in \[0, 1\)"):
+        _bdh(warmup_fraction=1.5)
+    model = _bdh(warmup_fraction=0.1)  # no lr_decay_steps, no trainer: no length known
+    with pytest.raises(UserError, match="needs the run's length: set trainer.max_steps"):
+        model._lr_factor(0)

@@ -9,6 +9,8 @@ import torch
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.loading import model_class
 
+from helpers import SMOKE
+
 # Written by bdh-pl 0.1.0 (commit c9f942f): a 2-step fit of a tiny BDH on tiny Shakespeare.
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
 SIZES = ["--model.init_args.n_embd", "16", "--model.init_args.n_head", "1"]
@@ -23,9 +25,7 @@ def test_the_old_class_path_resolves_to_the_same_class():
 
 def test_a_checkpoint_from_before_the_move_is_tested(tmp_path, run_cli, data_dir):
     code, err = run_cli(
-        ["test", "--config", "configs/shakespeare.yaml", "--config", "configs/cpu.yaml"]
-        + ["--config", "configs/cpu/bdh.yaml"]
-        + ["--model", "bdh_pl.lit_models.BDHLM", *SIZES, "--ckpt_path", str(LEGACY)]
+        ["test", *SMOKE, "--model", "bdh_pl.lit_models.BDHLM", *SIZES, "--ckpt_path", str(LEGACY)]
         + ["--trainer.default_root_dir", str(tmp_path), "--trainer.limit_test_batches", "2"]
     )
     assert code == 0, err

@@ -4,16 +4,21 @@ nothing is built)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from bdh_pl.cli import main
 from bdh_pl.errors import UserError
-from bdh_pl.training.lit_models import GPT2LM, LlamaLM
+from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
 from bdh_pl.training.registry import build_model, get_spec, model_config_path, models
+
+from helpers import tiny_gpt2_folder
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "configs" / "recipes" / "nanogpt-shakespeare-cpu.yaml")
@@ -63,6 +68,63 @@ def test_tokenizer_needs():
     assert get_spec("bdh").accepts("byte") and not get_spec("bdh").accepts("gpt2")
     assert get_spec("gpt2").accepts("gpt2") and not get_spec("gpt2").accepts("byte")
     assert get_spec("llama-tiny").accepts("byte") and get_spec("llama-tiny").accepts("gpt2")
+
+
+def test_the_data_is_held_to_the_models_tokenizer_need():
+    """Where data meets model (before a run starts): BDH reads bytes, the baselines either."""
+    bpe = SimpleNamespace(tokenizer_name="gpt2")
+    bdh = BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4)
+    with pytest.raises(UserError, match="BDHLM reads byte tokens, data.tokenizer gives gpt2"):
+        bdh.check_data(bpe, trainer=None)
+    bdh.check_data(SimpleNamespace(tokenizer_name="byte"), trainer=None)
+    LlamaLM(n_layer=1, n_head=2, n_embd=32, intermediate_size=64).check_data(bpe, trainer=None)
+
+
+def wheel_builder() -> str | None:
+    """A Python whose setuptools builds wheels offline (>= 70.1, or with `wheel`): this one,
+    else the interpreter a virtual environment was made from (a venv seeds an old setuptools)."""
+    check = "import setuptools.command.bdist_wheel"
+    for python in dict.fromkeys([sys.executable, getattr(sys, "_base_executable", sys.executable)]):
+        if subprocess.run([python, "-c", check], capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+@pytest.mark.slow
+def test_a_wheel_resolves_model_names_outside_the_repository(tmp_path):
+    """`pip wheel .`, installed without -e (pip install --target, no network), imported from
+    outside the repository: the registry's files travel inside the package."""
+    builder = wheel_builder()
+    if builder is None:
+        pytest.skip("no setuptools here builds a wheel offline (needs >= 70.1 or `wheel`)")
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "bdh_pl", source / "bdh_pl", ignore=ignore)
+
+    def run(*command, **env: str) -> str:
+        done = subprocess.run(
+            command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env or None
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    pip = ("-m", "pip", "--disable-pip-version-check", "-q")
+    run(builder, *pip, "wheel", "--no-deps", "--no-build-isolation", "-w", "wheels", str(source))
+    (wheel,) = (tmp_path / "wheels").glob("bdh_pl-*.whl")
+    run(sys.executable, *pip, "install", "--no-deps", "--no-index", "--target", "site", str(wheel))
+    site = tmp_path / "site"
+    script = (
+        "import bdh_pl.training.registry as r; print(r.__file__); print(' '.join(r.models())); "
+        "print(r.model_config_path('gpt2-scratch'))"
+    )
+    out = run(sys.executable, "-c", script, PYTHONPATH=str(site), PATH="/usr/bin:/bin")
+    out = out.splitlines()
+    assert out[0].startswith(str(site)), out  # the installed wheel, not this checkout
+    assert sorted(out[1].split()) == sorted(NAMES)
+    assert Path(out[2]).is_file() and out[2].startswith(str(site))
 
 
 @pytest.mark.parametrize("name, lit_class", [("gpt2-scratch", GPT2LM), ("llama-tiny", LlamaLM)])
@@ -187,9 +249,7 @@ def test_nanogpt_recipe_trains(data_dir, tmp_path):
 
 
 def test_gpt2_checkpoint_with_byte_data_is_one_line_error(capsys, tmp_path):
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(
-        tmp_path
-    )
+    tiny_gpt2_folder(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(
             [

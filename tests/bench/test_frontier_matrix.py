@@ -1,0 +1,288 @@
+"""The compute frontier's plan, run with a stand-in for the fit and test subprocesses (each
+writes what a real run writes, its loss a known function of the model's size and steps):
+which runs are made, in which order of choices, and that a killed matrix resumes."""
+
+import csv
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from bdh_pl.bench import budget, matrix, runs, spec
+from bdh_pl.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+SIZES = [16, 24, 32, 48]  # n_embd of the ladder
+BUDGETS = [2e9, 6e9, 2e10]
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+def frontier_spec(tmp_path, **changes) -> spec.BenchmarkSpec:
+    ladder = [{"name": f"bdh-{d}", "model_args": {"n_embd": d, "n_head": 2}} for d in SIZES]
+    config = {
+        "experiment": "frontier",
+        "output_dir": str(tmp_path / "results"),
+        "dataset": "configs/shakespeare.yaml",
+        "trainer": {"precision": "32-true"},
+        "data": {"init_args": {"block_size": 32, "batch_size": 4}},
+        "model": {"init_args": {"warmup_fraction": 0.1, "n_layer": 1,
+                                "mlp_internal_dim_multiplier": 4}},
+        "budgets": [{"flops": b} for b in BUDGETS],
+        "sweep": {"lr": [0.5, 1, 2]},
+        "seeds": [1, 2],
+        "validations": 4,
+        "models": [{"name": "bdh", "config": "bdh", "sizes": ladder, "sizes_per_budget": 2}],
+        **changes,
+    }  # fmt: skip
+    path = tmp_path / "frontier.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return spec.load_spec(path)
+
+
+def fake_loss(config: dict) -> float:
+    """Lower for more steps and, up to a point, for wider models; best at lr x1 (2e-3 here is
+    the base: configs/model/bdh.yaml's 1e-3)."""
+    model = config["model"]["init_args"]
+    steps = config["trainer"]["max_steps"]
+    width = model["n_embd"]
+    lr_penalty = abs(math.log2(model["learning_rate"] / 1e-3)) * 0.05
+    return 1.0 + 30 / steps**0.5 + abs(width - 0.05 * steps**0.9) / 50 + lr_penalty
+
+
+class FakeStages:
+    """runner.run_stage's stand-in: writes the version folder a real stage writes."""
+
+    def __init__(self, kill_after: int | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.kill_after = kill_after
+        self.lock = threading.Lock()
+
+    def __call__(self, stage, config_path, root, extra=(), env=None, echo=True, cwd=None) -> Path:
+        with self.lock:
+            if self.kill_after is not None and len(self.calls) >= self.kill_after:
+                raise KeyboardInterrupt  # the matrix killed mid-way
+            self.calls.append((stage, str(config_path)))
+            base = Path(cwd) if cwd is not None else Path.cwd()  # as runner.run_stage
+            where = root if root.is_absolute() else base / root
+            where.mkdir(parents=True, exist_ok=True)
+            version = where / f"version_{len(list(where.glob('version_*')))}"
+            version.mkdir()
+        time.sleep(0.01)  # a stage takes time: other threads go on meanwhile
+        config = yaml.safe_load((base / config_path).read_text())
+        loss = fake_loss(config)
+        steps = config["trainer"]["max_steps"]
+        if stage == "fit":
+            with open(version / "metrics.csv", "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["step", "train/loss", "val/loss", "val/bpb"])
+                writer.writerow([steps - 1, loss, loss, loss / math.log(2)])
+            (version / "checkpoints").mkdir()
+            torch.save(
+                {"global_step": steps, "callbacks": {}}, version / "checkpoints" / "last.ckpt"
+            )
+        else:
+            metrics = {
+                "test/loss": loss,
+                "test/bpb": loss / math.log(2),
+                "test/ppl": math.exp(loss),
+            }
+            (version / "test_metrics.json").write_text(json.dumps({"metrics": metrics}))
+        return root / version.name
+
+
+def test_budgets_and_ladders_expand_to_the_right_runs(tmp_path):
+    bench = frontier_spec(tmp_path)
+    (bdh,) = bench.models
+    assert bdh.sweep_size == "bdh-24"  # the middle of the smallest budget's window
+    windows = [
+        [bdh.sizes[j].name for j in budget.ladder_window(len(SIZES), 2, 3, i)] for i in range(3)
+    ]
+    assert windows == [["bdh-16", "bdh-24"], ["bdh-24", "bdh-32"], ["bdh-32", "bdh-48"]]
+    again = tmp_path / "again.yaml"
+    again.write_text(spec.as_yaml(bench))
+    assert spec.load_spec(again) == bench  # the resolved spec runs the same frontier
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"budget": {"flops": 1e9}}, "`budget` .* or `budgets` .*, not both"),
+        ({"budgets": [{"flops": 2e9}, {"tokens": 5}]}, "one kind in ascending order"),
+        ({"budgets": [{"flops": 2e9}, {"flops": 1e9}]}, "one kind in ascending order"),
+        ({"budgets": [{"zero_shot": True}]}, "a frontier trains"),
+        ({"seeds": [-1]}, r"seeds: each must be in \[0, 2\*\*32\)"),
+    ],
+)
+def test_bad_frontier_specs_are_one_line_errors(tmp_path, changes, message):
+    with pytest.raises(UserError, match=message):
+        frontier_spec(tmp_path, **changes)
+
+
+def test_named_windows_replace_the_even_ones(tmp_path, monkeypatch):
+    windows = [["bdh-16", "bdh-24"], ["bdh-16", "bdh-24", "bdh-32"], ["bdh-48"]]
+    bench = frontier_spec(tmp_path, models=[_family(windows=windows)], seeds=[1])
+    (bdh,) = bench.models
+    got = budget.budget_windows(bdh.sizes, bdh.sizes_per_budget, bdh.windows, len(BUDGETS))
+    assert [[s.name for s in w] for w in got] == windows
+    monkeypatch.setattr(runs, "run_stage", FakeStages())
+    records = matrix.run_benchmark(bench, "cmd")
+    trained = {(r["model"], r["budget_flops"]) for r in records if r["setting"] == "lr1x"}
+    expected = {(name, b) for b, window in zip(BUDGETS, windows, strict=True) for name in window}
+    assert trained == expected
+    with pytest.raises(
+        UserError, match="windows: give one non-empty list of size names per budget"
+    ):
+        frontier_spec(tmp_path, models=[_family(windows=windows[:2])])
+    with pytest.raises(UserError, match=r"windows: no size named \['bdh-7'\]"):
+        frontier_spec(tmp_path, models=[_family(windows=[["bdh-7"], ["bdh-16"], ["bdh-16"]])])
+
+
+def _family(**changes) -> dict:
+    ladder = [{"name": f"bdh-{d}", "model_args": {"n_embd": d, "n_head": 2}} for d in SIZES]
+    return {"name": "bdh", "config": "bdh", "sizes": ladder, "sizes_per_budget": 2, **changes}
+
+
+def test_a_ladder_needs_budgets_and_a_sweep_size_of_the_smallest_budget(tmp_path):
+    bench = frontier_spec(tmp_path)
+    entry = {"name": "bdh", "config": "bdh", "sizes": [{"name": "x"}]}
+    config = {**yaml.safe_load(spec.as_yaml(bench)), "budgets": None, "budget": {"flops": 1e9}}
+    config["models"] = [entry]
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match="sizes belong to a compute frontier"):
+        spec.load_spec(tmp_path / "b.yaml")
+    with pytest.raises(UserError, match="sweep_size 'bdh-48'.*smallest budget"):
+        frontier_spec(tmp_path, models=[{**yaml.safe_load(spec.as_yaml(bench))["models"][0],
+                                          "sweep_size": "bdh-48"}])  # fmt: skip
+
+
+def _runs(records):
+    return [(r["model"], r["budget"], r["setting"], r["seed"]) for r in records]
+
+
+def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(tmp_path, monkeypatch):
+    jobs = 2  # runs at once (the resume test below runs them one at a time)
+    stages = FakeStages()
+    monkeypatch.setattr(runs, "run_stage", stages)
+    records = matrix.run_benchmark(frontier_spec(tmp_path, jobs=jobs), "cmd")
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    by_run = {(r["model"], r["budget"], r["setting"], r["seed"]): r for r in records}
+    assert len(by_run) == len(records)  # no run twice
+    small, middle, large = (budget.budget_text(budget.Budget(flops=b)) for b in BUDGETS)
+    # The sweep: three learning rates on the sweep size at the smallest budget, lr1x wins.
+    sweep = [
+        r for r in records if r["model"] == "bdh-24" and r["budget"] == small and r["seed"] == 1
+    ]
+    assert sorted(r["setting"] for r in sweep) == ["lr0.5x", "lr1x", "lr2x"]
+    assert [r["setting"] for r in sweep if r["selected"]] == ["lr1x"]
+    # Every (budget, size) of the windows with the chosen setting, on the first seed.
+    first_seed = {
+        (r["model"], r["budget"]) for r in records if r["setting"] == "lr1x" and r["seed"] == 1
+    }
+    assert first_seed == {
+        ("bdh-16", small), ("bdh-24", small), ("bdh-24", middle), ("bdh-32", middle),
+        ("bdh-32", large), ("bdh-48", large),
+    }  # fmt: skip
+    # At each budget the lowest validation loss is the frontier point, tested on both seeds.
+    for text in (small, middle, large):
+        cell = [r for r in records if r["budget"] == text and r["setting"] == "lr1x"]
+        best = min((r for r in cell if r["seed"] == 1), key=lambda r: r["best_val_loss"])
+        points = [r for r in cell if r["frontier_point"]]
+        assert {(r["model"], r["seed"]) for r in points} == {(best["model"], 1), (best["model"], 2)}
+        assert all(r["test_bpb"] is not None for r in points)
+        assert all(r["test_bpb"] is None for r in cell if not r["frontier_point"])
+        for r in cell:
+            assert r["family"] == "bdh" and r["budget_flops"] == float(text.split()[1])
+            assert r["warmup_steps"] == round(0.1 * r["train_steps"])
+            config = yaml.safe_load(Path(r["config"]).read_text())
+            assert config["trainer"]["val_check_interval"] == r["train_steps"] // 4
+    # Each run's fit ran once, tests only for the frontier points.
+    fits = [c for s, c in stages.calls if s == "fit"]
+    assert len(fits) == len(set(fits)) == 3 + 5 + 3  # sweep, the other cells, seed 2
+    assert sum(s == "test" for s, _ in stages.calls) == 6
+
+
+def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path, monkeypatch):
+    bench = frontier_spec(tmp_path)
+    monkeypatch.setattr(runs, "run_stage", FakeStages(kill_after=5))
+    with pytest.raises(KeyboardInterrupt):
+        matrix.run_benchmark(bench, "cmd")
+    done = json.loads((bench.out_dir / "metrics.json").read_text())["records"]
+    finished = {r["config_hash"] for r in done if r["train_steps"] is not None}
+    assert len(finished) == 5  # the three sweep fits and two more (the 6th call was killed)
+
+    again = FakeStages()
+    monkeypatch.setattr(runs, "run_stage", again)
+    records = matrix.run_benchmark(bench, "cmd")
+    refit = {
+        r["config_hash"]
+        for r in records
+        if any(r["config"] == c for s, c in again.calls if s == "fit")
+    }
+    assert not refit & finished  # nothing that had finished ran again
+    assert len([c for s, c in again.calls if s == "fit"]) == 11 - 5
+
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    monkeypatch.setattr(runs, "run_stage", FakeStages())
+    uninterrupted = matrix.run_benchmark(frontier_spec(fresh_dir), "cmd")
+    assert sorted(_runs(records)) == sorted(_runs(uninterrupted))
+    same = {k: r["best_val_loss"] for r in uninterrupted for k in [_runs([r])[0]]}
+    assert {_runs([r])[0]: r["best_val_loss"] for r in records} == same
+
+
+def test_a_second_benchmark_into_the_same_folder_is_refused(tmp_path, monkeypatch):
+    bench = frontier_spec(tmp_path)
+    bench.out_dir.mkdir(parents=True)
+    from bdh_pl.fileio import lock_folder
+
+    held = lock_folder(bench.out_dir)
+    try:
+        with pytest.raises(UserError, match="another benchmark is writing to .*another experiment"):
+            matrix.run_benchmark(bench, "cmd")
+    finally:
+        import os
+
+        os.close(held)
+
+
+def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(tmp_path, monkeypatch):
+    """jsonargparse moves the process into a config's folder while it parses it; runs in the
+    other threads must not follow it (their logs, configs and results stay where they are)."""
+    from bdh_pl.bench import resolve
+
+    parse = resolve.lightning_config
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def parse_moving(bench, entry):
+        here = os.getcwd()
+        os.chdir(elsewhere)  # what change_to_path_dir does, for a moment
+        try:
+            time.sleep(0.05)
+            os.chdir(here)
+            return parse(bench, entry)
+        finally:
+            os.chdir(here)
+
+    monkeypatch.setattr(resolve, "lightning_config", parse_moving)
+    monkeypatch.setattr(runs, "run_stage", FakeStages())
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # the benchmark's folder: its paths are relative to it
+    dataset = str(REPO / "configs" / "shakespeare.yaml")
+    bench = frontier_spec(tmp_path, output_dir="results", dataset=dataset, jobs=2)
+    records = matrix.run_benchmark(bench, "cmd")
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    assert not any(elsewhere.iterdir())  # nothing landed in the folder of the moment
+    assert (work / "results" / "frontier" / "frontier.json").is_file()
+    assert all((work / r["fit_run"]).is_dir() for r in records)
