@@ -3,6 +3,7 @@
     labels = byte_classes(tokenizer.token_bytes(), tokens)     # P, C: each position's classes
     scores = selectivity(acts, labels)                         # acts: P, M neurons
     scores.best, scores.best_class                             # M: each neuron's top class
+    top_tokens(acts[:, m], tokenizer.token_bytes(), tokens)    # what neuron m fires on, on average
 
 A neuron's selectivity for a class is the average precision (AP) of its activation ranking as
 a detector of the class: 1 when the class fills its top activations exactly (it fires on all
@@ -44,6 +45,7 @@ CLASSES: dict[str, Callable[[int, int, int], bool]] = {
     "line start": lambda p, c, n: p == 10,
 }
 MIN_POSITIVES = 20  # a class seen fewer times in the text is not scored
+MIN_OCCURRENCES = 10  # a token seen fewer times has no mean activation in top_tokens
 CHUNK = 1024  # neurons ranked at a time
 
 
@@ -204,4 +206,31 @@ def top_contexts(
             "after": text(t + 1, t + 1 + after),
         }
         for t in top_positions(signed, k)
+    ]
+
+
+def top_tokens(
+    activation: Tensor,
+    token_bytes: list[bytes],
+    tokens: np.ndarray,
+    k: int = 6,
+    sign: float = 1.0,
+    min_count: int = MIN_OCCURRENCES,
+) -> list[dict]:
+    """The k tokens on which one neuron (activation: P, at the first P tokens) is highest on
+    average (sign -1: lowest), among tokens seen at least min_count times. The top contexts
+    of a neuron that looks up the current byte all show its single best byte; these show the
+    bytes next in line (a "lowercase" neuron: f, s, t, ...)."""
+    ids = torch.as_tensor(np.asarray(tokens[: activation.shape[0]], dtype=np.int64))
+    seen = torch.bincount(ids, minlength=len(token_bytes))
+    total = torch.bincount(ids, weights=sign * activation.double(), minlength=len(token_bytes))
+    mean = torch.where(seen >= min_count, total / seen.clamp(min=1), float("-inf"))
+    order = mean.argsort(descending=True, stable=True)[: min(k, int((seen >= min_count).sum()))]
+    return [
+        {
+            "token": token_bytes[i].decode("utf-8", errors="replace"),
+            "mean": sign * float(mean[i]),
+            "count": int(seen[i]),
+        }
+        for i in order.tolist()
     ]

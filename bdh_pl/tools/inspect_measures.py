@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from bdh_pl.analysis import graph as graphs
+from bdh_pl.analysis import powerlaw
 from bdh_pl.analysis.activations import (
     NeuronRecorder,
     batches,
@@ -19,7 +20,14 @@ from bdh_pl.analysis.activations import (
     n_layers,
     neurons_per_layer,
 )
-from bdh_pl.analysis.selectivity import CLASSES, byte_classes, selectivity, summarize, top_contexts
+from bdh_pl.analysis.selectivity import (
+    CLASSES,
+    byte_classes,
+    selectivity,
+    summarize,
+    top_contexts,
+    top_tokens,
+)
 from bdh_pl.analysis.sparsity import SparsityCounter, training_curves
 from bdh_pl.charts import read_metrics
 from bdh_pl.errors import UserError
@@ -139,6 +147,7 @@ def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> di
                 sign = float(scores.sign[column, c])
                 active = float((acts[:, column].float() * sign > 0).float().mean())
                 contexts = top_contexts(acts[:, column], token_bytes, tokens, n_contexts, sign=sign)
+                highest = top_tokens(acts[:, column], token_bytes, tokens, sign=sign)
                 listed.append(
                     {
                         **neuron_name(network, column),
@@ -147,6 +156,7 @@ def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> di
                         "sign": sign,
                         "active_share": active,
                         "contexts": contexts,
+                        "top_tokens": highest,
                     }
                 )
         by_layer = scores.best.reshape(n_layers(network), -1)  # columns are layer-major
@@ -226,6 +236,19 @@ def _fit_brief(degrees: np.ndarray) -> dict:
 # --- verdicts ------------------------------------------------------------------------------
 
 
+def against_lognormal(fit: dict) -> str:
+    """Which of the power law and the lognormal the tail favours, in words and numbers."""
+    alt = fit.get("alternatives", {}).get("lognormal")
+    if alt is None:
+        return "no fit"
+    R, p = alt["loglik_ratio"], alt["p_value"]
+    if p >= powerlaw.SIGNIFICANCE:
+        verdict = "cannot tell from the lognormal"
+    else:
+        verdict = "power law beats the lognormal" if R > 0 else "the lognormal fits better"
+    return f"{verdict}, R {R:.1f}, p {p:.2g}"
+
+
 def share_z(a: dict, b: dict) -> float:
     """Two-proportion z of the shares of selective neurons (nAP >= 0.5) of a over b."""
     n1, n2 = a["neurons"], b["neurons"]
@@ -300,8 +323,8 @@ def verdicts(report: dict, label: str) -> list[dict]:
                 "evidence": "power law beats exponential (R > 0, p < 0.1) for the trained graph's "
                 + ", ".join(
                     f"{kind}-degree: {'yes' if wins('trained', kind, 'exponential') else 'no'} "
-                    f"(alpha {fits[kind].get('alpha', float('nan')):.2f}, vs lognormal "
-                    f"{'wins' if wins('trained', kind, 'lognormal') else 'not better'})"
+                    f"(alpha {fits[kind].get('alpha', float('nan')):.2f}; "
+                    f"{against_lognormal(fits[kind])})"
                     for kind in graphs.DEGREE_KINDS
                 )
                 + "; controls where it does too: "

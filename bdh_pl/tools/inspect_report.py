@@ -182,23 +182,33 @@ def selectivity_figure(report: dict):
 
 def contexts_figure(report: dict):
     """A page of text: the most selective neurons and the contexts they fire on most."""
-    top = report["selectivity"]["models"][report["label"]]["top"]
+    ours = report["selectivity"]["models"][report["label"]]
+    top, kind = ours["top"], "MLP" if ours["signed"] else "x_sparse"
     lines: list[tuple[str, bool]] = []
     for entry in top:
         lines.append((f"{entry['name']}  ·  {entry['class']}  ·  nAP {entry['nap']:.2f}  ·  "
                       f"active at {entry['active_share']:.1%} of positions", True))  # fmt: skip
+        if entry.get("top_tokens"):
+            lines.append((f"   {tokens_line(entry['top_tokens'])}", False))
         for c in entry["contexts"]:
             lines.append((f"   {c['activation']:8.3f}  {context_line(c)}", False))
-    height = 0.8 + 0.19 * len(lines)  # inches: a title line, then one line per row
+    height = 1.0 + 0.19 * len(lines)  # inches: two title lines, then one line per row
     fig = new_figure(1, width=8.5)
     fig.set_layout_engine("none")  # the lines are placed by hand, in inches from the top
     fig.set_size_inches(8.5, height)
-    fig.text(0.02, 1 - 0.2 / height, f"{report['label']}: the most selective x_sparse neurons of "
-             "each class and their top contexts ([token], ↵ a line break)", fontsize=10, va="top")  # fmt: skip
+    fig.text(0.02, 1 - 0.2 / height, f"{report['label']}: the most selective {kind} neurons of "
+             "each class", fontsize=10, va="top")  # fmt: skip
+    fig.text(0.02, 1 - 0.45 / height, "each: its mean activation on the tokens it fires on "
+             "most, then its top contexts ([token]; ↵ a line break)", fontsize=8.5, va="top")  # fmt: skip
     for i, (text, bold) in enumerate(lines):
-        fig.text(0.02, 1 - (0.6 + 0.19 * i) / height, text, family="monospace", fontsize=8.5,
+        fig.text(0.02, 1 - (0.8 + 0.19 * i) / height, text, family="monospace", fontsize=8.5,
                  weight="bold" if bold else "normal", va="top")  # fmt: skip
     return fig
+
+
+def tokens_line(top: list[dict]) -> str:
+    """The tokens a neuron fires on most on average: '[f] 2.01 [s] 1.66 ...'."""
+    return "mean by token: " + "  ".join(f"[{show(t['token'])}] {t['mean']:.2f}" for t in top)
 
 
 def context_line(c: dict) -> str:
@@ -305,13 +315,16 @@ def readme(report: dict, charts: list[Path]) -> str:
                 for k, m in sel["models"].items()
             ),
             "",
-            f"The most selective neurons of {report['label']}, the best of each class (activation, "
+            f"The most selective neurons of {report['label']}, the best of each class: its mean "
+            "activation on the tokens it fires on most, then its top contexts (activation, "
             "context, [token]; ↵ is a line break):",
             "",
             "```",
         ]
         for entry in sel["models"][report["label"]]["top"]:
             lines.append(f"{entry['name']}  {entry['class']}  nAP {entry['nap']:.2f}")
+            if entry.get("top_tokens"):
+                lines.append(f"  {tokens_line(entry['top_tokens'])}")
             for c in entry["contexts"]:
                 lines.append(f"  {c['activation']:8.3f}  {context_line(c)}")
         lines += ["```", ""]

@@ -13,6 +13,7 @@ from bdh_pl.analysis.selectivity import (
     selectivity,
     summarize,
     top_contexts,
+    top_tokens,
 )
 
 BYTES = [bytes([i]) for i in range(256)]
@@ -105,3 +106,22 @@ def test_top_contexts_spread_over_tied_positions():
         "token": "3",
         "after": "d",
     }
+
+
+def test_top_tokens_rank_a_byte_lookup_neuron_by_its_value_of_each_byte():
+    """A layer-0 style neuron (a value per byte): its top contexts all show its best byte, its
+    top tokens give the order of the next ones; bytes seen too rarely are left out."""
+    tokens = digit_text(seed=2)
+    value = torch.zeros(256)
+    value[list(b"gniK")] = torch.tensor([4.0, 3.0, 2.0, 1.0])
+    value[ord("7")] = 9.0  # the highest, but on a byte seen only a few times below
+    tokens = tokens.copy()
+    tokens[tokens == ord("7")] = ord("8")
+    tokens[[100, 200]] = ord("7")  # seen twice
+    acts = value[torch.as_tensor(tokens, dtype=torch.long)]
+    top = top_tokens(acts, BYTES, tokens, k=3, min_count=5)
+    assert [t["token"] for t in top] == ["g", "n", "i"]
+    assert [t["mean"] for t in top] == [4.0, 3.0, 2.0]
+    assert top[0]["count"] == int((tokens == ord("g")).sum())
+    lowest = top_tokens(-acts, BYTES, tokens, k=1, min_count=5, sign=-1.0)
+    assert lowest == [{**top[0], "mean": -4.0}]  # ranked by -activation, the mean as it is

@@ -69,6 +69,7 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
     first = models["bdh"]["top"][0]  # the list starts with the digit class's best neuron
     assert (first["name"], first["class"], first["nap"]) == ("L0 h1 n5", "digit", 1.0)
     assert all(c["token"].isdigit() for c in first["contexts"])
+    assert all(t["token"].isdigit() for t in first["top_tokens"]) and len(first["top_tokens"]) == 6
     assert models["llama"]["signed"] and not models["bdh"]["signed"]
     assert models["llama"]["neurons"] == 2 * 64  # 2 layers of SwiGLU 64
     assert models["bdh"]["neurons"] == 128 and report["text"]["tokens"] == 2816  # 11 x 256
