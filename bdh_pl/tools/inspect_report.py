@@ -129,9 +129,9 @@ def degree_figure(report: dict):
                 ("power law", powerlaw.power_law_ccdf(xs, fit["alpha"], fit["k_min"]),
                  f"α {fit['alpha']:.2f} from k {fit['k_min']}"),
                 ("exponential", powerlaw.exponential_ccdf(xs, alt["exponential"]["lambda"], fit["k_min"]),
-                 f"R {alt['exponential']['loglik_ratio']:.0f}, p {alt['exponential']['p_value']:.2g}"),
+                 f"R {alt['exponential']['loglik_ratio']:.1f}, p {alt['exponential']['p_value']:.2g}"),
                 ("lognormal", powerlaw.lognormal_ccdf(xs, alt["lognormal"]["mu"], alt["lognormal"]["sigma"], fit["k_min"]),
-                 f"R {alt['lognormal']['loglik_ratio']:.0f}, p {alt['lognormal']['p_value']:.2g}"),
+                 f"R {alt['lognormal']['loglik_ratio']:.1f}, p {alt['lognormal']['p_value']:.2g}"),
             )  # fmt: skip
             for (name, ys, note), color in zip(lines, ("k", "C3", "C4"), strict=True):
                 ax.plot(xs, share * ys, color=color, linewidth=1, linestyle=(0, (4, 2)),
@@ -260,7 +260,10 @@ def readme(report: dict, charts: list[Path]) -> str:
     if gr:
         lines += [
             f"The neuron graph, G = decoder · encoder per head, its top {gr['density']:.0%} of "
-            "entries as edges; degrees of all heads pooled (inspect.json has each head):",
+            "entries as edges; degrees of all heads pooled (inspect.json has each head). alpha "
+            f"is fitted within {powerlaw.ALPHA_RANGE[0]:g}-{powerlaw.ALPHA_RANGE[1]:g}: near "
+            f"{powerlaw.ALPHA_RANGE[1]:g} it says the tail falls faster than any power law "
+            "considered, not that it is heavy:",
             "",
             "| variant | modularity | degree | mean | max | alpha | k_min | tail "
             "| power law vs exponential: R (p) | vs lognormal: R (p) |",
