@@ -77,6 +77,49 @@ def test_the_equal_compute_table_is_the_fair_matrix():
         assert [row[3] for row in body] == sorted(row[3] for row in body)  # ranked
 
 
+def test_the_frontier_table_is_frontier_json():
+    """README's headline: each family's best validation bpb per budget (mean of the seeds,
+    their range, the size) and BDH's compute multiplier, as frontier.json has them."""
+    found = [t for t in tables_with("training FLOPs", "bdh") if t[1][-1].startswith("BDH's")]
+    assert found, "the frontier table is gone from README.md and docs/"
+    data = json.loads((REPO / "results/wikitext2-frontier/frontier.json").read_text())
+    families = {"bdh": "bdh", "gpt2-scratch": "gpt2", "llama-tiny": "llama"}
+    multipliers = {m["budget_flops"]: m for m in data["compute_multiplier"]["at_budgets"]}
+    for page, header, body in found:
+        assert len(body) == len(multipliers), page
+        for budget, *points, multiplier in body:
+            for name, cell in zip(header[1:-1], points, strict=True):
+                family = families[name]
+                (point,) = [
+                    p
+                    for p in data["families"][family]["frontier"]
+                    if p["budget_flops"] == float(budget)
+                ]
+                low, high = min(point["val_bpb_seeds"]), max(point["val_bpb_seeds"])
+                size = point["model"].removeprefix(f"{family}-")
+                assert cell == f"{point['val_bpb']:.3f} ({low:.3f}-{high:.3f}), {size}", page
+            m = multipliers[float(budget)]
+            band = m["multiplier_band"]
+            assert multiplier == f"{m['multiplier']:.2f}x ({band[0]:.2f}-{band[1]:.2f})", page
+
+
+def test_the_frontier_test_table_is_frontier_json():
+    """docs/results.md: the frontier points' test bpb (mean, range), params and tokens."""
+    (found,) = [t for t in tables_with("training FLOPs", "bdh") if len(t[1]) == 4]
+    data = json.loads((REPO / "results/wikitext2-frontier/frontier.json").read_text())
+    for budget, *cells in found[2]:
+        for family, cell in zip(["bdh", "gpt2", "llama"], cells, strict=True):
+            (p,) = [
+                p
+                for p in data["families"][family]["frontier"]
+                if p["budget_flops"] == float(budget)
+            ]
+            low, high = min(p["test_bpb_seeds"]), max(p["test_bpb_seeds"])
+            shown = f"{p['test_bpb']:.3f} ({low:.3f}-{high:.3f})"
+            parts = [c.removesuffix(" params").removesuffix(" tokens") for c in cell.split(", ")]
+            assert parts == [shown, f"{p['params']:,}", millions(p["train_tokens"], 2)]
+
+
 def test_the_equal_tokens_table_is_the_cpu_matrix():
     found = tables_with("model", "params")
     found = [t for t in found if t[1][3] == "test loss (nats/byte)"]

@@ -222,13 +222,18 @@ def compute_multiplier(
         "reference": reference,
         "against": "the other family with the lowest fitted loss at each budget",
         "at_budgets": rows,
-        "crossing": crossing(ref["fit"], {k: v["fit"] for k, v in others.items()}, budgets),
+        "crossing": crossing(
+            ref["fit"], {k: v["fit"] for k, v in others.items()}, budgets, reference
+        ),
     }
 
 
-def crossing(ref: dict, others: dict[str, dict], budgets: list[float]) -> dict[str, Any]:
-    """Where the reference fit meets the lowest of the others' fits, between the smallest
-    budget and CROSSING_RANGE x the largest; the first sign change, refined by bisection."""
+def crossing(
+    ref: dict, others: dict[str, dict], budgets: list[float], name: str = "the reference"
+) -> dict[str, Any]:
+    """Where the reference fit (family `name`) meets the lowest of the others' fits, between
+    the smallest budget and CROSSING_RANGE x the largest; the first sign change, refined by
+    bisection."""
 
     def gap(c: float) -> float:
         return float(predict(ref, c)) - min(float(predict(f, c)) for f in others.values())
@@ -245,17 +250,19 @@ def crossing(ref: dict, others: dict[str, dict], budgets: list[float]) -> dict[s
                 else:
                     a = mid
             where = math.sqrt(a * b)
-            ahead = "the reference" if gap(where * 1.01) < 0 else "the others"
+            after = where * 1.01
+            best_other = min(others, key=lambda k: float(predict(others[k], after)))
+            ahead = name if gap(after) < 0 else best_other
             return {
                 "budget_flops": where,
                 "statement": f"the fits cross at {where:.3g} FLOPs ({where / max(budgets):.3g}x "
-                f"the largest budget run); beyond it {ahead} lead",
+                f"the largest budget run); beyond it {ahead} leads",
             }
     leader = "ahead" if gaps[0] < 0 else "behind"
     return {
         "budget_flops": None,
         "statement": f"the fits do not cross up to {CROSSING_RANGE:g}x the largest budget run "
-        f"({hi:.3g} FLOPs): the reference stays {leader}",
+        f"({hi:.3g} FLOPs): {name} stays {leader}",
     }
 
 
@@ -271,6 +278,7 @@ def frontier(records: list[dict]) -> dict[str, Any]:
         boot = bootstrap_fits(points) if fit else []
         out["families"][family] = {
             "runs": [_run_row(r) for r in runs],
+            "learning_rate": chosen_learning_rate(runs),
             "frontier": points,
             "fit": fit and {**fit, "band": _parameter_band(boot), "bootstrap_n": len(boot)},
             "curve": fit and fit_curve(fit, boot, [p["budget_flops"] for p in points]),
@@ -282,6 +290,20 @@ def frontier(records: list[dict]) -> dict[str, Any]:
     for entry in fitted.values():
         entry.pop("bootstrap")  # a thousand fits: used above, not worth the file
     return out
+
+
+def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
+    """The family's sweep: the rates tried, the one chosen (reused for every run), and
+    whether it is the smallest or largest tried (the best may lie beyond the sweep)."""
+    tried = sorted({r["learning_rate"] for r in runs if r.get("learning_rate") is not None})
+    chosen = {r.get("learning_rate") for r in runs if r.get("selected")} - {None}
+    if len(chosen) != 1:
+        return None
+    (rate,) = chosen
+    edge = None
+    if len(tried) > 1:
+        edge = "largest" if rate == tried[-1] else "smallest" if rate == tried[0] else None
+    return {"chosen": rate, "tried": tried, "at_sweep_edge": edge}
 
 
 def extrapolation(fitted: dict[str, dict], where: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ class Record:
 
     model: str
     family: str | None = None
-    status: str = "ok"
+    status: str = "running"  # until the run ends: "ok" or "failed"
     failed_stage: str | None = None
     error: str | None = None
     setting: str | None = None
@@ -87,6 +87,8 @@ class Record:
             raise AttributeError(f"Record has no fields {sorted(extra)}")
 
     def finish(self) -> None:
+        if self.status == "running":
+            self.status = "ok"
         peaks = [p for p in (self.train_peak_memory_mb, self.test_peak_memory_mb) if p]
         self.peak_memory_mb = max(peaks) if peaks else None
         if self.train_tokens is not None and self.train_flops_per_token is not None:

@@ -18,14 +18,18 @@ from bdh_pl.charts.frontier import FRONTIER_CHARTS, write_frontier_charts
 from bdh_pl.fileio import atomic_write_text, write_json
 
 
-def write_results(out: Path, experiment: str, records: list[dict], command: str) -> None:
+def write_results(
+    out: Path, experiment: str, records: list[dict], command: str, named: Path | None = None
+) -> None:
+    """metrics.json, metrics.csv and the summaries into `out`; `named`: the output folder as
+    the benchmark config names it (relative to where the benchmark ran), for the records."""
     write_json(
         out / "metrics.json",
         {
             "experiment": experiment,
             "command": command,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": str(out / "benchmark.yaml"),
+            "config": str((named or out) / "benchmark.yaml"),
             "records": records,
         },
     )
@@ -120,7 +124,7 @@ def frontier_summary(experiment: str, records: list[dict], command: str, result:
         "lost). val bpb: the lowest validation bpb of the run (its last validation for a run "
         "that still improved).",
     ]
-    if failed := [r for r in records if r["status"] != "ok"]:
+    if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "Failed:", ""]
         lines += [
             f"- `{r['model']}` {r.get('budget')} seed {r.get('seed')} in {r['failed_stage']}: "
@@ -159,6 +163,16 @@ def frontier_markdown(result: dict) -> str:
             edge = f", {p['edge']} size" if p["edge"] else ""
             cells.append(f"{p['val_bpb']:.3f}{spread} ({p['model']}{edge}{test})")
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    rates = [
+        f"{family} {lr['chosen']:g} (of {', '.join(f'{t:g}' for t in lr['tried'])}"
+        + (f"; the {lr['at_sweep_edge']} tried, so the best may lie beyond)" if
+           lr["at_sweep_edge"] else ")")
+        for family, entry in families.items()
+        if (lr := entry.get("learning_rate"))
+    ]  # fmt: skip
+    if rates:
+        lines += ["", "Learning rate per family (swept on one size at the smallest budget, "
+                  "first seed; the best reused for every run): " + "; ".join(rates) + "."]  # fmt: skip
     lines += ["", "Fits L(C) = E + A C^-alpha (C: training FLOPs; 5-95% bootstrap range):", ""]
     for family, entry in families.items():
         fit = entry["fit"]
@@ -340,7 +354,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
         sweep_rows = [r for r in runs if r.get("seed") == first_seed[r["model"]]]
         lines += ["", "Sweep (first seed; every run trained, only the chosen one tested):", ""]
         lines += _table(sweep_rows, SWEEP_COLUMNS)
-    if failed := [r for r in records if r["status"] != "ok"]:
+    if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "Failed:", ""]
         lines += [
             f"- `{r['model']}`{' ' + r['setting'] if r.get('setting') else ''}"

@@ -48,7 +48,7 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return self.record.status == "ok"
+        return self.record.status != "failed"
 
     @property
     def fitted(self) -> bool:
@@ -86,7 +86,9 @@ class RunQueue:
         with self._lock:
             records = [r.as_dict() for r in self.records]
             out = self.here(self.bench.out_dir)
-            report.write_results(out, self.bench.experiment, records, self.command)
+            report.write_results(
+                out, self.bench.experiment, records, self.command, self.bench.out_dir
+            )
         return records
 
     # --- plans --------------------------------------------------------------------------
@@ -320,7 +322,10 @@ def run_key(bench: BenchmarkSpec, entry: ModelEntry, setting: Setting, seed: int
 
 
 def reusable(record: dict) -> bool:
-    return bool(record.get("config_hash")) and record.get("status") == "ok"
+    """A finished run, or one whose fit finished before the benchmark was stopped."""
+    finished = record.get("status") == "ok"
+    fitted = record.get("status") == "running" and record.get("train_steps") is not None
+    return bool(record.get("config_hash")) and (finished or fitted)
 
 
 def wait(futures: list[Future]) -> None:

@@ -88,8 +88,9 @@ def test_curves_that_cross_within_100x_say_where():
         "bdh": frontier.fit_power_law(BUDGETS, [bdh(c) for c in BUDGETS]),
         "llama": frontier.fit_power_law(BUDGETS, [llama(c) for c in BUDGETS]),
     }
-    where = frontier.crossing(fits["bdh"], {"llama": fits["llama"]}, BUDGETS)
+    where = frontier.crossing(fits["bdh"], {"llama": fits["llama"]}, BUDGETS, "bdh")
     c = where["budget_flops"]
+    assert where["statement"].endswith("beyond it bdh leads")
     assert BUDGETS[0] < c < 100 * BUDGETS[-1]
     assert bdh(c) == pytest.approx(llama(c), abs=1e-3)
     assert bdh(c / 2) > llama(c / 2) and bdh(c * 2) < llama(c * 2)
@@ -159,3 +160,16 @@ def test_plot_results_rewrites_a_frontiers_summary_numbers_and_charts(tmp_path, 
     assert (tmp_path / "frontier.csv").read_text().count("\n") == 1 + 2 * len(BUDGETS)
     for name in ("isoflop", "frontier_flops", "frontier_seconds"):
         assert (tmp_path / "charts" / f"{name}.png").is_file()
+
+
+def test_the_chosen_learning_rate_says_when_it_is_the_sweeps_edge():
+    def runs(chosen):
+        sweep = [{"learning_rate": lr, "selected": lr == chosen} for lr in (1e-3, 2e-3, 4e-3)]
+        return sweep + [{"learning_rate": chosen, "selected": True}]  # the other sizes
+
+    assert frontier.chosen_learning_rate(runs(2e-3)) == {
+        "chosen": 2e-3, "tried": [1e-3, 2e-3, 4e-3], "at_sweep_edge": None
+    }  # fmt: skip
+    assert frontier.chosen_learning_rate(runs(4e-3))["at_sweep_edge"] == "largest"
+    assert frontier.chosen_learning_rate(runs(1e-3))["at_sweep_edge"] == "smallest"
+    assert frontier.chosen_learning_rate([{"learning_rate": 1e-3, "selected": None}]) is None

@@ -219,6 +219,10 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path,
     done = json.loads((bench.out_dir / "metrics.json").read_text())["records"]
     finished = {r["config_hash"] for r in done if r["train_steps"] is not None}
     assert len(finished) == 5  # the three sweep fits and two more (the 6th call was killed)
+    # A run that had not ended says so (a reader of metrics.json mid-run, or after a kill).
+    assert not [r for r in done if r["status"] == "ok" and r["train_steps"] is None]
+    assert "running" in {r["status"] for r in done}
+    assert "Failed" not in (bench.out_dir / "summary.md").read_text()
 
     again = FakeStages()
     monkeypatch.setattr(runs, "run_stage", again)
@@ -286,3 +290,5 @@ def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(tmp_path, mon
     assert not any(elsewhere.iterdir())  # nothing landed in the folder of the moment
     assert (work / "results" / "frontier" / "frontier.json").is_file()
     assert all((work / r["fit_run"]).is_dir() for r in records)
+    results = json.loads((work / "results" / "frontier" / "metrics.json").read_text())
+    assert results["config"] == "results/frontier/benchmark.yaml"  # as named, not absolute
