@@ -6,6 +6,7 @@ root. cli.py dispatches to it; bench/resolve.py builds the same CLI to resolve c
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import re
 import sys
@@ -32,7 +33,13 @@ from bdh_pl.training.callbacks import (
 from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer, check_lanes
 from bdh_pl.training.console import swap_default_console
 from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.loading import check_hparams, check_matches, read_model_file
+from bdh_pl.training.loading import (
+    CHECKPOINT_FIX,
+    FOLDER_FIX,
+    check_hparams,
+    check_matches,
+    read_model_file,
+)
 from bdh_pl.training.memory import warn_if_too_big
 from bdh_pl.training.runs import (
     RUN,
@@ -132,6 +139,7 @@ class BDHLightningCLI(LightningCLI):
         found = read_model_file(config.ckpt_path)
         if found.kind != "checkpoint":
             self._plain_weights = found.weights
+            self._weights_fix = FOLDER_FIX if found.kind == "bdh-folder" else CHECKPOINT_FIX
             self._size_model_from_file(config, found)
             return
         self._checkpoint = found.checkpoint
@@ -162,7 +170,8 @@ class BDHLightningCLI(LightningCLI):
                     "checkpoint's"
                 )
             config.model = Namespace(class_path=f"{cls.__module__}.{cls.__qualname__}")
-            config.model.init_args = Namespace()
+            # its own defaults, not the config's class's: the checkpoint's values go on top
+            config.model.init_args = Namespace(**constructor_defaults(cls))
         data_hparams = self._checkpoint.get("datamodule_hyper_parameters") or {}
         if "tokenizer" in data_hparams:
             wanted["data.tokenizer"] = data_hparams["tokenizer"]
@@ -176,8 +185,8 @@ class BDHLightningCLI(LightningCLI):
                 group = "data"  # linked from data to the model
             holder = config[group].init_args
             current = holder.get(name) if name in holder else None
-            if plain_value(current) == plain_value(value):
-                continue
+            if name in holder and plain_value(current) == plain_value(value):
+                continue  # (a class just switched to has no init_args yet: all are set)
             if f"{group}.{name}" in explicit:
                 if name in execution:
                     continue
@@ -247,7 +256,8 @@ class BDHLightningCLI(LightningCLI):
             config["weights_only"] = True  # never unpickle code from a checkpoint
         if self._plain_weights is not None:
             network = self.model.network
-            check_matches(network.state_dict(), self._plain_weights, config["ckpt_path"])
+            path, fix = config["ckpt_path"], self._weights_fix
+            check_matches(network.state_dict(), self._plain_weights, path, fix)
             network.load_state_dict(self._plain_weights, strict=True)
             config["ckpt_path"] = None  # weights are in; nothing left for Lightning to restore
         elif self._checkpoint is not None:
@@ -277,6 +287,18 @@ def explicit_options(argv: list[str]) -> set[str]:
         group, name = match.groups()
         found.add(group if name in (None, "class_path") else f"{group}.{name}")
     return found
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """The default of every keyword `cls(...)` takes (through its bases' `**kwargs`), but the
+    ones linked from the data (vocab_size, block_size, seed)."""
+    defaults: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        for param in inspect.signature(init).parameters.values() if init else ():
+            if param.default is not param.empty and param.kind is not param.VAR_KEYWORD:
+                defaults[param.name] = param.default
+    return {k: v for k, v in defaults.items() if k not in ("vocab_size", "block_size", "seed")}
 
 
 def import_class(class_path: str) -> type | None:

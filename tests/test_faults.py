@@ -127,7 +127,8 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
 
 class SigtermAt(L.Callback):
     """Sends this process a real SIGTERM (Lightning's own handler takes it) at one moment:
-    during the training step that ends with a validation, or during a validation."""
+    during the training step that ends with a validation, during a validation, or during
+    `test`."""
 
     def __init__(self, moment: str, step: int) -> None:
         self.moment, self.step = moment, step
@@ -144,6 +145,10 @@ class SigtermAt(L.Callback):
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
         if self.moment == "validation" and trainer.global_step == self.step and batch_idx == 0:
+            self.kill()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.moment == "test" and batch_idx == 0:
             self.kill()
 
 
@@ -294,3 +299,14 @@ def test_a_real_full_disk_under_the_token_cache_is_one_line(
     )
     assert not list(cache.rglob(".*.tmp")), "a temp file was left behind"
     assert not list(root.glob("version_*")), "the failed run left a folder"
+
+
+def test_sigterm_during_test_says_to_run_it_again(uninterrupted, tmp_path, capsys):
+    """An evaluation has nothing to resume: exit 143 and a line that says so (not `fit: ...`)."""
+    folder, _ = uninterrupted
+    ckpt = folder / "runs" / "version_0" / "checkpoints" / "best.ckpt"
+    args = ["test", *fit_args(folder, tmp_path / "runs")[1:]]
+    code = call_main([*args, "--ckpt_path", str(ckpt), *sigterm_callback("test", 0)])
+    err = capsys.readouterr().err
+    assert code == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == "test: stopped by SIGTERM; run the same command again"

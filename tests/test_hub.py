@@ -52,8 +52,9 @@ def test_the_probe_goes_to_the_proxy_when_there_is_one(no_hub, monkeypatch):
 
 @pytest.mark.slow
 def test_commands_that_need_the_hub_fail_in_one_line(no_hub, tmp_path):
-    """download-data, a fit without a data folder and mauve's default featurizer; and
-    download-data into a path under a regular file names the path, not the network."""
+    """download-data, a fit without a data folder, mauve's default featurizer and a
+    pretrained GPT-2 by hub name; and download-data into a path under a regular file names the
+    path, not the network."""
     (tmp_path / "file").write_text("x")
     commands = {
         "download": ["download-data", str(tmp_path / "data")],
@@ -65,6 +66,13 @@ def test_commands_that_need_the_hub_fail_in_one_line(no_hub, tmp_path):
             *("--trainer.default_root_dir", str(tmp_path / "runs")),
         ],
         "mauve": ["mauve", "--ckpt_path", "tests/fixtures/bdh-tiny-v0.1.0.ckpt"],
+        "pretrained": [
+            "test",
+            *("--config", "configs/wikitext2.yaml", "--config", "configs/model/gpt2.yaml"),
+            *("--data", "bdh_pl.data.TextFile", "--data.init_args.test", str(tmp_path / "file")),
+            *("--data.init_args.tokenizer", "gpt2"),
+            *("--trainer.default_root_dir", str(tmp_path / "runs")),
+        ],
     }
     if not _has("mauve"):
         del commands["mauve"]
@@ -85,7 +93,7 @@ def test_commands_that_need_the_hub_fail_in_one_line(no_hub, tmp_path):
         assert procs[name].returncode == 2, (name, err[-2000:])
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
         errs[name] = lines[0]
-    for name in ("download", "fit", "mauve"):
+    for name in ("download", "fit", "mauve", "pretrained"):
         if name in errs:
             assert "Hugging Face hub, which cannot be reached (127.0.0.1:9" in errs[name]
     assert "is not a writable folder" in errs["under a file"]

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,10 +280,10 @@ def _check_budget(budget: Budget | None, where: str) -> None:
             f"{where}: give one of {', '.join(BUDGET_KINDS)} (or zero_shot: true), got "
             f"{given or 'none'}"
         )
-    if not getattr(budget, given[0]):
+    if not (value := getattr(budget, given[0])) or not math.isfinite(value):
         raise UserError(
-            f"{where}.{given[0]} is 0: a budget must be positive (to test without training, "
-            "write `budget: {zero_shot: true}`)"
+            f"{where}.{given[0]} is {value:g}: a budget must be a positive finite number (to test "
+            "without training, write `budget: {zero_shot: true}`)"
         )
 
 

@@ -163,9 +163,12 @@ def causal_lm_from_folder(path: str | Path) -> tuple[HFCausalLM, int]:
         hf = AutoModelForCausalLM.from_pretrained(
             path, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
         )
-    except (OSError, ValueError, KeyError) as err:
+    except Exception as err:  # a damaged folder fails in many ways (safetensors' own error too)
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load the Hugging Face folder {str(path)!r}: {first}") from None
+        raise UserError(
+            f"cannot load the Hugging Face folder {str(path)!r}: {first} (export the checkpoint "
+            "again)"
+        ) from None
     block_size = getattr(config, "n_positions", None) or config.max_position_embeddings
     return HFCausalLM(hf).eval(), int(block_size)
 

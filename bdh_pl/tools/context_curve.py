@@ -48,7 +48,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt_path", nargs="+", help="bdh-pl checkpoints")
+    source.add_argument(
+        "--ckpt_path",
+        nargs="+",
+        help="bdh-pl checkpoints, BDH folders or plain BDH weights (with --n_layer)",
+    )
     source.add_argument("--replot", help="redraw DIR/context_curve.png from DIR's JSON")
     parser.add_argument("--label", nargs="+", default=None, help="a name per checkpoint")
     parser.add_argument("--text", default=None, help="test text file (default: test split)")
@@ -59,6 +63,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
     parser.add_argument("--max_tokens", type=int, default=None, help="score the first N only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--n_layer",
+        type=int,
+        default=None,
+        help="layers of plain BDH weights (the official format does not record it); only for them",
+    )
     parser.add_argument("--out", help="folder for the JSON and the chart (not with --replot)")
     args = parser.parse_args(argv)
     if args.ckpt_path and not args.out:
@@ -68,8 +78,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     edges = args.buckets
     if edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
         parser.error(f"--buckets must start at 0 and increase, got {edges}")
-    if min(args.batch_size, args.stride or 1, args.max_tokens or 1) < 1:
-        parser.error("--batch_size, --stride and --max_tokens must be positive")
+    if min(args.batch_size, args.stride or 1, args.max_tokens or 1, args.n_layer or 1) < 1:
+        parser.error("--batch_size, --stride, --max_tokens and --n_layer must be positive")
     # Everything that can be checked before the models are read and scored (minutes).
     args.device = check_device(args.device)
     out = args.out or args.replot
@@ -77,8 +87,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.text and not Path(args.text).is_file():
         raise UserError(f"--text {args.text!r} is not a file: give the text to score")
     for path in args.ckpt_path or []:
-        if not Path(path).is_file():
-            raise UserError(f"--ckpt_path {path}: no such file")
+        if not Path(path).exists():
+            raise UserError(f"--ckpt_path {path}: no such file or folder")
     return args
 
 
@@ -132,7 +142,7 @@ def bucket_table(
 
 def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any]]:
     """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
-    loaded = load_model(path)
+    loaded = load_model(path, args.n_layer)
     model = loaded.model.to(args.device)
     data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
     split = data.split_tokens("test")

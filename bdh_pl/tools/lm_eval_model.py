@@ -38,7 +38,9 @@ from bdh_pl.errors import UserError
 from bdh_pl.tools.common import check_device
 from bdh_pl.training.loading import load_network
 
-MODEL_ARGS = ("pretrained", "device", "batch_size", "max_batch_size", "max_length", "data_dir")
+MODEL_ARGS = (
+    "pretrained", "device", "batch_size", "max_batch_size", "max_length", "data_dir", "n_layer"
+)  # fmt: skip
 
 
 def check_model_args(args: dict[str, Any]) -> None:
@@ -47,14 +49,14 @@ def check_model_args(args: dict[str, Any]) -> None:
     if unknown:
         raise UserError(
             f"unknown --model_args {', '.join(unknown)} for model bdh-pl: use "
-            f"{', '.join(MODEL_ARGS[:3])}, {MODEL_ARGS[4]}, {MODEL_ARGS[5]}"
+            + ", ".join(a for a in MODEL_ARGS if a != "max_batch_size")
         )
     if not args.get("pretrained"):
         raise UserError(
             "--model_args needs pretrained=PATH: a bdh-pl checkpoint or a folder written by "
             "`python -m bdh_pl export`"
         )
-    for name in ("max_length", "batch_size", "max_batch_size"):
+    for name in ("max_length", "batch_size", "max_batch_size", "n_layer"):
         value = args.get(name)
         if value is None or (name == "batch_size" and str(value).startswith("auto")):
             continue
@@ -72,6 +74,7 @@ class BDHPLM(TemplateLM):
     batch_size: sequences per forward pass (lm-eval's --batch_size; "auto" means 8).
     max_length: window length in tokens (default: the model's block size).
     data_dir: data root holding gpt2-tokenizer/ (default: the run's, or $BDH_PL_DATA_DIR).
+    n_layer: layers of plain BDH weights, which do not record it (refused without it).
     """
 
     @classmethod
@@ -92,7 +95,8 @@ class BDHPLM(TemplateLM):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         check_model_args(kwargs)
-        loaded = load_network(kwargs["pretrained"], kwargs.get("data_dir"))
+        n_layer = int(kwargs["n_layer"]) if kwargs.get("n_layer") is not None else None
+        loaded = load_network(kwargs["pretrained"], kwargs.get("data_dir"), n_layer)
         self._device = torch.device(kwargs.get("device") or "cpu")
         self.network = loaded.network.to(self._device).eval()
         self.tok = loaded.tokenizer

@@ -57,16 +57,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
+    parser.add_argument(
+        "--n_layer",
+        type=int,
+        default=None,
+        help="layers of plain BDH weights (the official format does not record it); only for them",
+    )
     args = parser.parse_args(argv)
     if (
         min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1
         or not 0 < args.temperature < math.inf  # NaN too
         or (args.top_k is not None and args.top_k < 1)
         or not 0 <= args.seed < 2**32
+        or (args.n_layer is not None and args.n_layer < 1)
     ):
         parser.error(
             "need n_samples, prompt_tokens, max_new_tokens >= 1, a finite temperature > 0, "
-            "top_k >= 1 and 0 <= seed < 2**32"
+            "top_k >= 1, 0 <= seed < 2**32 and n_layer >= 1"
         )
     # Everything that can be checked before the model is loaded and sampled from (minutes).
     args.device = str(check_device(args.device))
@@ -166,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         import mauve  # noqa: F401
     except ImportError:
         raise UserError('mauve-text is not installed: pip install -e ".[mauve]"') from None
-    loaded = load_model(args.ckpt_path)
+    loaded = load_model(args.ckpt_path, args.n_layer)
     tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir))
     featurizer = load_featurizer(args.featurizer, args.device)  # fail before sampling
     tokens, source = test_tokens(args, loaded)

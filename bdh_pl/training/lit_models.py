@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from bdh_pl.errors import UserError
+from bdh_pl.hub import require_hub
 from bdh_pl.models.bdh import BDH, AttentionMode, BDHConfig, BDHExecution
 from bdh_pl.models.hf import (
     from_config,
@@ -196,6 +198,8 @@ class PretrainedGPT2LM(LanguageModel):
         block_size: int | None = None,
         **training: Any,
     ) -> None:
+        if not Path(name_or_path).expanduser().exists():  # a hub name: one line if offline
+            require_hub(f"GPT-2 {name_or_path!r}", "give a folder written by save_pretrained")
         checkpoint = load_gpt2_config(name_or_path)
         positions = checkpoint.n_positions
         vocab_size = checkpoint.vocab_size if vocab_size is None else vocab_size

@@ -39,6 +39,8 @@ BDH_MODEL_TYPE = "bdh"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+CHECKPOINT_FIX = "use the model and tokenizer settings it was trained with (its run's config.yaml)"
+FOLDER_FIX = f"the folder's {CONFIG} does not describe its weights: export the checkpoint again"
 ARCHITECTURE = tuple(f.name for f in dataclasses.fields(BDHConfig))  # what config.json holds
 
 Kind = Literal["checkpoint", "weights", "bdh-folder", "hf-folder"]
@@ -123,24 +125,21 @@ def infer_bdh_dims(state: dict[str, torch.Tensor]) -> dict[str, int]:
     }
 
 
-def check_matches(
-    expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], path: str | Path
-) -> None:
-    """One clear line when a checkpoint does not fit the configured model."""
+def check_matches(expected: dict, got: dict, path: str | Path, fix: str = CHECKPOINT_FIX) -> None:
+    """One clear line when a checkpoint does not fit the configured model, ending in `fix`."""
     path = str(path)
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     if missing or unexpected:
         raise UserError(
             f"checkpoint {path!r} is for another model: missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}; use the model config it was trained with (config.yaml beside it)"
+            f"{unexpected[:3]}; {fix}"
         )
     for name, tensor in expected.items():
         if tuple(got[name].shape) != tuple(tensor.shape):
             raise UserError(
                 f"checkpoint {path!r} does not match the model config: {name} is "
-                f"{tuple(got[name].shape)} there but {tuple(tensor.shape)} here; use the model and "
-                "tokenizer settings it was trained with (config.yaml beside it)"
+                f"{tuple(got[name].shape)} there but {tuple(tensor.shape)} here; {fix}"
             )
 
 
@@ -364,7 +363,8 @@ def bdh_model(found: ModelFile, n_layer: int | None = None, how: str = "--n_laye
     else:
         sizes["block_size"] = found.config["block_size"]
     model = build(BDHLM, sizes, found.path)
-    check_matches(model.network.state_dict(), found.weights, found.path)
+    fix = FOLDER_FIX if found.kind == "bdh-folder" else CHECKPOINT_FIX
+    check_matches(model.network.state_dict(), found.weights, found.path, fix)
     model.network.load_state_dict(found.weights, strict=True)
     return model
 

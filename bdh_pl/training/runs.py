@@ -319,6 +319,8 @@ def resolve_ckpt_alias(ckpt_path: str | None, root: Path, subcommand: str) -> st
 
 def preempted_line(argv: list[str]) -> str:
     """What a job script needs after SIGTERM: the step reached and the command that resumes."""
+    if argv[:1] in (["test"], ["validate"]):  # nothing to resume: an evaluation starts over
+        return f"{argv[0]}: stopped by SIGTERM; run the same command again"
     trainer = RUN.trainer
     step = trainer.global_step if trainer is not None else "?"
     last = RUN.run_dir / "checkpoints" / LAST if RUN.run_dir is not None else None
