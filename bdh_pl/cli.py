@@ -31,6 +31,7 @@ TOOLS: dict[str, str] = {
     "lm-eval": "bdh_pl.tools.lm_eval_cli",
     "mauve": "bdh_pl.tools.mauve",
     "context-curve": "bdh_pl.tools.context_curve",
+    "inspect": "bdh_pl.tools.inspect",
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what job schedulers expect of a killed job

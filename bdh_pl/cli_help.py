@@ -14,6 +14,7 @@ SUBCOMMAND_HELP = {
     "mauve": "MAUVE of a model's continuations against the true text",
     "lm-eval": "lm-evaluation-harness tasks on a checkpoint",
     "context-curve": "bits per byte by context length (BDH's carried state, sliding windows)",
+    "inspect": "what a BDH learned: sparsity, selective neurons, neuron graph, against controls",
     "download-data": "build a local data root from the Hugging Face hub",
 }
 

@@ -52,7 +52,18 @@ ALLOWED = {
     "data": {"errors", "fileio", "hub"},
     "training": {"data", "models", "errors", "fileio", "hub"},
     "bench": {"training", "data", "models", "charts", "lightning_cli", "errors", "fileio", "hub"},
-    "tools": {"bench", "training", "data", "models", "charts", "errors", "fileio", "hub"},
+    "tools": {
+        "bench",
+        "training",
+        "data",
+        "models",
+        "charts",
+        "analysis",
+        "errors",
+        "fileio",
+        "hub",
+    },
+    "analysis": {"models"},  # measures on tensors and networks (BDH's reference layer)
     # the entry point: tools are dispatched by name (importlib), Lightning's commands lazily
     "cli": {"cli_help", "lightning_cli", "training", "errors", "fileio"},
     "lightning_cli": {"cli_help", "training", "data", "errors", "fileio"},
