@@ -1,12 +1,14 @@
 """What many tests share that is not a fixture (importable as `helpers`: pytest puts tests/ on
 the path): the CPU smoke configuration, `python -m bdh_pl` as a child process, a tiny GPT-2
-folder. Fixtures built on them are in conftest.py."""
+folder, a text with digits. Fixtures built on them are in conftest.py."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest real run: tiny Shakespeare, the CPU trainer, BDH at CPU size (absolute paths, so
@@ -45,3 +47,17 @@ def tiny_gpt2_folder(folder: Path) -> Path:
         folder
     )
     return folder
+
+
+def digit_text(n: int = 3000, seed: int = 0) -> bytes:
+    """Words with numbers among them (a fifth of the words) and some line breaks: text in
+    which a digit-detecting neuron has something to find."""
+    rng = np.random.default_rng(seed)
+    words = [b"the", b"King", b"of", b"year", b"in", b"and", b"sold,", b"Rome."]
+    out = b""
+    while len(out) < n:
+        if rng.random() < 0.2:
+            out += str(int(rng.integers(1, 9999))).encode() + b" "
+        else:
+            out += words[int(rng.integers(len(words)))] + (b"\n" if rng.random() < 0.1 else b" ")
+    return out[:n]

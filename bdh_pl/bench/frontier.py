@@ -245,22 +245,24 @@ def crossing(
         if ga == 0 or ga * gb < 0:
             for _ in range(60):
                 mid = math.sqrt(a * b)
-                if gap(a) * gap(mid) <= 0:
+                if ga * (g_mid := gap(mid)) <= 0:
                     b = mid
                 else:
-                    a = mid
+                    a, ga = mid, g_mid
             where = math.sqrt(a * b)
             after = where * 1.01
             best_other = min(others, key=lambda k: float(predict(others[k], after)))
             ahead = name if gap(after) < 0 else best_other
             return {
                 "budget_flops": where,
+                "val_bpb": float(predict(ref, where)),
                 "statement": f"the fits cross at {where:.3g} FLOPs ({where / max(budgets):.3g}x "
                 f"the largest budget run); beyond it {ahead} leads",
             }
     leader = "ahead" if gaps[0] < 0 else "behind"
     return {
         "budget_flops": None,
+        "val_bpb": None,
         "statement": f"the fits do not cross up to {CROSSING_RANGE:g}x the largest budget run "
         f"({hi:.3g} FLOPs): {name} stays {leader}",
     }
@@ -315,12 +317,10 @@ def extrapolation(fitted: dict[str, dict], where: dict[str, Any]) -> dict[str, A
     for family, entry in fitted.items():
         if not entry["fit"]:
             continue
-        values = [float(predict(f, c)) for f in entry["bootstrap"]]
+        boot = entry["bootstrap"]
         predictions[family] = {
             "val_bpb": float(predict(entry["fit"], c)),
-            "band": [float(np.percentile(values, 5)), float(np.percentile(values, 95))]
-            if values
-            else None,
+            "band": band(boot, np.array([c]))[:, 0].tolist() if boot else None,
         }
     return {**where, "predictions": predictions}
 

@@ -95,11 +95,9 @@ def frontier_figure(result: dict) -> Figure:
             _fit_lines(ax, curve, entry["fit"], color, family)
     if largest:
         ax.axvline(largest, color="grey", lw=0.8, ls=":", label="largest budget run")
-    multiplier = result.get("compute_multiplier") or {}
-    where = (multiplier.get("crossing") or {}).get("budget_flops")
-    if where and (fit := result["families"][multiplier["reference"]]["fit"]):
-        loss = fit["E"] + fit["A"] * where ** -fit["alpha"]
-        ax.plot([where], [loss], "kX", ms=8, label=f"the fits cross: {where:.3g} FLOPs")
+    cross = (result.get("compute_multiplier") or {}).get("crossing") or {}
+    if (where := cross.get("budget_flops")) and cross.get("val_bpb") is not None:
+        ax.plot([where], [cross["val_bpb"]], "kX", ms=8, label=f"the fits cross: {where:.3g} FLOPs")
     if (extra := result.get("extrapolation")) and extra.get("predictions"):
         ax.axvline(extra["budget_flops"], color="black", lw=0.8, ls="-.", label=extra["label"])
     log_axis(ax, "x")

@@ -16,6 +16,8 @@ from bdh_pl.analysis.selectivity import (
     top_tokens,
 )
 
+from helpers import digit_text
+
 BYTES = [bytes([i]) for i in range(256)]
 
 
@@ -54,20 +56,12 @@ def test_byte_classes_describe_each_byte_with_its_neighbours():
     assert named[6] == {"punctuation"}
 
 
-def digit_text(n: int = 3000, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    words = [b"the", b"King", b"of", b"year", b"in", b"and", b"sold,", b"Rome."]
-    out = b""
-    while len(out) < n:
-        if rng.random() < 0.2:
-            out += str(int(rng.integers(1, 9999))).encode() + b" "
-        else:
-            out += words[int(rng.integers(len(words)))] + (b"\n" if rng.random() < 0.1 else b" ")
-    return np.frombuffer(out[:n], dtype=np.uint8)
+def digit_tokens(seed: int = 0) -> np.ndarray:
+    return np.frombuffer(digit_text(seed=seed), dtype=np.uint8)
 
 
 def test_a_planted_digit_neuron_is_found_and_ranked_first():
-    tokens = digit_text()
+    tokens = digit_tokens()
     labels = byte_classes(BYTES, tokens)
     torch.manual_seed(0)
     acts = torch.relu(torch.randn(len(tokens), 300))  # 300 unselective neurons
@@ -83,7 +77,7 @@ def test_a_planted_digit_neuron_is_found_and_ranked_first():
 
 
 def test_signed_scoring_finds_a_neuron_that_codes_by_going_negative():
-    tokens = digit_text(seed=1)
+    tokens = digit_tokens(seed=1)
     labels = byte_classes(BYTES, tokens)
     is_space = torch.as_tensor(tokens == 32).float()
     acts = torch.stack([-is_space, is_space * 0.0 + torch.rand(len(tokens))], dim=1)
@@ -111,7 +105,7 @@ def test_top_contexts_spread_over_tied_positions():
 def test_top_tokens_rank_a_byte_lookup_neuron_by_its_value_of_each_byte():
     """A layer-0 style neuron (a value per byte): its top contexts all show its best byte, its
     top tokens give the order of the next ones; bytes seen too rarely are left out."""
-    tokens = digit_text(seed=2)
+    tokens = digit_tokens(seed=2)
     value = torch.zeros(256)
     value[list(b"gniK")] = torch.tensor([4.0, 3.0, 2.0, 1.0])
     value[ord("7")] = 9.0  # the highest, but on a byte seen only a few times below

@@ -93,6 +93,7 @@ def test_curves_that_cross_within_100x_say_where():
     assert where["statement"].endswith("beyond it bdh leads")
     assert BUDGETS[0] < c < 100 * BUDGETS[-1]
     assert bdh(c) == pytest.approx(llama(c), abs=1e-3)
+    assert where["val_bpb"] == pytest.approx(bdh(c), abs=1e-3)  # where the chart marks it
     assert bdh(c / 2) > llama(c / 2) and bdh(c * 2) < llama(c * 2)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch
 
 from bdh_pl.charts import figure_problems
@@ -13,19 +12,13 @@ from bdh_pl.tools.inspect import init_twin
 from bdh_pl.tools.inspect_report import figures
 from bdh_pl.training.lit_models import BDHLM
 
+from helpers import digit_text
+
 PLANTED = (1, 5)  # head, neuron: "L0 h1 n5"
 
 
-def digit_text(path, n: int = 3000, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    words = [b"the", b"King", b"of", b"year", b"in", b"and", b"sold,", b"Rome."]
-    out = b""
-    while len(out) < n:
-        if rng.random() < 0.2:
-            out += str(int(rng.integers(1, 9999))).encode() + b" "
-        else:
-            out += words[int(rng.integers(len(words)))] + (b"\n" if rng.random() < 0.1 else b" ")
-    path.write_bytes(out[:n])
+def digit_file(path):
+    path.write_bytes(digit_text())
     return path
 
 
@@ -53,7 +46,7 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
 ):
     planted_bdh_weights(tmp_path / "bdh.pt")
     save_checkpoint(tmp_path / "llama.ckpt", "llama")
-    text, out = digit_text(tmp_path / "text.txt"), tmp_path / "out"
+    text, out = digit_file(tmp_path / "text.txt"), tmp_path / "out"
     code, err = run_cli(
         ["inspect", "--ckpt_path", str(tmp_path / "bdh.pt"), "--n_layer", "1",
          "--text", str(text), "--control", str(tmp_path / "llama.ckpt"),
@@ -113,7 +106,7 @@ def test_a_transformer_alone_gets_selectivity_and_a_one_line_error_for_the_rest(
     tmp_path, save_checkpoint, run_cli
 ):
     save_checkpoint(tmp_path / "gpt2.ckpt", "gpt2")
-    text, out = digit_text(tmp_path / "text.txt"), tmp_path / "out"
+    text, out = digit_file(tmp_path / "text.txt"), tmp_path / "out"
     base = ["inspect", "--ckpt_path", str(tmp_path / "gpt2.ckpt"), "--text", str(text),
             "--selectivity_tokens", "512", "--out", str(out)]  # fmt: skip
     code, err = run_cli(base)
@@ -130,7 +123,7 @@ def test_a_transformer_alone_gets_selectivity_and_a_one_line_error_for_the_rest(
 
 def test_a_bdh_control_and_bad_options_are_one_line_errors(tmp_path, save_checkpoint, run_cli):
     save_checkpoint(tmp_path / "bdh.ckpt", "bdh")
-    text = digit_text(tmp_path / "text.txt")
+    text = digit_file(tmp_path / "text.txt")
     base = [
         "inspect",
         "--ckpt_path",
