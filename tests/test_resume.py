@@ -228,7 +228,9 @@ def test_sigkill_after_the_loss_got_worse_resumes_from_the_last_validation(
     data, expected = worsening
     root = tmp_path / "crashed"
     args = worsening_args(data, root)
-    proc = start(args, tmp_path / "stderr")
+    # Each save pauses before its rename: on an idle machine the last 5 steps and the final
+    # save otherwise end before the poll below has read step 10's checkpoint.
+    proc = start(args, tmp_path / "stderr", **{SAVE_DELAY_ENV: "2"})
     last = root / "version_0" / "checkpoints" / "last.ckpt"
     # Past the best step (5): a last.ckpt kept at the best step would never get here.
     wait_for(lambda: last.is_file() and (saved_step(last) or 0) >= 2 * EVERY, proc)
