@@ -100,12 +100,12 @@ def gpu_name() -> str:
 
 
 def official_path(given: str | None) -> Path | None:
-    """The official code's path: --official, else BDH_OFFICIAL, else .gpu/official if there.
-    A path given that holds no bdh.py is a mistake: one line, exit 2."""
+    """The official code's path: --official, else BDH_OFFICIAL (gpu.sh sets it to
+    .gpu/official when that holds bdh.py), else None. A path given that holds no bdh.py is a
+    mistake: one line, exit 2."""
     given = given or os.environ.get("BDH_OFFICIAL")
     if not given:
-        default = REPO / ".gpu" / "official"
-        return default if (default / "bdh.py").is_file() else None
+        return None
     path = Path(given).expanduser().resolve()
     if not (path / "bdh.py").is_file() and not (path.is_file() and path.suffix == ".py"):
         print(
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry["error"] = f"stopped at its time limit of {limit:.0f} s"
             if status != "ok" and planned.name in gpu_steps.SALVAGE:
                 try:  # what the step left before it stopped
-                    ctx.put(salvaged=gpu_steps.SALVAGE[planned.name](ctx))
+                    ctx.load().put(salvaged=gpu_steps.SALVAGE[planned.name](ctx))
                 except Exception as err:  # noqa: BLE001  (the run goes on)
                     entry["salvage_error"] = repr(err)[:300]
         print(

@@ -64,7 +64,8 @@ def summary(out: Path, results: dict) -> str:
     info = step_data(out, "info")
     lines += ["", *device_lines(info)]
     for section in (reference_lines, speed_lines, generation_lines, equality_lines, frontier_lines):
-        lines += ["", *section(out, steps, info)]
+        if shown := section(out, steps, info):
+            lines += ["", *shown]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -107,6 +108,8 @@ def status_note(steps: dict, name: str) -> list[str]:
 
 
 def reference_lines(out: Path, steps: dict, info: dict) -> list[str]:
+    if "reference" not in steps:
+        return []
     lines = ["## The seed's run (reference)", "", *status_note(steps, "reference")]
     r = step_data(out, "reference")
     if "val_curve" not in r:
@@ -161,6 +164,8 @@ def speed_lines(out: Path, steps: dict, info: dict) -> list[str]:
 
 
 def generation_lines(out: Path, steps: dict, info: dict) -> list[str]:
+    if "generation" not in steps:
+        return []
     g = step_data(out, "generation")
     lines = [
         "## Generation (batch 1, prompt 16, fp32, top-k 3)",
@@ -186,6 +191,8 @@ def generation_lines(out: Path, steps: dict, info: dict) -> list[str]:
 
 
 def equality_lines(out: Path, steps: dict, info: dict) -> list[str]:
+    if "equality" not in steps:
+        return []
     e = step_data(out, "equality")
     lines = ["## Fused paths against the reference (model.py)", "", *status_note(steps, "equality")]
     if not e.get("rows"):

@@ -148,6 +148,13 @@ class Step:
             raise RuntimeError("no CUDA device: on a machine without one use --dry-run")
         return torch.device("cuda")
 
+    def load(self) -> Step:
+        """Take up what the step's process wrote (the parent, before it adds to it)."""
+        path = self.out / f"{self.name}.json"
+        if path.is_file():
+            self.data = {k: v for k, v in json.loads(path.read_text()).items() if k != "step"}
+        return self
+
     def put(self, **values: Any) -> None:
         """Add values to this step's result file, written whole (atomically) every time."""
         self.data.update(values)
