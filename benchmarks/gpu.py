@@ -138,6 +138,10 @@ def child_main(name: str, ctx) -> None:
 
 def run_forked(name: str, ctx, log: Path, limit_s: float) -> tuple[str, float]:
     """Fork, run the step in the child (its own process group), wait at most limit_s."""
+    import torch
+
+    if torch.cuda.is_initialized():  # CUDA does not survive a fork: never here, but if so
+        return run_spawned(name, ctx, log, limit_s)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

@@ -140,16 +140,16 @@ def speed_lines(out: Path, steps: dict, info: dict) -> list[str]:
         return []
     first = next((step_data(out, n) for n in names if step_data(out, n)), {})
     lines = [
-        f"## Training step speed (batch {first.get('batch')} x block {first.get('block')}, "
-        "bf16 autocast, AdamW)",
+        f"## Training step speed (block {first.get('block')}, bf16 autocast, AdamW)",
         "",
-        "| variant | status | tokens/s | step ms | MFU | peak memory MiB | first step s |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| variant | status | batch | tokens/s | step ms | MFU | peak memory MiB | first step s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for n in names:
         d = step_data(out, n)
         lines.append(
-            f"| {n.removeprefix('speed-')} | {steps[n]['status']} | {num(d.get('tokens_per_s'))} | "
+            f"| {n.removeprefix('speed-')} | {steps[n]['status']} | {num(d.get('batch'))}"
+            f"{oom(d)} | {num(d.get('tokens_per_s'))} | "
             f"{num(d.get('step_s_median') and d['step_s_median'] * 1e3, '.1f')} | "
             f"{num(d.get('mfu'), '.1%')} | {num(d.get('peak_memory_mib'))} | "
             f"{num(d.get('first_step_s'), '.1f')} |"
@@ -161,6 +161,11 @@ def speed_lines(out: Path, steps: dict, info: dict) -> list[str]:
         + (f" Not given: {first['mfu_null_reason']}" if first.get("mfu_null_reason") else ""),
     ]
     return lines
+
+
+def oom(data: dict) -> str:
+    tried = data.get("out_of_memory_at")
+    return f" (out of memory at {', '.join(map(str, tried))})" if tried else ""
 
 
 def generation_lines(out: Path, steps: dict, info: dict) -> list[str]:

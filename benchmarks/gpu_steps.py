@@ -435,13 +435,52 @@ def build_for_speed(step: Step, variant: str) -> torch.nn.Module:
 
 def speed(step: Step) -> None:
     """Tokens/s, MFU and peak memory of a training step: forward under bf16 autocast,
-    cross-entropy, backward, AdamW step."""
-    variant = step.name.removeprefix("speed-")
+    cross-entropy, backward, AdamW step. Out of memory at the seed's batch, the batch is
+    halved until it fits (each batch tried is recorded)."""
     device, sizes = step.device, step.sizes
     torch.backends.cuda.matmul.allow_tf32 = True  # as the official train.py
-    model = build_for_speed(step, variant)
+    ftok = flops_per_token(BDH(BDHConfig(**sizes.model)), sizes.block)["forward_backward"]
+    peak = peak_bf16(device_name(device))
+    step.put(
+        variant=step.name.removeprefix("speed-"),
+        block=sizes.block,
+        precision="bf16 autocast",
+        train_flops_per_token=ftok,
+        peak_bf16=peak,
+        out_of_memory_at=[],
+    )
+    batch = sizes.batch
+    while True:
+        try:
+            times, losses = train_steps(step, batch)
+            break
+        except torch.cuda.OutOfMemoryError:
+            if batch == 1:
+                raise
+            step.put(out_of_memory_at=[*step.data["out_of_memory_at"], batch])
+        torch.cuda.empty_cache()  # after the except: its traceback held the batch's tensors
+        batch //= 2
+    median = statistics.median(times)
+    tps = batch * sizes.block / median
+    step.put(
+        step_s_median=median,
+        step_s_all=times,
+        tokens_per_s=tps,
+        mfu=tps * ftok / peak["flops"] if peak["flops"] else None,
+        mfu_null_reason=peak["reason"],
+        peak_memory_mib=peak_memory_mb(device),
+        memory_kind="cuda allocated" if device.type == "cuda" else "process RSS",
+        losses_finite=all(math.isfinite(float(x)) for x in losses),
+    )
+
+
+def train_steps(step: Step, batch: int) -> tuple[list[float], list[torch.Tensor]]:
+    """(seconds, loss) of each timed training step at this batch, after the warm-up ones."""
+    device, sizes = step.device, step.sizes
+    step.put(batch=batch)
+    model = build_for_speed(step, step.name.removeprefix("speed-"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    idx = torch.randint(0, 256, (sizes.batch, sizes.block + 1), device=device)
+    idx = torch.randint(0, 256, (batch, sizes.block + 1), device=device)
 
     def train_step() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -453,17 +492,6 @@ def speed(step: Step) -> None:
         opt.zero_grad(set_to_none=True)
         return loss.detach()
 
-    tokens = sizes.batch * sizes.block
-    ftok = flops_per_token(BDH(BDHConfig(**sizes.model)), sizes.block)["forward_backward"]
-    peak = peak_bf16(device_name(device))
-    step.put(
-        variant=variant,
-        batch=sizes.batch,
-        block=sizes.block,
-        precision="bf16 autocast",
-        train_flops_per_token=ftok,
-        peak_bf16=peak,
-    )
     t = time.perf_counter()
     train_step()
     sync(device)
@@ -478,18 +506,7 @@ def speed(step: Step) -> None:
         losses.append(train_step())
         sync(device)
         times.append(time.perf_counter() - t)
-    median = statistics.median(times)
-    tps = tokens / median
-    step.put(
-        step_s_median=median,
-        step_s_all=times,
-        tokens_per_s=tps,
-        mfu=tps * ftok / peak["flops"] if peak["flops"] else None,
-        mfu_null_reason=peak["reason"],
-        peak_memory_mib=peak_memory_mb(device),
-        memory_kind="cuda allocated" if device.type == "cuda" else "process RSS",
-        losses_finite=all(math.isfinite(float(x)) for x in losses),
-    )
+    return times, losses
 
 
 # ---------------------------------------------------------------- generation

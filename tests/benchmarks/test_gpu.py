@@ -97,6 +97,23 @@ def test_official_steps_run_the_official_interface(tmp_path):
     assert rows[0]["official_rerun"]["tokens_per_s"] > 0
 
 
+def test_speed_halves_the_batch_until_it_fits(tmp_path, monkeypatch):
+    """Out of memory at batch 2 (the dry run's): recorded, and measured at batch 1."""
+    measure = gpu_steps.train_steps
+
+    def tight(step, batch):
+        if batch > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return measure(step, batch)
+
+    monkeypatch.setattr(gpu_steps, "train_steps", tight)
+    step = gpu_steps.Step("speed-ours-eager", tmp_path, dry_run=True)
+    gpu_steps.speed(step)
+    speed = json.loads((tmp_path / "speed-ours-eager.json").read_text())
+    assert speed["out_of_memory_at"] == [2] and speed["batch"] == 1
+    assert speed["tokens_per_s"] == pytest.approx(16 / speed["step_s_median"])
+
+
 @pytest.mark.slow
 def test_dry_run_writes_every_step_and_survives_a_stalled_one(data_dir, tmp_path):
     """The whole script on the CPU, without the official code and with one step that hangs
