@@ -18,7 +18,7 @@ export PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
 if compgen -G ".gpu/whl/*.whl" >/dev/null; then
   site=$(mktemp -d)
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --target "$site" .gpu/whl/*.whl
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
