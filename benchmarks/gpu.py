@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)  # the steps' configs are relative to the repository
     from gpu_report import write_results
 
+    from bdh_pl.bench.record import environment
+
     selected = [p for p in PLAN if (not args.steps or p.name in args.steps)]
     selected = [p for p in selected if p.name not in args.skip]
     limits = dict(args.limit)
@@ -294,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "budget_s": args.budget_s,
         "official": str(official) if official else None,
         "isolation": "spawn" if args.spawn else "fork",
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        **environment(REPO),  # commit, uncommitted changes, torch and Lightning versions
         "steps": [],
     }
     run = run_spawned if args.spawn else run_forked
@@ -358,15 +359,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(f"[gpu] results: {out}/summary.md", flush=True)
     return 0
-
-
-def git(*args: str) -> str | None:
-    try:
-        return subprocess.run(
-            ["git", *args], capture_output=True, text=True, cwd=REPO, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -100,18 +100,21 @@ def device_lines(info: dict) -> list[str]:
     return lines
 
 
-def status_note(steps: dict, name: str) -> list[str]:
-    s = steps.get(name)
-    if s is None or s["status"] == "ok":
-        return []
-    return [f"*{name}: {s['status']}* ({s.get('error') or s.get('reason')}).", ""]
+def opening(out: Path, steps: dict, name: str, title: str) -> tuple[dict, list[str]]:
+    """A step's data and its section's first lines: the title, and the status unless ok."""
+    s = steps[name]
+    note = (
+        []
+        if s["status"] == "ok"
+        else [f"*{name}: {s['status']}* ({s.get('error') or s.get('reason')}).", ""]
+    )
+    return step_data(out, name), [title, "", *note]
 
 
 def reference_lines(out: Path, steps: dict, info: dict) -> list[str]:
     if "reference" not in steps:
         return []
-    lines = ["## The seed's run (reference)", "", *status_note(steps, "reference")]
-    r = step_data(out, "reference")
+    r, lines = opening(out, steps, "reference", "## The seed's run (reference)")
     if "val_curve" not in r:
         return lines + ["No validation recorded."]
     seed = r["seed"]["500"]
@@ -171,12 +174,9 @@ def oom(data: dict) -> str:
 def generation_lines(out: Path, steps: dict, info: dict) -> list[str]:
     if "generation" not in steps:
         return []
-    g = step_data(out, "generation")
-    lines = [
-        "## Generation (batch 1, prompt 16, fp32, top-k 3)",
-        "",
-        *status_note(steps, "generation"),
-    ]
+    g, lines = opening(
+        out, steps, "generation", "## Generation (batch 1, prompt 16, fp32, top-k 3)"
+    )
     if not g.get("rows"):
         return lines
     lines += [
@@ -198,8 +198,7 @@ def generation_lines(out: Path, steps: dict, info: dict) -> list[str]:
 def equality_lines(out: Path, steps: dict, info: dict) -> list[str]:
     if "equality" not in steps:
         return []
-    e = step_data(out, "equality")
-    lines = ["## Fused paths against the reference (model.py)", "", *status_note(steps, "equality")]
+    e, lines = opening(out, steps, "equality", "## Fused paths against the reference (model.py)")
     if not e.get("rows"):
         return lines
     tol = e["tolerance"]
@@ -232,8 +231,7 @@ def equality_lines(out: Path, steps: dict, info: dict) -> list[str]:
 def frontier_lines(out: Path, steps: dict, info: dict) -> list[str]:
     if "frontier" not in steps:
         return []
-    f = step_data(out, "frontier")
-    lines = ["## A first GPU frontier point (WikiText-2)", "", *status_note(steps, "frontier")]
+    f, lines = opening(out, steps, "frontier", "## A first GPU frontier point (WikiText-2)")
     if not f.get("records"):
         return lines
     lines += [
