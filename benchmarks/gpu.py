@@ -235,8 +235,11 @@ def stop_and_exit(signum: int, frame) -> None:
 
 
 def last_line(log: Path) -> str | None:
-    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1].strip()[:500] if lines else None
+    """What went wrong: the last `error:` line of bdh_pl's (the reference fit, the frontier
+    benchmark), else the log's last line (an exception's)."""
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    chosen = [ln for ln in lines if ln.startswith("error:")] or lines
+    return chosen[-1][:500] if chosen else None
 
 
 # ---------------------------------------------------------------- the run
