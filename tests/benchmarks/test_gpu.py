@@ -64,6 +64,19 @@ def test_official_path_given_but_missing_is_one_line(tmp_path, capsys):
     assert err.startswith("error: no official bdh.py at") and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    ("log", "note"),
+    [
+        ("", None),
+        ("Traceback\n  ...\nRuntimeError: boom\n", "RuntimeError: boom"),
+        ("error: model: bad\nTraceback\nRuntimeError: fit exited with 2\n", "error: model: bad"),
+    ],
+)
+def test_a_failed_steps_note_is_its_error_line(tmp_path, log, note):
+    (tmp_path / "step.log").write_text(log)
+    assert gpu.last_line(tmp_path / "step.log") == note
+
+
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_the_frontier_point_is_a_valid_benchmark(tmp_path, dry_run):
     """The frontier step's config parses as a benchmark (the GPU one at the budget the CPU
