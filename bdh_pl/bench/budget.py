@@ -24,8 +24,9 @@ class Budget:
     Args:
         tokens: training tokens; steps = ceil(tokens / tokens per step).
         steps: optimizer steps.
-        flops: training FLOPs (forward + backward, counted per token by `measure_flops`);
-            steps = ceil(flops / (training FLOPs per token x tokens per step)).
+        flops: training FLOPs by the one rule, 3 x the forward FLOPs per token of the model's
+            reference computation (training/flops.py); steps = ceil(flops / (training FLOPs
+            per token x tokens per step)).
         seconds: wall-clock seconds of training and validation (Lightning's max_time); the
             learning-rate schedule is sized from a short timing of the model before the run.
         zero_shot: test the model as configured (pretrained weights), no training.

@@ -42,7 +42,10 @@ class Record:
     train_tokens: int | None = None
     tokens_per_step: int | None = None
     warmup_steps: int | None = None
-    train_flops: float | None = None
+    train_flops: float | None = None  # tokens x train_flops_per_token: the 3x-forward rule
+    train_flops_measured: float | None = None  # tokens x the counted forward + backward
+    epochs: float | None = None  # train_tokens / the training split's tokens
+    bound: str | None = None  # why the run is not a usable point (not run), else None
     best_step: int | None = None
     best_val_loss: float | None = None
     best_val_bpb: float | None = None
@@ -56,6 +59,7 @@ class Record:
     eval_tokens_per_sec: float | None = None
     flops_per_token: float | None = None
     train_flops_per_token: float | None = None
+    train_flops_per_token_measured: float | None = None
     mfu: float | None = None
     peak_memory_mb: float | None = None
     train_peak_memory_mb: float | None = None
@@ -93,6 +97,8 @@ class Record:
         self.peak_memory_mb = max(peaks) if peaks else None
         if self.train_tokens is not None and self.train_flops_per_token is not None:
             self.train_flops = self.train_tokens * self.train_flops_per_token
+        if self.train_tokens is not None and self.train_flops_per_token_measured is not None:
+            self.train_flops_measured = self.train_tokens * self.train_flops_per_token_measured
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -318,6 +318,8 @@ def run_key(bench: BenchmarkSpec, entry: ModelEntry, setting: Setting, seed: int
         path = Path(layer)
         layers.append(path.read_text() if "\n" not in layer and path.is_file() else layer)
     what = [layers, setting.label, seed, budget_text(entry.budget), bench.validations]
+    if entry.budget.flops is not None:  # steps from FLOPs: by which rule is part of the run
+        what.append("flops: 3x reference forward")
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]
 
 
