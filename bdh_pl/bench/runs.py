@@ -310,14 +310,14 @@ class RunQueue:
 
 
 def run_key(bench: BenchmarkSpec, entry: ModelEntry, setting: Setting, seed: int | None) -> str:
-    """What a run is, as the benchmark config says it: the text of its config layers (files
-    read), its setting, seed, budget and validations. Code defaults are not part of it, so a
+    """What a run is, as the benchmark config says it: its name (unique: spec._check_names),
+    the text of its config layers (files read), its setting, seed, budget and validations. Code defaults are not part of it, so a
     resumed benchmark keeps its finished runs across a code change that alters none of those."""
     layers = []
     for layer in resolve.layers(bench, entry):
         path = Path(layer)
         layers.append(path.read_text() if "\n" not in layer and path.is_file() else layer)
-    what = [layers, setting.label, seed, budget_text(entry.budget), bench.validations]
+    what = [entry.name, layers, setting.label, seed, budget_text(entry.budget), bench.validations]
     if entry.budget.flops is not None:  # steps from FLOPs: by which rule is part of the run
         what.append("flops: 3x reference forward")
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]

@@ -234,10 +234,7 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         _check_entry(e, i, spec.budget, spec.sweep, spec.budgets)
         for i, e in enumerate(spec.entries)
     ]
-    names = [e.name for e in entries]
-    names += [s.name for e in entries for s in e.sizes or [] if s.name != e.name]
-    if len(set(names)) != len(names):
-        raise UserError(f"model and size names must be unique, got {names} (set `name:`)")
+    _check_names(entries)
     return dataclasses.replace(
         spec,
         dataset=datasets,
@@ -246,6 +243,21 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         jobs=int(spec.jobs),  # plain numbers for YAML (jsonargparse's are subclasses)
         validations=int(spec.validations) if spec.validations else None,
     )
+
+
+def _check_names(entries: list[ModelEntry]) -> None:
+    """Every run is keyed by its size's name (its folder, its record's `model`): names unique
+    across the benchmark, so no two runs can share a key. A family may share its name with its
+    own one size only (a ladder of one, the default)."""
+    families = [e.name for e in entries]
+    sizes = [s.name for e in entries for s in e.sizes or []]
+    own = {e.name for e in entries if e.sizes and [s.name for s in e.sizes] == [e.name]}
+    names = families + [n for n in sizes if n not in own]
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        raise UserError(
+            f"model and size names must be unique across the benchmark, {repeated} repeats "
+            "(a size named like its family counts too): rename it with `name:`"
+        )
 
 
 def _check_budgets(spec: BenchmarkSpec) -> None:

@@ -121,6 +121,31 @@ def test_budgets_and_ladders_expand_to_the_right_runs(tmp_path):
         ({"budgets": [{"flops": 2e9}, {"flops": 1e9}]}, "one kind in ascending order"),
         ({"budgets": [{"zero_shot": True}]}, "a frontier trains"),
         ({"seeds": [-1]}, r"seeds: each must be in \[0, 2\*\*32\)"),
+        # issue 32: sizes named like their family were silently dropped (one run for two)
+        (
+            {
+                "models": [
+                    {
+                        "name": "bdh",
+                        "config": "bdh",
+                        "sizes": [
+                            {"name": "bdh", "model_args": {"n_embd": 32}},
+                            {"name": "bdh", "model_args": {"n_embd": 48}},
+                        ],
+                    }
+                ]
+            },
+            r"unique across the benchmark, \['bdh'\] repeats",
+        ),
+        (
+            {
+                "models": [
+                    {"name": "a", "config": "bdh", "sizes": [{"name": "s"}, {"name": "a-1"}]},
+                    {"name": "b", "config": "bdh", "sizes": [{"name": "s"}, {"name": "a"}]},
+                ]
+            },
+            r"\['a', 's'\] repeats",
+        ),
     ],
 )
 def test_bad_frontier_specs_are_one_line_errors(tmp_path, changes, message):
