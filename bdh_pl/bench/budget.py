@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat,
 from bdh_pl.errors import UserError
 
 BUDGET_KINDS = ("tokens", "steps", "flops", "seconds")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a label: model, size, shape, experiment
 
 
 @final  # plain values, not a class to pick (jsonargparse's subclass mode)
@@ -147,6 +149,24 @@ class Size:
 
     name: str
     model_args: dict[str, Any] = field(default_factory=dict)
+
+
+@final
+@dataclass
+class Shape:
+    """One shape of a family (depth, neuron multiplier, ...) compared at the smallest budget:
+    its model.init_args, applied after the family's and before each size's.
+
+    Args:
+        name: its label (letters, digits, . _ -), appended to each size's name.
+        model_args: its model.init_args.
+        published: the shape the model's authors published (its result is reported beside
+            the best one's).
+    """
+
+    name: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+    published: bool = False
 
 
 def ladder_window(n_sizes: int, per_budget: int, n_budgets: int, index: int) -> range:

@@ -123,6 +123,17 @@ def static_figures(model, datamodule) -> tuple[dict[str, Any], str | None]:
     return figures, None
 
 
+def train_split_tokens(datamodule, required: bool) -> int | None:
+    """Tokens of the training split (what an epoch is); None when the data cannot be read
+    here and nothing depends on it (a frontier's epoch cap does: then the error)."""
+    try:
+        return len(datamodule.split_tokens("train"))
+    except UserError:
+        if required:
+            raise
+        return None
+
+
 def seconds_per_step(
     model, datamodule, config: dict[str, Any], threads: int | None, steps: int = 3
 ) -> float:
