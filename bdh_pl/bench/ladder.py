@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bdh_pl.bench.budget import NAME, Shape, Size, budget_windows
 from bdh_pl.errors import UserError
 
-if TYPE_CHECKING:
-    from bdh_pl.bench.spec import ModelEntry
+
+class Family(Protocol):
+    """What these checks read of a model entry (spec.ModelEntry)."""
+
+    name: str | None
+    sizes: list[Size] | None
+    sizes_per_budget: int | None
+    windows: list[list[str]] | None
+    sweep_size: str | None
+    shapes: list[Shape] | None
 
 
-def shapes_of(entry: ModelEntry) -> list[Shape | None]:
+def shapes_of(entry: Family) -> list[Shape | None]:
     """A family's shapes, or [None] (the family's own model_args)."""
     return list(entry.shapes) if entry.shapes else [None]
 
@@ -26,7 +34,7 @@ def run_label(size: Size, shape: Shape | None) -> str:
     return size.name if shape is None else f"{size.name}-{shape.name}"
 
 
-def check_names(entries: list[ModelEntry]) -> None:
+def check_names(entries: list[Family]) -> None:
     """Every run is keyed by its size's name (its folder, its record's `model`): names unique
     across the benchmark, so no two runs can share a key. A family may share its name with its
     own one size only (a ladder of one, the default)."""
@@ -42,8 +50,11 @@ def check_names(entries: list[ModelEntry]) -> None:
 
 
 def check_ladder(
-    entry: ModelEntry, name: str, where: str, n_budgets: int
+    entry: Family, name: str, where: str, n_budgets: int
 ) -> tuple[list[Size], int, str]:
+    """The family's ladder (default: one size, the family), its window length and the size
+    its sweep runs on; one `error:` line for a ladder that cannot run (bad names, windows
+    naming unknown sizes or with fewer than 3 sizes, a sweep size outside the first window)."""
     sizes = entry.sizes or [Size(name)]
     for size in sizes:
         if not NAME.match(size.name):

@@ -356,7 +356,7 @@ class RunQueue:
 
 
 def run_key(bench: BenchmarkSpec, entry: ModelEntry, setting: Setting, seed: int | None) -> str:
-    """What a run is, as the benchmark config says it: its name (unique: spec._check_names),
+    """What a run is, as the benchmark config says it: its name (unique: ladder.check_names),
     the text of its config layers (files read), its setting, seed, budget and validations. Code defaults are not part of it, so a
     resumed benchmark keeps its finished runs across a code change that alters none of those."""
     layers = []
