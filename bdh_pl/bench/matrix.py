@@ -329,7 +329,9 @@ def plan_lines(bench: BenchmarkSpec, measured: Path | None = None) -> list[str]:
         "each best size at a window's edge adds a run at its budget, each sweep widened one"
     )
     if hours:
-        lines.append(f"expected: {hours / bench.jobs:.1f} h of wall time with {bench.jobs} jobs")
+        lines.append(
+            f"expected: {hours / bench.jobs:.1f} h of wall time, {bench.jobs} runs at once"
+        )
     return lines
 
 

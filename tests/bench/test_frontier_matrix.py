@@ -455,3 +455,31 @@ def test_shapes_are_compared_each_at_its_own_rate_and_the_best_is_used(
     (point,) = [r for r in records if r["frontier_point"]]
     assert (point["model"], point["setting"]) == ("bdh-24-l1", "lr1x")  # the best shape
     assert yaml.safe_load(Path(point["config"]).read_text())["model"]["init_args"]["n_layer"] == 1
+
+
+def test_plan_counts_runs_flops_and_hours_without_running(tmp_path, capsys):
+    frontier_spec(tmp_path)  # writes frontier.yaml
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    record = {"family": "bdh", "status": "ok", "budget_flops": 2e10, "train_tokens": 1000}
+    records = [  # 3 x 1e6 x 1000 / fit seconds: 3e9 and 1e9 FLOP/s; 1e12 at a smaller budget
+        {**record, "flops_per_token": 1e6, "fit_time_s": 1.0},
+        {**record, "flops_per_token": 1e6, "fit_time_s": 3.0},
+        {**record, "flops_per_token": 1e6, "fit_time_s": 1.5},
+        {**record, "budget_flops": 2e9, "flops_per_token": 1e9, "fit_time_s": 1.0},
+    ]
+    (earlier / "metrics.json").write_text(json.dumps({"records": records}))
+    matrix.main(["--config", str(tmp_path / "frontier.yaml"), "--plan_from", str(earlier)])
+    lines = capsys.readouterr().out.splitlines()
+    # by hand: 3 sweep runs at 2e9; the windows' 3 + 3 + 3 sizes less the sweep's chosen one;
+    # the frontier points of all 3 budgets on the second seed
+    runs_ = 3 + 8 + 3
+    flops = 3 * 2e9 + (2 * 2e9 + 3 * 6e9 + 3 * 2e10) + (2e9 + 6e9 + 2e10)
+    hours = flops / 2e9 / 3600  # the median rate at the largest budget, one job
+    assert (
+        lines[0]
+        == f"bdh: {runs_} runs, {flops:.3g} FLOPs, {hours:.1f} h on one core at 2e+09 FLOP/s"
+    )
+    assert lines[1].startswith(f"total: at least {runs_} runs, {flops:.3g} training FLOPs")
+    assert lines[2] == f"expected: {hours:.1f} h of wall time, 1 runs at once"
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing written
