@@ -174,28 +174,19 @@ class Matrix(RunQueue):
         """The settings of `sweep` on size k at budget i, widened (the next x2 beyond the
         best, `lr_widen` times at most) until the best rate is interior; the best run."""
         budget, settings = self.bench.budgets[i], sweep.settings() if sweep else [Setting()]
-        label = f"{what}@{flops_text(getattr(budget, budget.kind))}"
+        at = flops_text(getattr(budget, budget.kind))
+        label, group = f"{what}@{at}", _budget_group(budget)
+        sized = _sized(entry, entry.sizes[k], budget, shape)
         runs: list[Run] = []
         for _ in range(self.bench.lr_widen + 1):
-            new = [
-                self.start(
-                    _sized(entry, entry.sizes[k], budget, shape),
-                    s,
-                    seed,
-                    entry.name,
-                    _budget_group(budget),
-                )  # fmt: skip
-                for s in settings
-            ]
+            new = [self.start(sized, s, seed, entry.name, group) for s in settings]
             for run in new:
-                source = f"sweep@{flops_text(getattr(budget, budget.kind))}"
-                run.record.update({"sweep": label, "shape": _name(shape),
-                                   "learning_rate_source": source})  # fmt: skip
+                run.record.update(
+                    {"sweep": label, "shape": _name(shape), "learning_rate_source": f"sweep@{at}"}
+                )
             wait([self.submit(run, tag) for run in new])
             runs += new
-            chosen = self.choose(
-                runs, f"{tag} {label}", f"lowest validation loss of {new[0].entry.name}"
-            )
+            chosen = self.choose(runs, f"{tag} {label}", f"lowest validation loss of {sized.name}")
             scales = sorted({r.setting.lr_scale for r in runs})
             if chosen is None or len(scales) < 2:
                 return chosen
@@ -205,7 +196,9 @@ class Matrix(RunQueue):
             if wider is None:
                 return chosen
             settings = [dataclasses.replace(chosen.setting, lr_scale=wider)]
-        say(f"{tag} {label}: the best rate is still at the sweep's edge after widening")
+        edge = f"sweep@{at}, still at the sweep's edge after {self.bench.lr_widen} widenings"
+        chosen.record.learning_rate_source = edge
+        say(f"{tag} {label}: {edge}")
         return chosen
 
     def search_shapes(
