@@ -192,7 +192,10 @@ class BenchmarkSpec:
 def parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m bdh_pl benchmark",
-        description="Train and test every model of a benchmark config; write results/.",
+        description=(
+            "Train and test every model of a benchmark config; write results/. With --plan "
+            "(and --plan_from RESULTS): print a frontier's runs, FLOPs and hours, run nothing."
+        ),
         exit_on_error=False,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="benchmark YAML")
