@@ -87,7 +87,7 @@ class Stages:
 
     def kill_mid_run(self, root: Path) -> None:
         last = root / "version_0" / "checkpoints" / "last.ckpt"
-        deadline = time.time() + 120
+        deadline = time.time() + 600  # a loaded machine starts a fit slowly
         while time.time() < deadline and not (last.is_file() and (saved_step(last) or 0) >= 10):
             time.sleep(0.05)
         self.started[-1].kill()  # SIGKILL: no clean-up, no checkpoint on the way out
