@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat,
 from bdh_pl.errors import UserError
 
 BUDGET_KINDS = ("tokens", "steps", "flops", "seconds")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a label: model, size, shape, experiment
 
 
 @final  # plain values, not a class to pick (jsonargparse's subclass mode)
@@ -24,8 +26,9 @@ class Budget:
     Args:
         tokens: training tokens; steps = ceil(tokens / tokens per step).
         steps: optimizer steps.
-        flops: training FLOPs (forward + backward, counted per token by `measure_flops`);
-            steps = ceil(flops / (training FLOPs per token x tokens per step)).
+        flops: training FLOPs by the one rule, 3 x the forward FLOPs per token of the model's
+            reference computation (training/flops.py); steps = ceil(flops / (training FLOPs
+            per token x tokens per step)).
         seconds: wall-clock seconds of training and validation (Lightning's max_time); the
             learning-rate schedule is sized from a short timing of the model before the run.
         zero_shot: test the model as configured (pretrained weights), no training.
@@ -146,6 +149,24 @@ class Size:
 
     name: str
     model_args: dict[str, Any] = field(default_factory=dict)
+
+
+@final
+@dataclass
+class Shape:
+    """One shape of a family (depth, neuron multiplier, ...) compared at the smallest budget:
+    its model.init_args, applied after the family's and before each size's.
+
+    Args:
+        name: its label (letters, digits, . _ -), appended to each size's name.
+        model_args: its model.init_args.
+        published: the shape the model's authors published (its result is reported beside
+            the best one's).
+    """
+
+    name: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+    published: bool = False
 
 
 def ladder_window(n_sizes: int, per_budget: int, n_budgets: int, index: int) -> range:

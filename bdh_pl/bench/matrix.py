@@ -19,15 +19,18 @@ config) is not run again, so an interruption loses only the runs in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
+import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bdh_pl.bench import report, spec, stats
-from bdh_pl.bench.budget import Budget, Setting, Size, budget_text, budget_windows
+from bdh_pl.bench.budget import Budget, Setting, Shape, Size, Sweep, budget_text, budget_windows
+from bdh_pl.bench.ladder import edge_reason, flops_text, next_size, rate_between, run_label
 from bdh_pl.bench.runs import Run, RunQueue, reusable, say, wait
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
@@ -81,57 +84,143 @@ class Matrix(RunQueue):
         wait([self.submit(run, tag, test=True) for run in repeats])
 
     def run_family(self, entry: ModelEntry, tag: str) -> None:
-        """A compute frontier's plan for one family: the learning-rate sweep on one size at
-        the smallest budget; every (budget, size) of the ladder's windows with the chosen
-        setting; at each budget the best size (lowest validation loss) tested and repeated
-        on the other seeds."""
-        budgets, sizes = self.bench.budgets, entry.sizes
-        seeds: list[int | None] = list(self.bench.seeds or [None])
-        windows = budget_windows(sizes, entry.sizes_per_budget, entry.windows, len(budgets))
-        sized = {
-            (i, s.name): _sized(entry, s, budgets[i]) for i, w in enumerate(windows) for s in w
-        }
-        group = [_budget_group(b) for b in budgets]
-
-        settings = entry.sweep.settings() if entry.sweep else [Setting()]
-        sweep = [
-            self.start(sized[0, entry.sweep_size], s, seeds[0], entry.name, group[0])
-            for s in settings
+        """A compute frontier's plan for one family (docs/benchmark.md): its shapes compared
+        and the learning rate swept on one size at the smallest budget (and again at
+        `lr_sweep_budget`), each sweep widened until its best is interior; every (budget,
+        size) of the ladder's windows at the rate for its budget; at each budget, while the
+        best size is the smallest or largest tried, the next size of the ladder; the best
+        size (lowest validation loss) tested and repeated on the other seeds."""
+        bench, sizes = self.bench, entry.sizes
+        budgets, seed = bench.budgets, (bench.seeds or [None])[0]
+        values = [getattr(b, b.kind) for b in budgets]
+        windows = [
+            [sizes.index(s) for s in w]
+            for w in budget_windows(sizes, entry.sizes_per_budget, entry.windows, len(budgets))
         ]
-        wait([self.submit(run, tag) for run in sweep])
-        chosen = self.choose(sweep, tag, f"lowest validation loss of {entry.sweep_size}")
+        at = [n.name for n in sizes].index(entry.sweep_size)
+        if entry.shapes:
+            shape, chosen = self.search_shapes(entry, at, seed, tag)
+        else:
+            shape, chosen = None, self.sweep(entry, None, at, 0, seed, tag, entry.sweep, "lr")
         if chosen is None:
             return
-        cells: dict[int, list[Run]] = {i: [] for i in range(len(budgets))}
-        cells[0].append(chosen)
-        for i, window in enumerate(windows):
-            for size in window:
-                if (i, size.name) != (0, entry.sweep_size):
-                    cells[i].append(
-                        self.start(
-                            sized[i, size.name], chosen.setting, seeds[0], entry.name, group[i]
-                        )
-                    )
-        wait(
-            [self.submit(run, tag) for runs in cells.values() for run in runs if run is not chosen]
-        )
+        cells: list[dict[int, Run]] = [{} for _ in budgets]
+        cells[0][at] = chosen
+        scales = {values[0]: chosen.setting}
+        if bench.lr_sweep_budget is not None:
+            j = values.index(bench.lr_sweep_budget)
+            middle = windows[j][len(windows[j]) // 2]
+            second = self.sweep(entry, shape, middle, j, seed, tag, entry.sweep, "lr")
+            if second is None:
+                return
+            cells[j][middle], scales[values[j]] = second, second.setting
+        rates = [rate_between({c: s.lr_scale for c, s in scales.items()}, v) for v in values]
+        base = chosen.setting
 
+        def start(i: int, k: int) -> Run:
+            setting = dataclasses.replace(base, lr_scale=rates[i][0])
+            run = self.start(_sized(entry, sizes[k], budgets[i], shape), setting, seed,
+                             entry.name, _budget_group(budgets[i]))  # fmt: skip
+            run.record.update({"learning_rate_source": rates[i][1], "shape": _name(shape)})
+            return run
+
+        todo = [(i, k) for i, window in enumerate(windows) for k in window]
+        while todo:  # the windows, then each budget's next size while its best is at an edge
+            new = [cells[i].setdefault(k, start(i, k)) for i, k in todo if k not in cells[i]]
+            wait([self.submit(run, tag) for run in new])
+            todo = [
+                (i, k)
+                for i in range(len(budgets))
+                if (k := next_size(_results(cells[i]), len(sizes))) is not None
+            ]
+        self.points(entry, cells, tag)
+
+    def points(self, entry: ModelEntry, cells: list[dict[int, Run]], tag: str) -> None:
+        """At each budget the best size is the frontier point: tested, and repeated (fit +
+        test) on the other seeds at the `repeat_largest` largest budgets."""
+        seeds, n = list(self.bench.seeds or [None]), len(cells)
+        repeated = range(n - (self.bench.repeat_largest or n), n)
+        names = [s.name for s in entry.sizes]
         futures = []
-        for i, runs in cells.items():
-            best = stats.select_best([r.record.as_dict() for r in runs])
+        for i, runs in enumerate(cells):
+            ordered = [runs[k] for k in sorted(runs)]
+            best = stats.select_best([r.record.as_dict() for r in ordered])
+            group = _budget_group(self.bench.budgets[i])
             if best is None:
-                say(f"{tag} {group[i]}: every run failed")
+                say(f"{tag} {group}: no run ended with a validation loss")
                 continue
-            point = runs[best]
-            say(f"{tag} {group[i]}: frontier point {point.entry.name}")
-            for run in runs:
+            point = ordered[best]
+            edge = edge_reason(_results(runs), names)
+            say(
+                f"{tag} {group}: frontier point {point.entry.name}" + (f" ({edge})" if edge else "")
+            )
+            for run in ordered:
                 run.record.frontier_point = run is point
+            point.record.ladder_edge = edge
             futures.append(self.submit(point, tag, fit=False, test=True))
-            for seed in seeds[1:]:
-                repeat = self.start(point.entry, chosen.setting, seed, entry.name, group[i])
-                repeat.record.frontier_point = True
+            for other in seeds[1:] if i in repeated else []:
+                repeat = self.start(point.entry, point.setting, other, entry.name, group)
+                repeat.record.update(
+                    {k: getattr(point.record, k) for k in ("learning_rate_source", "shape")}
+                    | {"frontier_point": True, "ladder_edge": edge}
+                )
                 futures.append(self.submit(repeat, tag, test=True))
         wait(futures)
+
+    def sweep(
+        self, entry: ModelEntry, shape: Shape | None, k: int, i: int, seed: int | None,
+        tag: str, sweep: Sweep | None, what: str,
+    ) -> Run | None:  # fmt: skip
+        """The settings of `sweep` on size k at budget i, widened (the next x2 beyond the
+        best, `lr_widen` times at most) until the best rate is interior; the best run."""
+        budget, settings = self.bench.budgets[i], sweep.settings() if sweep else [Setting()]
+        at = flops_text(getattr(budget, budget.kind))
+        label, group = f"{what}@{at}", _budget_group(budget)
+        sized = _sized(entry, entry.sizes[k], budget, shape)
+        runs: list[Run] = []
+        for _ in range(self.bench.lr_widen + 1):
+            new = [self.start(sized, s, seed, entry.name, group) for s in settings]
+            for run in new:
+                run.record.update(
+                    {"sweep": label, "shape": _name(shape), "learning_rate_source": f"sweep@{at}"}
+                )
+            wait([self.submit(run, tag) for run in new])
+            runs += new
+            chosen = self.choose(runs, f"{tag} {label}", f"lowest validation loss of {sized.name}")
+            scales = sorted({r.setting.lr_scale for r in runs})
+            if chosen is None or len(scales) < 2:
+                return chosen
+            wider = {scales[-1]: 2 * scales[-1], scales[0]: scales[0] / 2}.get(
+                chosen.setting.lr_scale
+            )
+            if wider is None:
+                return chosen
+            settings = [dataclasses.replace(chosen.setting, lr_scale=wider)]
+        edge = f"sweep@{at}, still at the sweep's edge after {self.bench.lr_widen} widenings"
+        chosen.record.learning_rate_source = edge
+        say(f"{tag} {label}: {edge}")
+        return chosen
+
+    def search_shapes(
+        self, entry: ModelEntry, k: int, seed: int | None, tag: str
+    ) -> tuple[Shape | None, Run | None]:
+        """Each shape on size k at the smallest budget at its own best rate (its sweep,
+        widened); the shape whose best run has the lowest validation loss, and that run."""
+        sweep = entry.shape_sweep or entry.sweep
+        with ThreadPoolExecutor(len(entry.shapes), thread_name_prefix="shape") as shapes:
+            bests = list(
+                shapes.map(lambda s: self.sweep(entry, s, k, 0, seed, tag, sweep, "shape"),
+                           entry.shapes)
+            )  # fmt: skip
+        ran = [(s, r) for s, r in zip(entry.shapes, bests, strict=True) if r is not None]
+        if not ran:
+            return None, None
+        best = stats.select_best([r.record.as_dict() for _, r in ran])
+        if best is None:
+            return None, None
+        shape, run = ran[best]
+        say(f"{tag}: shape {shape.name} (lowest validation loss at the smallest budget)")
+        return shape, run
 
     def choose(self, runs: list[Run], tag: str, why: str) -> Run | None:
         """The run with the lowest validation loss; marks the runs chosen or not."""
@@ -146,11 +235,19 @@ class Matrix(RunQueue):
         return runs[best]
 
 
-def _sized(entry: ModelEntry, size: Size, budget: Budget) -> ModelEntry:
-    """One size of a family at one budget, as a model of its own."""
-    return ModelEntry(
-        entry.configs, size.name, {**entry.model_args, **size.model_args}, budget, None
-    )
+def _sized(entry: ModelEntry, size: Size, budget: Budget, shape: Shape | None) -> ModelEntry:
+    """One size of a family (in one shape) at one budget, as a model of its own: the family's
+    model_args, the shape's, the size's."""
+    args = {**entry.model_args, **(shape.model_args if shape else {}), **size.model_args}
+    return ModelEntry(entry.configs, run_label(size, shape), args, budget, None)
+
+
+def _name(shape: Shape | None) -> str | None:
+    return shape.name if shape else None
+
+
+def _results(cells: dict[int, Run]) -> dict[int, dict]:
+    return {k: run.record.as_dict() for k, run in cells.items()}
 
 
 def _budget_group(budget: Budget) -> str:
@@ -190,9 +287,81 @@ def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> li
         os.close(lock)
 
 
+def plan_lines(bench: BenchmarkSpec, measured: Path | None = None) -> list[str]:
+    """What a frontier will run before it runs: per family the runs of its plan (shapes,
+    sweeps, the windows, the repeats; edge extensions and widened sweeps add to these), their
+    FLOPs (each run spends its budget), and, given the records of an earlier frontier, the
+    hours: FLOPs over the training FLOP/s (3x forward rule, whole fit) its family's runs
+    at its largest budget reached, `jobs` runs at once."""
+    if not bench.frontier or bench.budgets[0].flops is None:
+        raise UserError("--plan sizes a frontier with FLOPs budgets (`budgets: [{flops: ...}]`)")
+    rates = _measured_rates(measured) if measured else {}
+    values = [b.flops for b in bench.budgets]
+    repeated = values[len(values) - (bench.repeat_largest or len(values)) :]
+    extra_seeds = len(bench.seeds or [None]) - 1
+    lines, total_runs, total_flops, hours = [], 0, 0.0, 0.0
+    for entry in bench.models:
+        n = lambda sweep: len(sweep.settings()) if sweep else 1  # noqa: E731
+        windows = budget_windows(entry.sizes, entry.sizes_per_budget, entry.windows, len(values))
+        runs = [(values[0], n(entry.shape_sweep or entry.sweep)) for _ in entry.shapes or []]
+        runs += [] if entry.shapes else [(values[0], n(entry.sweep))]
+        runs += [(bench.lr_sweep_budget, n(entry.sweep))] if bench.lr_sweep_budget else []
+        runs += [(c, len(w) - (c in (values[0], bench.lr_sweep_budget))) for c, w in
+                 zip(values, windows, strict=True)]  # fmt: skip
+        runs += [(c, extra_seeds) for c in repeated]
+        count, flops = sum(k for _, k in runs), sum(c * k for c, k in runs)
+        line = f"{entry.name}: {count} runs, {flops:.3g} FLOPs"
+        if entry.name in rates:
+            family_hours = flops / rates[entry.name] / 3600
+            hours += family_hours
+            line += f", {family_hours:.1f} h on one core at {rates[entry.name]:.3g} FLOP/s"
+        lines.append(line)
+        total_runs, total_flops = total_runs + count, total_flops + flops
+    lines.append(
+        f"total: at least {total_runs} runs, {total_flops:.3g} training FLOPs (3x forward); "
+        "each best size at a window's edge adds a run at its budget, each sweep widened one"
+    )
+    if hours:
+        lines.append(
+            f"expected: {hours / bench.jobs:.1f} h of wall time, {bench.jobs} runs at once"
+        )
+    return lines
+
+
+def _measured_rates(results: Path) -> dict[str, float]:
+    """Per family, the median training FLOP/s (3x forward FLOPs x tokens / fit seconds) of
+    its runs at its largest budget in an earlier frontier's records."""
+    records = [r for r in previous_records(results) if r.get("status") == "ok"]
+    if not records:
+        raise UserError(f"--plan_from {results}: no finished runs in its metrics.json")
+    rates: dict[str, float] = {}
+    for family in {r.get("family") for r in records} - {None}:
+        runs = [r for r in records if r.get("family") == family and r.get("fit_time_s")]
+        largest = max(r["budget_flops"] for r in runs)
+        rates[family] = statistics.median(
+            3 * r["flops_per_token"] * r["train_tokens"] / r["fit_time_s"]
+            for r in runs
+            if r["budget_flops"] == largest
+        )
+    return rates
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    plan, measured = "--plan" in argv, None
+    argv = [a for a in argv if a != "--plan"]
+    if "--plan_from" in argv:
+        i = argv.index("--plan_from")
+        if i + 1 >= len(argv):
+            raise UserError("--plan_from needs a results folder, e.g. results/wikitext2-frontier")
+        measured = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2 :]
+        plan = True
     bench = spec.parse(argv)  # --help and --print_config exit here
+    if plan:
+        for line in plan_lines(bench, measured):
+            print(line)
+        return
     records = run_benchmark(bench, shlex.join(["python", "-m", "bdh_pl", "benchmark", *argv]))
     if all(r["status"] != "ok" for r in records):
         sys.exit(1)

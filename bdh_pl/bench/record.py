@@ -20,7 +20,7 @@ class Record:
 
     model: str
     family: str | None = None
-    status: str = "running"  # until the run ends: "ok" or "failed"
+    status: str = "running"  # until the run ends: "ok", "failed", or "bound" (not run: `bound`)
     failed_stage: str | None = None
     error: str | None = None
     setting: str | None = None
@@ -32,6 +32,10 @@ class Record:
     budget: str | None = None
     budget_flops: float | None = None
     frontier_point: bool | None = None
+    sweep: str | None = None  # the sweep a run belongs to: `lr@2e12`, `shape@2e12`; else None
+    shape: str | None = None  # a family's shape (ModelEntry.shapes), when shapes are compared
+    learning_rate_source: str | None = None  # `sweep@2e12`, `interpolated log-linear ...`
+    ladder_edge: str | None = None  # a frontier point at the ladder's end: why no neighbour
     model_class: str | None = None
     dataset: str | None = None
     tokenizer: str | None = None
@@ -42,7 +46,11 @@ class Record:
     train_tokens: int | None = None
     tokens_per_step: int | None = None
     warmup_steps: int | None = None
-    train_flops: float | None = None
+    train_flops: float | None = None  # tokens x train_flops_per_token: the 3x-forward rule
+    train_flops_measured: float | None = None  # tokens x the counted forward + backward
+    train_split_tokens: int | None = None  # tokens of the training split
+    epochs: float | None = None  # train_tokens (planned until trained) / train_split_tokens
+    bound: str | None = None  # why the run is not a usable point (not run), else None
     best_step: int | None = None
     best_val_loss: float | None = None
     best_val_bpb: float | None = None
@@ -56,6 +64,7 @@ class Record:
     eval_tokens_per_sec: float | None = None
     flops_per_token: float | None = None
     train_flops_per_token: float | None = None
+    train_flops_per_token_measured: float | None = None
     mfu: float | None = None
     peak_memory_mb: float | None = None
     train_peak_memory_mb: float | None = None
@@ -93,6 +102,10 @@ class Record:
         self.peak_memory_mb = max(peaks) if peaks else None
         if self.train_tokens is not None and self.train_flops_per_token is not None:
             self.train_flops = self.train_tokens * self.train_flops_per_token
+        if self.train_tokens is not None and self.train_split_tokens:
+            self.epochs = self.train_tokens / self.train_split_tokens
+        if self.train_tokens is not None and self.train_flops_per_token_measured is not None:
+            self.train_flops_measured = self.train_tokens * self.train_flops_per_token_measured
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -106,18 +106,32 @@ def build(config: dict[str, Any]):
 def static_figures(model, datamodule) -> tuple[dict[str, Any], str | None]:
     """Model class, parameters and FLOPs per token; and a warning if FLOPs could not be counted
     (a figure missing is no reason to skip the training)."""
-    from bdh_pl.training.flops import flops_per_token, parameter_counts
+    from bdh_pl.training.flops import flops_per_token, parameter_counts, training_flops_per_token
 
     figures: dict[str, Any] = {"model_class": type(model).__name__}
     figures.update(parameter_counts(model.network))
     try:
-        flops = flops_per_token(model.network, datamodule.block_size)
+        rule = training_flops_per_token(model.network, datamodule.block_size)
+        measured = flops_per_token(model.network, datamodule.block_size)
     except Exception as err:
         return figures, f"FLOPs not counted ({err!r})"
-    figures.update(
-        flops_per_token=flops["forward"], train_flops_per_token=flops["forward_backward"]
+    figures.update(  # the rule's (3 x the reference forward) and the kernels' own count
+        flops_per_token=rule["forward"],
+        train_flops_per_token=rule["train"],
+        train_flops_per_token_measured=measured["forward_backward"],
     )
     return figures, None
+
+
+def train_split_tokens(datamodule, required: bool) -> int | None:
+    """Tokens of the training split (what an epoch is); None when the data cannot be read
+    here and nothing depends on it (a frontier's epoch cap does: then the error)."""
+    try:
+        return len(datamodule.split_tokens("train"))
+    except UserError:
+        if required:
+            raise
+        return None
 
 
 def seconds_per_step(

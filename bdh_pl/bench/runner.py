@@ -43,9 +43,20 @@ def run_stage(
     if code:
         raise StageFailed(error_line(tail) or f"exit code {code}")
     new = sorted(set(where.glob("version_*")) - before)
+    if not new and (continued := _continued_folder(extra, where)) is not None:
+        return root / continued.name  # `fit --ckpt_path <its last.ckpt>` continues its folder
     if len(new) != 1:
         raise StageFailed(f"{stage} wrote {len(new)} log folders under {root}, expected one")
     return root / new[0].name
+
+
+def _continued_folder(extra: Sequence[str], where: Path) -> Path | None:
+    """The version folder under `where` whose checkpoint `--ckpt_path` names, if any."""
+    args = list(extra)
+    if "--ckpt_path" not in args or args.index("--ckpt_path") + 1 >= len(args):
+        return None
+    folder = Path(args[args.index("--ckpt_path") + 1]).resolve().parent.parent
+    return folder if folder.parent == where.resolve() and folder.is_dir() else None
 
 
 def _stream(
@@ -55,7 +66,7 @@ def _stream(
     progress bar). Returns the exit code and the end of its stderr."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tail: list[str] = []
-    with open(log_path, "w") as log:
+    with open(log_path, "a") as log:  # a resumed fit's log follows the killed one's
         log.write(f"$ {shlex.join(cmd)}\n")
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env, cwd=cwd)
         while chunk := proc.stderr.read1(1 << 16):

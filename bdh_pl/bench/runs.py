@@ -29,7 +29,10 @@ from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text
+from bdh_pl.training.runs import newest_checkpoint
 from bdh_pl.training.schedule import warmup_length
+
+RUN_KEY_FILE = "run_key"  # in a run's folder: which run (config_hash) its checkpoints belong to
 
 
 @dataclass
@@ -49,6 +52,11 @@ class Run:
     @property
     def ok(self) -> bool:
         return self.record.status != "failed"
+
+    @property
+    def runs(self) -> bool:
+        """Whether it trains and tests: neither failed nor bound (not to be run)."""
+        return self.ok and self.record.bound is None
 
     @property
     def fitted(self) -> bool:
@@ -156,6 +164,7 @@ class RunQueue:
         record.update(figures)
         if warning:
             say(f"warning: {warning}")
+        record.train_split_tokens = resolve.train_split_tokens(datamodule, bench.frontier)
         if entry.budget.trains:
             run.stage = "budget"
             self.size(run, config, built, datamodule)
@@ -210,6 +219,7 @@ class RunQueue:
             model_args["lr_decay_steps"] = steps
         if self.bench.validations:
             trainer["val_check_interval"] = max(1, steps // self.bench.validations)
+        self.cap_epochs(run, steps)
         if "warmup_steps" in model_args:
             fraction = model_args.get("warmup_fraction")
             record.warmup_steps = warmup_length(steps, model_args["warmup_steps"], fraction)
@@ -220,8 +230,22 @@ class RunQueue:
                     "the warmup to each run"
                 )
 
+    def cap_epochs(self, run: Run, steps: int) -> None:
+        """The run's planned epochs of the training split; on a frontier, a run that would
+        read more than `max_epochs_of_data` is not run: its record says `bound` and why."""
+        record, cap = run.record, self.bench.max_epochs_of_data
+        if not record.train_split_tokens:
+            return
+        record.epochs = steps * record.tokens_per_step / record.train_split_tokens
+        if self.bench.frontier and record.epochs > cap:
+            record.bound = (
+                f"needs {record.epochs:.2f} epochs of the training split, more than "
+                f"max_epochs_of_data {cap:g}: not run"
+            )
+            record.status = "bound"
+
     def fit(self, run: Run) -> None:
-        if not run.ok or run.fitted:
+        if not run.runs or run.fitted:
             return
         record, start = run.record, time.perf_counter()
         if not run.entry.budget.trains:
@@ -229,7 +253,13 @@ class RunQueue:
             return
         run.stage = "fit"
         try:
-            shutil.rmtree(self.here(run.root), ignore_errors=True)  # a re-run replaces its logs
+            resume = self.unfinished_fit(run)
+            if resume is None:
+                shutil.rmtree(self.here(run.root), ignore_errors=True)  # a re-run replaces its logs
+                self.here(run.root).mkdir(parents=True)
+                (self.here(run.root) / RUN_KEY_FILE).write_text(record.config_hash or "")
+            else:
+                say(f"{run.entry.name} {run.setting.label} seed {record.seed}: resuming {resume}")
             config = yaml.safe_load(self.here(run.config_path).read_text())
             steps = config["trainer"]["max_steps"]
             steps_text = f"{steps} steps" if steps > 0 else "until the clock ends it"
@@ -242,6 +272,7 @@ class RunQueue:
                 "fit",
                 run.config_path,
                 run.root,
+                ["--ckpt_path", str(resume)] if resume else [],
                 env=self.bench.env,
                 echo=self._echo,
                 cwd=self._cwd,
@@ -256,8 +287,21 @@ class RunQueue:
         record.fit_time_s = round(time.perf_counter() - start, 1)
         record.wall_time_s = round((record.wall_time_s or 0) + record.fit_time_s, 1)
 
+    def unfinished_fit(self, run: Run) -> Path | None:
+        """The last.ckpt of this very run's fit, stopped before its end (a kill, a reboot):
+        the fit continues from it, in its folder, to the uninterrupted run's result. Another
+        run's folder (another run key) is never continued."""
+        root = self.here(run.root)
+        try:
+            key = (root / RUN_KEY_FILE).read_text()
+        except OSError:
+            return None
+        if key != run.record.config_hash:
+            return None
+        return newest_checkpoint(root)
+
     def test(self, run: Run) -> None:
-        if not run.ok or run.tested:
+        if not run.runs or run.tested:
             return
         record, start = run.record, time.perf_counter()
         run.stage = "test"
@@ -297,6 +341,8 @@ class RunQueue:
         what = f"{run.setting.label} seed {record.seed}"
         if not run.ok:
             say(f"{tag} {what}: FAILED in {record.failed_stage}: {record.error}")
+        elif record.bound:
+            say(f"{tag} {run.entry.name} {what}: {record.bound}")
         elif record.test_bpb is not None:
             say(
                 f"{tag} {what}: done in {record.wall_time_s:.0f} s, test bpb "
@@ -310,14 +356,16 @@ class RunQueue:
 
 
 def run_key(bench: BenchmarkSpec, entry: ModelEntry, setting: Setting, seed: int | None) -> str:
-    """What a run is, as the benchmark config says it: the text of its config layers (files
-    read), its setting, seed, budget and validations. Code defaults are not part of it, so a
+    """What a run is, as the benchmark config says it: its name (unique: ladder.check_names),
+    the text of its config layers (files read), its setting, seed, budget and validations. Code defaults are not part of it, so a
     resumed benchmark keeps its finished runs across a code change that alters none of those."""
     layers = []
     for layer in resolve.layers(bench, entry):
         path = Path(layer)
         layers.append(path.read_text() if "\n" not in layer and path.is_file() else layer)
-    what = [layers, setting.label, seed, budget_text(entry.budget), bench.validations]
+    what = [entry.name, layers, setting.label, seed, budget_text(entry.budget), bench.validations]
+    if entry.budget.flops is not None:  # steps from FLOPs: by which rule is part of the run
+        what.append("flops: 3x reference forward")
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]
 
 

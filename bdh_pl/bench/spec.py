@@ -44,26 +44,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
-from jsonargparse.typing import PositiveInt, final
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt, final
 
 from bdh_pl.bench.budget import (
     BUDGET_KINDS,
+    NAME,
     Budget,
+    Shape,
     Size,
     Sweep,
     budget_text,
-    budget_windows,
 )
+from bdh_pl.bench.ladder import check_ladder, check_names
 from bdh_pl.errors import UserError
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def model_config_path(name: str) -> Path:
@@ -95,6 +94,9 @@ class ModelEntry:
             minimum at an edge.
         sweep_size: the size the learning-rate sweep runs on (default: the middle size of
             the smallest budget's window).
+        shapes: shapes to compare at the smallest budget on `sweep_size`, each at its own
+            best learning rate (`shape_sweep`); the ladder then uses the best one.
+        shape_sweep: the learning-rate multipliers of each shape (default: `sweep`).
     """
 
     config: str | list[str]
@@ -106,6 +108,8 @@ class ModelEntry:
     sizes_per_budget: PositiveInt | None = None
     windows: list[list[str]] | None = None
     sweep_size: str | None = None
+    shapes: list[Shape] | None = None
+    shape_sweep: Sweep | None = None
 
     @property
     def configs(self) -> list[str]:
@@ -136,6 +140,14 @@ class BenchmarkSpec:
             one core each).
         validations: validations per run: val_check_interval = steps // validations, and
             the last step is always validated (default: the trainer config's interval).
+        max_epochs_of_data: a frontier's cap on repeated data: a run that would read more
+            epochs of the training split is not run, its record `bound` with the reason.
+        lr_sweep_budget: a frontier's second learning-rate sweep, at this budget (one of
+            `budgets`, not the smallest): rates in between log-linear in log budget.
+        lr_widen: how many times a sweep whose best is its largest (smallest) rate adds the
+            next x2 (x1/2), until the best is interior.
+        repeat_largest: repeat the frontier points of only this many largest budgets on the
+            other seeds (default: every budget's).
     """
 
     experiment: str
@@ -152,6 +164,10 @@ class BenchmarkSpec:
     budgets: list[Budget] | None = None
     jobs: PositiveInt = 1
     validations: PositiveInt | None = None
+    max_epochs_of_data: PositiveFloat = 4.0
+    lr_sweep_budget: PositiveFloat | None = None
+    lr_widen: NonNegativeInt = 3
+    repeat_largest: PositiveInt | None = None
 
     @property
     def frontier(self) -> bool:
@@ -176,7 +192,10 @@ class BenchmarkSpec:
 def parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m bdh_pl benchmark",
-        description="Train and test every model of a benchmark config; write results/.",
+        description=(
+            "Train and test every model of a benchmark config; write results/. With --plan "
+            "(and --plan_from RESULTS): print a frontier's runs, FLOPs and hours, run nothing."
+        ),
         exit_on_error=False,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="benchmark YAML")
@@ -230,14 +249,13 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         raise UserError(f"seeds: each must be in [0, 2**32) (numpy's range), got {bad}")
     if spec.frontier:
         _check_budgets(spec)
+    elif spec.lr_sweep_budget or spec.repeat_largest:
+        raise UserError("lr_sweep_budget and repeat_largest belong to a frontier (`budgets`)")
     entries = [
         _check_entry(e, i, spec.budget, spec.sweep, spec.budgets)
         for i, e in enumerate(spec.entries)
     ]
-    names = [e.name for e in entries]
-    names += [s.name for e in entries for s in e.sizes or [] if s.name != e.name]
-    if len(set(names)) != len(names):
-        raise UserError(f"model and size names must be unique, got {names} (set `name:`)")
+    check_names(entries)
     return dataclasses.replace(
         spec,
         dataset=datasets,
@@ -245,6 +263,10 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         env={str(k): str(v) for k, v in spec.env.items()},
         jobs=int(spec.jobs),  # plain numbers for YAML (jsonargparse's are subclasses)
         validations=int(spec.validations) if spec.validations else None,
+        max_epochs_of_data=float(spec.max_epochs_of_data),
+        lr_sweep_budget=float(spec.lr_sweep_budget) if spec.lr_sweep_budget else None,
+        lr_widen=int(spec.lr_widen),
+        repeat_largest=int(spec.repeat_largest) if spec.repeat_largest else None,
     )
 
 
@@ -264,6 +286,11 @@ def _check_budgets(spec: BenchmarkSpec) -> None:
         raise UserError(
             f"budgets: give one kind in ascending order without repeats, got "
             f"{[budget_text(b) for b in budgets]}"
+        )
+    if spec.lr_sweep_budget is not None and spec.lr_sweep_budget not in values[1:]:
+        raise UserError(
+            f"lr_sweep_budget {spec.lr_sweep_budget:g}: the second sweep runs at one of the "
+            f"budgets after the smallest, {values[1:]}"
         )
 
 
@@ -316,12 +343,18 @@ def _check_entry(
     if budgets is not None:
         if entry.budget is not None:
             raise UserError(f"{where}: a frontier's models take the benchmark's `budgets`")
-        sizes, per_budget, sweep_size = _check_ladder(entry, name, where, len(budgets))
+        sizes, per_budget, sweep_size = check_ladder(entry, name, where, len(budgets))
+        _check_sweep(entry.shape_sweep, f"{where}.shape_sweep")
+        for shape in entry.shapes or []:
+            if not NAME.match(shape.name):
+                raise UserError(
+                    f"{where}: shape name {shape.name!r} must be letters, digits, . _ -"
+                )
         return ModelEntry(
             configs, name, entry.model_args, None, sweep, sizes, per_budget, entry.windows,
-            sweep_size,
+            sweep_size, entry.shapes, entry.shape_sweep,
         )  # fmt: skip
-    if entry.sizes or entry.sizes_per_budget or entry.sweep_size or entry.windows:
+    if entry.sizes or entry.sizes_per_budget or entry.sweep_size or entry.windows or entry.shapes:
         raise UserError(
             f"{where}: sizes belong to a compute frontier: give `budgets: [...]` instead of "
             "`budget`"
@@ -333,37 +366,6 @@ def _check_entry(
             "`{zero_shot: true}`: test only)"
         )
     return ModelEntry(configs, name, entry.model_args, budget, sweep)
-
-
-def _check_ladder(
-    entry: ModelEntry, name: str, where: str, n_budgets: int
-) -> tuple[list[Size], int, str]:
-    sizes = entry.sizes or [Size(name)]
-    for size in sizes:
-        if not NAME.match(size.name):
-            raise UserError(f"{where}: size name {size.name!r} must be letters, digits, . _ -")
-    per_budget = int(entry.sizes_per_budget or len(sizes))
-    if per_budget > len(sizes):
-        raise UserError(
-            f"{where}.sizes_per_budget {per_budget} exceeds the ladder's {len(sizes)} sizes"
-        )
-    names = [s.name for s in sizes]
-    if entry.windows is not None:
-        if len(entry.windows) != n_budgets or not all(entry.windows):
-            raise UserError(
-                f"{where}.windows: give one non-empty list of size names per budget "
-                f"({n_budgets}), got {entry.windows}"
-            )
-        if unknown := sorted({n for w in entry.windows for n in w} - set(names)):
-            raise UserError(f"{where}.windows: no size named {unknown}; the sizes are {names}")
-    first = [s.name for s in budget_windows(sizes, per_budget, entry.windows, n_budgets)[0]]
-    sweep_size = entry.sweep_size or first[len(first) // 2]
-    if sweep_size not in first:
-        raise UserError(
-            f"{where}.sweep_size {sweep_size!r}: the sweep runs at the smallest budget, which "
-            f"trains {first}: pick one of those"
-        )
-    return sizes, per_budget, sweep_size
 
 
 def model_config(ref: str, where: str = "model") -> str:

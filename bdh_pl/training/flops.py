@@ -6,12 +6,21 @@ covers BDH's sparse layers and the baselines with one method; `transformer_flops
 the textbook count for a GPT-2 block, kept to check the counter against (tests/training/test_flops.py).
 Counting runs on a meta-device copy when the network allows it, so it costs no real compute.
 The device's peak FLOP/s and MFU are Lightning's (`get_available_flops`, `ThroughputMonitor`:
-training/callbacks.py). Pure torch and Lightning's fabric utilities.
+training/callbacks.py).
+
+The benchmark's one rule (`training_flops_per_token`): training FLOPs = 3 x the forward FLOPs
+per token, the forward counted on the model's reference computation (BDH's plain BDH.layer,
+the transformers' plain math attention), whatever kernels the run uses. A fused backward that
+saves a matmul, or one that recomputes scores, changes the measured count, not the rule's: the
+FLOPs axis compares models, not implementations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +111,41 @@ def flops_per_token(network: nn.Module, block_size: int) -> dict[str, float]:
                 network, torch.zeros(1, block_size, dtype=torch.long, device=device)
             )
     return {k: v / block_size for k, v in counts.items()}
+
+
+@contextlib.contextmanager
+def reference_computation(network: nn.Module) -> Iterator[nn.Module]:
+    """The network computing its reference forward for the duration: every BDH inside it on
+    BDH.layer (no fused kernels, chunking or compilation), every Hugging Face model on its
+    plain math ("eager") attention. The switches are put back after."""
+    from transformers import PreTrainedModel
+
+    from bdh_pl.models.bdh.model import BDH, reference_layer
+
+    undo = []
+    for module in network.modules():
+        if isinstance(module, BDH):
+            undo.append(partial(setattr, module, "layer_runner", module.layer_runner))
+            module.layer_runner = reference_layer
+        elif isinstance(module, PreTrainedModel):
+            was = module.config._attn_implementation
+            if was != "eager":
+                undo.append(partial(module.set_attn_implementation, was))
+                module.set_attn_implementation("eager")
+    try:
+        yield network
+    finally:
+        for restore in reversed(undo):
+            restore()
+
+
+def training_flops_per_token(network: nn.Module, block_size: int) -> dict[str, float]:
+    """The rule's counts per token of a full window: `forward` on the reference computation,
+    `train` = 3 x that (the backward computes gradients for inputs and for weights, each a
+    forward's worth)."""
+    with reference_computation(network):
+        forward = flops_per_token(network, block_size)["forward"]
+    return {"forward": forward, "train": 3 * forward}
 
 
 def transformer_flops_per_token(

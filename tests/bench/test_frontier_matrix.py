@@ -18,7 +18,7 @@ from bdh_pl.bench import budget, matrix, runs, spec
 from bdh_pl.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
-SIZES = [16, 24, 32, 48]  # n_embd of the ladder
+SIZES = [16, 24, 32, 48, 64]  # n_embd of the ladder
 BUDGETS = [2e9, 6e9, 2e10]
 
 
@@ -41,7 +41,7 @@ def frontier_spec(tmp_path, **changes) -> spec.BenchmarkSpec:
         "sweep": {"lr": [0.5, 1, 2]},
         "seeds": [1, 2],
         "validations": 4,
-        "models": [{"name": "bdh", "config": "bdh", "sizes": ladder, "sizes_per_budget": 2}],
+        "models": [{"name": "bdh", "config": "bdh", "sizes": ladder, "sizes_per_budget": 3}],
         **changes,
     }  # fmt: skip
     path = tmp_path / "frontier.yaml"
@@ -62,9 +62,10 @@ def fake_loss(config: dict) -> float:
 class FakeStages:
     """runner.run_stage's stand-in: writes the version folder a real stage writes."""
 
-    def __init__(self, kill_after: int | None = None) -> None:
+    def __init__(self, kill_after: int | None = None, loss=None) -> None:
         self.calls: list[tuple[str, str]] = []
         self.kill_after = kill_after
+        self.loss = loss or fake_loss
         self.lock = threading.Lock()
 
     def __call__(self, stage, config_path, root, extra=(), env=None, echo=True, cwd=None) -> Path:
@@ -79,7 +80,7 @@ class FakeStages:
             version.mkdir()
         time.sleep(0.01)  # a stage takes time: other threads go on meanwhile
         config = yaml.safe_load((base / config_path).read_text())
-        loss = fake_loss(config)
+        loss = self.loss(config)
         steps = config["trainer"]["max_steps"]
         if stage == "fit":
             with open(version / "metrics.csv", "w", newline="") as f:
@@ -105,9 +106,11 @@ def test_budgets_and_ladders_expand_to_the_right_runs(tmp_path):
     (bdh,) = bench.models
     assert bdh.sweep_size == "bdh-24"  # the middle of the smallest budget's window
     windows = [
-        [bdh.sizes[j].name for j in budget.ladder_window(len(SIZES), 2, 3, i)] for i in range(3)
+        [bdh.sizes[j].name for j in budget.ladder_window(len(SIZES), 3, 3, i)] for i in range(3)
     ]
-    assert windows == [["bdh-16", "bdh-24"], ["bdh-24", "bdh-32"], ["bdh-32", "bdh-48"]]
+    assert windows == [
+        ["bdh-16", "bdh-24", "bdh-32"], ["bdh-24", "bdh-32", "bdh-48"], ["bdh-32", "bdh-48", "bdh-64"]
+    ]  # fmt: skip
     again = tmp_path / "again.yaml"
     again.write_text(spec.as_yaml(bench))
     assert spec.load_spec(again) == bench  # the resolved spec runs the same frontier
@@ -121,6 +124,31 @@ def test_budgets_and_ladders_expand_to_the_right_runs(tmp_path):
         ({"budgets": [{"flops": 2e9}, {"flops": 1e9}]}, "one kind in ascending order"),
         ({"budgets": [{"zero_shot": True}]}, "a frontier trains"),
         ({"seeds": [-1]}, r"seeds: each must be in \[0, 2\*\*32\)"),
+        # issue 32: sizes named like their family were silently dropped (one run for two)
+        (
+            {
+                "models": [
+                    {
+                        "name": "bdh",
+                        "config": "bdh",
+                        "sizes": [
+                            {"name": "bdh", "model_args": {"n_embd": 32}},
+                            {"name": "bdh", "model_args": {"n_embd": 48}},
+                        ],
+                    }
+                ]
+            },
+            r"unique across the benchmark, \['bdh'\] repeats",
+        ),
+        (
+            {
+                "models": [
+                    {"name": "a", "config": "bdh", "sizes": [{"name": "s"}, {"name": "a-1"}]},
+                    {"name": "b", "config": "bdh", "sizes": [{"name": "s"}, {"name": "a"}]},
+                ]
+            },
+            r"\['a', 's'\] repeats",
+        ),
     ],
 )
 def test_bad_frontier_specs_are_one_line_errors(tmp_path, changes, message):
@@ -128,8 +156,9 @@ def test_bad_frontier_specs_are_one_line_errors(tmp_path, changes, message):
         frontier_spec(tmp_path, **changes)
 
 
-def test_named_windows_replace_the_even_ones(tmp_path, monkeypatch):
-    windows = [["bdh-16", "bdh-24"], ["bdh-16", "bdh-24", "bdh-32"], ["bdh-48"]]
+def test_named_windows_replace_the_even_ones(data_dir, tmp_path, monkeypatch):
+    windows = [["bdh-16", "bdh-24", "bdh-32"], ["bdh-16", "bdh-24", "bdh-32", "bdh-48"],
+               ["bdh-24", "bdh-32", "bdh-64"]]  # fmt: skip
     bench = frontier_spec(tmp_path, models=[_family(windows=windows)], seeds=[1])
     (bdh,) = bench.models
     got = budget.budget_windows(bdh.sizes, bdh.sizes_per_budget, bdh.windows, len(BUDGETS))
@@ -138,18 +167,20 @@ def test_named_windows_replace_the_even_ones(tmp_path, monkeypatch):
     records = matrix.run_benchmark(bench, "cmd")
     trained = {(r["model"], r["budget_flops"]) for r in records if r["setting"] == "lr1x"}
     expected = {(name, b) for b, window in zip(BUDGETS, windows, strict=True) for name in window}
-    assert trained == expected
+    assert trained >= expected  # and the next sizes where a best was at an edge
     with pytest.raises(
         UserError, match="windows: give one non-empty list of size names per budget"
     ):
         frontier_spec(tmp_path, models=[_family(windows=windows[:2])])
     with pytest.raises(UserError, match=r"windows: no size named \['bdh-7'\]"):
         frontier_spec(tmp_path, models=[_family(windows=[["bdh-7"], ["bdh-16"], ["bdh-16"]])])
+    with pytest.raises(UserError, match=r"at least 3 sizes .* budgets \[2\] train fewer"):
+        frontier_spec(tmp_path, models=[_family(windows=[*windows[:2], ["bdh-16", "bdh-24"]])])
 
 
 def _family(**changes) -> dict:
     ladder = [{"name": f"bdh-{d}", "model_args": {"n_embd": d, "n_head": 2}} for d in SIZES]
-    return {"name": "bdh", "config": "bdh", "sizes": ladder, "sizes_per_budget": 2, **changes}
+    return {"name": "bdh", "config": "bdh", "sizes": ladder, "sizes_per_budget": 3, **changes}
 
 
 def test_a_ladder_needs_budgets_and_a_sweep_size_of_the_smallest_budget(tmp_path):
@@ -169,7 +200,9 @@ def _runs(records):
     return [(r["model"], r["budget"], r["setting"], r["seed"]) for r in records]
 
 
-def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(tmp_path, monkeypatch):
+def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(
+    data_dir, tmp_path, monkeypatch
+):
     jobs = 2  # runs at once (the resume test below runs them one at a time)
     stages = FakeStages()
     monkeypatch.setattr(runs, "run_stage", stages)
@@ -184,14 +217,29 @@ def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(tmp_pa
     ]
     assert sorted(r["setting"] for r in sweep) == ["lr0.5x", "lr1x", "lr2x"]
     assert [r["setting"] for r in sweep if r["selected"]] == ["lr1x"]
-    # Every (budget, size) of the windows with the chosen setting, on the first seed.
+    # Every (budget, size) of the windows with the chosen setting, on the first seed; where
+    # the best was the smallest tried, the next smaller size too (the fake loss favours small
+    # sizes): 6e9's window starts at bdh-24, 2e10's at bdh-32.
     first_seed = {
         (r["model"], r["budget"]) for r in records if r["setting"] == "lr1x" and r["seed"] == 1
     }
     assert first_seed == {
-        ("bdh-16", small), ("bdh-24", small), ("bdh-24", middle), ("bdh-32", middle),
-        ("bdh-32", large), ("bdh-48", large),
+        ("bdh-16", small), ("bdh-24", small), ("bdh-32", small),
+        ("bdh-16", middle), ("bdh-24", middle), ("bdh-32", middle), ("bdh-48", middle),
+        ("bdh-16", large), ("bdh-24", large), ("bdh-32", large), ("bdh-48", large),
+        ("bdh-64", large),
     }  # fmt: skip
+    names = [f"bdh-{d}" for d in SIZES]
+    for text in (small, middle, large):  # each point interior, or the ladder ends there
+        tried = {r["model"]: r["best_val_loss"] for r in records
+                 if r["budget"] == text and r["setting"] == "lr1x" and r["seed"] == 1}  # fmt: skip
+        best = min(tried, key=tried.get)
+        point = next(r for r in records if r["budget"] == text and r["frontier_point"])
+        i = names.index(best)
+        if 0 < i < len(names) - 1:
+            assert {names[i - 1], names[i + 1]} <= set(tried) and point["ladder_edge"] is None
+        else:
+            assert point["ladder_edge"] == f"the ladder has no smaller size than {best}"
     # At each budget the lowest validation loss is the frontier point, tested on both seeds.
     for text in (small, middle, large):
         cell = [r for r in records if r["budget"] == text and r["setting"] == "lr1x"]
@@ -207,11 +255,13 @@ def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(tmp_pa
             assert config["trainer"]["val_check_interval"] == r["train_steps"] // 4
     # Each run's fit ran once, tests only for the frontier points.
     fits = [c for s, c in stages.calls if s == "fit"]
-    assert len(fits) == len(set(fits)) == 3 + 5 + 3  # sweep, the other cells, seed 2
+    assert len(fits) == len(set(fits)) == 3 + 11 + 3  # sweep, the other cells, seed 2
     assert sum(s == "test" for s, _ in stages.calls) == 6
 
 
-def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path, monkeypatch):
+def test_a_killed_frontier_resumes_without_running_finished_runs_again(
+    data_dir, tmp_path, monkeypatch
+):
     bench = frontier_spec(tmp_path)
     monkeypatch.setattr(runs, "run_stage", FakeStages(kill_after=5))
     with pytest.raises(KeyboardInterrupt):
@@ -233,7 +283,7 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(tmp_path,
         if any(r["config"] == c for s, c in again.calls if s == "fit")
     }
     assert not refit & finished  # nothing that had finished ran again
-    assert len([c for s, c in again.calls if s == "fit"]) == 11 - 5
+    assert len([c for s, c in again.calls if s == "fit"]) == 17 - 5
 
     fresh_dir = tmp_path / "fresh"
     fresh_dir.mkdir()
@@ -259,7 +309,7 @@ def test_a_second_benchmark_into_the_same_folder_is_refused(tmp_path, monkeypatc
         os.close(held)
 
 
-def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(tmp_path, monkeypatch):
+def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(data_dir, tmp_path, monkeypatch):
     """jsonargparse moves the process into a config's folder while it parses it; runs in the
     other threads must not follow it (their logs, configs and results stay where they are)."""
     from bdh_pl.bench import resolve
@@ -292,3 +342,144 @@ def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(tmp_path, mon
     assert all((work / r["fit_run"]).is_dir() for r in records)
     results = json.loads((work / "results" / "frontier" / "metrics.json").read_text())
     assert results["config"] == "results/frontier/benchmark.yaml"  # as named, not absolute
+
+
+def one_budget_spec(tmp_path, sizes=SIZES, **changes) -> spec.BenchmarkSpec:
+    """One budget, the first three sizes of the ladder, one rate, one seed: a few runs."""
+    ladder = [{"name": f"bdh-{d}", "model_args": {"n_embd": d, "n_head": 2}} for d in sizes]
+    family = {
+        "name": "bdh",
+        "config": "bdh",
+        "sizes": ladder,
+        "sizes_per_budget": min(3, len(sizes)),
+    }
+    defaults = {"budgets": [{"flops": 2e9}], "sweep": {"lr": [1]}, "seeds": [1]}
+    return frontier_spec(tmp_path, **{"models": [family], **defaults, **changes})
+
+
+def wider_is_better(config: dict) -> float:
+    return 3.0 - config["model"]["init_args"]["n_embd"] / 100
+
+
+def test_an_edge_optimum_adds_the_next_size_until_the_ladder_ends(data_dir, tmp_path, monkeypatch):
+    stages = FakeStages(loss=wider_is_better)
+    monkeypatch.setattr(runs, "run_stage", stages)
+    records = matrix.run_benchmark(one_budget_spec(tmp_path), "cmd")
+    # The window is bdh-16, -24, -32; its best (-32, the largest) adds -48, then -64.
+    order = [r["model"] for r in records]
+    assert order == ["bdh-24", "bdh-16", "bdh-32", "bdh-48", "bdh-64"]
+    (point,) = [r for r in records if r["frontier_point"]]
+    assert point["model"] == "bdh-64"
+    assert point["ladder_edge"] == "the ladder has no larger size than bdh-64"
+    assert all(0 < r["epochs"] < 1 for r in records)
+    assert all(r["epochs"] == r["train_tokens"] / r["train_split_tokens"] for r in records)
+
+
+def test_the_epoch_cap_marks_a_run_bound_and_never_runs_it(data_dir, tmp_path, monkeypatch):
+    stages = FakeStages(loss=lambda c: 2.0 + c["model"]["init_args"]["n_embd"] / 100)
+    monkeypatch.setattr(runs, "run_stage", stages)
+    # The smallest size reads the most tokens: at this cap bdh-16 would exceed it.
+    bench = one_budget_spec(tmp_path, max_epochs_of_data=0.025)
+    records = matrix.run_benchmark(bench, "cmd")
+    by_model = {r["model"]: r for r in records}
+    small = by_model["bdh-16"]
+    assert small["status"] == "bound" and small["train_steps"] is None
+    assert small["epochs"] > 0.025 and small["bound"].startswith(f"needs {small['epochs']:.2f}")
+    assert not [c for _, c in stages.calls if "/bdh-16/" in c]  # never run
+    assert all(r["bound"] is None and r["epochs"] <= 0.025 for r in records if r is not small)
+    (point,) = [r for r in records if r["frontier_point"]]
+    assert point["model"] == "bdh-24"  # the best usable size, at the edge because of the cap
+    assert point["ladder_edge"] == f"the next smaller size bdh-16 {small['bound']}"
+
+
+def lr_depends_on_budget(config: dict) -> float:
+    """Best multiplier x4 at the smallest budget (2e9), x1 at 2e10: x2 steps apart."""
+    model, steps = config["model"]["init_args"], config["trainer"]["max_steps"]
+    best = 4e-3 if steps < 1000 else 1e-3  # 2e9: 148 steps of bdh-24, 2e10: 1475
+    return 2.0 + abs(math.log2(model["learning_rate"] / best)) * 0.1 + 10 / steps
+
+
+def test_two_lr_sweeps_widen_until_interior_and_rates_follow_the_budget(
+    data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(runs, "run_stage", FakeStages(loss=lr_depends_on_budget))
+    bench = one_budget_spec(
+        tmp_path, sizes=[24], budgets=[{"flops": 2e9}, {"flops": 6e9}, {"flops": 2e10}],
+        sweep={"lr": [1, 2]}, lr_sweep_budget=2e10,
+    )  # fmt: skip
+    records = matrix.run_benchmark(bench, "cmd")
+    sweeps = {}
+    for r in records:
+        if r["sweep"]:
+            sweeps.setdefault(r["sweep"], {})[r["setting"]] = r["selected"]
+    # x1, x2 at 2e9: x2 best, at the edge: x4 added (best), then x8 (worse): interior.
+    assert sweeps["lr@2e9"] == {"lr1x": False, "lr2x": False, "lr4x": True, "lr8x": False}
+    # x1, x2 at 2e10: x1 best, at the edge: x0.5 added (worse): interior.
+    assert sweeps["lr@2e10"] == {"lr1x": True, "lr2x": False, "lr0.5x": False}
+    (middle,) = [r for r in records if r["budget_flops"] == 6e9]
+    # log-linear in log budget: x4 at 2e9, x1 at 2e10, so x4^(1 - log 3 / log 10) at 6e9
+    scale = 4 ** (1 - math.log(3) / math.log(10))
+    assert middle["learning_rate"] == pytest.approx(1e-3 * scale, rel=1e-3)  # 1e-3: bdh.yaml
+    assert middle["learning_rate_source"] == (
+        "interpolated log-linear in log budget between sweeps at 2e9 and 2e10"
+    )
+    sources = {r["learning_rate_source"] for r in records if r["sweep"]}
+    assert sources == {"sweep@2e9", "sweep@2e10"}
+
+
+def shape_matters(config: dict) -> float:
+    """One layer beats two; each depth has its own best rate (1e-3 and 2e-3)."""
+    model = config["model"]["init_args"]
+    best = 1e-3 * model["n_layer"]
+    return 2.0 + abs(math.log2(model["learning_rate"] / best)) * 0.1 + 0.3 * (model["n_layer"] - 1)
+
+
+def test_shapes_are_compared_each_at_its_own_rate_and_the_best_is_used(
+    data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(runs, "run_stage", FakeStages(loss=shape_matters))
+    shapes = [
+        {"name": "l1", "model_args": {"n_layer": 1}},
+        {"name": "l2", "model_args": {"n_layer": 2}, "published": True},
+    ]
+    family = {"name": "bdh", "config": "bdh", "shapes": shapes, "shape_sweep": {"lr": [0.5, 1, 2]},
+              "sizes": [{"name": "bdh-24", "model_args": {"n_embd": 24, "n_head": 2}}]}  # fmt: skip
+    records = matrix.run_benchmark(one_budget_spec(tmp_path, models=[family]), "cmd")
+    tried = {(r["model"], r["setting"]): r for r in records}
+    assert {r["shape"] for r in records} == {"l1", "l2"}
+    assert all(r["sweep"] == "shape@2e9" for r in records)
+    # Each shape at its own best rate: l2's best (x2) was the sweep's largest, so x4 was added.
+    chosen = {m for m, r in tried.items() if r["selected"]}
+    assert chosen == {("bdh-24-l1", "lr1x"), ("bdh-24-l2", "lr2x")}
+    assert ("bdh-24-l2", "lr4x") in tried
+    (point,) = [r for r in records if r["frontier_point"]]
+    assert (point["model"], point["setting"]) == ("bdh-24-l1", "lr1x")  # the best shape
+    assert yaml.safe_load(Path(point["config"]).read_text())["model"]["init_args"]["n_layer"] == 1
+
+
+def test_plan_counts_runs_flops_and_hours_without_running(tmp_path, capsys):
+    frontier_spec(tmp_path)  # writes frontier.yaml
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    record = {"family": "bdh", "status": "ok", "budget_flops": 2e10, "train_tokens": 1000}
+    records = [  # 3 x 1e6 x 1000 / fit seconds: 3e9 and 1e9 FLOP/s; 1e12 at a smaller budget
+        {**record, "flops_per_token": 1e6, "fit_time_s": 1.0},
+        {**record, "flops_per_token": 1e6, "fit_time_s": 3.0},
+        {**record, "flops_per_token": 1e6, "fit_time_s": 1.5},
+        {**record, "budget_flops": 2e9, "flops_per_token": 1e9, "fit_time_s": 1.0},
+    ]
+    (earlier / "metrics.json").write_text(json.dumps({"records": records}))
+    matrix.main(["--config", str(tmp_path / "frontier.yaml"), "--plan_from", str(earlier)])
+    lines = capsys.readouterr().out.splitlines()
+    # by hand: 3 sweep runs at 2e9; the windows' 3 + 3 + 3 sizes less the sweep's chosen one;
+    # the frontier points of all 3 budgets on the second seed
+    runs_ = 3 + 8 + 3
+    flops = 3 * 2e9 + (2 * 2e9 + 3 * 6e9 + 3 * 2e10) + (2e9 + 6e9 + 2e10)
+    hours = flops / 2e9 / 3600  # the median rate at the largest budget, one job
+    assert (
+        lines[0]
+        == f"bdh: {runs_} runs, {flops:.3g} FLOPs, {hours:.1f} h on one core at 2e+09 FLOP/s"
+    )
+    assert lines[1].startswith(f"total: at least {runs_} runs, {flops:.3g} training FLOPs")
+    assert lines[2] == f"expected: {hours:.1f} h of wall time, 1 runs at once"
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing written

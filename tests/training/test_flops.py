@@ -4,11 +4,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from bdh_pl.models.bdh import BDH, BDHConfig
+from bdh_pl.models.bdh import BDH, BDHConfig, BDHExecution
 from bdh_pl.training.flops import (
     count_flops,
     flops_per_token,
     parameter_counts,
+    training_flops_per_token,
     transformer_flops_per_token,
 )
 
@@ -78,3 +79,72 @@ def test_mfu_uses_lightnings_device_peak_and_is_none_on_cpu(monkeypatch):
     assert peak("NVIDIA H100 PCIe", torch.bfloat16) == pytest.approx(756e12)
     assert peak("NVIDIA A100-SXM4-40GB", torch.float16) == pytest.approx(312e12)
     assert get_available_flops(torch.device("cpu"), torch.float32) is None
+
+
+def bdh_forward_flops(config: BDHConfig, T: int) -> float:
+    """BDH.layer's matmuls per token, by hand: encoder, encoder_v and decoder (2 nh N D each),
+    the scores and the scores times values over the full block, and the LM head."""
+    nh, N, D = config.n_head, config.n_neurons, config.n_embd
+    per_layer = 3 * 2 * nh * N * D + 2 * nh * T * (N + D)
+    return config.n_layer * per_layer + 2 * D * config.vocab_size
+
+
+@pytest.mark.parametrize(
+    "execution",
+    [
+        None,  # the reference itself
+        BDHExecution(attention="quadratic"),
+        BDHExecution(attention="chunked", chunk_size=8),
+        BDHExecution(compile_elementwise=True, activation_checkpointing=True),
+    ],
+)
+def test_the_3x_forward_rule_ignores_bdh_execution_switches(execution):
+    config = BDHConfig(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, dropout=0)
+    network = BDH(config)
+    if execution is not None:
+        execution.apply(network)
+    before = network.layer_runner
+    rule = training_flops_per_token(network, block_size=32)
+    assert rule["forward"] == bdh_forward_flops(config, 32)
+    assert rule["train"] == 3 * bdh_forward_flops(config, 32)
+    assert network.layer_runner is before  # the switch is put back
+
+
+def test_the_fused_kernels_measured_count_is_not_the_rules():
+    """What the rule corrects: the fused backward computes the symmetric scores' gradient in
+    one matmul, so its measured training count is below 3x the forward."""
+    config = BDHConfig(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, dropout=0)
+    network = BDHExecution(attention="quadratic").apply(BDH(config))
+    measured = flops_per_token(network, block_size=64)["forward_backward"]
+    rule = training_flops_per_token(network, block_size=64)["train"]
+    assert measured < 0.97 * rule
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_the_3x_forward_rule_is_the_same_for_sdpa_and_eager_attention(family):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab, d, T, layers = 256, 32, 32, 2
+    if family == "gpt2":
+        config = GPT2Config(
+            n_layer=layers, n_embd=d, n_head=2, n_positions=T, vocab_size=vocab,
+            bos_token_id=0, eos_token_id=0,
+        )  # fmt: skip
+        build, mlp = GPT2LMHeadModel, 2 * 2 * d * 4 * d  # up and down, 4x
+    else:
+        config = LlamaConfig(
+            num_hidden_layers=layers, hidden_size=d, num_attention_heads=2, vocab_size=vocab,
+            intermediate_size=64, max_position_embeddings=T, bos_token_id=0, eos_token_id=0,
+        )  # fmt: skip
+        build, mlp = LlamaForCausalLM, 3 * 2 * d * 64  # gate, up and down
+    counts = {}
+    for implementation in ("sdpa", "eager"):
+        config._attn_implementation = implementation
+        network = build(config)
+        counts[implementation] = training_flops_per_token(network, T)
+        assert network.config._attn_implementation == implementation  # put back
+    assert counts["sdpa"] == counts["eager"]
+    # by hand: q, k, v, out (2 d^2 each), the MLP, scores and values over the block, LM head
+    forward = layers * (4 * 2 * d * d + mlp + 4 * T * d) + 2 * d * vocab
+    assert counts["eager"]["forward"] == pytest.approx(forward, rel=1e-9)
+    assert counts["eager"]["train"] == 3 * counts["eager"]["forward"]
