@@ -6,7 +6,6 @@ accumulation, or one line refusing); after, one line naming the knobs when an al
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import sys
@@ -198,9 +197,12 @@ class MicroBatchCounters(L.Callback):
             return
         old = progress["total"]["ready"] // step  # batches per optimizer step when saved
         shift = step * (trainer.accumulate_grad_batches - old)
-        for counts in (progress["total"], progress["current"]):
+        # the training stream is one endless epoch: its current counts are the total ones
+        same = progress["current"]["ready"] == progress["total"]["ready"]
+        for counts in (progress["total"], progress["current"]) if same else (progress["total"],):
             for key in ("ready", "started", "processed", "completed"):
                 counts[key] += shift
+
 
 def out_of_memory_line(err: BaseException, tool: str | None = None) -> str | None:
     """One line for an allocation that failed, with its size and the knobs to turn (those of
