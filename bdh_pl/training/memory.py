@@ -112,7 +112,7 @@ class StepMemory:
 def step_memory(
     model: LanguageModel, block_size: int, precision: str, device: torch.device
 ) -> StepMemory:
-    """The estimate behind the warning, the split and the refusal (checked against measured
+    """The estimate behind the split and the refusal (checked against measured
     peaks in tests/training/test_memory.py)."""
     per_window = activation_bytes(model, 1, block_size, precision) * BACKWARD_FACTOR
     weights = sum(p.numel() * p.element_size() for p in model.network.parameters())
