@@ -40,7 +40,7 @@ from bdh_pl.training.loading import (
     check_matches,
     read_model_file,
 )
-from bdh_pl.training.memory import warn_if_too_big
+from bdh_pl.training.memory import MicroBatchCounters, fit_to_memory
 from bdh_pl.training.runs import (
     RUN,
     make_loggers,
@@ -72,6 +72,13 @@ class BDHLightningCLI(LightningCLI):
         # One seed for data order and dropout masks (and no clash when Lightning merges the
         # model's and the data's hyperparameters).
         parser.link_arguments("data.seed", "model.init_args.seed", apply_on="instantiate")
+        parser.add_argument(
+            "--memory_fit",
+            choices=["auto", "off"],
+            default="auto",
+            help="fit: when a batch's activations do not fit in the free memory, run it as "
+            "micro-batches with gradient accumulation (auto), or refuse in one line (off)",
+        )
 
     def parse_arguments(self, parser, args) -> None:
         self.argv = list(sys.argv[1:] if args is None else args)
@@ -265,7 +272,8 @@ class BDHLightningCLI(LightningCLI):
             check_matches(self.model.state_dict(), self._checkpoint["state_dict"], path)
             check_lanes(self._checkpoint, path, self.datamodule, self.trainer.world_size)
         if self.subcommand == "fit":
-            warn_if_too_big(self.model, self.datamodule, self.trainer)
+            fit_to_memory(self.model, self.datamodule, self.trainer, config.get("memory_fit"))
+            self.trainer.callbacks.append(MicroBatchCounters())
         RUN.trainer, RUN.argv = self.trainer, self.argv
         if self._own_loggers and rank_zero_only.rank == 0:
             resuming = self.subcommand == "fit" and self._checkpoint is not None

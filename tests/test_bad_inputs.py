@@ -373,17 +373,18 @@ def test_out_of_memory_is_one_line_with_the_size_and_the_knob(
     assert not list((tmp_path / "runs").glob("version_*")), "a failed run left outputs behind"
 
 
-def test_a_config_too_big_for_free_memory_is_one_warning_before_training(
+def test_a_config_too_big_for_free_memory_is_refused_in_one_line_before_training(
     tmp_path, monkeypatch, run_cli
 ):
     from bdh_pl.training import memory
 
     monkeypatch.setattr(memory, "free_memory_bytes", lambda device: 2**10)
     code, err = run_cli(tiny_fit(tmp_path))
-    warnings = [line for line in err.splitlines() if line.startswith("warning: this run needs")]
-    assert code == 0, err[-2000:]
-    assert len(warnings) == 1 and "0.0 GiB are free" in warnings[0]
-    assert "configs/cpu.yaml" in warnings[0]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: this run does not fit in memory")
+    assert "0.0 GiB free" in lines[0] and "configs/cpu.yaml" in lines[0]
+    assert not list((tmp_path / "runs").glob("version_*"))
 
 
 def test_the_activation_estimate_scales_with_batch_and_block():

@@ -134,6 +134,9 @@ class TextDataModule(L.LightningDataModule):
         self.train_mode, self.eval_mode = train_mode, eval_mode
         self.stream_reset_windows = stream_reset_windows
         self.tokens: dict[str, np.ndarray] = {}
+        # Training batches served as this many micro-batches (set by training/memory.py when a
+        # batch's activations do not fit; the optimizer steps on the same windows).
+        self.micro_batches = 1
         if self.data_root is None and self.hub_dataset is not None:
             check_hub_for(self.hub_dataset)  # no network: one line now, not retries later
 
@@ -188,6 +191,7 @@ class TextDataModule(L.LightningDataModule):
             windows.first_batch = self.trainer.global_step * self.trainer.accumulate_grad_batches
             windows.rank = self.trainer.global_rank
             windows.world_size = self.trainer.world_size
+        windows.parts = self.micro_batches
         if self.train_mode == "stream":
             windows.reset_every = self.stream_reset_windows
             windows.lane_length()  # lanes too short: the error now, not in the loader

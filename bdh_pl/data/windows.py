@@ -40,6 +40,9 @@ class RandomWindows(IterableDataset):
         )
         self.first_batch = 0  # set on resume: micro-batches this rank already consumed
         self.rank, self.world_size = 0, 1
+        # Each batch served as this many equal slices, one per item (micro-batches for
+        # gradient accumulation, training/memory.py): the same windows per optimizer step.
+        self.parts = 1
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index, self.rank])
@@ -49,11 +52,27 @@ class RandomWindows(IterableDataset):
         # The batch carries its place in the stream: the model seeds its dropout masks from it.
         return {"input_ids": window[:, :-1], "targets": window[:, 1:], "index": torch.tensor(index)}
 
+    def part(self, item: int) -> dict[str, torch.Tensor]:
+        """Item `item` of the stream: batch item // parts, its slice item % parts."""
+        if self.parts == 1:
+            return self.batch(item)
+        index, part = divmod(item, self.parts)
+        size = self.batch_size // self.parts
+        whole = self.batch(index)
+        rows = slice(part * size, (part + 1) * size)
+        return {
+            "input_ids": whole["input_ids"][rows],  # B/parts, T
+            "targets": whole["targets"][rows],
+            "index": whole["index"],
+            "part": torch.tensor(part),
+            "parts": torch.tensor(self.parts),
+        }
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         worker = get_worker_info()
         step, offset = (1, 0) if worker is None else (worker.num_workers, worker.id)
-        for index in itertools.count(self.first_batch + offset, step):
-            yield self.batch(index)
+        for item in itertools.count(self.first_batch + offset, step):
+            yield self.part(item)
 
 
 class StreamLanes(RandomWindows):

@@ -157,9 +157,9 @@ class Throughput(ThroughputMonitor):
         if stage == "fit" and self.flops_per_batch is None and hasattr(data, "block_size"):
             # Before configure_model: the plain network (not compiled), on the CPU or meta.
             per_token = flops_per_token(pl_module.network, data.block_size)
-            self.flops_per_batch = round(
-                per_token["forward_backward"] * data.block_size * data.batch_size
-            )
+            # per batch the loader gives: a micro-batch when the batch is split
+            windows = data.batch_size // getattr(data, "micro_batches", 1)
+            self.flops_per_batch = round(per_token["forward_backward"] * data.block_size * windows)
         pl_module.flops_per_batch = self.flops_per_batch  # where ThroughputMonitor reads it
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -94,13 +94,16 @@ class Trainer(L.Trainer):
     the resumed run would never see it (no metrics row, best.ckpt and EarlyStopping not told)
     and would differ from an uninterrupted run. The validation finishes, with its checkpoints
     and early stopping; then training stops as Lightning does (LastCheckpoint saves), or, when
-    early stopping ended the run, the run ends as it would have."""
+    early stopping ended the run, the run ends as it would have. Nor does it stop between the
+    micro-batches of one optimizer step (gradient accumulation)."""
 
     @property
     def received_sigterm(self) -> bool:
         fitting = self.state.fn == TrainerFn.FITTING and not self.sanity_checking
         if fitting and (self.validating or self.fit_loop.epoch_loop.done):
             return False  # asked again at the end of the step, or the run is over anyway
+        if fitting and self.training and self.fit_loop._should_accumulate():
+            return False  # mid-accumulation: the step's first batches would be lost on resume
         return super().received_sigterm
 
 

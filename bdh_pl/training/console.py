@@ -138,10 +138,12 @@ class _SummaryWithoutZeroFlops:
     when known. A model with an example input keeps Lightning's table as it is."""
 
     flops_per_batch: int | None = None
+    micro_batches = 1  # a split batch (training/memory.py): the count is a micro-batch's
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Throughput's count (forward and backward, one device), made at setup: before this.
         self.flops_per_batch = getattr(pl_module, "flops_per_batch", None)
+        self.micro_batches = getattr(trainer.datamodule, "micro_batches", 1)
         super().on_fit_start(trainer, pl_module)  # type: ignore[misc]
 
     # Lightning declares `summarize` static but calls it as self.summarize: bound here, it can
@@ -173,7 +175,8 @@ class _SummaryWithoutZeroFlops:
         ]  # fmt: skip
         if self.flops_per_batch:
             flops = get_human_readable_count(self.flops_per_batch)
-            totals.append(("FLOPs per training batch (forward + backward)", flops))
+            what = "micro-batch" if self.micro_batches > 1 else "training batch"
+            totals.append((f"FLOPs per {what} (forward + backward)", flops))
         self.render(columns, totals, **summarize_kwargs)
 
     def render(

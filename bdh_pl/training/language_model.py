@@ -91,6 +91,7 @@ class LanguageModel(L.LightningModule):
         self.test_metric = LanguageModelingMetric()
         self._test_start = 0.0
         self._train_state = None  # carried across training batches (data.train_mode stream)
+        self._step_losses: list[torch.Tensor] = []  # of the batches since the last step
         self._eval_state = None  # carried across the windows of a split (data.eval_mode stream)
 
     def build_network(self) -> nn.Module:
@@ -197,8 +198,10 @@ class LanguageModel(L.LightningModule):
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # Dropout masks follow the batch's position in the training stream, which the batch
         # carries (the data owns that count, resume included).
-        index = int(batch["index"])
-        torch.manual_seed(hash((self.hparams.seed, index, self.global_rank)) % (1 << 62))
+        key = (self.hparams.seed, int(batch["index"]), self.global_rank)
+        if "part" in batch:  # a micro-batch: its own masks (a batch's would need all its rows)
+            key += (int(batch["part"]),)
+        torch.manual_seed(hash(key) % (1 << 62))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self._train_logits(batch)
@@ -208,16 +211,22 @@ class LanguageModel(L.LightningModule):
                 f"training loss is {loss.item()} at step {self.global_step}: stopping (the last good "
                 "checkpoint is kept); lower the learning rate or use bf16-mixed instead of fp16"
             )
-        self.log("train/loss", loss, prog_bar=True)
+        # The loss of the optimizer step: the mean over the batches it accumulates (Lightning
+        # logs the last value given before the step; equal micro-batches make it the batch's).
+        self._step_losses.append(loss.detach())
+        self.log("train/loss", torch.stack(self._step_losses).mean(), prog_bar=True)
         # Tokens seen by all devices, from the batch's position in the training stream (so a
         # resumed run goes on counting), and the one learning-rate curve (every group shares
         # the schedule).
-        tokens = (int(batch["index"]) + 1) * batch["targets"].numel() * self.trainer.world_size
+        parts = int(batch.get("parts", 1))  # a micro-batch: its batch is `parts` times larger
+        tokens = (int(batch["index"]) + 1) * batch["targets"].numel() * parts
+        tokens *= self.trainer.world_size
         self.log("train/tokens", float(tokens))
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self._step_losses = []
         # The whole model's gradient 2-norm before clipping, at the logging cadence only (it
         # reads every gradient).
         if self.global_step % self.trainer.log_every_n_steps == 0:

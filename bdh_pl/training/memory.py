@@ -1,24 +1,44 @@
-"""Memory before and after the fact: an activation estimate checked against free memory before
-training, and one line naming the knobs when an allocation fails."""
+"""Memory before and after the fact: before training, a step's memory estimated from a real
+forward and fitted to the memory at hand (the batch run as micro-batches with gradient
+accumulation, or one line refusing); after, one line naming the knobs when an allocation fails.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import lightning as L
 import torch
+import torch.nn.functional as F
 
+from bdh_pl.errors import UserError
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.runs import RUN
 
 CPU_OVERLAY = "configs/cpu.yaml --config configs/cpu/<model>.yaml"
+# Simulates the memory available, in GiB (tests; or to keep a run under a budget on a shared
+# machine): the split is chosen as if only this much were free.
+LIMIT_ENV = "BDH_PL_MEMORY_LIMIT_GB"
+MemoryFit = Literal["auto", "off"]
+# A step's peak over its saved activations: backward holds the gradients of a layer's
+# activations beside them (tests/training/test_memory.py measures the peak against this).
+BACKWARD_FACTOR = 1.5
+ONE_OFF_BYTES = 64 * 2**20  # the first step's allocations that do not grow with the batch
+HEADROOM = 0.9  # of the available memory, the share a step may plan to use
 
 
-def activation_bytes(model: LanguageModel, batch_size: int, block_size: int) -> float:
-    """Activation memory of one training step, estimated from a real forward of one short
-    sequence (the tensors autograd saves), scaled to the batch and the block."""
+def activation_bytes(
+    model: LanguageModel, batch_size: int, block_size: int, precision: str = "32-true"
+) -> float:
+    """Activation memory of one training step: the tensors autograd saves in a real fp32
+    forward and loss of one short sequence, scaled to the batch and the block and to the
+    precision's share of fp32 bytes (precision_share)."""
     probe = min(block_size, 64)
     network, was_training = model.network, model.network.training
     weights = {p.untyped_storage().data_ptr() for p in network.parameters()}
@@ -39,10 +59,21 @@ def activation_bytes(model: LanguageModel, batch_size: int, block_size: int) -> 
             torch.random.fork_rng(devices=[]),
             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
         ):
-            network(idx)
+            logits = network(idx)
+            F.cross_entropy(logits.flatten(0, 1).float(), idx.flatten())
     finally:
         network.train(was_training)
-    return sum(seen.values()) * batch_size * block_size / probe
+    return sum(seen.values()) * batch_size * block_size / probe * precision_share(precision)
+
+
+def precision_share(precision: str) -> float:
+    """Saved activations under `precision` over those in fp32. 16-bit weights: half. Mixed
+    16-bit: 3/4, as probed under CPU autocast (BDH 0.73, GPT-2 0.80, LLaMA 0.99 of the fp32
+    bytes; norms, softmax and the loss stay fp32). Not probed under autocast itself: emulated
+    16-bit arithmetic makes that probe take minutes on CPUs without it."""
+    if "16" not in precision:
+        return 1.0
+    return 0.75 if "mixed" in precision else 0.5
 
 
 def free_memory_bytes(device: torch.device) -> int | None:
@@ -55,31 +86,122 @@ def free_memory_bytes(device: torch.device) -> int | None:
     return None
 
 
-def warn_if_too_big(model: LanguageModel, datamodule, trainer) -> None:
-    """One line before training when the activations would not fit in free memory: a CPU
-    swaps, then the kernel kills the process without a word."""
+def available_bytes(device: torch.device) -> int | None:
+    """Memory a run may use: the free memory, or $BDH_PL_MEMORY_LIMIT_GB when set."""
+    limit = os.environ.get(LIMIT_ENV)
+    if limit:
+        try:
+            return int(float(limit) * 2**30)
+        except ValueError:
+            raise UserError(f"{LIMIT_ENV}={limit!r} is not a number of GiB") from None
+    return free_memory_bytes(device)
+
+
+@dataclass(frozen=True)
+class StepMemory:
+    """A training step's memory, from the estimate: what grows with the windows of a
+    micro-batch, and what does not."""
+
+    per_window: float  # bytes per window: activations and the backward's transients
+    fixed: float  # bytes: gradients and AdamW moments (and the weights, on a GPU), one-offs
+
+    def bytes(self, windows: int) -> float:
+        return self.fixed + self.per_window * windows
+
+
+def step_memory(
+    model: LanguageModel, block_size: int, precision: str, device: torch.device
+) -> StepMemory:
+    """The estimate behind the split and the refusal (checked against measured
+    peaks in tests/training/test_memory.py)."""
+    per_window = activation_bytes(model, 1, block_size, precision) * BACKWARD_FACTOR
+    weights = sum(p.numel() * p.element_size() for p in model.network.parameters())
+    # gradients + two AdamW moments; on a GPU the weights are not there yet
+    fixed = weights * (4 if device.type == "cuda" else 3) + ONE_OFF_BYTES
+    return StepMemory(per_window, fixed)
+
+
+def micro_batches(batch: int, step: StepMemory, budget: float) -> int | None:
+    """The fewest equal micro-batches (a divisor of `batch`) whose step fits in `budget`
+    bytes; None when not even one window does."""
+    for parts in range(1, batch + 1):
+        if batch % parts == 0 and step.bytes(batch // parts) <= budget:
+            return parts
+    return None
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def fit_to_memory(
+    model: LanguageModel, datamodule, trainer: L.Trainer, mode: MemoryFit = "auto"
+) -> int:
+    """Before a fit: run each batch as micro-batches with gradient accumulation when its
+    activations do not fit (mode "auto"; one line says so), or refuse in one line when nothing
+    fits (or mode "off" and the batch does not). Returns the number of micro-batches."""
     batch, block = getattr(datamodule, "batch_size", None), getattr(datamodule, "block_size", None)
+    device = trainer.strategy.root_device
     if not batch or not block:
-        return
+        return 1
     try:
-        needed = activation_bytes(model, batch, block)
-        free = free_memory_bytes(trainer.strategy.root_device)
+        available = available_bytes(device)
+        if available is None:
+            return 1
+        step = step_memory(model, block, str(trainer.precision), device)
+    except UserError:
+        raise
     except Exception:  # an estimate only: never a reason to stop
-        return
-    if "16" in str(trainer.precision):
-        needed /= 2
-    if free is not None and needed > free:
-        hint = (
-            f"on a CPU add --config {CPU_OVERLAY}, or "
-            if trainer.strategy.root_device.type == "cpu"
-            else ""
+        return 1
+    budget = available * HEADROOM
+    if step.bytes(batch) <= budget:
+        return 1
+    need = f"batch {batch} x block {block} needs about {gib(step.bytes(batch))}"
+    have = f"{gib(available)} {'set by ' + LIMIT_ENV if os.environ.get(LIMIT_ENV) else 'free'}"
+    cpu = f"on a CPU add --config {CPU_OVERLAY}; " if device.type == "cpu" else ""
+    parts = micro_batches(batch, step, budget)
+    if mode == "off" or parts is None or getattr(datamodule, "train_mode", "random") != "random":
+        if parts is None:
+            why = f"not even one window of {block} fits (about {gib(step.bytes(1))})"
+        elif mode == "off":
+            why = f"{batch // parts}-window micro-batches would fit, but memory_fit is off"
+        else:
+            why = "data.train_mode stream cannot be split into micro-batches"
+        raise UserError(
+            f"this run does not fit in memory: {need} and {have}; {why}: {cpu}lower "
+            "data.init_args.block_size or batch_size"
+            + (", or drop --memory_fit off" if mode == "off" and parts is not None else "")
         )
-        print(
-            f"warning: this run needs about {needed / 2**30:.1f} GiB of activations (batch "
-            f"{batch} x block {block}) but {free / 2**30:.1f} GiB are free: {hint}lower "
-            "data.init_args.batch_size or block_size",
-            file=sys.stderr,
-        )
+    datamodule.micro_batches = parts
+    trainer.accumulate_grad_batches *= parts
+    if isinstance(trainer.val_check_interval, int):
+        trainer.val_check_interval *= parts  # Lightning counts it in batches, not steps
+    print(
+        f"memory: batch {batch} = {parts} x {batch // parts} micro-batches with gradient "
+        f"accumulation, to fit {have} ({need}; --memory_fit off to refuse instead)",
+        file=sys.stderr,
+    )
+    return parts
+
+
+class MicroBatchCounters(L.Callback):
+    """A resumed run may split its batches otherwise than the run it resumes (other free
+    memory): Lightning's batch counters, which place accumulation and validation, are counted
+    in micro-batches, so they are moved to this run's count at the checkpoint's step."""
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
+        loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        progress = loop.get("epoch_loop.batch_progress")
+        step = int(checkpoint.get("global_step") or 0)
+        if not progress or step <= 0 or progress["total"]["ready"] % step:
+            return
+        old = progress["total"]["ready"] // step  # batches per optimizer step when saved
+        shift = step * (trainer.accumulate_grad_batches - old)
+        # the training stream is one endless epoch: its current counts are the total ones
+        same = progress["current"]["ready"] == progress["total"]["ready"]
+        for counts in (progress["total"], progress["current"]) if same else (progress["total"],):
+            for key in ("ready", "started", "processed", "completed"):
+                counts[key] += shift
 
 
 def out_of_memory_line(err: BaseException, tool: str | None = None) -> str | None:

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,18 @@ def test_random_windows_resume_where_they_left_off():
     first = next(iter(resumed))
     assert torch.equal(first["input_ids"], first_five[3])
     assert int(first["index"]) == 3  # the batch says where it is in the stream
+
+
+def test_micro_batches_are_the_slices_of_the_batch_in_order():
+    tokens = np.arange(1000, dtype=np.uint16)
+    whole = RandomWindows(tokens, block_size=8, batch_size=6, seed=3)
+    split = RandomWindows(tokens, block_size=8, batch_size=6, seed=3)
+    split.parts, split.first_batch = 3, 3  # resumed at batch 1 (3 micro-batches consumed)
+    items = itertools.islice(iter(split), 6)
+    for index in (1, 2):
+        parts = [next(items) for _ in range(3)]
+        expected = whole.batch(index)
+        for key in ("input_ids", "targets"):
+            assert torch.equal(torch.cat([p[key] for p in parts]), expected[key])
+        assert [int(p["index"]) for p in parts] == [index] * 3
+        assert [int(p["part"]) for p in parts] == [0, 1, 2]
