@@ -91,7 +91,7 @@ def test_describe_fits_in_and_out_degree_apart(sample_power_law):
     """A planted graph with power-law out-degrees and uniform targets: the out-degree is the
     power law, the in-degree (binomial) is not."""
     rng = np.random.default_rng(3)
-    N = 500
+    N = 800
     out = np.minimum(sample_power_law(2.5, 2, N, seed=3), N // 4)
     adjacency = torch.zeros(N, N, dtype=torch.bool)
     for i, k in enumerate(out):
