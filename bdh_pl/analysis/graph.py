@@ -35,7 +35,7 @@ DEGREE_KINDS = ("out", "in")
 PAPER_BETA = 1.2  # the paper's signal level
 PAPER_EDGES, PAPER_NEURONS = 46_820, 8_192  # m and n* of its graph at that beta
 PAPER_MEAN_DEGREE = PAPER_EDGES / PAPER_NEURONS  # 5.72 edges per neuron
-MEAN_DEGREES = (1.0, 2.0, PAPER_MEAN_DEGREE, 16.0)  # the sweep, in m / n*
+MEAN_DEGREES = (1.0, 2.0, PAPER_MEAN_DEGREE, 2 * PAPER_MEAN_DEGREE)  # the sweep, in m / n*
 LOUVAIN_SEEDS = 5
 
 

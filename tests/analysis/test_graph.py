@@ -36,7 +36,11 @@ def test_g_is_each_neuron_writing_through_the_decoder_read_by_the_encoder():
 def test_the_signal_level_keeps_the_entries_above_it_and_never_the_diagonal():
     G = torch.tensor([[9.0, 1.0, -2.0], [3.0, 9.0, 0.5], [-1.0, 2.0, 9.0]])
     assert beta_for_edges(G, 3) == 1.0  # off-diagonal, largest first: 3, 2, 1, 0.5, ...
-    assert above(G, 0.9).tolist() == [[False, True, False], [True, False, False], [False, True, False]]
+    assert above(G, 0.9).tolist() == [
+        [False, True, False],
+        [True, False, False],
+        [False, True, False],
+    ]
     assert torch.equal(top_edges(G, 3), above(G, 0.9))
     d = degrees(above(G, 0.9))
     assert d["out"].tolist() == [1, 1, 1] and d["in"].tolist() == [1, 2, 0]
