@@ -103,7 +103,7 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
     (out / "README.md").unlink()
     code, err = run_cli(["inspect", "--replot", "--out", str(out)])  # nothing measured again
     assert code == 0, err[-2000:]
-    assert len(list((out / "charts").iterdir())) == 5 and (out / "README.md").read_text() == readme
+    assert len(list((out / "charts").iterdir())) == 6 and (out / "README.md").read_text() == readme
 
 
 def test_a_transformer_alone_gets_selectivity_and_a_one_line_error_for_the_rest(
