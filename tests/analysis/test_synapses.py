@@ -29,6 +29,11 @@ def test_synapses_are_the_state_in_the_next_tokens_frame(tiny_bdh):
     idx = torch.tensor([72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100])
     T = len(idx) - 1  # the state after the first T tokens, read by token T
     S = state_after(network, idx[:T])
+    seen = {}  # the model's own attention output (B, nh, T+1, D), in the parallel form
+    hook = network.attn.register_forward_hook(lambda m, i, o: seen.update(a=o))
+    with torch.no_grad():
+        network(idx.view(1, -1))
+    hook.remove()
     with torch.no_grad():
         v = network.ln(network.embed(idx))  # T+1, D: layer 0's input
         for head in range(network.config.n_head):
@@ -37,11 +42,7 @@ def test_synapses_are_the_state_in_the_next_tokens_frame(tiny_bdh):
             want = (sigma - sigma.mean(1, keepdim=True)) @ network.encoder_v[head] / T
             torch.testing.assert_close(synapses(network, S, T, 0, head), want, atol=1e-5, rtol=1e-4)
 
-            # the model's own attention at position T: x_T sigma_T
-            seen = {}
-            hook = network.attn.register_forward_hook(lambda m, i, o: seen.update(a=o))
-            network(idx.view(1, -1))
-            hook.remove()
+            # the model's attention at position T is x_T sigma_T
             torch.testing.assert_close(seen["a"][0, head, T], x[T] @ sigma, atol=1e-5, rtol=1e-4)
 
 
