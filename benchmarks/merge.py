@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from bdh_pl.models.bdh import BDH, BDHConfig
 from bdh_pl.training.loading import load_bdh
 
-BLOCK, BATCH = 128, 16
+BLOCK, BATCH = 128, 8
 
 
 def texts(root: Path, eval_bytes: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -64,6 +64,8 @@ def train(model: BDH, sources: list[np.ndarray], steps: int, lr: float, seed: in
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if (step + 1) % 20 == 0:
+            print(f"step {step + 1}/{steps}: loss {loss.item():.3f}", flush=True)
     return model.eval()
 
 

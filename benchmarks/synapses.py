@@ -7,9 +7,9 @@ untrained twin and shuffled labels (bdh_pl/analysis/synapses.py).
 The classes: A, sentences of tiny Shakespeare's last 10% (held out by benchmarks/merge.py,
 whose base model this reads by default); B, sentences of WikiText-2's test split. A sentence is
 text ending in . ! or ?, its line breaks as spaces, 60-160 bytes; speakers' names
-("ROMEO:") and WikiText headings are dropped, WikiText's tokenised spacing undone. --per_class of each, drawn with --seed; half of
-each class chooses the synapse, the other half tests it (Mann-Whitney U of at most
-(per_class / 2)^2, as the paper's 50 x 50 = 2,500).
+("ROMEO:") and WikiText headings are dropped, WikiText's tokenised spacing undone. --per_class
+of each, drawn with --seed; half of each class chooses the synapse, the other half tests it
+(Mann-Whitney U of at most (per_class / 2)^2, as the paper's 50 x 50 = 2,500).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def main() -> None:
     report = {
         "command": "OMP_NUM_THREADS=1 python benchmarks/synapses.py " + " ".join(sys.argv[1:]),
         "classes": {"A": "tiny Shakespeare, last 10% (held out)", "B": "WikiText-2 test"},
+        "paper": {"currency synapse": {"U": 2368, "U_max": 2500}},
         "sentences": chosen,
         "models": {},
     }
