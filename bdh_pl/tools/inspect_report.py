@@ -158,12 +158,13 @@ def modularity_figure(report: dict):
         color, style = VARIANT_STYLE.get(name, ("k", "-"))
         values = np.array([p["modularity"][name] for p in sweep])  # points, heads
         ax.plot(degrees, values.mean(1), linestyle=style, color=color, marker="o",
-                linewidth=1.6, label=f"{name} (mean over heads; bars: range)")  # fmt: skip
+                linewidth=1.6, label=name)  # fmt: skip
         ax.vlines(degrees, values.min(1), values.max(1), color=color, linewidth=1)
     ax.axvline(PAPER_MEAN_DEGREE, color="k", linewidth=0.8, linestyle=":")
     log_axis(ax, "x")
     ax.set_ylim(0, 1)
-    finish_axes(ax, f"{report['label']}: modularity as the signal level beta falls",
+    finish_axes(ax, f"{report['label']}: modularity as the signal level beta falls "
+                "(mean over heads, bars: their range)",
                 f"edges per neuron m / n* (dotted: the paper's {PAPER_MEAN_DEGREE:.2f})",
                 f"modularity (Louvain, best of {LOUVAIN_SEEDS})")  # fmt: skip
     legend_outside(fig, ncols=2)
