@@ -25,7 +25,7 @@ VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
     "init": ("C1", "--"),
     "erdos-renyi": ("C7", ":"),
-    "low-rank": ("C4", (0, (5, 1, 1, 1))),
+    "low-rank": ("C5", (0, (5, 1, 1, 1))),
     "factors shuffled": ("C2", "-."),
 }
 
