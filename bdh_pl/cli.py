@@ -3,7 +3,7 @@ tools, one module each with a `main(argv)`.
 
 python -m bdh_pl fit  --config configs/shakespeare.yaml
 python -m bdh_pl test --config configs/shakespeare.yaml --ckpt_path best.ckpt
-python -m bdh_pl generate|benchmark|plot|export|mauve|lm-eval|context-curve|download-data ...
+python -m bdh_pl generate|benchmark|plot|export|mauve|lm-eval|context-curve|merge|download-data ...
 python -m bdh_pl --help   (every subcommand; each has its own --help)
 
 This module imports no torch or Lightning: `--help` and a mistyped subcommand answer at once;
@@ -32,6 +32,7 @@ TOOLS: dict[str, str] = {
     "mauve": "bdh_pl.tools.mauve",
     "context-curve": "bdh_pl.tools.context_curve",
     "inspect": "bdh_pl.tools.inspect",
+    "merge": "bdh_pl.tools.merge",
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what job schedulers expect of a killed job

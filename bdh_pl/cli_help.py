@@ -15,6 +15,7 @@ SUBCOMMAND_HELP = {
     "lm-eval": "lm-evaluation-harness tasks on a checkpoint",
     "context-curve": "bits per byte by context length (BDH's carried state, sliding windows)",
     "inspect": "what a BDH learned: sparsity, selective neurons, neuron graph, against controls",
+    "merge": "two BDHs fine-tuned from one base as one (neurons concatenated, the rest averaged)",
     "download-data": "build a local data root from the Hugging Face hub",
 }
 

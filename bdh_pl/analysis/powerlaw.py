@@ -9,7 +9,9 @@ fit. On the same tail two alternatives are fitted by maximum likelihood, a discr
 p(k) ~ e^(-lambda k) and a discretised lognormal, and compared with the power law by the
 normalised log-likelihood ratio (Vuong 1989): R = sum of the pointwise log-likelihood
 differences, p its two-sided significance. A power law "wins" only with R > 0 and p < 0.1
-(Clauset et al.'s threshold); with p >= 0.1 the data cannot tell the two apart.
+(Clauset et al.'s threshold); with p >= 0.1 the data cannot tell the two apart. The lognormal
+and the exponential are compared the same way, and `preferred` names the one distribution that
+beats both others, if any.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class PowerLawFit:
     ks_distance: float
     params: dict[str, dict[str, float]] = field(default_factory=dict)  # the alternatives' fits
     compare: dict[str, Comparison] = field(default_factory=dict)
+    lognormal_vs_exponential: Comparison | None = None  # R > 0 favours the lognormal
 
     def as_dict(self) -> dict:
         return {
@@ -64,6 +67,16 @@ class PowerLawFit:
                 }
                 for name, c in self.compare.items()
             },
+            **(
+                {}
+                if self.lognormal_vs_exponential is None
+                else {
+                    "lognormal_vs_exponential": {
+                        "loglik_ratio": self.lognormal_vs_exponential.loglik_ratio,
+                        "p_value": self.lognormal_vs_exponential.p_value,
+                    }
+                }
+            ),
         }
 
 
@@ -164,11 +177,31 @@ def fit_power_law(values, min_tail: int = 30, k_min: int | None = None) -> Power
     tail = data[data >= k_min]
     fit = PowerLawFit(alpha, int(k_min), len(tail), len(data), distance)
     power = power_law_logpmf(tail, alpha, k_min)
+    logpmfs = {}
     for name, fitter in (("exponential", exponential_fit), ("lognormal", lognormal_fit)):
-        params, logpmf = fitter(tail, k_min)
+        params, logpmfs[name] = fitter(tail, k_min)
         fit.params[name] = params
-        fit.compare[name] = vuong(power, logpmf)
+        fit.compare[name] = vuong(power, logpmfs[name])
+    fit.lognormal_vs_exponential = vuong(logpmfs["lognormal"], logpmfs["exponential"])
     return fit
+
+
+def preferred(fit: PowerLawFit) -> str:
+    """Which of the power law, the lognormal and the exponential the tail prefers: the one that
+    beats both others (R of the right sign, p < 0.1); else "undecided: " and those not beaten."""
+    beats = {("power law", name): c for name, c in fit.compare.items()}
+    if fit.lognormal_vs_exponential is not None:
+        beats[("lognormal", "exponential")] = fit.lognormal_vs_exponential
+    wins: dict[str, set[str]] = {"power law": set(), "lognormal": set(), "exponential": set()}
+    for (a, b), c in beats.items():
+        if c.p_value < SIGNIFICANCE and c.loglik_ratio != 0:
+            winner, loser = (a, b) if c.loglik_ratio > 0 else (b, a)
+            wins[winner].add(loser)
+    for name, beaten in wins.items():
+        if len(beaten) == 2:
+            return name
+    standing = [n for n in wins if not any(n in beaten for beaten in wins.values())]
+    return "undecided: " + " or ".join(standing)
 
 
 def power_law_ccdf(k: np.ndarray, alpha: float, k_min: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from matplotlib import colormaps
 from matplotlib.ticker import FuncFormatter
 
 from bdh_pl.analysis import powerlaw
+from bdh_pl.analysis.graph import LOUVAIN_SEEDS, PAPER_MEAN_DEGREE
 from bdh_pl.charts import (
     finish_axes,
     legend_outside,
@@ -23,7 +24,8 @@ from bdh_pl.charts import (
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
     "init": ("C1", "--"),
-    "shuffled": ("C7", ":"),
+    "erdos-renyi": ("C7", ":"),
+    "low-rank": ("C5", (0, (5, 1, 1, 1))),
     "factors shuffled": ("C2", "-."),
 }
 
@@ -118,7 +120,7 @@ def degree_figure(report: dict):
         for name, entry in pooled.items():
             color, style = VARIANT_STYLE.get(name, ("k", "-"))
             k, ccdf = _ccdf(entry["degree_counts"][kind])
-            ax.plot(k, ccdf, style, color=color, linewidth=1.6, label=name)
+            ax.plot(k, ccdf, linestyle=style, color=color, linewidth=1.6, label=name)
         fit = pooled["trained"]["fits"][kind]
         if "alpha" in fit:
             k, _ = _ccdf(pooled["trained"]["degree_counts"][kind])
@@ -140,9 +142,31 @@ def degree_figure(report: dict):
         fraction_log_axis(ax, "y")
         finish_axes(ax, f"{kind}-degree, all heads pooled", f"{kind}-degree k (edges)",
                     "P(degree ≥ k) (% of neurons)")  # fmt: skip
-    density = report["graph"]["density"]
-    suptitle(fig, f"{report['label']}: neuron graph G = decoder · encoder per head, its top "
-             f"{density:.0%} of entries as edges; R > 0 favours the power law")  # fmt: skip
+    suptitle(fig, f"{report['label']}: neuron graph G = decoder · encoder per head, "
+             f"{PAPER_MEAN_DEGREE:.2f} edges per neuron (the paper's); R > 0 favours the power law")  # fmt: skip
+    legend_outside(fig, ncols=2)
+    return fig
+
+
+def modularity_figure(report: dict):
+    """Louvain modularity of each variant against the edges kept (the signal level beta)."""
+    sweep = report["graph"]["sweep"]
+    fig = new_figure(1, width=7)
+    ax = fig.subplots()
+    degrees = [p["mean_degree"] for p in sweep]
+    for name in sweep[0]["modularity"]:
+        color, style = VARIANT_STYLE.get(name, ("k", "-"))
+        values = np.array([p["modularity"][name] for p in sweep])  # points, heads
+        ax.plot(degrees, values.mean(1), linestyle=style, color=color, marker="o",
+                linewidth=1.6, label=name)  # fmt: skip
+        ax.vlines(degrees, values.min(1), values.max(1), color=color, linewidth=1)
+    ax.axvline(PAPER_MEAN_DEGREE, color="k", linewidth=0.8, linestyle=":")
+    log_axis(ax, "x")
+    ax.set_ylim(0, 1)
+    finish_axes(ax, f"{report['label']}: modularity as the signal level beta falls "
+                "(mean over heads, bars: their range)",
+                f"edges per neuron m / n* (dotted: the paper's {PAPER_MEAN_DEGREE:.2f})",
+                f"modularity (Louvain, best of {LOUVAIN_SEEDS})")  # fmt: skip
     legend_outside(fig, ncols=2)
     return fig
 
@@ -221,8 +245,9 @@ def figures(report: dict) -> dict:
     if "sparsity" in report:
         out["sparsity"] = sparsity_figure(report)
         out["frequency"] = frequency_figure(report)
-    if "graph" in report:
+    if "graph" in report and "sweep" in report["graph"]:
         out["degrees"] = degree_figure(report)
+        out["modularity"] = modularity_figure(report)
     if "selectivity" in report:
         out["selectivity"] = selectivity_figure(report)
         out["top_neurons"] = contexts_figure(report)
@@ -257,47 +282,8 @@ def readme(report: dict, charts: list[Path]) -> str:
         "",
     ]
     gr = report.get("graph")
-    if gr:
-        lines += [
-            f"The neuron graph, G = decoder · encoder per head, its top {gr['density']:.0%} of "
-            "entries as edges; degrees of all heads pooled (inspect.json has each head). alpha "
-            f"is fitted within {powerlaw.ALPHA_RANGE[0]:g}-{powerlaw.ALPHA_RANGE[1]:g}: near "
-            f"{powerlaw.ALPHA_RANGE[1]:g} it says the tail falls faster than any power law "
-            "considered, not that it is heavy:",
-            "",
-            "| variant | modularity | degree | mean | max | alpha | k_min | tail "
-            "| power law vs exponential: R (p) | vs lognormal: R (p) |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name, entry in gr["pooled"].items():
-            for kind, fit in entry["fits"].items():
-                alt = fit.get("alternatives", {})
-                cell = {k: f"{v['loglik_ratio']:.1f} ({v['p_value']:.2g})" for k, v in alt.items()}
-                lines.append(
-                    f"| {name} | {entry['modularity_mean']:.3f} | {kind} | {fit['mean']:.1f} | "
-                    f"{fit['max']} | {fit.get('alpha', float('nan')):.2f} | "
-                    f"{fit.get('k_min', '-')} | {fit.get('n_tail', '-')} | "
-                    f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} |"
-                )
-        lines.append("")
-        if gr.get("by_density"):
-            lines += [
-                "The same fits at other densities (alpha of the pooled degrees; * where the power "
-                "law beats the exponential):",
-                "",
-                "| density | variant | out | in | total |",
-                "|---:|---|---:|---:|---:|",
-            ]
-            for density, variants in gr["by_density"].items():
-                for name, kinds in variants.items():
-                    cells = [
-                        "-"
-                        if f["alpha"] is None
-                        else f"{f['alpha']:.2f}" + ("*" if f["beats_exponential"] else "")
-                        for f in kinds.values()
-                    ]
-                    lines.append(f"| {float(density):.1%} | {name} | " + " | ".join(cells) + " |")
-            lines.append("")
+    if gr and "sweep" in gr:
+        lines += graph_tables(gr)
     sel = report.get("selectivity")
     if sel:
         lines += [
@@ -334,3 +320,51 @@ def readme(report: dict, charts: list[Path]) -> str:
     if charts:
         lines += ["Charts: " + ", ".join(f"[{p.stem}](charts/{p.name})" for p in charts), ""]
     return "\n".join(lines)
+
+
+def graph_tables(gr: dict) -> list[str]:
+    """The README's graph section: the fits at the paper's mean degree, then the sweep."""
+    paper = gr["paper"]
+    lines = [
+        f"The neuron graph as the paper measures it: G = decoder · encoder per head "
+        f"({gr['neurons']:,} neurons), the entries above a signal level beta as edges. The "
+        f"paper's beta {paper['beta']:g} kept {paper['edges']:,} edges of {paper['neurons']:,} "
+        f"neurons ({paper['mean_degree']:.2f} per neuron); here beta {paper['beta']:g} keeps "
+        f"{', '.join(f'{e:,}' for e in gr['edges_at_paper_beta'])} edges (by head), so models are "
+        "compared at equal edge counts: the trained graph's beta for each mean degree, every "
+        "control cut to the same count. Degrees of all heads pooled, at the paper's mean degree; "
+        f"alpha is fitted within {powerlaw.ALPHA_RANGE[0]:g}-{powerlaw.ALPHA_RANGE[1]:g}:",
+        "",
+        "| variant | modularity | degree | mean | max | alpha | k_min | tail "
+        "| power law vs exponential: R (p) | vs lognormal: R (p) | preferred |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, entry in gr["pooled"].items():
+        for kind, fit in entry["fits"].items():
+            alt = fit.get("alternatives", {})
+            cell = {k: f"{v['loglik_ratio']:.1f} ({v['p_value']:.2g})" for k, v in alt.items()}
+            lines.append(
+                f"| {name} | {entry['modularity_mean']:.3f} | {kind} | {fit['mean']:.1f} | "
+                f"{fit['max']} | {fit.get('alpha', float('nan')):.2f} | "
+                f"{fit.get('k_min', '-')} | {fit.get('n_tail', '-')} | "
+                f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} | "
+                f"{fit['preferred']} |"
+            )
+    names = list(gr["sweep"][0]["modularity"])
+    lines += [
+        "",
+        f"Modularity (Louvain, best of {LOUVAIN_SEEDS} seeds; mean over heads) as beta varies:",
+        "",
+        "| edges per neuron | edges per head | trained beta (by head) | "
+        + " | ".join(names)
+        + " |",
+        "|---:|---:|---|" + "---:|" * len(names),
+    ]
+    for p in gr["sweep"]:
+        cells = [f"{np.mean(p['modularity'][name]):.3f}" for name in names]
+        betas = ", ".join(f"{b:.3g}" for b in p["beta"])
+        lines.append(
+            f"| {p['mean_degree']:.2f} | {p['edges']:,} | {betas} | " + " | ".join(cells) + " |"
+        )
+    lines.append("")
+    return lines

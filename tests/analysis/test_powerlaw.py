@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from bdh_pl.analysis.powerlaw import fit_alpha, fit_power_law, vuong
+from bdh_pl.analysis.powerlaw import fit_alpha, fit_power_law, preferred, vuong
 
 
 @pytest.mark.parametrize("alpha", [2.0, 2.5, 3.0])
@@ -56,3 +56,22 @@ def test_vuong_is_signed_and_insignificant_without_a_difference():
 def test_too_few_values_is_a_value_error():
     with pytest.raises(ValueError, match="two distinct"):
         fit_power_law([0, 0, 3, 3])
+
+
+def test_the_preferred_law_of_power_law_and_lognormal_samples(sample_power_law):
+    """On the whole sample (k_min 1): power-law data beats the exponential and is not beaten by
+    the lognormal (a lognormal can mimic a power law); lognormal data prefers the lognormal."""
+    fit = fit_power_law(sample_power_law(2.5, 1, 2000, seed=0), k_min=1)
+    assert fit.compare["exponential"].power_law_wins
+    assert preferred(fit) in ("power law", "undecided: power law or lognormal")
+    rng = np.random.default_rng(0)
+    lognormal = np.maximum(np.round(rng.lognormal(2.0, 0.7, 2000)), 1).astype(int)
+    fit = fit_power_law(lognormal, k_min=1)
+    assert preferred(fit) == "lognormal"
+    assert fit.compare["lognormal"].loglik_ratio < 0 and fit.compare["lognormal"].p_value < 0.1
+    assert fit.as_dict()["lognormal_vs_exponential"]["loglik_ratio"] > 0
+
+
+def test_preferred_needs_a_law_that_beats_both_others():
+    fit = fit_power_law(np.random.default_rng(0).geometric(0.1, 3000))
+    assert not preferred(fit).startswith("power law")

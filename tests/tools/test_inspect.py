@@ -70,9 +70,12 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
     sparsity = report["sparsity"]["trained"]["x"]
     assert 0 < sparsity["active_fraction"] < 1 and len(sparsity["by_layer_head"][0]) == 2
     assert report["sparsity"]["over_training"] == {}  # plain weights: no run folder
-    heads = report["graph"]["heads"]
-    assert len(heads) == 2 and set(heads[0]) == {"trained", "init", "shuffled", "factors shuffled"}
-    assert heads[0]["trained"]["edges"] == round(0.05 * 64 * 63)
+    heads = report["graph"]["heads"]  # at the paper's 5.72 edges per neuron
+    variants = {"trained", "init", "erdos-renyi", "low-rank", "factors shuffled"}
+    assert len(heads) == 2 and set(heads[0]) == variants
+    assert all(v["edges"] == round(46_820 / 8_192 * 64) for v in heads[0].values())
+    sweep = [p["mean_degree"] for p in report["graph"]["sweep"]]  # --graph_density's point too
+    assert sweep == sorted([1.0, 2.0, 46_820 / 8_192, 2 * 46_820 / 8_192, round(0.05 * 63, 4)])
     claims = {c["claim"].split(" (")[0]: c for c in report["claims"]}
     assert set(claims) == {
         "sparse activations",
@@ -84,6 +87,7 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
     assert charts == [
         "degrees.png",
         "frequency.png",
+        "modularity.png",
         "selectivity.png",
         "sparsity.png",
         "top_neurons.png",
@@ -99,7 +103,7 @@ def test_inspect_finds_a_planted_digit_neuron_and_writes_the_report(
     (out / "README.md").unlink()
     code, err = run_cli(["inspect", "--replot", "--out", str(out)])  # nothing measured again
     assert code == 0, err[-2000:]
-    assert len(list((out / "charts").iterdir())) == 5 and (out / "README.md").read_text() == readme
+    assert len(list((out / "charts").iterdir())) == 6 and (out / "README.md").read_text() == readme
 
 
 def test_a_transformer_alone_gets_selectivity_and_a_one_line_error_for_the_rest(
