@@ -239,7 +239,7 @@ def trends(points: list[dict]) -> dict[str, Any]:
 def frontier(
     records: list[dict],
     optimum: str = "best",
-    bootstrap_n: int = scaling.BOOTSTRAP,
+    bootstrap_n: int | None = None,
     train_split_tokens: int | None = None,
 ) -> dict[str, Any]:
     """frontier.json: per family its runs, frontier points (used or excluded, and why), fit
@@ -247,6 +247,7 @@ def frontier(
     readings with the ladder-edge points kept (`with_edge_points`)."""
     if optimum not in OPTIMA:
         raise ValueError(f"optimum must be one of {OPTIMA}, got {optimum!r}")
+    bootstrap_n = scaling.BOOTSTRAP if bootstrap_n is None else bootstrap_n
     out: dict[str, Any] = {
         "flops_rule": FLOPS_RULE,
         "optimum": optimum,

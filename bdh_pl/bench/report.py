@@ -5,7 +5,9 @@ run), a compute frontier's frontier.json and frontier.csv (bench/frontier.py), a
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from bdh_pl.bench import frontier, stats
 from bdh_pl.bench.record import KEYS
 from bdh_pl.charts.benchmark import BenchmarkRecords, chart_names, write_benchmark_charts
 from bdh_pl.charts.frontier import FRONTIER_CHARTS, write_frontier_charts
+from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text, write_json
 
 
@@ -41,7 +44,7 @@ def write_summaries(out: Path, experiment: str, records: list[dict], command: st
     """summary.md, and a compute frontier's frontier.json and frontier.csv, from the records
     (`plot --results` rewrites them with the current code)."""
     if frontier.families(records):
-        result = frontier.frontier(records)
+        result = frontier_result(records)
         write_json(out / "frontier.json", result)
         rows = frontier.frontier_rows(result)
         atomic_write_text(out / "frontier.csv", _csv(rows, frontier.CSV_COLUMNS))
@@ -49,6 +52,43 @@ def write_summaries(out: Path, experiment: str, records: list[dict], command: st
     else:
         summary = summary_markdown(experiment, records, command)
     atomic_write_text(out / "summary.md", summary)
+
+
+_last_frontier: tuple[str, dict] | None = None  # the summaries and the charts share one fit
+
+
+def frontier_result(records: list[dict]) -> dict:
+    """frontier.frontier of the records (computed once for the summaries and the charts of
+    the same records), with the training split's size for records older than `epochs`."""
+    global _last_frontier
+    key = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+    if _last_frontier is None or _last_frontier[0] != key:
+        split = train_split_tokens(records)
+        _last_frontier = (key, frontier.frontier(records, train_split_tokens=split))
+    return _last_frontier[1]
+
+
+def train_split_tokens(records: list[dict]) -> int | None:
+    """The training split's tokens of frontier records written before `epochs` was a field:
+    counted from the data of the first run's config (its `data` class from bdh_pl.data and
+    init_args); None when every record has its epochs, or the config or data are not at hand
+    (the epochs then stay unknown)."""
+    old = [r for r in records if r.get("family") and r.get("epochs") is None and r.get("config")]
+    if not old:
+        return None
+    try:
+        import yaml
+
+        import bdh_pl.data
+
+        data = yaml.safe_load(Path(old[0]["config"]).read_text(encoding="utf-8"))["data"]
+        kind = getattr(bdh_pl.data, data["class_path"].rsplit(".", 1)[-1], None)
+        if not (isinstance(kind, type) and issubclass(kind, bdh_pl.data.TextDataModule)):
+            return None
+        module = kind(**{k: v for k, v in data.get("init_args", {}).items() if k != "cache_dir"})
+        return int(len(module.split_tokens("train")))
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, UserError):
+        return None  # the data out of reach: the epochs stay unknown, and the summary says so
 
 
 def _csv(rows: list[dict], columns) -> str:
@@ -73,7 +113,7 @@ def write_charts(
     """charts/*.png under `out` (or in `charts_dir`); a compute frontier's own charts (dozens
     of runs: the frontier, not every curve)."""
     if frontier.families(records):
-        return write_frontier_charts(frontier.frontier(records), charts_dir or out / "charts")
+        return write_frontier_charts(frontier_result(records), charts_dir or out / "charts")
     return write_benchmark_charts(chart_records(experiment, records), charts_dir or out / "charts")
 
 
@@ -87,6 +127,8 @@ FRONTIER_RUN_COLUMNS = [
     ("steps", "train_steps", "{:,.0f}"),
     ("warmup", "warmup_steps", "{:,.0f}"),
     ("tokens", "train_tokens", "count"),
+    ("epochs", "epochs", "{:.2f}"),
+    ("FLOPs", "train_flops", "count"),
     ("val bpb", "best_val_bpb", "{:.4f}"),
     ("test bpb", "test_bpb", "{:.4f}"),
     ("fit s", "fit_time_s", "{:,.0f}"),
@@ -116,7 +158,8 @@ def frontier_summary(experiment: str, records: list[dict], command: str, result:
             f"Fit time {sum(fits) / 3600:.2f} h summed over runs (longest {max(fits):.0f} s){load}."
         )
     lines += ["", frontier_markdown(result), "## Runs", ""]
-    lines += _table(records, FRONTIER_RUN_COLUMNS)
+    split = result.get("train_split_tokens")
+    lines += _table([frontier.with_rule(r, split) for r in records], FRONTIER_RUN_COLUMNS)
     lines += [
         "",
         "frontier: the run is its family's best size at its budget (tested, and repeated on "
@@ -134,98 +177,168 @@ def frontier_summary(experiment: str, records: list[dict], command: str, result:
     return "\n".join(lines) + "\n"
 
 
+def _flops(value: float | None) -> str:
+    return f"{value:.3g}" if value is not None else "?"
+
+
 def frontier_markdown(result: dict) -> str:
-    """The frontier section of summary.md: best bpb per family and budget, the fits, the
-    compute multiplier and the crossing, every ladder edge named."""
+    """The frontier section of summary.md: the rule, best bpb per family and budget, what is
+    measured, the fits, the fitted crossing and the compute multiplier, every excluded point
+    named with its reason."""
     families = result["families"]
-    budgets = sorted({p["budget_flops"] for f in families.values() for p in f["frontier"]})
+    measured = result["measured"]
+    budgets = [row["budget"] for row in measured["at_budgets"]]
     lines = [
         "## Compute frontier",
         "",
-        "Best validation bpb per family at each training budget (the size with the lowest "
-        "validation bpb on the first seed, mean over its seeds, range in brackets); test bpb on "
-        "the whole test split.",
+        f"FLOPs rule: {result['flops_rule']}. Optimum per budget: {result['optimum']} "
+        "(`best`: the size with the lowest validation bpb on the first seed).",
         "",
-        "| family | " + " | ".join(f"{b:.3g} FLOPs" for b in budgets) + " |",
+        "Best validation bpb per family at each budget (mean over the seeds of the best size, "
+        "their range in brackets), the size, its training FLOPs by the rule and its epochs of "
+        "the training split; test bpb on the whole test split; *edge*: the best size is the "
+        "smallest or largest tried (left out of the fit).",
+        "",
+        "| family | " + " | ".join(budgets) + " |",
         "|---|" + "---:|" * len(budgets),
     ]
     for family, entry in families.items():
-        by_budget = {p["budget_flops"]: p for p in entry["frontier"]}
+        by_budget = {p["budget"]: p for p in entry["frontier"]}
         cells = []
         for b in budgets:
-            p = by_budget.get(b)
-            if p is None:
+            if (p := by_budget.get(b)) is None:
                 cells.append("–")
                 continue
             seeds = p["val_bpb_seeds"]
             spread = f" [{min(seeds):.3f}-{max(seeds):.3f}]" if len(seeds) > 1 else ""
+            epochs = f", {p['epochs']:.2f} epochs" if p.get("epochs") is not None else ""
             test = f", test {p['test_bpb']:.3f}" if p.get("test_bpb") is not None else ""
-            edge = f", {p['edge']} size" if p["edge"] else ""
-            cells.append(f"{p['val_bpb']:.3f}{spread} ({p['model']}{edge}{test})")
+            edge = f", *{p['edge']} size: edge*" if p["edge"] else ""
+            cells.append(
+                f"{p['val_bpb']:.3f}{spread} ({p['model']}, {_flops(p['flops'])} FLOPs"
+                f"{epochs}{edge}{test})"
+            )
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    rates = [
-        f"{family} {lr['chosen']:g} (of {', '.join(f'{t:g}' for t in lr['tried'])}"
-        + (f"; the {lr['at_sweep_edge']} tried, so the best may lie beyond)" if
-           lr["at_sweep_edge"] else ")")
-        for family, entry in families.items()
-        if (lr := entry.get("learning_rate"))
-    ]  # fmt: skip
-    if rates:
-        lines += ["", "Learning rate per family (swept on one size at the smallest budget, "
-                  "first seed; the best reused for every run): " + "; ".join(rates) + "."]  # fmt: skip
-    lines += ["", "Fits L(C) = E + A C^-alpha (C: training FLOPs; 5-95% bootstrap range):", ""]
+    lines += ["", "### Measured", ""]
+    for row in measured["at_budgets"]:
+        if "gap" not in row:
+            lines.append(f"- {row['budget']}: {row['leader']} lowest")
+            continue
+        ref, other = measured["reference"], row["against"]
+        side = "behind" if row["gap"] < 0 else "ahead of"
+        spread = "more" if row["beyond_seed_spread"] else "less"
+        ratio = (
+            f"; {ref} trained {row['flops_ratio']:.2f}x {other}'s FLOPs"
+            if row.get("flops_ratio")
+            else ""
+        )
+        lines.append(
+            f"- {row['budget']}: {row['leader']} lowest; {ref} {side} {other} by "
+            f"{abs(row['gap']):.3f} bpb, {spread} than the seed spread{ratio}"
+        )
+    lines += ["", f"So: {measured['statement']}.", ""]
+    lines += _rate_lines(families)
+    lines += ["### Fits", "", f"{result['fit_method']}.", ""]
     for family, entry in families.items():
         fit = entry["fit"]
         if not fit:
-            lines.append(f"- {family}: no fit (fewer than three budgets, or no decrease)")
+            lines.append(f"- {family}: no fit: {entry['fit_note']}")
             continue
-        band = fit["band"] or {}
-        ranges = ", ".join(f"{k} {v[0]:.3g}-{v[1]:.3g}" for k, v in band.items())
+        ranges = ", ".join(f"{k} {v[0]:.3g}-{v[1]:.3g}" for k, v in (fit["band"] or {}).items())
         lines.append(
-            f"- {family}: E {fit['E']:.3f}, A {fit['A']:.4g}, alpha {fit['alpha']:.3f} "
-            f"(rmse {fit['rmse']:.4f}; {ranges})"
+            f"- {family}: E {fit['E']:.3f}, A {fit['A']:.4g}, alpha {fit['alpha']:.3f} (rmse "
+            f"{fit['rmse']:.4f} bpb over {len(fit['budgets_used'])} points, "
+            f"{_flops(fit['measured_range'][0])}-{_flops(fit['measured_range'][1])} FLOPs; "
+            f"5-95%: {ranges})"
         )
-    if multiplier := result.get("compute_multiplier"):
-        ref = multiplier["reference"]
-        lines += ["", f"Compute multiplier: how many times {ref}'s FLOPs reach the best other "
-                  "family's fitted loss at each budget:", ""]  # fmt: skip
-        for row in multiplier["at_budgets"]:
-            band = row["multiplier_band"]
-            spread = f" (5-95%: {band[0]:.2f}-{band[1]:.2f})" if band else " (band: the fit "
-            spread += "" if band else "never reaches it in some resamples)"
-            lines.append(
-                f"- {row['budget_flops']:.3g} FLOPs: {row['multiplier']:.2f}x against "
-                f"{row['best_other']}{spread}"
-            )
-        lines += ["", f"Crossing: {multiplier['crossing']['statement']}."]
-    if (extra := result.get("extrapolation")) and extra["predictions"]:
-        guesses = ", ".join(
-            f"{family} {p['val_bpb']:.3f}"
-            + (f" ({p['band'][0]:.3f}-{p['band'][1]:.3f})" if p["band"] else "")
-            for family, p in extra["predictions"].items()
-        )
-        lines += [
-            "",
-            f"Extrapolation to {extra['budget_flops']:.3g} FLOPs ({extra['label']}): the fits "
-            f"predict {guesses} validation bpb for the best size at that compute (5-95% "
-            "bootstrap range); far outside the budgets run, so a trend, not a measurement.",
-        ]
-    edges = [
-        f"{family} at {p['budget_flops']:.3g} ({p['edge']} of {', '.join(p['sizes_tried'])})"
+    lines += ["", f"Fitted crossing: {_crossing_text(result['crossing'])}.", ""]
+    lines += _multiplier_lines(result.get("compute_multiplier"))
+    edges = result.get("with_edge_points") or {}
+    if edges.get("crossing", {}).get("budget_flops") or any(
+        e.get("fit_with_edge_points") for e in families.values()
+    ):
+        lines += ["### With the ladder-edge points", "", f"{edges['what'].capitalize()}.", ""]
+        for family, entry in families.items():
+            if fit := entry.get("fit_with_edge_points"):
+                lines.append(
+                    f"- {family}: E {fit['E']:.3f}, A {fit['A']:.4g}, alpha {fit['alpha']:.3f} "
+                    f"(rmse {fit['rmse']:.4f} bpb over {len(fit['budgets_used'])} points)"
+                )
+        lines += ["", f"Fitted crossing: {_crossing_text(edges['crossing'])}.", ""]
+        if edges.get("compute_multiplier") != result.get("compute_multiplier"):
+            lines += _multiplier_lines(edges.get("compute_multiplier"))
+    excluded = [
+        f"{family} {e['budget']} ({e['model']}): {e['reason']}"
         for family, entry in families.items()
-        for p in entry["frontier"]
-        if p["edge"]
+        for e in entry["excluded"]
     ]
     lines += [
-        "",
-        "Ladder edges (the best size is the smallest or largest tried: the true minimum may lie "
-        f"outside): {'; '.join(edges) if edges else 'none'}.",
+        "Left out of the fits: " + ("; ".join(excluded) if excluded else "none") + ".",
         "",
         f"Charts: {', '.join(f'[{c}](charts/{c}.png)' for c in FRONTIER_CHARTS)}; numbers: "
         "frontier.json, frontier.csv.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _rate_lines(families: dict) -> list[str]:
+    rates = []
+    for family, entry in families.items():
+        if not (lr := entry.get("learning_rate")):
+            continue
+        sweeps = [
+            f"{s['chosen']:g} of {', '.join(f'{t:g}' for t in s['tried'])} on {s['model']} at "
+            f"{s['budget']}" + (f" (the {s['at_sweep_edge']} tried: the best may lie beyond)"
+                                 if s["at_sweep_edge"] else "")
+            for s in lr["sweeps"]
+        ]  # fmt: skip
+        used = (
+            f"{lr['chosen']:g} at every budget"
+            if lr["chosen"] is not None
+            else ", ".join(f"{v['rate']:.3g} at {b}" for b, v in lr["per_budget"].items())
+        )
+        rates.append(f"{family}: {used}; sweep{'s' * (len(sweeps) != 1)} {'; '.join(sweeps) or 'none'}")
+    if not rates:
+        return []
+    return ["Learning rate per family (first seed): " + ". ".join(rates) + ".", ""]
+
+
+def _crossing_text(crossing: dict) -> str:
+    text = crossing["statement"]
+    for family, optimal in (crossing.get("compute_optimal") or {}).items():
+        if optimal:
+            tokens = f" on {optimal['tokens']:.3g} tokens" if optimal.get("tokens") else ""
+            epochs = f" ({optimal['epochs']:.2f} epochs)" if optimal.get("epochs") else ""
+            text += (
+                f"; there {family}'s trend of chosen sizes gives {optimal['params']:.3g} "
+                f"parameters{tokens}{epochs}"
+            )
+    return text
+
+
+def _multiplier_lines(multiplier: dict | None) -> list[str]:
+    if not multiplier:
+        return []
+    ref = multiplier["reference"]
+    low, high = multiplier["measured_range"]
+    lines = [
+        f"Compute multiplier: how many times the best other family's FLOPs {ref}'s fit needs "
+        f"to reach that family's measured loss at each budget (5-95% band; *extrapolated*: "
+        f"the FLOPs needed lie outside {ref}'s measured {_flops(low)}-{_flops(high)}):",
+        "",
+    ]
+    for row in multiplier["at_budgets"]:
+        band = row["multiplier_band"]
+        lower = f"{band[0]:.2f}" if band[0] is not None else "never"
+        upper = f"{band[1]:.2f}" if band[1] is not None else "never in some resamples"
+        edge = "; its point is at its ladder's edge" if row["target_at_ladder_edge"] else ""
+        lines.append(
+            f"- {row['budget']}: {row['multiplier']:.2f}x (5-95%: {lower}-{upper}) "
+            f"against {row['against']}{edge}"
+            + (", *extrapolated*" if row["extrapolated"] else ", within the measured range")
+        )
+    return [*lines, ""]
 
 
 SUMMARY_COLUMNS = [
@@ -323,7 +436,8 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
         "was repeated on (bpb std: sample standard deviation over seeds; min-max: their "
         "range). bpb (bits per UTF-8 byte of the test text) and word perplexity compare across "
         "tokenizers; test loss and ppl are per the model's own token (byte or BPE) and do not. "
-        "Train FLOPs: training tokens x forward+backward FLOPs per token. "
+        "Train FLOPs: training tokens x 3 x the forward FLOPs per token (records written "
+        "before that rule: x the counted forward + backward). "
         "Train tok/s: training tokens over training time, validation excluded (Lightning's "
         "ThroughputMonitor); eval tok/s: the whole test pass. FLOPs/token: forward, counted by "
         "torch's FlopCounterMode on one full block (a training step is about 3x). Peak "
