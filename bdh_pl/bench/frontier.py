@@ -154,11 +154,11 @@ def frontier_points(runs: list[dict], optimum: str = "best") -> list[dict]:
             "sizes_tried": [r["model"] for r in by_params],
             "sizes_bound": [{"model": r["model"], "bound": r["bound"]} for r in bound],
         }
-        if optimum == "parabola" and edge is None and len(cell) >= 3:
-            if parabola := parabola_optimum(by_params):
-                shift = parabola.pop("low") - best["best_val_bpb"]  # the seeds move with it
-                point.update(parabola, val_bpb=point["val_bpb"] + shift,
-                             val_bpb_seeds=[v + shift for v in val], parabola_shift=shift)  # fmt: skip
+        interior = edge is None and len(cell) >= 3
+        if optimum == "parabola" and interior and (parabola := parabola_optimum(by_params)):
+            shift = parabola.pop("low") - best["best_val_bpb"]  # the seeds move with it
+            point.update(parabola, val_bpb=point["val_bpb"] + shift, parabola_shift=shift)
+            point["val_bpb_seeds"] = [v + shift for v in val]
         point["excluded"] = _excluded(point, len(cell))
         points.append(point)
     return points
@@ -467,8 +467,11 @@ def fitted_crossing(
         return {
             "budget_flops": None,
             "statement": "no fitted crossing: "
-            + (f"no fit for {', '.join(missing)} (too few usable points)" if missing else
-               "no other family to cross"),  # fmt: skip
+            + (
+                f"no fit for {', '.join(missing)} (too few usable points)"
+                if missing
+                else "no other family to cross"
+            ),  # fmt: skip
         }
     ranges = [v["measured_range"] for v in (ref, *others.values())]
     lo, largest = min(r[0] for r in ranges), max(r[1] for r in ranges)
@@ -496,7 +499,11 @@ def fitted_crossing(
         return out
     after = where * 1.01
     best_other = min(others, key=lambda f: float(scaling.predict(others[f], after)))
-    lead = REFERENCE if scaling.predict(ref, after) < scaling.predict(others[best_other], after) else best_other
+    lead = (
+        REFERENCE
+        if scaling.predict(ref, after) < scaling.predict(others[best_other], after)
+        else best_other
+    )
     out["val_bpb"] = float(scaling.predict(ref, where))
     out["against"] = best_other
     out["times_largest_measured"] = where / largest
@@ -596,7 +603,9 @@ def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
         chosen = [r["learning_rate"] for r in group if r.get("selected")]
         if len(rates) < 2 or len(chosen) != 1:
             continue
-        edge = "largest" if chosen[0] == rates[-1] else "smallest" if chosen[0] == rates[0] else None
+        edge = (
+            "largest" if chosen[0] == rates[-1] else "smallest" if chosen[0] == rates[0] else None
+        )
         sweeps.append({"budget": budget, "model": model, "tried": rates, "chosen": chosen[0],
                        "at_sweep_edge": edge})  # fmt: skip
     per_budget: dict[str, Any] = {}

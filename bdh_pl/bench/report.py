@@ -298,7 +298,9 @@ def _rate_lines(families: dict) -> list[str]:
             if lr["chosen"] is not None
             else ", ".join(f"{v['rate']:.3g} at {b}" for b, v in lr["per_budget"].items())
         )
-        rates.append(f"{family}: {used}; sweep{'s' * (len(sweeps) != 1)} {'; '.join(sweeps) or 'none'}")
+        rates.append(
+            f"{family}: {used}; sweep{'s' * (len(sweeps) != 1)} {'; '.join(sweeps) or 'none'}"
+        )
     if not rates:
         return []
     return ["Learning rate per family (first seed): " + ". ".join(rates) + ".", ""]

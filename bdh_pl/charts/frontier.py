@@ -226,8 +226,8 @@ def chosen_size_figure(result: dict) -> Figure:
         (ax_d, "its training tokens", TOKENS_AXIS),
     ):
         ax.set_yscale("log")
-        ax.set_xticks(range(len(budgets)), [_label(b) for b in budgets])
-        finish_axes(ax, title, "budget (as planned)", label)
+        ax.set_xticks(range(len(budgets)), [_label(b).removesuffix(" FLOPs") for b in budgets])
+        finish_axes(ax, title, "budget (training FLOPs as planned, or steps)", label)
     suptitle(fig, "What each family's frontier chose: size and data per budget")
     legend_outside(fig, ncols=4)
     caption(fig, "Hatched: the point is left out of the fit (the best size is the smallest or "

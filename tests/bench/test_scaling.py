@@ -58,14 +58,17 @@ def test_the_batched_minimiser_reaches_scipys_minimum():
         x = c / c[0]
         mine = scaling.fit_power_law(list(c), list(np.exp(y)))["huber"]
 
-        def objective(theta):  # the Huber loss and its gradient, by hand
-            r = np.log(law(c, math.exp(theta[0]), math.exp(theta[1]) * c[0] ** theta[2],
-                           theta[2])) - y  # fmt: skip
+        def objective(theta, c=c, x=x, y=y):  # the Huber loss and its gradient, by hand
+            e, a = math.exp(theta[0]), math.exp(theta[1]) * c[0] ** theta[2]
+            r = np.log(law(c, e, a, theta[2])) - y
             pred = np.exp(r + y)
-            term = pred - math.exp(theta[0])
+            term = pred - e
             psi = np.clip(r, -scaling.HUBER_DELTA, scaling.HUBER_DELTA)
-            grad = [np.sum(psi * math.exp(theta[0]) / pred), np.sum(psi * term / pred),
-                    np.sum(-psi * term * np.log(x) / pred)]  # fmt: skip
+            grad = [
+                np.sum(psi * e / pred),
+                np.sum(psi * term / pred),
+                np.sum(-psi * term * np.log(x) / pred),
+            ]
             return float(scaling.huber(r).sum()), np.array(grad)
 
         bounds = list(zip(scaling.LOW, scaling.HIGH, strict=True))
@@ -85,6 +88,8 @@ def test_too_few_budgets_give_no_fit_and_a_floor_is_never_reached():
 
 
 def test_the_log_trend_of_a_power():
-    trend = scaling.log_trend([1e12, 1e13, 1e14], [2e5 * (c / 1e12) ** 0.5 for c in (1e12, 1e13, 1e14)])
+    trend = scaling.log_trend(
+        [1e12, 1e13, 1e14], [2e5 * (c / 1e12) ** 0.5 for c in (1e12, 1e13, 1e14)]
+    )
     assert trend["exponent"] == pytest.approx(0.5)
     assert scaling.read_trend(trend, 4e12) == pytest.approx(4e5)
