@@ -219,6 +219,13 @@ def frontier_markdown(result: dict) -> str:
                 f"{epochs}{edge}{test})"
             )
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    missing = [
+        f"{family} at {', '.join(b for b in budgets if b not in {p['budget'] for p in e['frontier']})}"
+        for family, e in families.items()
+        if len(e["frontier"]) < len(budgets)
+    ]
+    if missing:
+        lines += ["", f"Not run: {'; '.join(missing)}."]
     lines += ["", "### Measured", ""]
     for row in measured["at_budgets"]:
         if "gap" not in row:

@@ -210,7 +210,8 @@ def test_the_frontier_charts_pass_the_checker(tmp_path):
 def test_plot_results_rewrites_a_frontiers_summary_numbers_and_charts(tmp_path):
     from bdh_pl.tools import plot
 
-    runs = records("bdh", curve(0.9, 3e3, 0.3)) + records("llama", curve(1.0, 1e3, 0.28))
+    llama = [r for r in records("llama", curve(1.0, 1e3, 0.28)) if r["budget_flops"] < 2e13]
+    runs = records("bdh", curve(0.9, 3e3, 0.3)) + llama  # llama stopped a budget early
     _write_metrics(tmp_path, runs)
     plot.main(["--results", str(tmp_path)])
     result = json.loads((tmp_path / "frontier.json").read_text())
@@ -219,7 +220,8 @@ def test_plot_results_rewrites_a_frontiers_summary_numbers_and_charts(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "## Compute frontier" in summary and "python -m bdh_pl benchmark" in summary
     assert "FLOPs rule: training FLOPs = 3 x forward" in summary
-    assert (tmp_path / "frontier.csv").read_text().count("\n") == 1 + 2 * len(BUDGETS)
+    assert "Not run: llama at flops 2.15e+13." in summary
+    assert (tmp_path / "frontier.csv").read_text().count("\n") == 2 * len(BUDGETS)
     for name in ("isoflop", "frontier_flops", "chosen_size", "frontier_seconds"):
         assert (tmp_path / "charts" / f"{name}.png").is_file()
 
