@@ -380,15 +380,14 @@ def _measured_statement(rows: list[dict], reference: str) -> dict[str, Any]:
              for r in compared]  # fmt: skip
     span = f"{compared[0]['budget']} to {compared[-1]['budget']}"
     firm = [s for s in signs if s != "within"]
-    changes = [
-        (a["budget"], b["budget"])
-        for a, b, sa, sb in zip(compared, compared[1:], signs, signs[1:], strict=False)
-        if {sa, sb} == {"ahead", "behind"}
+    firm_rows = [(r["budget"], s) for r, s in zip(compared, signs, strict=True) if s != "within"]
+    changes = [  # between the last firm lead of one side and the first of the other
+        (a, b) for (a, sa), (b, sb) in zip(firm_rows, firm_rows[1:], strict=False) if sa != sb
     ]
     ties = [r["budget"] for r, s in zip(compared, signs, strict=True) if s == "within"]
     tie_text = f"; within the seed spread at {', '.join(ties)}" if ties else ""
-    if changes or (len(set(firm)) > 1):
-        where = changes[0] if changes else (compared[0]["budget"], compared[-1]["budget"])
+    if changes:
+        where = changes[0]
         statement = (
             f"the lead changes hands between {where[0]} and {where[1]}: a crossing measured"
             f"{tie_text}"
