@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from bdh_pl.bench import report, stats
+from bdh_pl.bench.tables import cell as table_cell
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))]
@@ -204,7 +205,7 @@ def test_summary_tables_copied_into_the_docs_equal_the_records():
         if header[0] != "model" or not set(header) <= set(columns) or len(header) < 8:
             continue
         expected = [
-            [[report._cell(rows[row[0]], *columns[h]) for h in header] for row in body]
+            [[table_cell(rows[row[0]], *columns[h]) for h in header] for row in body]
             for rows in experiments.values()
             if all(row[0] in rows for row in body)
         ]

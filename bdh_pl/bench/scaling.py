@@ -13,6 +13,7 @@ grid's best cells instead). Numpy and scipy.optimize only.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -155,9 +156,17 @@ def bootstrap_fits(
     """Fits of resampled frontiers: the points (`flops`, `val_bpb_seeds`) drawn with
     replacement (at least three distinct budgets), each drawn point's value one of its seeds
     drawn at random; all fitted at once, each from the full frontier's grid's best cells and
-    the full frontier's own fit."""
+    the full frontier's own fit. Remembered per frontier: a benchmark rewrites its summary
+    after every run, and most runs leave a family's points as they were."""
+    key = tuple((p["flops"], tuple(p["val_bpb_seeds"])) for p in points)
+    return [dict(f) for f in _bootstrap(key, n, seed, delta)]
+
+
+@functools.lru_cache(maxsize=32)
+def _bootstrap(key: tuple, n: int, seed: int, delta: float) -> tuple[dict, ...]:
+    points = [{"flops": c, "val_bpb_seeds": list(v)} for c, v in key]
     if len({p["flops"] for p in points}) < 3:
-        return []
+        return ()
     rng = np.random.default_rng(seed)
     draws: list[tuple[list[float], list[float]]] = []
     for _ in range(20 * n):
@@ -179,7 +188,9 @@ def bootstrap_fits(
     grid = _grid(full_x, np.log(means))
     full, _ = _fit_many(full_x[None], np.log(means)[None], grid, delta)
     theta, f = _fit_many(c / scale, np.log(loss), grid, delta, extra=full[0])
-    return [_as_fit(t, v, ci, li, scale) for t, v, ci, li in zip(theta, f, c, loss, strict=True)]
+    return tuple(
+        _as_fit(t, v, ci, li, scale) for t, v, ci, li in zip(theta, f, c, loss, strict=True)
+    )
 
 
 def predict(fit: dict[str, float], flops: float | np.ndarray) -> float | np.ndarray:
