@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from bdh_pl.bench import report, stats
+from bdh_pl.bench.tables import cell as table_cell
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))]
@@ -77,43 +78,54 @@ def test_the_equal_compute_table_is_the_fair_matrix():
         assert [row[3] for row in body] == sorted(row[3] for row in body)  # ranked
 
 
+FRONTIER = "budget (FLOPs, as run)"
+
+
+def frontier_point(data: dict, family: str, budget: str) -> dict:
+    """frontier.json's point of `family` at a budget written as in the tables (2e12, 4.3e12)."""
+    key = f"flops {float(budget):g}"
+    (point,) = [p for p in data["families"][family]["frontier"] if p["budget"] == key]
+    return point
+
+
 def test_the_frontier_table_is_frontier_json():
-    """README's headline: each family's best validation bpb per budget (mean of the seeds,
-    their range, the size) and BDH's compute multiplier, as frontier.json has them."""
-    found = [t for t in tables_with("training FLOPs", "bdh") if t[1][-1].startswith("BDH's")]
-    assert found, "the frontier table is gone from README.md and docs/"
+    """The headline: each family's best validation bpb per budget (mean of the seeds, their
+    range, the size, whether it is the ladder's edge), LLaMA's measured lead over BDH against
+    the seed spread, and BDH's compute multiplier marked inside its runs or extrapolated, as
+    frontier.json has them."""
+    found = [t for t in tables_with(FRONTIER, "bdh") if len(t[1]) == 6]
+    assert len(found) >= 2, "the frontier table is gone from README.md or docs/results.md"
     data = json.loads((REPO / "results/wikitext2-frontier/frontier.json").read_text())
     families = {"bdh": "bdh", "gpt2-scratch": "gpt2", "llama-tiny": "llama"}
-    multipliers = {m["budget_flops"]: m for m in data["compute_multiplier"]["at_budgets"]}
+    measured = {r["budget"]: r for r in data["measured"]["at_budgets"]}
+    multipliers = {m["budget"]: m for m in data["compute_multiplier"]["at_budgets"]}
     for page, header, body in found:
-        assert len(body) == len(multipliers), page
-        for budget, *points, multiplier in body:
-            for name, cell in zip(header[1:-1], points, strict=True):
+        assert [f"flops {float(row[0]):g}" for row in body] == list(measured), page
+        for budget, *points, lead, multiplier in body:
+            for name, cell in zip(header[1:4], points, strict=True):
                 family = families[name]
-                (point,) = [
-                    p
-                    for p in data["families"][family]["frontier"]
-                    if p["budget_flops"] == float(budget)
-                ]
-                low, high = min(point["val_bpb_seeds"]), max(point["val_bpb_seeds"])
-                size = point["model"].removeprefix(f"{family}-")
-                assert cell == f"{point['val_bpb']:.3f} ({low:.3f}-{high:.3f}), {size}", page
-            m = multipliers[float(budget)]
-            band = m["multiplier_band"]
-            assert multiplier == f"{m['multiplier']:.2f}x ({band[0]:.2f}-{band[1]:.2f})", page
+                p = frontier_point(data, family, budget)
+                low, high = min(p["val_bpb_seeds"]), max(p["val_bpb_seeds"])
+                size = p["model"].removeprefix(f"{family}-")
+                edge = ", edge" if p["edge"] else ""
+                assert cell == f"{p['val_bpb']:.3f} ({low:.3f}-{high:.3f}), {size}{edge}", page
+            row = measured[f"flops {float(budget):g}"]
+            assert row["against"] == "llama" and row["leader"] == "llama", page
+            spread = "beyond" if row["beyond_seed_spread"] else "within"
+            assert lead == f"{-row['gap']:.3f}, {spread} the seed spread", page
+            m = multipliers[f"flops {float(budget):g}"]
+            low, high = m["multiplier_band"]
+            where = "extrapolated" if m["extrapolated"] else "inside its runs"
+            assert multiplier == f"{m['multiplier']:.2f}x ({low:.2f}-{high:.2f}), {where}", page
 
 
 def test_the_frontier_test_table_is_frontier_json():
     """docs/results.md: the frontier points' test bpb (mean, range), params and tokens."""
-    (found,) = [t for t in tables_with("training FLOPs", "bdh") if len(t[1]) == 4]
+    (found,) = [t for t in tables_with(FRONTIER, "bdh") if len(t[1]) == 4]
     data = json.loads((REPO / "results/wikitext2-frontier/frontier.json").read_text())
     for budget, *cells in found[2]:
         for family, cell in zip(["bdh", "gpt2", "llama"], cells, strict=True):
-            (p,) = [
-                p
-                for p in data["families"][family]["frontier"]
-                if p["budget_flops"] == float(budget)
-            ]
+            p = frontier_point(data, family, budget)
             low, high = min(p["test_bpb_seeds"]), max(p["test_bpb_seeds"])
             shown = f"{p['test_bpb']:.3f} ({low:.3f}-{high:.3f})"
             parts = [c.removesuffix(" params").removesuffix(" tokens") for c in cell.split(", ")]
@@ -193,7 +205,7 @@ def test_summary_tables_copied_into_the_docs_equal_the_records():
         if header[0] != "model" or not set(header) <= set(columns) or len(header) < 8:
             continue
         expected = [
-            [[report._cell(rows[row[0]], *columns[h]) for h in header] for row in body]
+            [[table_cell(rows[row[0]], *columns[h]) for h in header] for row in body]
             for rows in experiments.values()
             if all(row[0] in rows for row in body)
         ]

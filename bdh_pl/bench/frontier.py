@@ -1,15 +1,27 @@
 """The compute frontier of a benchmark's records (plain functions of metrics.json records).
 
-For each family (BDH, GPT-2, LLaMA): at each training budget the size with the lowest
-validation bpb on the first seed (the IsoFLOP minimum) is the frontier point, averaged over the
-seeds it was repeated on; the points are fitted with L(C) = E + A * C^-alpha (loss against
-training FLOPs), with a bootstrap band over points and seeds. `compute_multiplier` then says, at
-each budget, how many times BDH's FLOPs reach the best transformer's loss there (from the fits),
-and where the curves cross, if within 100x of the largest budget run.
+Every number is on one FLOPs rule: training FLOPs = 3 x the forward FLOPs per token of the
+model's reference computation x training tokens (`FLOPS_RULE`; records written before the rule
+carry the kernels' own count, kept as `train_flops_measured`, and get the rule's from their
+forward count). For each family (BDH, GPT-2, LLaMA) and budget the optimum over the sizes
+trained there is the frontier point (`optimum`: the best run, or the minimum of a parabola in
+log N through the sizes), averaged over the seeds it ran on. A point whose best size is the
+smallest or largest tried (the optimum may lie outside), or which is `bound` (a run the data
+cap or another limit ruled out), is listed and left out of the fit. Then (bench/crossing.py),
+in this order:
 
-The fit: for a fixed alpha the model is linear in (E, A), so E and A come from least squares and
-alpha from a search over a grid (refined); E is kept >= 0 (bits per byte cannot go below 0).
-Numpy only.
+1. `measured`: at each budget who leads, by how much, and whether by more than the seed spread
+   (the seeds' ranges do not overlap); whether the leaders change between budgets (a crossing
+   measured) or not.
+2. The fits L(C) = E + A C^-alpha (bench/scaling.py: Huber on log loss, bootstrap over points
+   and seeds), and the fitted `crossing` of the reference family with the lowest other one:
+   where, its 5-95% band over the paired bootstrap fits, and the share of resamples that never
+   cross within CROSSING_RANGE x the largest budget; at the crossing, the compute-optimal size
+   and tokens of each family by its trend of chosen size and tokens against compute.
+3. `compute_multiplier`: at each budget, how many times the reference family's FLOPs reach the
+   best other family's measured loss there; `extrapolated` where the FLOPs needed lie outside
+   the reference family's measured range.
+`with_edge_points` repeats 2 and 3 with the ladder-edge points kept: a sensitivity reading.
 """
 
 from __future__ import annotations
@@ -20,351 +32,348 @@ from typing import Any
 
 import numpy as np
 
-ALPHAS = np.geomspace(0.01, 3.0, 400)  # the search grid of the exponent
-BOOTSTRAP = 1000
-CROSSING_RANGE = 100.0  # look for a crossing up to this many times the largest budget
-REFERENCE = "bdh"  # the family measured against the others
-# Where the fits are read out beyond the runs: the seed's BDH (configs/model/bdh.yaml, 25.3M
-# parameters, trained on GPUs) at this frontier's block size (128) spends 1.0117e9 training
-# FLOPs per token (counted: tests/bench/test_frontier.py); 2M tokens of it is this compute.
-SEED_SCALE = {
-    "label": "the seed's 25.3M BDH on 2M tokens (block 128)",
-    "budget_flops": 1.0117e9 * 2e6,
-}
+from bdh_pl.bench import scaling
+from bdh_pl.bench.crossing import (
+    CROSSING_RANGE,
+    REFERENCE,
+    compute_multiplier,
+    fitted_crossing,
+    measured,
+    trends,
+    usable,
+)
 
-
-def families(records: list[dict]) -> dict[str, list[dict]]:
-    """The finished frontier runs by family, in order of first appearance."""
-    out: dict[str, list[dict]] = {}
-    for r in records:
-        if r.get("family") and r.get("status") == "ok" and _number(r.get("best_val_bpb")):
-            out.setdefault(r["family"], []).append(r)
-    return out
+FLOPS_RULE = (
+    "training FLOPs = 3 x forward FLOPs per token (the model's reference computation, every "
+    "family counted the same way) x training tokens"
+)
+OPTIMA = ("best", "parabola")
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _budget(r: dict) -> float:
-    """A run's budget in FLOPs: its FLOPs budget, else what it trained."""
-    return float(r.get("budget_flops") or r.get("train_flops") or 0.0)
+def with_rule(record: dict, train_split_tokens: int | None = None) -> dict:
+    """The record on the FLOPs rule, with its epochs. Records written before the rule carry
+    the measured count in `train_flops`: kept as `train_flops_measured`, and `train_flops`
+    becomes 3 x `flops_per_token` (their forward count, which no execution switch changes:
+    BDH's fused path and its reference count the same forward) x `train_tokens`. Epochs: the
+    record's, else train tokens over its training split (the record's `train_split_tokens`,
+    else `train_split_tokens`)."""
+    out = dict(record)
+    tokens = record.get("train_tokens")
+    if "train_flops_measured" not in record:
+        out["train_flops_measured"] = record.get("train_flops")
+        forward = record.get("flops_per_token")
+        out["train_flops"] = 3 * forward * tokens if _number(forward) and _number(tokens) else None
+    if out.get("epochs") is None:
+        split = record.get("train_split_tokens") or train_split_tokens
+        out["epochs"] = tokens / split if _number(tokens) and split else None
+    return out
 
 
-def frontier_points(runs: list[dict]) -> list[dict]:
-    """One point per budget: the size with the lowest validation bpb on the first seed, its
-    figures averaged over every seed it ran on, and whether it is the smallest or the
-    largest size trained at that budget (then the true minimum may lie outside the ladder)."""
-    first_seed = runs[0].get("seed")
+def families(records: list[dict], train_split_tokens: int | None = None) -> dict[str, list[dict]]:
+    """The frontier runs by family (in order of first appearance), on the FLOPs rule: the
+    finished ones and the `bound` ones (kept to be listed, never used as points)."""
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        finished = r.get("status") == "ok" and _number(r.get("best_val_bpb"))
+        if r.get("family") and (finished or r.get("bound")):
+            out.setdefault(r["family"], []).append(with_rule(r, train_split_tokens))
+    return out
+
+
+def budget_key(r: dict) -> str:
+    """The budget a run belongs to: its label (`flops 2e+12`, `steps 6`), else its FLOPs."""
+    if r.get("budget"):
+        return str(r["budget"])
+    return f"flops {r['budget_flops']:g}" if _number(r.get("budget_flops")) else "?"
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if _number(v)]
+    return statistics.fmean(values) if values else None
+
+
+def _budgets(runs: list[dict]) -> list[str]:
+    """The budgets of the runs, in order of their FLOPs budget (else of what they trained)."""
+
+    def order(key: str) -> float:
+        cell = [r for r in runs if budget_key(r) == key]
+        nominal = [r["budget_flops"] for r in cell if _number(r.get("budget_flops"))]
+        return (nominal or [_mean([r.get("train_flops") for r in cell]) or 0.0])[0]
+
+    return sorted({budget_key(r) for r in runs}, key=order)
+
+
+def frontier_points(runs: list[dict], optimum: str = "best") -> list[dict]:
+    """One point per budget: the optimum over the sizes trained there on the first seed (the
+    best run; `parabola`: the minimum of a parabola in log parameters through them, when it
+    lies inside the sizes tried), its figures averaged over the seeds of its best run, and
+    `excluded`: why the point stays out of the fit (None: it is used)."""
+    first_seed = next((r.get("seed") for r in runs if not r.get("bound")), None)
     points = []
-    for budget in sorted({_budget(r) for r in runs}):
+    for key in _budgets(runs):
+        here = [r for r in runs if budget_key(r) == key]
+        bound = [r for r in here if r.get("bound")]
         cell = [
             r
-            for r in runs
-            if _budget(r) == budget
-            and r.get("selected") is not False
-            and r.get("seed") == first_seed
+            for r in here
+            if not r.get("bound") and r.get("selected") is not False and r.get("seed") == first_seed
         ]
         if not cell:
             continue
         best = min(cell, key=lambda r: r["best_val_bpb"])
         repeats = [
             r
-            for r in runs
-            if _budget(r) == budget
+            for r in here
+            if not r.get("bound")
             and r["model"] == best["model"]
             and r.get("setting") == best.get("setting")
         ]
         by_params = sorted(cell, key=lambda r: r["params"])
-        edge = (
-            "smallest"
-            if best is by_params[0] and len(cell) > 1
-            else "largest"
-            if best is by_params[-1] and len(cell) > 1
-            else None
-        )
+        edge = None
+        if len(cell) > 1 and best is by_params[0]:
+            edge = "smallest"
+        elif len(cell) > 1 and best is by_params[-1]:
+            edge = "largest"
         val = [r["best_val_bpb"] for r in repeats]
         test = [r["test_bpb"] for r in repeats if _number(r.get("test_bpb"))]
-        points.append(
-            {
-                "budget_flops": budget,
-                "model": best["model"],
-                "params": best["params"],
-                "train_tokens": best.get("train_tokens"),
-                "train_steps": best.get("train_steps"),
-                "val_bpb": statistics.fmean(val),
-                "val_bpb_seeds": val,
-                "test_bpb": statistics.fmean(test) if test else None,
-                "test_bpb_seeds": test,
-                "seeds": [r.get("seed") for r in repeats],
-                "wall_time_s": statistics.fmean(r.get("wall_time_s") or 0.0 for r in repeats),
-                "at_ladder_edge": edge is not None,
-                "edge": edge,
-                "sizes_tried": [r["model"] for r in by_params],
-            }
-        )
+        point = {
+            "budget": key,
+            "budget_flops": best.get("budget_flops"),
+            "flops": _mean([r.get("train_flops") for r in repeats]),
+            "flops_measured": _mean([r.get("train_flops_measured") for r in repeats]),
+            "model": best["model"],
+            "params": best["params"],
+            "train_tokens": best.get("train_tokens"),
+            "train_steps": best.get("train_steps"),
+            "epochs": best.get("epochs"),
+            "val_bpb": statistics.fmean(val),
+            "val_bpb_seeds": val,
+            "test_bpb": statistics.fmean(test) if test else None,
+            "test_bpb_seeds": test,
+            "seeds": [r.get("seed") for r in repeats],
+            "wall_time_s": _mean([r.get("wall_time_s") for r in repeats]),
+            "optimum": "best run",
+            "at_ladder_edge": edge is not None,
+            "edge": edge,
+            "sizes_tried": [r["model"] for r in by_params],
+            "sizes_bound": [{"model": r["model"], "bound": r["bound"]} for r in bound],
+        }
+        interior = edge is None and len(cell) >= 3
+        if optimum == "parabola" and interior and (parabola := parabola_optimum(by_params)):
+            shift = parabola.pop("low") - best["best_val_bpb"]  # the seeds move with it
+            point.update(parabola, val_bpb=point["val_bpb"] + shift, parabola_shift=shift)
+            point["val_bpb_seeds"] = [v + shift for v in val]
+        point["excluded"] = _excluded(point, len(cell))
+        points.append(point)
     return points
 
 
-def fit_power_law(flops: list[float], loss: list[float]) -> dict[str, float] | None:
-    """L(C) = E + A * C^-alpha by least squares (E >= 0, A > 0), or None with fewer than three
-    budgets or no decreasing fit."""
-    c = np.asarray(flops, dtype=float)
-    y = np.asarray(loss, dtype=float)
-    if len(np.unique(c)) < 3:
-        return None
-    scale = c.min()  # fit in units of the smallest budget: well-conditioned powers
-    x = c / scale
-    e, a, sse = _solve(x, y, ALPHAS)
-    i = int(np.argmin(np.where(a > 0, sse, np.inf)))
-    if not a[i] > 0:
-        return None
-    fine = np.linspace(ALPHAS[max(i - 1, 0)], ALPHAS[min(i + 1, len(ALPHAS) - 1)], 201)
-    e, a, sse = _solve(x, y, fine)
-    i = int(np.argmin(np.where(a > 0, sse, np.inf)))
-    alpha = float(fine[i])
-    return {
-        "E": float(e[i]),
-        "A": float(a[i]) * scale**alpha,
-        "alpha": alpha,
-        "rmse": math.sqrt(float(sse[i]) / len(y)),
-    }
-
-
-def _solve(x: np.ndarray, y: np.ndarray, alphas: np.ndarray):
-    """(E, a, squared error) of y = E + a x^-alpha for each alpha (arrays over alphas): the
-    closed-form least squares of a line in b = x^-alpha, E clipped at 0 (then a = b.y / b.b)."""
-    b = x[None, :] ** -alphas[:, None]  # n_alpha, n_points
-    b_mean, y_mean = b.mean(axis=1), y.mean()
-    b_var = ((b - b_mean[:, None]) ** 2).sum(axis=1)
-    a = ((b - b_mean[:, None]) * (y - y_mean)).sum(axis=1) / np.maximum(b_var, 1e-300)
-    e = y_mean - a * b_mean
-    floor = e < 0
-    a = np.where(floor, (b @ y) / (b * b).sum(axis=1), a)
-    e = np.where(floor, 0.0, e)
-    sse = ((e[:, None] + a[:, None] * b - y) ** 2).sum(axis=1)
-    return e, a, sse
-
-
-def predict(fit: dict[str, float], flops: float | np.ndarray) -> float | np.ndarray:
-    return fit["E"] + fit["A"] * np.asarray(flops, dtype=float) ** -fit["alpha"]
-
-
-def flops_for_loss(fit: dict[str, float], loss: float) -> float:
-    """The training FLOPs at which the fit reaches `loss` (inf when loss <= E: never)."""
-    if loss <= fit["E"]:
-        return math.inf
-    return (fit["A"] / (loss - fit["E"])) ** (1 / fit["alpha"])
-
-
-def bootstrap_fits(points: list[dict], n: int = BOOTSTRAP, seed: int = 0) -> list[dict]:
-    """Fits of resampled frontiers: the points drawn with replacement (at least three distinct
-    budgets), each point's value one of its seeds drawn at random."""
-    rng = np.random.default_rng(seed)
-    fits = []
-    tries = 0
-    while len(fits) < n and tries < 20 * n:
-        tries += 1
-        chosen = rng.integers(0, len(points), len(points))
-        if len(set(chosen.tolist())) < 3:
-            continue
-        flops = [points[i]["budget_flops"] for i in chosen]
-        loss = [float(rng.choice(points[i]["val_bpb_seeds"])) for i in chosen]
-        if (fit := fit_power_law(flops, loss)) is not None:
-            fits.append(fit)
-    return fits
-
-
-def band(fits: list[dict], flops: np.ndarray, q: tuple[float, float] = (5, 95)) -> np.ndarray:
-    """The (2, len(flops)) percentiles of the bootstrap fits' predictions."""
-    predictions = np.stack([predict(f, flops) for f in fits])
-    return np.percentile(predictions, q, axis=0)
-
-
-def compute_multiplier(
-    fitted: dict[str, dict], budgets: list[float], reference: str = REFERENCE
-) -> dict[str, Any] | None:
-    """At each budget, the best other family (lowest fitted loss) and how many times the
-    reference family's FLOPs reach its loss (from the fits; with a band from the paired
-    bootstrap fits); and where the reference curve crosses the best other one, if it does
-    within CROSSING_RANGE x the largest budget."""
-    if reference not in fitted or not fitted[reference]["fit"]:
-        return None
-    others = {k: v for k, v in fitted.items() if k != reference and v["fit"]}
-    if not others:
-        return None
-    ref = fitted[reference]
-    rows = []
-    for budget in budgets:
-        name, loss = min(((k, float(predict(v["fit"], budget))) for k, v in others.items()),
-                         key=lambda kv: kv[1])  # fmt: skip
-        needed = flops_for_loss(ref["fit"], loss)
-        pairs = zip(ref["bootstrap"], others[name]["bootstrap"], strict=False)
-        samples = [flops_for_loss(r, float(predict(o, budget))) / budget for r, o in pairs]
-        finite = [s for s in samples if math.isfinite(s)]
-        rows.append(
-            {
-                "budget_flops": budget,
-                "best_other": name,
-                "best_other_val_bpb": loss,
-                f"{reference}_val_bpb": float(predict(ref["fit"], budget)),
-                f"{reference}_flops_needed": needed,
-                "multiplier": needed / budget,
-                "multiplier_band": (
-                    [float(np.percentile(finite, 5)), float(np.percentile(finite, 95))]
-                    if len(finite) >= 0.95 * len(samples) and finite
-                    else None
-                ),
-                "never_share": 1 - len(finite) / len(samples) if samples else None,
-            }
+def _excluded(point: dict, sizes: int) -> str | None:
+    if point["flops"] is None:
+        return "its training FLOPs were not counted"
+    if sizes < 3 and not point["edge"]:
+        return f"{sizes} size{'s' * (sizes != 1)} tried: no optimum located (3 needed)"
+    if point["edge"]:
+        tried = ", ".join(point["sizes_tried"])
+        bound = "; ".join(f"{b['model']}: {b['bound']}" for b in point["sizes_bound"])
+        return (
+            f"the best size is the {point['edge']} tried ({tried}): the optimum may lie "
+            f"outside the ladder" + (f" (bound: {bound})" if bound else "")
         )
+    return None
+
+
+def parabola_optimum(by_params: list[dict]) -> dict[str, Any] | None:
+    """The minimum of loss = a (log N)^2 + b log N + c through one budget's sizes (first
+    seed; `low`), when it is a minimum inside the sizes tried, else None; the size there and
+    its tokens, interpolated in log-log between the runs."""
+    log_n = np.log([r["params"] for r in by_params])
+    loss = np.array([r["best_val_bpb"] for r in by_params])
+    a, b, c = np.polyfit(log_n, loss, 2)
+    if a <= 0 or not log_n[0] < -b / (2 * a) < log_n[-1]:
+        return None
+    at = -b / (2 * a)
+    tokens = [r.get("train_tokens") for r in by_params]
     return {
-        "reference": reference,
-        "against": "the other family with the lowest fitted loss at each budget",
-        "at_budgets": rows,
-        "crossing": crossing(
-            ref["fit"], {k: v["fit"] for k, v in others.items()}, budgets, reference
-        ),
+        "optimum": "parabola in log parameters",
+        "params": float(math.exp(at)),
+        "train_tokens": float(np.exp(np.interp(at, log_n, np.log(tokens))))
+        if all(_number(t) for t in tokens)
+        else None,
+        "low": float(c - b * b / (4 * a)),
     }
 
 
-def crossing(
-    ref: dict, others: dict[str, dict], budgets: list[float], name: str = "the reference"
+def fit_points(points: list[dict], bootstrap_n: int) -> tuple[dict | None, list[dict]]:
+    """The fit of `points` (with its parameter band, the budgets it used, the range of FLOPs
+    it rests on) and its bootstrap fits; (None, []) with fewer than three points."""
+    fit = scaling.fit_power_law([p["flops"] for p in points], [p["val_bpb"] for p in points])
+    if fit is None:
+        return None, []
+    boot = scaling.bootstrap_fits(points, n=bootstrap_n)
+    return {
+        **fit,
+        "band": scaling.parameter_band(boot),
+        "bootstrap_n": len(boot),
+        "budgets_used": [p["budget"] for p in points],
+        "measured_range": [min(p["flops"] for p in points), max(p["flops"] for p in points)],
+    }, boot
+
+
+def frontier(
+    records: list[dict],
+    optimum: str = "best",
+    bootstrap_n: int | None = None,
+    train_split_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """Where the reference fit (family `name`) meets the lowest of the others' fits, between
-    the smallest budget and CROSSING_RANGE x the largest; the first sign change, refined by
-    bisection."""
-
-    def gap(c: float) -> float:
-        return float(predict(ref, c)) - min(float(predict(f, c)) for f in others.values())
-
-    lo, hi = min(budgets), CROSSING_RANGE * max(budgets)
-    grid = np.geomspace(lo, hi, 400)
-    gaps = [gap(c) for c in grid]
-    for a, b, ga, gb in zip(grid, grid[1:], gaps, gaps[1:], strict=False):
-        if ga == 0 or ga * gb < 0:
-            for _ in range(60):
-                mid = math.sqrt(a * b)
-                if ga * (g_mid := gap(mid)) <= 0:
-                    b = mid
-                else:
-                    a, ga = mid, g_mid
-            where = math.sqrt(a * b)
-            after = where * 1.01
-            best_other = min(others, key=lambda k: float(predict(others[k], after)))
-            ahead = name if gap(after) < 0 else best_other
-            return {
-                "budget_flops": where,
-                "val_bpb": float(predict(ref, where)),
-                "statement": f"the fits cross at {where:.3g} FLOPs ({where / max(budgets):.3g}x "
-                f"the largest budget run); beyond it {ahead} leads",
-            }
-    leader = "ahead" if gaps[0] < 0 else "behind"
-    return {
-        "budget_flops": None,
-        "val_bpb": None,
-        "statement": f"the fits do not cross up to {CROSSING_RANGE:g}x the largest budget run "
-        f"({hi:.3g} FLOPs): {name} stays {leader}",
+    """frontier.json: per family its runs, frontier points (used or excluded, and why), fit
+    and band; what is measured; the fitted crossing; the compute multiplier; and the same
+    readings with the ladder-edge points kept (`with_edge_points`)."""
+    if optimum not in OPTIMA:
+        raise ValueError(f"optimum must be one of {OPTIMA}, got {optimum!r}")
+    bootstrap_n = scaling.BOOTSTRAP if bootstrap_n is None else bootstrap_n
+    out: dict[str, Any] = {
+        "flops_rule": FLOPS_RULE,
+        "optimum": optimum,
+        "fit_method": (
+            f"L(C) = E + A C^-alpha minimising the Huber loss (delta {scaling.HUBER_DELTA:g}) "
+            "of log predicted - log measured loss, Levenberg-Marquardt from a grid of starting "
+            f"points; band: 5-95% of {bootstrap_n} bootstrap fits (points drawn with "
+            "replacement, each drawn point one of its seeds)"
+        ),
+        "train_split_tokens": train_split_tokens,
+        "reference": REFERENCE,
+        "families": {},
     }
-
-
-def frontier(records: list[dict]) -> dict[str, Any]:
-    """frontier.json: per family its runs, frontier points, fit and band; the compute
-    multiplier of BDH against the best transformer."""
-    out: dict[str, Any] = {"families": {}}
-    budgets: set[float] = set()
-    for family, runs in families(records).items():
-        points = frontier_points(runs)
-        budgets |= {p["budget_flops"] for p in points}
-        fit = fit_power_law([p["budget_flops"] for p in points], [p["val_bpb"] for p in points])
-        boot = bootstrap_fits(points) if fit else []
+    boots: dict[str, dict[str, list[dict]]] = {"rule": {}, "edges": {}}
+    fits: dict[str, dict[str, dict | None]] = {"rule": {}, "edges": {}}
+    for family, runs in families(records, train_split_tokens).items():
+        points = frontier_points(runs, optimum)
+        used, with_edges = usable(points), usable(points, keep_edges=True)
+        fit, boot = fit_points(used, bootstrap_n)
+        if len(with_edges) == len(used):
+            edge_fit, edge_boot = fit, boot
+        else:
+            edge_fit, edge_boot = fit_points(with_edges, bootstrap_n)
+        fits["rule"][family], boots["rule"][family] = fit, boot
+        fits["edges"][family], boots["edges"][family] = edge_fit, edge_boot
         out["families"][family] = {
             "runs": [_run_row(r) for r in runs],
             "learning_rate": chosen_learning_rate(runs),
             "frontier": points,
-            "fit": fit and {**fit, "band": _parameter_band(boot), "bootstrap_n": len(boot)},
-            "curve": fit and fit_curve(fit, boot, [p["budget_flops"] for p in points]),
-            "bootstrap": boot,
+            "excluded": [
+                {"budget": p["budget"], "model": p["model"], "reason": p["excluded"]}
+                for p in points
+                if p["excluded"]
+            ]
+            + [
+                {"budget": budget_key(r), "model": r["model"], "reason": f"bound: {r['bound']}"}
+                for r in runs
+                if r.get("bound")
+            ],
+            "fit": fit,
+            "fit_note": None if fit else _no_fit(points, used),
+            "curve": fit and fit_curve(fit, boot),
+            "trend": trends(used) if len(used) >= 2 else None,
+            "fit_with_edge_points": edge_fit if len(with_edges) > len(used) else None,
+            "curve_with_edge_points": edge_fit and fit_curve(edge_fit, edge_boot)
+            if len(with_edges) > len(used)
+            else None,
         }
-    fitted = out["families"]
-    out["compute_multiplier"] = compute_multiplier(fitted, sorted(budgets))
-    out["extrapolation"] = extrapolation(fitted, SEED_SCALE)
-    for entry in fitted.values():
-        entry.pop("bootstrap")  # a thousand fits: used above, not worth the file
+    entries = out["families"]
+    out["measured"] = measured(entries, REFERENCE)
+    out["crossing"] = fitted_crossing(entries, fits["rule"], boots["rule"], "rule")
+    out["compute_multiplier"] = compute_multiplier(entries, fits["rule"], boots["rule"])
+    out["with_edge_points"] = {
+        "what": "the same fits with the ladder-edge points kept: each is the best of the sizes "
+        "tried, so at most the family's optimum there; a reading of how much the excluded "
+        "points matter, not the rule",
+        "crossing": fitted_crossing(entries, fits["edges"], boots["edges"], "edges"),
+        "compute_multiplier": compute_multiplier(entries, fits["edges"], boots["edges"]),
+    }
     return out
 
 
-def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
-    """The family's sweep: the rates tried, the one chosen (reused for every run), and
-    whether it is the smallest or largest tried (the best may lie beyond the sweep)."""
-    tried = sorted({r["learning_rate"] for r in runs if r.get("learning_rate") is not None})
-    chosen = {r.get("learning_rate") for r in runs if r.get("selected")} - {None}
-    if len(chosen) != 1:
-        return None
-    (rate,) = chosen
-    edge = None
-    if len(tried) > 1:
-        edge = "largest" if rate == tried[-1] else "smallest" if rate == tried[0] else None
-    return {"chosen": rate, "tried": tried, "at_sweep_edge": edge}
+def _no_fit(points: list[dict], used: list[dict]) -> str:
+    return (
+        f"{len(used)} usable point{'s' * (len(used) != 1)} of {len(points)} (3 needed): "
+        + "; ".join(f"{p['budget']}: {p['excluded']}" for p in points if p["excluded"])
+    )
 
 
-def extrapolation(fitted: dict[str, dict], where: dict[str, Any]) -> dict[str, Any]:
-    """Each family's fitted loss at `where["budget_flops"]`, with the 5-95% range of its
-    bootstrap fits: what the trend predicts for the best size at that compute (a model of
-    another size trained with that compute does worse)."""
-    c = float(where["budget_flops"])
-    predictions = {}
-    for family, entry in fitted.items():
-        if not entry["fit"]:
-            continue
-        boot = entry["bootstrap"]
-        predictions[family] = {
-            "val_bpb": float(predict(entry["fit"], c)),
-            "band": band(boot, np.array([c]))[:, 0].tolist() if boot else None,
-        }
-    return {**where, "predictions": predictions}
-
-
-def fit_curve(fit: dict, boot: list[dict], budgets: list[float], n: int = 60) -> dict:
-    """The fit and its 5-95% band on a grid from the smallest budget to CROSSING_RANGE x the
-    largest (beyond `largest_budget`: an extrapolation), for charts and readers."""
-    grid = np.geomspace(min(budgets), CROSSING_RANGE * max(budgets), n)
-    low, high = band(boot, grid) if boot else (None, None)
+def fit_curve(fit: dict, boot: list[dict], n: int = 60) -> dict:
+    """The fit and its 5-95% band on a grid from the smallest point it rests on to
+    CROSSING_RANGE x the largest (beyond `measured_range`: an extrapolation)."""
+    low_c, high_c = fit["measured_range"]
+    grid = np.geomspace(low_c, CROSSING_RANGE * high_c, n)
+    low, high = scaling.band(boot, grid) if boot else (None, None)
     return {
-        "largest_budget": max(budgets),
+        "measured_range": [low_c, high_c],
         "flops": grid.tolist(),
-        "val_bpb": predict(fit, grid).tolist(),
+        "val_bpb": scaling.predict(fit, grid).tolist(),
         "low": None if low is None else low.tolist(),
         "high": None if high is None else high.tolist(),
     }
 
 
-def _parameter_band(fits: list[dict]) -> dict[str, list[float]] | None:
-    if not fits:
+def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
+    """The family's sweeps (each: the rates tried on one size at one budget, first seed, the
+    one chosen, whether it is the smallest or largest tried: the best may lie beyond) and the
+    rate every budget's runs used, with where it came from (`learning_rate_source`)."""
+    sweeps = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r.get("learning_rate") is not None and not r.get("bound"):
+            groups.setdefault((budget_key(r), r["model"], r.get("seed")), []).append(r)
+    for (budget, model, _), group in groups.items():
+        rates = sorted({r["learning_rate"] for r in group})
+        chosen = [r["learning_rate"] for r in group if r.get("selected")]
+        if len(rates) < 2 or len(chosen) != 1:
+            continue
+        edge = (
+            "largest" if chosen[0] == rates[-1] else "smallest" if chosen[0] == rates[0] else None
+        )
+        sweeps.append({"budget": budget, "model": model, "tried": rates, "chosen": chosen[0],
+                       "at_sweep_edge": edge})  # fmt: skip
+    per_budget: dict[str, Any] = {}
+    for r in runs:
+        if r.get("selected") and r.get("learning_rate") is not None:
+            per_budget.setdefault(budget_key(r), {"rate": r["learning_rate"],
+                                                  "source": r.get("learning_rate_source")})  # fmt: skip
+    if not per_budget:
         return None
+    rates = {v["rate"] for v in per_budget.values()}
     return {
-        k: [float(np.percentile([f[k] for f in fits], q)) for q in (5, 95)]
-        for k in ("E", "A", "alpha")
+        "chosen": rates.pop() if len(rates) == 1 else None,
+        "sweeps": sweeps,
+        "per_budget": per_budget,
     }
 
 
 RUN_KEYS = (
     "model", "params", "budget_flops", "train_steps", "warmup_steps", "train_tokens",
-    "train_flops", "seed", "learning_rate", "best_val_bpb", "test_bpb", "wall_time_s",
-    "fit_time_s", "frontier_point", "selected", "load_avg_start", "load_avg_end",
+    "train_flops", "train_flops_measured", "epochs", "bound", "seed", "learning_rate",
+    "learning_rate_source", "best_val_bpb", "test_bpb", "wall_time_s", "fit_time_s",
+    "frontier_point", "selected", "load_avg_start", "load_avg_end",
 )  # fmt: skip
 
 
 def _run_row(r: dict) -> dict:
     row = {k: r.get(k) for k in RUN_KEYS}
+    row["budget"] = budget_key(r)
     row["label"] = row.pop("model")
     row["val_bpb"] = row.pop("best_val_bpb")
     return row
 
 
 CSV_COLUMNS = (
-    "family", "budget_flops", "model", "params", "train_tokens", "train_steps", "val_bpb",
-    "val_bpb_min", "val_bpb_max", "test_bpb", "seeds", "at_ladder_edge", "edge", "fit_val_bpb",
+    "family", "budget", "flops", "flops_measured", "model", "params", "train_tokens", "epochs",
+    "train_steps", "val_bpb", "val_bpb_min", "val_bpb_max", "test_bpb", "seeds", "edge",
+    "excluded", "fit_val_bpb",
 )  # fmt: skip
 
 
@@ -372,6 +381,7 @@ def frontier_rows(result: dict) -> list[dict]:
     """frontier.csv: one row per family and budget."""
     rows = []
     for family, entry in result["families"].items():
+        fit = entry["fit"]
         for p in entry["frontier"]:
             rows.append(
                 {
@@ -380,8 +390,8 @@ def frontier_rows(result: dict) -> list[dict]:
                     "val_bpb_min": min(p["val_bpb_seeds"]),
                     "val_bpb_max": max(p["val_bpb_seeds"]),
                     "seeds": len(p["seeds"]),
-                    "fit_val_bpb": float(predict(entry["fit"], p["budget_flops"]))
-                    if entry["fit"]
+                    "fit_val_bpb": float(scaling.predict(fit, p["flops"]))
+                    if fit and p["flops"]
                     else None,
                 }
             )

@@ -5,16 +5,19 @@ run), a compute frontier's frontier.json and frontier.csv (bench/frontier.py), a
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from matplotlib.ticker import EngFormatter
-
 from bdh_pl.bench import frontier, stats
+from bdh_pl.bench.frontier_report import frontier_summary
 from bdh_pl.bench.record import KEYS
+from bdh_pl.bench.tables import commits_line, table
 from bdh_pl.charts.benchmark import BenchmarkRecords, chart_names, write_benchmark_charts
-from bdh_pl.charts.frontier import FRONTIER_CHARTS, write_frontier_charts
+from bdh_pl.charts.frontier import write_frontier_charts
+from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text, write_json
 
 
@@ -41,7 +44,7 @@ def write_summaries(out: Path, experiment: str, records: list[dict], command: st
     """summary.md, and a compute frontier's frontier.json and frontier.csv, from the records
     (`plot --results` rewrites them with the current code)."""
     if frontier.families(records):
-        result = frontier.frontier(records)
+        result = frontier_result(records)
         write_json(out / "frontier.json", result)
         rows = frontier.frontier_rows(result)
         atomic_write_text(out / "frontier.csv", _csv(rows, frontier.CSV_COLUMNS))
@@ -49,6 +52,43 @@ def write_summaries(out: Path, experiment: str, records: list[dict], command: st
     else:
         summary = summary_markdown(experiment, records, command)
     atomic_write_text(out / "summary.md", summary)
+
+
+_last_frontier: tuple[str, dict] | None = None  # the summaries and the charts share one fit
+
+
+def frontier_result(records: list[dict]) -> dict:
+    """frontier.frontier of the records (computed once for the summaries and the charts of
+    the same records), with the training split's size for records older than `epochs`."""
+    global _last_frontier
+    key = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+    if _last_frontier is None or _last_frontier[0] != key:
+        split = train_split_tokens(records)
+        _last_frontier = (key, frontier.frontier(records, train_split_tokens=split))
+    return _last_frontier[1]
+
+
+def train_split_tokens(records: list[dict]) -> int | None:
+    """The training split's tokens of frontier records written before `epochs` was a field:
+    counted from the data of the first run's config (its `data` class from bdh_pl.data and
+    init_args); None when every record has its epochs, or the config or data are not at hand
+    (the epochs then stay unknown)."""
+    old = [r for r in records if r.get("family") and r.get("epochs") is None and r.get("config")]
+    if not old:
+        return None
+    try:
+        import yaml
+
+        import bdh_pl.data
+
+        data = yaml.safe_load(Path(old[0]["config"]).read_text(encoding="utf-8"))["data"]
+        kind = getattr(bdh_pl.data, data["class_path"].rsplit(".", 1)[-1], None)
+        if not (isinstance(kind, type) and issubclass(kind, bdh_pl.data.TextDataModule)):
+            return None
+        module = kind(**{k: v for k, v in data.get("init_args", {}).items() if k != "cache_dir"})
+        return int(len(module.split_tokens("train")))
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, UserError):
+        return None  # the data out of reach: the epochs stay unknown, and the summary says so
 
 
 def _csv(rows: list[dict], columns) -> str:
@@ -73,159 +113,8 @@ def write_charts(
     """charts/*.png under `out` (or in `charts_dir`); a compute frontier's own charts (dozens
     of runs: the frontier, not every curve)."""
     if frontier.families(records):
-        return write_frontier_charts(frontier.frontier(records), charts_dir or out / "charts")
+        return write_frontier_charts(frontier_result(records), charts_dir or out / "charts")
     return write_benchmark_charts(chart_records(experiment, records), charts_dir or out / "charts")
-
-
-FRONTIER_RUN_COLUMNS = [
-    ("family", "family", str),
-    ("size", "model", str),
-    ("budget", "budget", str),
-    ("params", "params", "count"),
-    ("lr", "learning_rate", "{:.3g}"),
-    ("seed", "seed", "{}"),
-    ("steps", "train_steps", "{:,.0f}"),
-    ("warmup", "warmup_steps", "{:,.0f}"),
-    ("tokens", "train_tokens", "count"),
-    ("val bpb", "best_val_bpb", "{:.4f}"),
-    ("test bpb", "test_bpb", "{:.4f}"),
-    ("fit s", "fit_time_s", "{:,.0f}"),
-    ("frontier", "frontier_point", "{}"),
-    ("chosen lr", "selected", "{}"),
-]
-
-
-def frontier_summary(experiment: str, records: list[dict], command: str, result: dict) -> str:
-    ok = [r for r in records if r["status"] == "ok"]
-    first = ([r for r in ok if r.get("test_run")] or ok or records)[0]  # tested: data, device
-    fits = [r["fit_time_s"] for r in records if r.get("fit_time_s")]
-    loads = [v for r in records for v in (r.get("load_avg_start"), r.get("load_avg_end")) if v]
-    lines = [
-        f"# Compute frontier `{experiment}`",
-        "",
-        f"`{command}`",
-        "",
-        f"Dataset {first.get('dataset') or '?'}, {len(records)} runs ({len(ok)} finished); device "
-        f"{first.get('device') or '?'}, precision {first.get('precision') or '?'}; torch "
-        f"{first['torch_version']}, lightning {first['lightning_version']}; "
-        f"{commits_line(records)}.",
-    ]
-    if fits:
-        load = f", 1-minute load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
-        lines.append(
-            f"Fit time {sum(fits) / 3600:.2f} h summed over runs (longest {max(fits):.0f} s){load}."
-        )
-    lines += ["", frontier_markdown(result), "## Runs", ""]
-    lines += _table(records, FRONTIER_RUN_COLUMNS)
-    lines += [
-        "",
-        "frontier: the run is its family's best size at its budget (tested, and repeated on "
-        "the other seeds); chosen lr: the learning-rate sweep's winner (no: a sweep run that "
-        "lost). val bpb: the lowest validation bpb of the run (its last validation for a run "
-        "that still improved).",
-    ]
-    if failed := [r for r in records if r["status"] == "failed"]:
-        lines += ["", "Failed:", ""]
-        lines += [
-            f"- `{r['model']}` {r.get('budget')} seed {r.get('seed')} in {r['failed_stage']}: "
-            f"{r['error']}"
-            for r in failed
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def frontier_markdown(result: dict) -> str:
-    """The frontier section of summary.md: best bpb per family and budget, the fits, the
-    compute multiplier and the crossing, every ladder edge named."""
-    families = result["families"]
-    budgets = sorted({p["budget_flops"] for f in families.values() for p in f["frontier"]})
-    lines = [
-        "## Compute frontier",
-        "",
-        "Best validation bpb per family at each training budget (the size with the lowest "
-        "validation bpb on the first seed, mean over its seeds, range in brackets); test bpb on "
-        "the whole test split.",
-        "",
-        "| family | " + " | ".join(f"{b:.3g} FLOPs" for b in budgets) + " |",
-        "|---|" + "---:|" * len(budgets),
-    ]
-    for family, entry in families.items():
-        by_budget = {p["budget_flops"]: p for p in entry["frontier"]}
-        cells = []
-        for b in budgets:
-            p = by_budget.get(b)
-            if p is None:
-                cells.append("–")
-                continue
-            seeds = p["val_bpb_seeds"]
-            spread = f" [{min(seeds):.3f}-{max(seeds):.3f}]" if len(seeds) > 1 else ""
-            test = f", test {p['test_bpb']:.3f}" if p.get("test_bpb") is not None else ""
-            edge = f", {p['edge']} size" if p["edge"] else ""
-            cells.append(f"{p['val_bpb']:.3f}{spread} ({p['model']}{edge}{test})")
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    rates = [
-        f"{family} {lr['chosen']:g} (of {', '.join(f'{t:g}' for t in lr['tried'])}"
-        + (f"; the {lr['at_sweep_edge']} tried, so the best may lie beyond)" if
-           lr["at_sweep_edge"] else ")")
-        for family, entry in families.items()
-        if (lr := entry.get("learning_rate"))
-    ]  # fmt: skip
-    if rates:
-        lines += ["", "Learning rate per family (swept on one size at the smallest budget, "
-                  "first seed; the best reused for every run): " + "; ".join(rates) + "."]  # fmt: skip
-    lines += ["", "Fits L(C) = E + A C^-alpha (C: training FLOPs; 5-95% bootstrap range):", ""]
-    for family, entry in families.items():
-        fit = entry["fit"]
-        if not fit:
-            lines.append(f"- {family}: no fit (fewer than three budgets, or no decrease)")
-            continue
-        band = fit["band"] or {}
-        ranges = ", ".join(f"{k} {v[0]:.3g}-{v[1]:.3g}" for k, v in band.items())
-        lines.append(
-            f"- {family}: E {fit['E']:.3f}, A {fit['A']:.4g}, alpha {fit['alpha']:.3f} "
-            f"(rmse {fit['rmse']:.4f}; {ranges})"
-        )
-    if multiplier := result.get("compute_multiplier"):
-        ref = multiplier["reference"]
-        lines += ["", f"Compute multiplier: how many times {ref}'s FLOPs reach the best other "
-                  "family's fitted loss at each budget:", ""]  # fmt: skip
-        for row in multiplier["at_budgets"]:
-            band = row["multiplier_band"]
-            spread = f" (5-95%: {band[0]:.2f}-{band[1]:.2f})" if band else " (band: the fit "
-            spread += "" if band else "never reaches it in some resamples)"
-            lines.append(
-                f"- {row['budget_flops']:.3g} FLOPs: {row['multiplier']:.2f}x against "
-                f"{row['best_other']}{spread}"
-            )
-        lines += ["", f"Crossing: {multiplier['crossing']['statement']}."]
-    if (extra := result.get("extrapolation")) and extra["predictions"]:
-        guesses = ", ".join(
-            f"{family} {p['val_bpb']:.3f}"
-            + (f" ({p['band'][0]:.3f}-{p['band'][1]:.3f})" if p["band"] else "")
-            for family, p in extra["predictions"].items()
-        )
-        lines += [
-            "",
-            f"Extrapolation to {extra['budget_flops']:.3g} FLOPs ({extra['label']}): the fits "
-            f"predict {guesses} validation bpb for the best size at that compute (5-95% "
-            "bootstrap range); far outside the budgets run, so a trend, not a measurement.",
-        ]
-    edges = [
-        f"{family} at {p['budget_flops']:.3g} ({p['edge']} of {', '.join(p['sizes_tried'])})"
-        for family, entry in families.items()
-        for p in entry["frontier"]
-        if p["edge"]
-    ]
-    lines += [
-        "",
-        "Ladder edges (the best size is the smallest or largest tried: the true minimum may lie "
-        f"outside): {'; '.join(edges) if edges else 'none'}.",
-        "",
-        f"Charts: {', '.join(f'[{c}](charts/{c}.png)' for c in FRONTIER_CHARTS)}; numbers: "
-        "frontier.json, frontier.csv.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 SUMMARY_COLUMNS = [
@@ -250,7 +139,6 @@ SUMMARY_COLUMNS = [
     ("FLOPs/token fwd", "flops_per_token", "count"),
     ("peak MB", "peak_memory_mb", "{:,.0f}"),
 ]
-TEXT_COLUMNS = ("model", "setting", "tokenizer", "family", "budget")
 SWEEP_COLUMNS = [
     ("model", "model", str),
     ("setting", "setting", str),
@@ -264,40 +152,6 @@ SWEEP_COLUMNS = [
     ("best val bpb", "best_val_bpb", "{:.4f}"),
     ("chosen", "selected", "{}"),
 ]
-
-
-def _cell(record: dict, key, fmt) -> str:
-    values = [record.get(k) for k in key] if isinstance(key, tuple) else [record.get(key)]
-    if any(v is None for v in values) or (isinstance(key, tuple) and record["test_bpb_n"] < 2):
-        return "–"
-    if fmt == "count":
-        return EngFormatter(places=1, sep="")(values[0])
-    if key in ("selected", "frontier_point"):
-        return "**yes**" if values[0] else "no"
-    return fmt(*values) if callable(fmt) else fmt.format(*values)
-
-
-def _table(rows: list[dict], columns: list) -> list[str]:
-    lines = [
-        "| " + " | ".join(h for h, _, _ in columns) + " |",
-        "|" + "|".join("---" if k in TEXT_COLUMNS else "---:" for _, k, _ in columns) + "|",
-    ]
-    lines += ["| " + " | ".join(_cell(r, k, f) for _, k, f in columns) + " |" for r in rows]
-    return lines
-
-
-def commits_line(records: list[dict]) -> str:
-    """Every commit the runs ran on, with how many runs and whether the tree had uncommitted
-    changes: "git dc4bafb5ceb7 (3 runs), 6bf249903e06 with uncommitted changes (1 run)"."""
-    counts: dict[tuple[str, bool], int] = {}
-    for r in records:
-        key = ((r.get("git_commit") or "?")[:12], bool(r.get("git_dirty")))
-        counts[key] = counts.get(key, 0) + 1
-    parts = [
-        f"{commit}{' with uncommitted changes' if dirty else ''} ({n} run{'s' * (n != 1)})"
-        for (commit, dirty), n in counts.items()
-    ]
-    return "git " + ", ".join(parts)
 
 
 def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
@@ -316,14 +170,15 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
         f"{first['lightning_version']}; {commits_line(records)}."
         + (f" Budget per model: {', '.join(budgets)}." if budgets else ""),
         "",
-        *_table(rows, SUMMARY_COLUMNS),
+        *table(rows, SUMMARY_COLUMNS),
         "",
         "One row per model: its chosen setting (the lowest validation loss of its sweep, on the "
         "first seed; the test split plays no part in the choice), averaged over the seeds it "
         "was repeated on (bpb std: sample standard deviation over seeds; min-max: their "
         "range). bpb (bits per UTF-8 byte of the test text) and word perplexity compare across "
         "tokenizers; test loss and ppl are per the model's own token (byte or BPE) and do not. "
-        "Train FLOPs: training tokens x forward+backward FLOPs per token. "
+        "Train FLOPs: training tokens x 3 x the forward FLOPs per token (records written "
+        "before that rule: x the counted forward + backward). "
         "Train tok/s: training tokens over training time, validation excluded (Lightning's "
         "ThroughputMonitor); eval tok/s: the whole test pass. FLOPs/token: forward, counted by "
         "torch's FlopCounterMode on one full block (a training step is about 3x). Peak "
@@ -353,7 +208,7 @@ def summary_markdown(experiment: str, records: list[dict], command: str) -> str:
             first_seed.setdefault(r["model"], r.get("seed"))
         sweep_rows = [r for r in runs if r.get("seed") == first_seed[r["model"]]]
         lines += ["", "Sweep (first seed; every run trained, only the chosen one tested):", ""]
-        lines += _table(sweep_rows, SWEEP_COLUMNS)
+        lines += table(sweep_rows, SWEEP_COLUMNS)
     if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "Failed:", ""]
         lines += [

@@ -1,19 +1,24 @@
 """A compute frontier's charts, from frontier.json's dict (bench/frontier.py writes it):
 
 - isoflop.png: validation bpb against parameters, one curve per training budget, a panel per
-  family; the frontier point of each budget a star.
+  family, with the parabola in log N through each budget's sizes; the minimum of each budget
+  a star, filled when it lies inside the sizes tried (a frontier point the fit uses), hollow
+  when it is the smallest or largest (left out of the fit).
 - frontier_flops.png: each family's frontier (the best size per budget, mean over its seeds,
-  the seeds' range as error bars) against training FLOPs, its fit L(C) = E + A C^-alpha over
-  the budgets run (solid), extrapolated to 100x the largest budget (dashed), and the fit's
-  5-95% bootstrap band (shaded).
-- frontier_seconds.png: every run's validation bpb against the wall-clock seconds of its fit,
-  the first seed's frontier points joined; the machine's load in the caption.
+  the seeds' range as error bars; points left out of the fit as crosses) against training
+  FLOPs by the rule, its fit solid over the measured range and dashed, its band lighter,
+  beyond; the fitted crossing as its 5-95% band with the central value, never a bare mark.
+- chosen_size.png: the chosen size and its training tokens per budget per family, with the
+  tokens of 1 and 4 epochs of the training split: where the data caps the choice.
+- frontier_seconds.png: the time frontier, the lowest validation bpb of any run that finished
+  within each wall-clock time, every run behind it; the machine's load in the caption.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from bdh_pl.charts.style import (
@@ -24,100 +29,211 @@ from bdh_pl.charts.style import (
     log_axis,
     model_color,
     new_figure,
+    number,
     plot_points,
     save_figure,
     suptitle,
 )
 
-FRONTIER_CHARTS = ("isoflop", "frontier_flops", "frontier_seconds")
+FRONTIER_CHARTS = ("isoflop", "frontier_flops", "chosen_size", "frontier_seconds")
 VAL_AXIS = "validation loss (bits per byte)"
-FLOPS_AXIS = "training FLOPs (forward + backward, counted)"
+FLOPS_AXIS = "training FLOPs (3 x forward FLOPs per token x tokens)"
 SECONDS_AXIS = "wall-clock seconds of the fit (training + validation)"
 PARAMS_AXIS = "parameters (count)"
+TOKENS_AXIS = "training tokens (count)"
+HOLLOW_STAR = {**STAR, "facecolors": "white"}
+EXCLUDED = {"marker": "x", "s": 45, "linewidths": 1.6, "zorder": 5}
 
 
-def _budget_label(budget: float) -> str:
-    return f"{budget:.2g} FLOPs"
+def _budgets(result: dict) -> list[str]:
+    """Every budget label, in the order the measured comparison lists them (by FLOPs)."""
+    ordered = [row["budget"] for row in result.get("measured", {}).get("at_budgets", [])]
+    rest = [r["budget"] for f in result["families"].values() for r in f["runs"]]
+    return list(dict.fromkeys([*ordered, *rest]))
+
+
+def _label(budget: str) -> str:
+    return budget.removeprefix("flops ").replace("e+", "e") + (
+        " FLOPs" if budget.startswith("flops ") else ""
+    )
 
 
 def isoflop_figure(result: dict) -> Figure:
     families = result["families"]
     fig = new_figure(len(families))
     axes = fig.subplots(1, len(families), sharey=True, squeeze=False)[0]
-    budgets = sorted({r["budget_flops"] for f in families.values() for r in f["runs"]})
-    colour = {b: f"C{j}" for j, b in enumerate(budgets)}
+    budgets = _budgets(result)
+    colour = {b: f"C{j % 10}" for j, b in enumerate(budgets)}
     for ax, (family, entry) in zip(axes, families.items(), strict=True):
-        first_seed = entry["runs"][0]["seed"]
+        runs = [r for r in entry["runs"] if not r.get("bound") and number(r.get("val_bpb"))]
+        first_seed = runs[0]["seed"] if runs else None
         for budget in budgets:
             cell = sorted(
-                (
-                    r
-                    for r in entry["runs"]
-                    if r["budget_flops"] == budget
-                    and r["seed"] == first_seed
-                    and r["selected"] is not False
-                ),
+                (r for r in runs if r["budget"] == budget and r["seed"] == first_seed
+                 and r["selected"] is not False),
                 key=lambda r: r["params"],
-            )
-            if cell:
-                ax.plot([r["params"] for r in cell], [r["val_bpb"] for r in cell], "o-",
-                        color=colour[budget], ms=4, label=_budget_label(budget))  # fmt: skip
+            )  # fmt: skip
+            if not cell:
+                continue
+            n, loss = [r["params"] for r in cell], [r["val_bpb"] for r in cell]
+            ax.plot(n, loss, "o-", color=colour[budget], ms=4, lw=1.2, label=_label(budget))
+            if len(cell) >= 3:
+                _parabola(ax, n, loss, colour[budget])
         for p in entry["frontier"]:
-            ax.scatter(p["params"], p["val_bpb_seeds"][0], color=colour[p["budget_flops"]],
-                       **STAR)  # fmt: skip
+            c = colour[p["budget"]]
+            mark = {**HOLLOW_STAR, "edgecolors": c, "linewidths": 1.2} if p["edge"] else STAR
+            # first seed, as the curves: the best run's loss, or the parabola's minimum
+            ax.scatter(p["params"], p["val_bpb_seeds"][0], color=c, **mark)
         log_axis(ax, "x")
         finish_axes(ax, family, PARAMS_AXIS, VAL_AXIS)
+    axes[0].scatter([], [], color="grey", label="inside the sizes tried: fitted", **STAR)
+    axes[0].scatter([], [], label="smallest or largest tried: left out",
+                    **{**HOLLOW_STAR, "edgecolors": "grey", "linewidths": 1.2})  # fmt: skip
+    axes[0].plot([], [], ":", color="grey", label="parabola in log N")
     suptitle(fig, "IsoFLOP curves: validation loss against model size at each training budget")
-    legend_outside(fig, ncols=len(budgets))
-    caption(fig, "One curve per budget (first seed, the family's chosen learning rate); ★ the "
-            "budget's lowest: its frontier point.")  # fmt: skip
+    legend_outside(fig, ncols=min(len(budgets) + 3, 4))
+    caption(fig, "One curve per budget (first seed, the family's chosen learning rate). Stars: "
+            "each budget's lowest loss; a hollow star is the smallest or largest size tried, "
+            "so the optimum may lie outside the ladder and the point stays out of the fit.")  # fmt: skip
     return fig
+
+
+def _parabola(ax, params: list[float], loss: list[float], color: str) -> None:
+    """loss = a (log N)^2 + b log N + c through a budget's sizes, drawn over them."""
+    log_n = np.log(params)
+    coeffs = np.polyfit(log_n, loss, 2)
+    grid = np.linspace(log_n[0], log_n[-1], 40)
+    ax.plot(np.exp(grid), np.polyval(coeffs, grid), ":", color=color, lw=1.0)
 
 
 def frontier_figure(result: dict) -> Figure:
-    fig = new_figure(1, width=8.0, height=5.0)
+    fig = new_figure(1, width=9.0, height=6.2)
     ax = fig.subplots()
-    largest = 0.0
+    notes = []
     for i, (family, entry) in enumerate(result["families"].items()):
-        points, color = entry["frontier"], model_color(i)
-        if not points:
-            continue
-        flops = [p["budget_flops"] for p in points]
-        mean = [p["val_bpb"] for p in points]
-        seeds = [len(p["val_bpb_seeds"]) for p in points]
-        low = [m - min(p["val_bpb_seeds"]) for m, p in zip(mean, points, strict=True)]
-        high = [max(p["val_bpb_seeds"]) - m for m, p in zip(mean, points, strict=True)]
-        ax.errorbar(flops, mean, yerr=[low, high], fmt="none", ecolor=color, capsize=3)
-        plot_points(ax, flops, mean, seeds, 2, color, f"{family}: best size per budget",
-                    linestyle="none")  # fmt: skip
-        largest = max(largest, *flops)
-        if curve := entry.get("curve"):
-            _fit_lines(ax, curve, entry["fit"], color, family)
-    if largest:
-        ax.axvline(largest, color="grey", lw=0.8, ls=":", label="largest budget run")
-    cross = (result.get("compute_multiplier") or {}).get("crossing") or {}
-    if (where := cross.get("budget_flops")) and cross.get("val_bpb") is not None:
-        ax.plot([where], [cross["val_bpb"]], "kX", ms=8, label=f"the fits cross: {where:.3g} FLOPs")
-    if (extra := result.get("extrapolation")) and extra.get("predictions"):
-        ax.axvline(extra["budget_flops"], color="black", lw=0.8, ls="-.", label=extra["label"])
+        color = model_color(i)
+        used = [p for p in entry["frontier"] if p["excluded"] is None and p["flops"]]
+        left = [p for p in entry["frontier"] if p["excluded"] is not None and p["flops"]]
+        for points in (used, left):
+            if points:
+                _error_bars(ax, points, color)
+        if used:
+            plot_points(ax, [p["flops"] for p in used], [p["val_bpb"] for p in used],
+                        [len(p["val_bpb_seeds"]) for p in used], 2, color,
+                        f"{family}: best per budget", linestyle="none")  # fmt: skip
+        if left:
+            ax.scatter([p["flops"] for p in left], [p["val_bpb"] for p in left], color=color,
+                       label=f"{family}: left out of the fit", **EXCLUDED)  # fmt: skip
+        if entry.get("curve"):
+            _fit_lines(ax, entry["curve"], entry["fit"], color, f"{family} fit")
+        elif entry.get("curve_with_edge_points"):
+            _fit_lines(ax, entry["curve_with_edge_points"], entry["fit_with_edge_points"], color,
+                       f"{family} fit, left-out points kept", rule=False)  # fmt: skip
+            notes.append(family)
+    crossing = result.get("crossing") or {}
+    which = "fits cross"
+    if not crossing.get("budget_flops"):
+        crossing = (result.get("with_edge_points") or {}).get("crossing") or {}
+        which = "fits (left-out points kept) cross"
+    if where := crossing.get("budget_flops"):
+        _crossing_band(ax, crossing, which)
     log_axis(ax, "x")
     finish_axes(ax, "Compute frontier: the best loss each family reaches at each budget",
                 FLOPS_AXIS, VAL_AXIS)  # fmt: skip
-    legend_outside(fig, ncols=3)
-    caption(fig, "Points: mean over seeds, error bars their range (hollow: one seed). Solid: "
-            "the fit L(C) = E + A C^-alpha over the budgets run; dashed beyond the dotted line: "
-            "its extrapolation; shaded: its 5-95% bootstrap band (points and seeds resampled).")  # fmt: skip
+    legend_outside(fig, ncols=2)
+    text = (
+        "Points: mean over seeds, error bars their range (hollow: one seed); crosses: points "
+        "left out of the fit (the best size is the smallest or largest tried, or the run is "
+        "bound). Each fit L(C) = E + A C^-alpha is solid over the FLOPs its points span and "
+        "dashed beyond (an extrapolation), its 5-95% bootstrap band shaded, lighter beyond."
+    )
+    if notes:
+        text += (
+            f" Dash-dot: {', '.join(notes)} fitted with the left-out points (too few inside "
+            "the ladder for a fit by the rule): a sensitivity reading, not the rule."
+        )
+    if where:
+        text += " Grey span: 5-95% of the crossing over the paired bootstrap fits."
+    caption(fig, text)
     return fig
 
 
-def _fit_lines(ax, curve: dict, fit: dict, color: str, family: str) -> None:
-    flops, loss = curve["flops"], curve["val_bpb"]
-    cut = next((i for i, c in enumerate(flops) if c > curve["largest_budget"]), len(flops))
-    label = f"{family} fit: {fit['E']:.2f} + {fit['A']:.3g} C^-{fit['alpha']:.3f}"
-    ax.plot(flops[:cut], loss[:cut], "-", color=color, lw=1.5, label=label)
-    ax.plot(flops[max(cut - 1, 0) :], loss[max(cut - 1, 0) :], "--", color=color, lw=1.2)
-    if curve.get("low") is not None:
-        ax.fill_between(flops, curve["low"], curve["high"], color=color, alpha=0.15, lw=0)
+def _error_bars(ax, points: list[dict], color: str) -> None:
+    mean = [p["val_bpb"] for p in points]
+    low = [m - min(p["val_bpb_seeds"]) for m, p in zip(mean, points, strict=True)]
+    high = [max(p["val_bpb_seeds"]) - m for m, p in zip(mean, points, strict=True)]
+    ax.errorbar([p["flops"] for p in points], mean, yerr=[low, high], fmt="none", ecolor=color,
+                capsize=3)  # fmt: skip
+
+
+def _fit_lines(ax, curve: dict, fit: dict, color: str, label: str, rule: bool = True) -> None:
+    """Solid over the measured range, dashed beyond; the band shaded, lighter beyond."""
+    flops, loss = np.asarray(curve["flops"]), np.asarray(curve["val_bpb"])
+    inside = flops <= curve["measured_range"][1] * (1 + 1e-9)
+    cut = int(inside.sum())
+    text = f"{label}: {fit['E']:.2f} + {fit['A']:.3g} C^-{fit['alpha']:.3f}"
+    ax.plot(flops[:cut], loss[:cut], "-" if rule else "-.", color=color, lw=1.6, label=text)
+    ax.plot(flops[cut - 1 :], loss[cut - 1 :], "--" if rule else "-.", color=color, lw=1.1,
+            alpha=0.6)  # fmt: skip
+    if rule and curve.get("low") is not None:
+        low, high = np.asarray(curve["low"]), np.asarray(curve["high"])
+        ax.fill_between(flops[:cut], low[:cut], high[:cut], color=color, alpha=0.2, lw=0)
+        ax.fill_between(flops[cut - 1 :], low[cut - 1 :], high[cut - 1 :], color=color,
+                        alpha=0.07, lw=0)  # fmt: skip
+
+
+def _crossing_band(ax, crossing: dict, which: str) -> None:
+    where = crossing["budget_flops"]
+    low, high = crossing.get("band") or (None, None)
+    right = high if high is not None else crossing["search_range"][1]
+    never = crossing.get("never_share")
+    share = f", {never:.0%} of resamples never" if never else ""
+    ax.axvspan(low or where, right, color="grey", alpha=0.15, lw=0,
+               label=f"5-95% band of where they cross{share}")  # fmt: skip
+    ax.axvline(where, color="black", lw=1.0, ls=(0, (4, 2)), label=f"{which} at {where:.3g} FLOPs")
+
+
+def chosen_size_figure(result: dict) -> Figure:
+    """Grouped bars per budget: each family's chosen size and its training tokens (log
+    scales), hatched where the point is left out of the fit; the tokens of 1 and 4 epochs."""
+    fig = new_figure(2)
+    ax_n, ax_d = fig.subplots(1, 2)
+    budgets = _budgets(result)
+    families = result["families"]
+    width = 0.8 / max(1, len(families))
+    split = result.get("train_split_tokens")
+    for i, (family, entry) in enumerate(families.items()):
+        by_budget = {p["budget"]: p for p in entry["frontier"]}
+        if not split:  # records that carry their epochs: the split from any of them
+            split = next((p["train_tokens"] / p["epochs"] for p in by_budget.values()
+                          if p.get("epochs") and p.get("train_tokens")), None)  # fmt: skip
+        for ax, key in ((ax_n, "params"), (ax_d, "train_tokens")):
+            for j, budget in enumerate(budgets):
+                p = by_budget.get(budget)
+                if p is None or not number(p.get(key)):
+                    continue
+                out = p["excluded"] is not None
+                ax.bar(j + (i - (len(families) - 1) / 2) * width, p[key], width,
+                       color="white" if out else model_color(i), edgecolor=model_color(i),
+                       hatch="///" if out else None, lw=1.0,
+                       label=f"{family}{': left out of the fit' if out else ''}")  # fmt: skip
+    if split:
+        for epochs, style in ((1, "-"), (4, "--")):
+            ax_d.axhline(epochs * split, color="black", lw=0.9, ls=style,
+                         label=f"{epochs} epoch{'s' * (epochs > 1)} of the training split")  # fmt: skip
+    for ax, title, label in (
+        (ax_n, "chosen size per budget", PARAMS_AXIS),
+        (ax_d, "its training tokens", TOKENS_AXIS),
+    ):
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(budgets)), [_label(b).removesuffix(" FLOPs") for b in budgets])
+        finish_axes(ax, title, "budget (training FLOPs as planned, or steps)", label)
+    suptitle(fig, "What each family's frontier chose: size and data per budget")
+    legend_outside(fig, ncols=4)
+    caption(fig, "Hatched: the point is left out of the fit (the best size is the smallest or "
+            "largest tried). Tokens near an epoch line: the data, not the compute, caps the "
+            "choice (a smaller model would read the training text again).")  # fmt: skip
+    return fig
 
 
 def seconds_figure(result: dict) -> Figure:
@@ -126,20 +242,29 @@ def seconds_figure(result: dict) -> Figure:
     loads = []
     for i, (family, entry) in enumerate(result["families"].items()):
         color = model_color(i)
-        runs = [r for r in entry["runs"] if r.get("fit_time_s")]
+        runs = sorted(
+            (r for r in entry["runs"] if number(r.get("fit_time_s")) and number(r.get("val_bpb"))),
+            key=lambda r: r["fit_time_s"],
+        )
         if not runs:
             continue
         loads += [v for r in runs for v in (r.get("load_avg_start"), r.get("load_avg_end")) if v]
-        ax.plot([r["fit_time_s"] for r in runs], [r["val_bpb"] for r in runs], "x",
-                color=color, alpha=0.45, ms=5, label=f"{family}: a run")  # fmt: skip
-        first = sorted(
-            (r for r in runs if r.get("frontier_point") and r["seed"] == runs[0]["seed"]),
-            key=lambda r: r["budget_flops"],
-        )
-        ax.plot([r["fit_time_s"] for r in first], [r["val_bpb"] for r in first], "o-",
-                color=color, ms=5, label=f"{family}: best size per budget")  # fmt: skip
+        front, behind, best = [], [], np.inf
+        for r in runs:
+            if r["val_bpb"] < best:
+                best = r["val_bpb"]
+                front.append((r["fit_time_s"], best))
+            else:
+                behind.append(r)
+        ax.scatter([r["fit_time_s"] for r in behind], [r["val_bpb"] for r in behind], marker="x",
+                   color=color, alpha=0.4, s=20, label=f"{family}: a run behind the front")  # fmt: skip
+        times, losses = zip(*front, strict=True)
+        ax.step([*times, runs[-1]["fit_time_s"]], [*losses, losses[-1]], where="post",
+                color=color, lw=1.5, marker="o", ms=4, markevery=list(range(len(times))),
+                label=f"{family}: best within t seconds")  # fmt: skip
     log_axis(ax, "x")
-    finish_axes(ax, "Validation loss against the time it took", SECONDS_AXIS, VAL_AXIS)
+    finish_axes(ax, "Time frontier: the lowest validation loss of any run that finished within "
+                "t seconds", SECONDS_AXIS, VAL_AXIS)  # fmt: skip
     legend_outside(fig, ncols=3)
     load = (
         f" The 1-minute load average of the 2-core machine ranged {min(loads):.1f}-"
@@ -147,17 +272,23 @@ def seconds_figure(result: dict) -> Figure:
         if loads
         else ""
     )
-    caption(fig, "Each run trained on one thread (two runs at once). Joined: the first seed's "
-            f"frontier points, in budget order.{load}")  # fmt: skip
+    caption(fig, "Every run of the frontier, learning-rate sweeps included, each on one thread; "
+            "the step: the best loss reached by a run no longer than t. The runs were sized by "
+            f"FLOPs, not time: a frontier of the runs made, not of runs planned by time.{load}")  # fmt: skip
     return fig
+
+
+FIGURES = {
+    "isoflop": isoflop_figure,
+    "frontier_flops": frontier_figure,
+    "chosen_size": chosen_size_figure,
+    "frontier_seconds": seconds_figure,
+}
 
 
 def write_frontier_charts(result: dict, out: Path) -> list[Path]:
     if not result["families"]:
         return []
-    figures = {
-        "isoflop": isoflop_figure(result),
-        "frontier_flops": frontier_figure(result),
-        "frontier_seconds": seconds_figure(result),
-    }
-    return [save_figure(fig, Path(out) / f"{name}.png") for name, fig in figures.items()]
+    return [
+        save_figure(FIGURES[name](result), Path(out) / f"{name}.png") for name in FRONTIER_CHARTS
+    ]

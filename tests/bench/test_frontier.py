@@ -1,22 +1,30 @@
 """The frontier's numbers from synthetic records whose answers are known in closed form."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from bdh_pl.bench import frontier
+from bdh_pl.bench import frontier, report, scaling
 
 BUDGETS = [1e12, 2.15e12, 4.64e12, 1e13, 2.15e13]
+N = 40  # bootstrap fits in these tests: enough for a band, cheap
+
+
+@pytest.fixture(autouse=True)
+def _few_resamples(monkeypatch):
+    monkeypatch.setattr(scaling, "BOOTSTRAP", N)
 
 
 def curve(E, A, alpha):
     return lambda c: E + A * c**-alpha
 
 
-def records(family, loss_of_budget, sizes=(1e5, 2e5, 4e5), noise=0.0, seeds=(1, 2), rng=None):
+def records(family, loss_of_budget, sizes=(1e5, 2e5, 4e5), noise=0.0, seeds=(1, 2), rng=None,
+            spread=0.0):  # fmt: skip
     """A family's runs: at each budget three sizes on the first seed, the middle one best
-    (its loss the curve's), the best repeated on the second seed."""
+    (its loss the curve's), the best repeated on the other seeds (`spread` apart)."""
     rng = rng or np.random.default_rng(0)
     out = []
     for budget in BUDGETS:
@@ -26,82 +34,156 @@ def records(family, loss_of_budget, sizes=(1e5, 2e5, 4e5), noise=0.0, seeds=(1, 
             out.append(
                 _record(family, budget, params, loss + noise * rng.normal(), seeds[0], j == 1)
             )
-        for seed in seeds[1:]:
-            out.append(_record(family, budget, sizes[1], best + noise * rng.normal(), seed, True))
+        for k, seed in enumerate(seeds[1:], 1):
+            loss = best + spread * k + noise * rng.normal()
+            out.append(_record(family, budget, sizes[1], loss, seed, True))
     return out
 
 
 def _record(family, budget, params, bpb, seed, point):
     return {
         "family": family, "model": f"{family}-{params:g}", "status": "ok", "seed": seed,
-        "budget_flops": budget, "params": params, "best_val_bpb": bpb, "selected": True,
-        "frontier_point": point, "test_bpb": bpb + 0.01 if point else None, "setting": "lr1x",
+        "budget": f"flops {budget:g}", "budget_flops": budget, "params": params,
+        "best_val_bpb": bpb, "selected": True, "frontier_point": point,
+        "test_bpb": bpb + 0.01 if point else None, "setting": "lr1x",
         "train_tokens": budget / 1e6, "train_steps": 100, "wall_time_s": budget / 1e10,
+        "train_flops": budget, "train_flops_measured": 0.9 * budget, "epochs": budget / 1e13,
     }  # fmt: skip
 
 
-def test_the_fit_recovers_known_parameters_and_its_band_covers_them():
+def test_an_old_record_gets_the_rule_and_its_epochs():
+    old = {"train_flops": 2.5e12, "flops_per_token": 1e6, "train_tokens": 1e6}  # measured 2.5x
+    new = frontier.with_rule(old, train_split_tokens=4_000_000)
+    assert new["train_flops"] == 3 * 1e6 * 1e6 and new["train_flops_measured"] == 2.5e12
+    assert new["epochs"] == 0.25
+    ruled = {"train_flops": 3e12, "train_flops_measured": 2.5e12, "epochs": 0.5}
+    assert frontier.with_rule(ruled, 10) == ruled  # a record on the rule is kept as it is
+    assert frontier.with_rule({"train_tokens": 5})["epochs"] is None  # no split: unknown
+
+
+def test_the_frontier_is_the_isoflop_minimum_on_the_rules_flops():
     truth = {"E": 0.9, "A": 3.0e3, "alpha": 0.3}
-    rng = np.random.default_rng(1)
-    runs = records("bdh", curve(**truth), noise=0.01, rng=rng)
-    points = frontier.frontier_points(runs)
-    assert [p["model"] for p in points] == ["bdh-200000"] * len(BUDGETS)  # the IsoFLOP minimum
-    assert [p["at_ladder_edge"] for p in points] == [False] * len(BUDGETS)
-    exact = frontier.fit_power_law(BUDGETS, [curve(**truth)(c) for c in BUDGETS])
-    for k in truth:
-        assert exact[k] == pytest.approx(truth[k], rel=2e-3), k
+    runs = records("bdh", curve(**truth), noise=0.01, rng=np.random.default_rng(1))
+    points = frontier.frontier_points(frontier.families(runs)["bdh"])
+    assert [p["model"] for p in points] == ["bdh-200000"] * len(BUDGETS)
+    assert [p["excluded"] for p in points] == [None] * len(BUDGETS)
+    assert [p["flops"] for p in points] == BUDGETS
     result = frontier.frontier(runs)["families"]["bdh"]
-    band = result["fit"]["band"]
     for k in truth:
-        assert band[k][0] <= truth[k] <= band[k][1], (k, band[k])
-    grid = np.asarray(BUDGETS)
-    lo, hi = frontier.band(frontier.bootstrap_fits(points, n=300), grid)
-    assert np.all(lo <= curve(**truth)(grid) + 0.02) and np.all(curve(**truth)(grid) <= hi + 0.02)
+        assert result["fit"]["band"][k][0] <= truth[k] <= result["fit"]["band"][k][1], k
+    assert result["fit"]["bootstrap_n"] == N
 
 
-def test_an_edge_minimum_is_named():
+def test_edge_and_bound_points_are_left_out_of_the_fit_and_listed():
     runs = records("gpt2", curve(1.0, 1e3, 0.3))
-    for r in runs:  # the smallest size becomes the best everywhere
-        if r["params"] == 1e5:
+    for r in runs:  # the smallest size wins at the two largest budgets
+        if r["params"] == 1e5 and r["budget_flops"] >= 1e13:
             r["best_val_bpb"] -= 0.2
-    points = frontier.frontier_points(runs)
-    assert {p["edge"] for p in points} == {"smallest"} and all(p["at_ladder_edge"] for p in points)
+    runs.append({**_record("gpt2", 1e12, 5e4, 0.0, 1, False), "status": "bound",
+                 "best_val_bpb": None, "bound": "needs 6.1 epochs (cap 4)"})  # fmt: skip
+    result = frontier.frontier(runs)["families"]["gpt2"]
+    points = {p["budget_flops"]: p for p in result["frontier"]}
+    assert [points[b]["edge"] for b in BUDGETS] == [None, None, None, "smallest", "smallest"]
+    assert "smallest tried" in points[1e13]["excluded"]
+    assert result["fit"]["budgets_used"] == ["flops 1e+12", "flops 2.15e+12", "flops 4.64e+12"]
+    reasons = [(e["budget"], e["reason"]) for e in result["excluded"]]
+    assert ("flops 1e+12", "bound: needs 6.1 epochs (cap 4)") in reasons
+    assert sum("smallest tried" in r for _, r in reasons) == 2
+    assert points[1e12]["sizes_bound"] == [
+        {"model": "gpt2-50000", "bound": "needs 6.1 epochs (cap 4)"}
+    ]
+    with_edges = result["fit_with_edge_points"]
+    assert with_edges["budgets_used"] == [f"flops {b:g}" for b in BUDGETS]
 
 
-def test_the_compute_multiplier_of_two_known_curves():
-    bdh, gpt2 = {"E": 1.0, "A": 1e3, "alpha": 0.3}, {"E": 1.0, "A": 500.0, "alpha": 0.3}
-    # The same exponent and floor, half the A: BDH needs 2^(1/0.3) = 10.08x the FLOPs.
-    runs = records("bdh", curve(**bdh)) + records("gpt2", curve(**gpt2))
-    result = frontier.frontier(runs)
+def measured(runs):
+    """frontier.measured of the runs' frontier points (no fits needed)."""
+    fams = frontier.families(runs).items()
+    return frontier.measured({f: {"frontier": frontier.frontier_points(r)} for f, r in fams})
+
+
+def test_the_measured_statement_names_the_leader_against_the_seed_spread():
+    ahead = records("llama", curve(1.0, 500.0, 0.3), spread=0.01)
+    behind = records("bdh", curve(1.0, 1e3, 0.3), spread=0.01)
+    m = measured(ahead + behind)
+    assert [r["leader"] for r in m["at_budgets"]] == ["llama"] * len(BUDGETS)
+    assert all(r["beyond_seed_spread"] for r in m["at_budgets"])
+    c = BUDGETS[0]
+    gap = 500 * c**-0.3 - 1e3 * c**-0.3  # llama's loss - bdh's on the first seed
+    assert m["at_budgets"][0]["gap"] == pytest.approx(gap + 0.01 / 2 - 0.01 / 2, abs=1e-9)
+    assert m["crossing_measured"] is False and m["statement"].startswith("no crossing measured")
+    # BDH steeper: behind at the small budgets, ahead at the large ones.
+    steep = records("bdh", curve(0.8, 5e4, 0.4), spread=0.005)
+    flat = records("llama", curve(1.2, 1e3, 0.3), spread=0.005)
+    m = measured(steep + flat)
+    leaders = [r["leader"] for r in m["at_budgets"]]
+    first_bdh = leaders.index("bdh")
+    assert leaders[:first_bdh] == ["llama"] * first_bdh and set(leaders[first_bdh:]) == {"bdh"}
+    assert m["crossing_measured"] is True
+    assert m["between"] == [f"flops {BUDGETS[first_bdh - 1]:g}", f"flops {BUDGETS[first_bdh]:g}"]
+    # Within the seed spread everywhere: no lead claimed.
+    wide = records("bdh", curve(1.0, 1e3, 0.3), spread=0.5)
+    close = records("llama", curve(1.0, 1e3, 0.3), spread=0.5)
+    close = [{**r, "best_val_bpb": r["best_val_bpb"] + 0.01} for r in close]
+    m = measured(wide + close)
+    assert not any(r["beyond_seed_spread"] for r in m["at_budgets"])
+    assert "within the seed spread at every budget" in m["statement"]
+
+
+def test_multipliers_outside_the_measured_range_are_marked_extrapolated():
+    bdh, llama = {"E": 1.0, "A": 1e3, "alpha": 0.3}, {"E": 1.0, "A": 500.0, "alpha": 0.3}
+    # Same floor and exponent, half the A: BDH needs 2^(1/0.3) = 10.08x the FLOPs.
+    result = frontier.frontier(records("bdh", curve(**bdh)) + records("llama", curve(**llama)))
     rows = result["compute_multiplier"]["at_budgets"]
-    assert [r["best_other"] for r in rows] == ["gpt2"] * len(BUDGETS)
-    for r in rows:
-        assert r["multiplier"] == pytest.approx(2 ** (1 / 0.3), rel=1e-2)
-    assert result["compute_multiplier"]["crossing"]["budget_flops"] is None  # parallel curves
-    assert "do not cross" in result["compute_multiplier"]["crossing"]["statement"]
+    for row, budget in zip(rows, BUDGETS, strict=True):
+        assert row["against"] == "llama"
+        assert row["multiplier"] == pytest.approx(2 ** (1 / 0.3), rel=1e-3)
+        needed = budget * 2 ** (1 / 0.3)  # inside BDH's runs only while <= the largest budget
+        assert row["extrapolated"] is (needed > BUDGETS[-1])
+    assert [r["extrapolated"] for r in rows] == [False, True, True, True, True]
+    assert result["crossing"]["budget_flops"] is None  # parallel curves never meet
+    assert "do not cross" in result["crossing"]["statement"]
 
 
-def test_curves_that_cross_within_100x_say_where():
-    # BDH steeper: behind at the small budgets, ahead beyond the crossing.
+def test_the_fitted_crossing_has_its_band_and_the_compute_optimal_sizes_there():
     bdh, llama = curve(0.8, 5e4, 0.4), curve(1.2, 1e3, 0.3)
-    fits = {
-        "bdh": frontier.fit_power_law(BUDGETS, [bdh(c) for c in BUDGETS]),
-        "llama": frontier.fit_power_law(BUDGETS, [llama(c) for c in BUDGETS]),
-    }
-    where = frontier.crossing(fits["bdh"], {"llama": fits["llama"]}, BUDGETS, "bdh")
-    c = where["budget_flops"]
-    assert where["statement"].endswith("beyond it bdh leads")
-    assert BUDGETS[0] < c < 100 * BUDGETS[-1]
-    assert bdh(c) == pytest.approx(llama(c), abs=1e-3)
-    assert where["val_bpb"] == pytest.approx(bdh(c), abs=1e-3)  # where the chart marks it
-    assert bdh(c / 2) > llama(c / 2) and bdh(c * 2) < llama(c * 2)
+    runs = records("bdh", bdh, noise=0.002) + records("llama", llama, noise=0.002)
+    crossing = frontier.frontier(runs)["crossing"]
+    c = crossing["budget_flops"]
+    assert bdh(c) == pytest.approx(llama(c), abs=2e-3)  # where the curves meet
+    exact = next(x for x in np.geomspace(1e12, 1e15, 100000) if bdh(x) < llama(x))
+    assert c == pytest.approx(exact, rel=0.1)
+    assert crossing["band"][0] <= exact <= crossing["band"][1]
+    assert crossing["never_share"] == 0.0 and crossing["statement"].endswith("bdh leads")
+    optimal = crossing["compute_optimal"]["bdh"]
+    assert optimal["params"] == pytest.approx(2e5)  # every budget chose the middle size
+    assert optimal["tokens"] == pytest.approx(c / 1e6, rel=1e-6)  # tokens = C / 1e6 here
+    assert optimal["epochs"] == pytest.approx(c / 1e13, rel=1e-6)
 
 
-def test_a_loss_below_the_floor_is_never_reached():
-    fit = {"E": 1.0, "A": 10.0, "alpha": 0.5}
-    assert frontier.flops_for_loss(fit, 0.99) == math.inf
-    assert frontier.flops_for_loss(fit, 1.1) == pytest.approx((10 / 0.1) ** 2)
-    assert frontier.fit_power_law([1e12, 2e12], [2.0, 1.9]) is None  # two budgets: no fit
+def test_the_parabola_optimum_is_the_vertex():
+    runs = records("bdh", curve(1.0, 1e3, 0.3))
+    for r in runs:  # loss = 2 + (log N - log 1.5e5)^2 / 10 at every budget, first seed
+        if r["seed"] == 1:
+            r["best_val_bpb"] = 2 + (math.log(r["params"]) - math.log(1.5e5)) ** 2 / 10
+    points = frontier.frontier_points(frontier.families(runs)["bdh"], optimum="parabola")
+    assert points[0]["params"] == pytest.approx(1.5e5, rel=1e-6)
+    assert points[0]["val_bpb_seeds"][0] == pytest.approx(2.0)
+    assert points[0]["optimum"] == "parabola in log parameters"
+
+
+def test_the_learning_rate_sweeps_say_when_the_choice_is_at_an_edge():
+    def runs(chosen):
+        sweep = [{"learning_rate": lr, "selected": lr == chosen, "model": "m", "seed": 1,
+                  "budget": "flops 1e+12"} for lr in (1e-3, 2e-3, 4e-3)]  # fmt: skip
+        return [*sweep, {"learning_rate": chosen, "selected": True, "model": "n", "seed": 1,
+                         "budget": "flops 2e+12", "learning_rate_source": "the sweep"}]  # fmt: skip
+
+    rates = frontier.chosen_learning_rate(runs(2e-3))
+    assert rates["chosen"] == 2e-3 and rates["sweeps"][0]["at_sweep_edge"] is None
+    assert rates["per_budget"]["flops 2e+12"] == {"rate": 2e-3, "source": "the sweep"}
+    assert frontier.chosen_learning_rate(runs(4e-3))["sweeps"][0]["at_sweep_edge"] == "largest"
+    assert frontier.chosen_learning_rate(runs(1e-3))["sweeps"][0]["at_sweep_edge"] == "smallest"
 
 
 def test_the_frontier_charts_pass_the_checker(tmp_path):
@@ -110,67 +192,87 @@ def test_the_frontier_charts_pass_the_checker(tmp_path):
 
     runs = records("bdh", curve(0.9, 3e3, 0.3)) + records("gpt2", curve(1.0, 1e3, 0.28))
     for r in runs:
-        r.update(fit_time_s=r["budget_flops"] / 3e10, load_avg_start=2.0, load_avg_end=3.5)
+        slower = (1.7 if r["family"] == "bdh" else 1.0) * (1 + r["params"] / 1e6)
+        r.update(fit_time_s=slower * r["budget_flops"] / 3e10, load_avg_start=2.0,
+                 load_avg_end=3.5)  # fmt: skip
+        if r["family"] == "gpt2" and r["params"] == 1e5 and r["budget_flops"] > 3e12:
+            r["best_val_bpb"] -= 0.2  # gpt2 at its ladder's edge: too few points for the rule
     runs[-1]["best_val_bpb"] += 0.3  # gpt2's last point: one seed far off (a wide error bar)
     result = frontier.frontier(runs)
-    for draw in (charts.isoflop_figure, charts.frontier_figure, charts.seconds_figure):
-        assert figure_problems(draw(result)) == [], draw.__name__
+    assert result["families"]["gpt2"]["fit"] is None
+    for name, draw in charts.FIGURES.items():
+        assert figure_problems(draw(result)) == [], name
     paths = charts.write_frontier_charts(result, tmp_path)
     assert [p.name for p in paths] == [f"{c}.png" for c in charts.FRONTIER_CHARTS]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
-def test_the_seed_scale_is_the_seed_bdh_counted_at_the_frontier_block():
-    from bdh_pl.training.flops import flops_per_token
-    from bdh_pl.training.lit_models import BDHLM
-
-    seed = BDHLM(vocab_size=256, block_size=128)  # configs/model/bdh.yaml's defaults
-    per_token = flops_per_token(seed.network, 128)["forward_backward"]
-    assert frontier.SEED_SCALE["budget_flops"] == pytest.approx(per_token * 2e6, rel=1e-4)
-
-
-def test_the_extrapolation_reads_each_fit_with_its_band():
-    runs = records("bdh", curve(0.9, 3e3, 0.3), noise=0.01) + records(
-        "gpt2", curve(1.0, 1e3, 0.28), noise=0.01
-    )
-    result = frontier.frontier(runs)
-    out = result["extrapolation"]
-    assert out["budget_flops"] == frontier.SEED_SCALE["budget_flops"]
-    for family, p in out["predictions"].items():
-        fit = result["families"][family]["fit"]
-        assert p["val_bpb"] == pytest.approx(frontier.predict(fit, out["budget_flops"]))
-        assert p["band"][0] <= p["val_bpb"] <= p["band"][1]
-
-
-def test_plot_results_rewrites_a_frontiers_summary_numbers_and_charts(tmp_path, capsys):
-    import json
-
+def test_plot_results_rewrites_a_frontiers_summary_numbers_and_charts(tmp_path):
     from bdh_pl.tools import plot
 
-    runs = records("bdh", curve(0.9, 3e3, 0.3)) + records("llama", curve(1.0, 1e3, 0.28))
-    for r in runs:
-        r.update(torch_version="2", lightning_version="2", git_commit="abc", git_dirty=False)
-    payload = {"experiment": "f", "command": "python -m bdh_pl benchmark --config f.yaml"}
-    (tmp_path / "metrics.json").write_text(json.dumps({**payload, "records": runs}))
+    llama = [r for r in records("llama", curve(1.0, 1e3, 0.28)) if r["budget_flops"] < 2e13]
+    runs = records("bdh", curve(0.9, 3e3, 0.3)) + llama  # llama stopped a budget early
+    _write_metrics(tmp_path, runs)
     plot.main(["--results", str(tmp_path)])
     result = json.loads((tmp_path / "frontier.json").read_text())
     assert set(result["families"]) == {"bdh", "llama"}
-    assert result["compute_multiplier"]["at_budgets"][0]["best_other"] == "llama"
+    assert result["compute_multiplier"]["at_budgets"][0]["against"] == "llama"
     summary = (tmp_path / "summary.md").read_text()
     assert "## Compute frontier" in summary and "python -m bdh_pl benchmark" in summary
-    assert (tmp_path / "frontier.csv").read_text().count("\n") == 1 + 2 * len(BUDGETS)
-    for name in ("isoflop", "frontier_flops", "frontier_seconds"):
+    assert "FLOPs rule: training FLOPs = 3 x forward" in summary
+    assert "Not run: llama at flops 2.15e+13." in summary
+    assert (tmp_path / "frontier.csv").read_text().count("\n") == 2 * len(BUDGETS)
+    for name in ("isoflop", "frontier_flops", "chosen_size", "frontier_seconds"):
         assert (tmp_path / "charts" / f"{name}.png").is_file()
 
 
-def test_the_chosen_learning_rate_says_when_it_is_the_sweeps_edge():
-    def runs(chosen):
-        sweep = [{"learning_rate": lr, "selected": lr == chosen} for lr in (1e-3, 2e-3, 4e-3)]
-        return sweep + [{"learning_rate": chosen, "selected": True}]  # the other sizes
+def _write_metrics(folder, runs):
+    for r in runs:
+        r.update(torch_version="2", lightning_version="2", git_commit="abc", git_dirty=False)
+    payload = {"experiment": "f", "command": "python -m bdh_pl benchmark --config f.yaml"}
+    (folder / "metrics.json").write_text(json.dumps({**payload, "records": runs}))
 
-    assert frontier.chosen_learning_rate(runs(2e-3)) == {
-        "chosen": 2e-3, "tried": [1e-3, 2e-3, 4e-3], "at_sweep_edge": None
-    }  # fmt: skip
-    assert frontier.chosen_learning_rate(runs(4e-3))["at_sweep_edge"] == "largest"
-    assert frontier.chosen_learning_rate(runs(1e-3))["at_sweep_edge"] == "smallest"
-    assert frontier.chosen_learning_rate([{"learning_rate": 1e-3, "selected": None}]) is None
+
+def test_step_budgets_with_sizes_draw_and_replot(tmp_path):
+    """Issue 32 (5): a benchmark with `budgets: [{steps: 6}, {steps: 12}]` and sizes has no
+    FLOPs budget (budget_flops null): its charts and `plot --results` drew nothing but a
+    TypeError. Each budget is its label, each point at the FLOPs it trained."""
+    from bdh_pl.tools import plot
+
+    runs = []
+    for steps in (6, 12):
+        for j, width in enumerate((16, 24, 32)):
+            for seed in (1, 2) if j == 1 else (1,):
+                runs.append({
+                    "family": "bdh", "model": f"bdh-{width}", "status": "ok", "seed": seed,
+                    "budget": f"steps {steps}", "budget_flops": None, "params": width * 1000,
+                    "best_val_bpb": 3.0 - steps / 20 + abs(j - 1) * 0.1 + seed * 0.001,
+                    "selected": True, "frontier_point": j == 1, "train_steps": steps,
+                    "train_tokens": steps * 64, "flops_per_token": width * 1e4,
+                    "train_flops": steps * 64 * width * 3e4, "fit_time_s": steps * 1.0,
+                })  # fmt: skip
+    result = frontier.frontier(runs)
+    points = result["families"]["bdh"]["frontier"]
+    assert [p["budget"] for p in points] == ["steps 6", "steps 12"]
+    assert [p["flops"] for p in points] == [6 * 64 * 24e4 * 3, 12 * 64 * 24e4 * 3]
+    _write_metrics(tmp_path, runs)
+    plot.main(["--results", str(tmp_path)])  # the charts and summaries the benchmark writes
+    assert "steps 12" in (tmp_path / "summary.md").read_text()
+    assert len(list((tmp_path / "charts").glob("*.png"))) == 4
+
+
+def test_the_training_split_of_old_records_is_counted_from_their_config(tmp_path):
+    text = tmp_path / "data" / "wikitext-2"
+    text.mkdir(parents=True)
+    for split, size in (("train", 5000), ("valid", 600), ("test", 600)):
+        (text / f"wiki.{split}.tokens").write_bytes(b"a" * size)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "data:\n  class_path: bdh_pl.data.WikiText2\n  init_args:\n"
+        f"    data_dir: {tmp_path / 'data'}\n    tokenizer: byte\n    block_size: 16\n"
+    )
+    old = {"family": "bdh", "config": str(config), "train_tokens": 1000}
+    (tmp_path / "cache").mkdir()
+    assert report.train_split_tokens([old]) == 5000
+    assert report.train_split_tokens([{**old, "epochs": 0.2}]) is None  # it has its epochs
+    assert report.train_split_tokens([{**old, "config": str(tmp_path / "gone.yaml")}]) is None
