@@ -160,6 +160,8 @@ class Throughput(ThroughputMonitor):
             self.flops_per_batch = round(
                 per_token["forward_backward"] * data.block_size * data.batch_size
             )
+            # the project's compute rule (train/flops, the HParams table): 3 x forward
+            pl_module.flops_per_token = per_token["forward"]
         pl_module.flops_per_batch = self.flops_per_batch  # where ThroughputMonitor reads it
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
