@@ -58,8 +58,10 @@ fit() {  # name, steps, then its arguments; the run's arguments are kept in runs
 }
 
 start=$(date +%s)
-fit bdh-small "$STEPS" "${bdh_small[@]}"
-fit llama-small "$STEPS" "${llama_small[@]}"
+fit bdh-small "$STEPS" "${bdh_small[@]}" &
+small=$!
+fit llama-small "$STEPS" "${llama_small[@]}" &  # side by side: one thread each, two cores
+wait "$small" && wait $!
 if [ "$ONLY" != small ]; then
   fit llama "$ANCHOR_STEPS" "${llama[@]}"
   fit gpt2 "$ANCHOR_STEPS" "${gpt2[@]}"

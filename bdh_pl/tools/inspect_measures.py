@@ -4,7 +4,6 @@ sections), and each claim against its controls."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,13 +21,19 @@ from bdh_pl.analysis.activations import (
 )
 from bdh_pl.analysis.selectivity import (
     CLASSES,
+    DENSE,
+    THRESHOLDS,
     byte_classes,
+    clustered_share,
+    equal_size_best,
     selectivity,
+    share_z,
     summarize,
     top_contexts,
     top_tokens,
 )
 from bdh_pl.analysis.sparsity import SparsityCounter, training_curves
+from bdh_pl.analysis.verdict import RULE, UNTESTED, verdict
 from bdh_pl.charts import read_metrics
 from bdh_pl.errors import UserError
 
@@ -122,30 +127,50 @@ def logged_sparsity(ckpt_path: str) -> dict:
         return {}
 
 
+def weight_vectors(network: torch.nn.Module, columns: int) -> np.ndarray | None:
+    """The weight vector of each column of `read`'s activations: BDH's neuron n of head h is
+    one vector in every layer (its columns repeat every layer); None where every column has
+    its own weights (a transformer's MLP neurons)."""
+    return np.arange(columns) % neurons_per_layer(network) if is_bdh(network) else None
+
+
 def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> dict:
-    """Each model's score distribution, its best neuron per class, and its `per_class` most
-    selective neurons of each class with their top contexts."""
+    """Each model's score distribution (its share of neurons at least as selective as each
+    threshold, with standard errors clustered by weight vector), its best neuron per class
+    among all and among as many neurons as the smallest model has, and its `per_class` most
+    selective neurons of each class with their top contexts; neurons on at more than DENSE of
+    the positions are counted apart and never listed."""
     names = list(CLASSES)
-    report: dict = {"classes": names, "models": {}}
+    smallest = min(u.acts.shape[1] for u in units)
+    report: dict = {"classes": names, "dense_above": DENSE, "equal_size": smallest, "models": {}}
     for label, network, tokens, token_bytes, acts, signed in units:
         labels = byte_classes(token_bytes, tokens[: acts.shape[0]])
         scores = selectivity(acts, labels, signed=signed)
         summary = summarize(scores, names)
         parameters = sum(p.numel() for p in network.parameters())
         summary.update(signed=signed, positions=int(acts.shape[0]), parameters=parameters)
+        vectors = weight_vectors(network, acts.shape[1])
+        summary["weight_vectors"] = int(len(np.unique(vectors))) if vectors is not None else None
+        summary["share_se"] = [clustered_share(scores.best, t, vectors)[1] for t in THRESHOLDS]
+        at_equal_size = equal_size_best(scores, smallest)
+        summary["equal_size_best"] = {
+            name: float(at_equal_size[c])
+            for c, name in enumerate(names)
+            if name in summary["per_class"]
+        }
         for entry in summary["per_class"].values():
             entry.update(neuron_name(network, entry["neuron"]))
         listed, seen = [], set()
         for c, name in enumerate(names):
             if name not in summary["per_class"]:
                 continue
-            column_scores = np.nan_to_num(scores.nap[:, c], nan=-1.0)
+            detector = scores.active_share[:, c] <= DENSE
+            column_scores = np.where(detector, np.nan_to_num(scores.nap[:, c], nan=-1.0), -2.0)
             for column in np.argsort(-column_scores, kind="stable")[:per_class]:
-                if int(column) in seen:
+                if int(column) in seen or not detector[column]:
                     continue
                 seen.add(int(column))
                 sign = float(scores.sign[column, c])
-                active = float((acts[:, column].float() * sign > 0).float().mean())
                 contexts = top_contexts(acts[:, column], token_bytes, tokens, n_contexts, sign=sign)
                 highest = top_tokens(acts[:, column], token_bytes, tokens, sign=sign)
                 listed.append(
@@ -154,13 +179,14 @@ def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> di
                         "class": name,
                         "nap": float(scores.nap[column, c]),
                         "sign": sign,
-                        "active_share": active,
+                        "active_share": float(scores.active_share[column, c]),
                         "contexts": contexts,
                         "top_tokens": highest,
                     }
                 )
         by_layer = scores.best.reshape(n_layers(network), -1)  # columns are layer-major
         summary["share_above_0.5_by_layer"] = [float((b >= 0.5).mean()) for b in by_layer]
+        summary["median_by_layer"] = [float(np.median(b)) for b in by_layer]
         summary["top"] = listed
         summary["best_scores"] = [round(float(v), 4) for v in scores.best]  # for the chart
         report["models"][label] = summary
@@ -249,58 +275,79 @@ def against_lognormal(fit: dict) -> str:
     return f"{verdict}, R {R:.1f}, p {p:.2g}"
 
 
-def share_z(a: dict, b: dict) -> float:
-    """Two-proportion z of the shares of selective neurons (nAP >= 0.5) of a over b."""
-    n1, n2 = a["neurons"], b["neurons"]
-    p1, p2 = a["share_above_0.5"], b["share_above_0.5"]
-    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
-    se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n2))
-    return (p1 - p2) / se
+def sparsity_claim(sp: dict) -> dict:
+    """The paper's ~5% of y non-zero: per layer, y_sparse active at most 10% and below half the
+    untrained model's share."""
+    trained, init = sp["trained"], sp["init"]
+    ys = list(zip(trained["y"]["by_layer"], init["y"]["by_layer"], strict=True))
+    return {
+        "claim": "sparse activations (the paper: ~5% of y non-zero)",
+        "readings": {f"y layer {i}": t <= 0.10 and t < i0 / 2 for i, (t, i0) in enumerate(ys)},
+        "evidence": "y_sparse active by layer "
+        + ", ".join(f"{t:.1%} (init {i0:.1%})" for t, i0 in ys)
+        + f"; x_sparse {trained['x']['active_fraction']:.1%} (init "
+        f"{init['x']['active_fraction']:.1%}); dead neurons {trained['x']['dead_neurons']}",
+        "test": "each layer: y_sparse active at most 10% (the paper ~5%), and below half the "
+        "untrained model's share",
+    }
+
+
+def selectivity_claim(sel: dict, label: str) -> dict:
+    """Monosemantic neurons: at each nAP threshold, a larger share of BDH's neurons than of
+    every control's, by z > 2 (standard errors clustered by weight vector); thresholds where no
+    model has a neuron are no reading."""
+    models = sel["models"]
+    ours = models[label]
+    others = {k: v for k, v in models.items() if k != label}
+    thresholds = ours.get("thresholds", list(THRESHOLDS))
+    readings, z_at = {}, {}
+    for i, t in enumerate(thresholds):
+        if not any(m["share_at_least"][i] > 0 for m in models.values()) or not others:
+            continue
+        z = {
+            k: share_z(
+                (ours["share_at_least"][i], ours["share_se"][i]),
+                (v["share_at_least"][i], v["share_se"][i]),
+            )
+            for k, v in others.items()
+        }
+        readings[f"nAP >= {t:g}"] = all(v > 2 for v in z.values())
+        z_at[t] = z
+    won = [
+        name
+        for name, best in ours.get("equal_size_best", {}).items()
+        if all(best > v.get("equal_size_best", {}).get(name, -1.0) for v in others.values())
+    ]
+    curve = "; ".join(
+        f"{k} " + "/".join(f"{100 * v:.0f}" for v in m["share_at_least"]) for k, m in models.items()
+    )
+    return {
+        "claim": "monosemantic neurons (selective for one byte class)",
+        "readings": readings,
+        "evidence": f"share (%) of neurons with nAP >= {thresholds[0]:g} .. {thresholds[-1]:g}: "
+        + curve
+        + "; median nAP "
+        + ", ".join(f"{k} {m['median']:.3f}" for k, m in models.items())
+        + "; z at nAP >= 0.5: "
+        + (", ".join(f"{k} {v:.1f}" for k, v in z_at.get(0.5, {}).items()) or "-")
+        + f"; classes whose best neuron among {sel.get('equal_size', 0):,} is {label}'s: "
+        + f"{', '.join(won) or 'none'} of {len(ours['per_class'])}; neurons on at > "
+        + f"{sel.get('dense_above', 0.5):.0%} of positions (not detectors): "
+        + ", ".join(f"{k} {m['dense']['neurons']:,}" for k, m in models.items()),
+        "test": "at each threshold, a larger share than every control's by z > 2 (standard "
+        "errors clustered by weight vector: BDH's layers share one)",
+    }
 
 
 def verdicts(report: dict, label: str) -> list[dict]:
-    """Each claim, the numbers it rests on, and whether it holds against every control."""
+    """Each claim, the numbers it rests on, its readings and its verdict by the one rule
+    (bdh_pl/analysis/verdict.py)."""
     claims = []
-    sp = report.get("sparsity")
-    if sp:
-        trained, init = sp["trained"]["x"]["active_fraction"], sp["init"]["x"]["active_fraction"]
-        claims.append(
-            {
-                "claim": "sparse activations (the paper: ~5% of x_sparse active)",
-                "holds": trained <= 0.10 and trained < init / 2,
-                "evidence": f"x_sparse active {trained:.1%} trained vs {init:.1%} at init; "
-                f"y_sparse {sp['trained']['y']['active_fraction']:.1%}; dead neurons "
-                f"{sp['trained']['x']['dead_neurons']}",
-                "rule": "at most 10% active, and less than half the untrained model's share",
-            }
-        )
+    if report.get("sparsity"):
+        claims.append(sparsity_claim(report["sparsity"]))
     sel = report.get("selectivity")
     if sel:
-        models = sel["models"]
-        ours = models[label]
-        others = {k: v for k, v in models.items() if k != label}
-        won = [
-            name
-            for name, entry in ours["per_class"].items()
-            if all(
-                entry["best"] > v["per_class"].get(name, {"best": -1.0})["best"]
-                for v in others.values()
-            )
-        ]
-        z = {k: share_z(ours, v) for k, v in others.items()}
-        claims.append(
-            {
-                "claim": "monosemantic neurons (selective for one concept)",
-                "holds": all(v > 2 for v in z.values()) if others else None,
-                "evidence": "share of neurons whose best class has nAP >= 0.5: "
-                + ", ".join(f"{k} {v['share_above_0.5']:.1%}" for k, v in models.items())
-                + f"; classes whose best neuron is {label}'s (beats every control): "
-                + f"{', '.join(won) or 'none'} of {len(ours['per_class'])}; z against "
-                + ", ".join(f"{k} {v:.1f}" for k, v in z.items()),
-                "rule": "a larger share of selective neurons (nAP >= 0.5) than every control, "
-                "by more than 2 standard errors (two-proportion z > 2)",
-            }
-        )
+        claims.append(selectivity_claim(sel, label))
     gr = report.get("graph")
     if gr:
         pooled = gr["pooled"]
@@ -319,7 +366,6 @@ def verdicts(report: dict, label: str) -> list[dict]:
         claims.append(
             {
                 "claim": "heavy-tailed (power-law) degree distribution of the neuron graph",
-                "holds": bool(heavy),
                 "evidence": "power law beats exponential (R > 0, p < 0.1) for the trained graph's "
                 + ", ".join(
                     f"{kind}-degree: {'yes' if wins('trained', kind, 'exponential') else 'no'} "
@@ -332,8 +378,12 @@ def verdicts(report: dict, label: str) -> list[dict]:
                     f"{name} {kind}" for name in pooled if name != "trained"
                     for kind in graphs.DEGREE_KINDS if wins(name, kind, "exponential")
                 ) or "none"),
-                "rule": "for some degree (out, in, total), the trained graph's power law beats the "
-                "exponential and no control's does",
+                "readings": {
+                    f"{kind}-degree": kind in heavy and not lognormal_better(fits[kind])
+                    for kind in graphs.DEGREE_KINDS
+                },
+                "test": "each degree (out, in, total): the trained graph's power law beats the "
+                "exponential, no control's does, and the lognormal does not fit better",
                 "other_densities": {
                     d: [
                         kind
@@ -354,12 +404,31 @@ def verdicts(report: dict, label: str) -> list[dict]:
         claims.append(
             {
                 "claim": "high modularity of the neuron graph",
-                "holds": all(min(q["trained"]) > max(v) for k, v in q.items() if k != "trained"),
                 "evidence": "Louvain modularity, mean (range) over heads: "
                 + ", ".join(
                     f"{k} {np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" for k, v in q.items()
                 ),
-                "rule": "every head's trained graph more modular than every head of every control",
+                "readings": {
+                    f"head {h}": v > max(max(o) for k, o in q.items() if k != "trained")
+                    for h, v in enumerate(q["trained"])
+                },
+                "test": "each head: its trained graph more modular than every head of every "
+                "control",
             }
         )
+    for claim in claims:
+        claim["verdict"] = verdict(list(claim.get("readings", {}).values()))
+        claim["rule"] = RULE
     return claims
+
+
+def lognormal_better(fit: dict) -> bool:
+    alt = fit.get("alternatives", {}).get("lognormal")
+    return bool(alt) and alt["p_value"] < powerlaw.SIGNIFICANCE and alt["loglik_ratio"] < 0
+
+
+def claim_verdict(claim: dict) -> str:
+    """The claim's verdict; a report written before the rule has only `holds`."""
+    if "verdict" in claim:
+        return claim["verdict"]
+    return {True: "holds", False: "does not hold"}.get(claim.get("holds"), UNTESTED)

@@ -10,6 +10,7 @@ from matplotlib import colormaps
 from matplotlib.ticker import FuncFormatter
 
 from bdh_pl.analysis import powerlaw
+from bdh_pl.analysis.verdict import RULE
 from bdh_pl.charts import (
     finish_axes,
     legend_outside,
@@ -19,6 +20,7 @@ from bdh_pl.charts import (
     save_figure,
     suptitle,
 )
+from bdh_pl.tools.inspect_measures import claim_verdict
 
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
@@ -156,8 +158,8 @@ def selectivity_figure(report: dict):
         best = np.sort(np.array(entry["best_scores"]))[::-1]
         share = np.arange(1, len(best) + 1) / len(best)
         ax.plot(best, share, color=model_color(i), linewidth=1.6,
-                label=f"{name}: {entry['neurons']:,} neurons, "
-                f"{entry['share_above_0.5']:.0%} with nAP ≥ 0.5")  # fmt: skip
+                label=f"{name}: {entry['neurons']:,} neurons, median nAP "
+                f"{entry['median']:.2f}")  # fmt: skip
     ax.set_xlim(min(0, ax.get_xlim()[0]), 1)
     fraction_log_axis(ax, "y")
     finish_axes(ax, "Neurons at least this selective", "best normalised AP over the classes (nAP)",
@@ -236,8 +238,67 @@ def write_charts(report: dict, folder: Path) -> list[Path]:
 # --- README --------------------------------------------------------------------------------
 
 
+def dense_cell(entry: dict) -> str:
+    dense = entry.get("dense")
+    return "-" if dense is None else f"{dense['neurons']:,} ({dense['share']:.1%})"
+
+
+def selectivity_curve_table(sel: dict) -> list[str]:
+    """Share of neurons with nAP >= t for each threshold t, per model (± its standard error,
+    clustered by weight vector)."""
+    models = {k: v for k, v in sel["models"].items() if "share_at_least" in v}
+    if not models:
+        return []
+    thresholds = next(iter(models.values()))["thresholds"]
+    rows = [
+        "Share of neurons at least as selective as each threshold (± standard error, clustered "
+        "by weight vector: BDH's layers share theirs):",
+        "",
+        "| model | " + " | ".join(f"nAP ≥ {t:g}" for t in thresholds) + " |",
+        "|---|" + "---:|" * len(thresholds),
+    ]
+    for name, m in models.items():
+        cells = [
+            f"{100 * p:.1f}% ± {100 * se:.1f}"
+            for p, se in zip(m["share_at_least"], m["share_se"], strict=True)
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*rows, ""]
+
+
+def equal_size_table(sel: dict) -> list[str]:
+    """Each class's best neuron among as many neurons as the smallest model has."""
+    models = {k: v for k, v in sel["models"].items() if "equal_size_best" in v}
+    if not models:
+        return []
+    classes = [c for c in sel["classes"] if any(c in m["equal_size_best"] for m in models.values())]
+    rows = [
+        f"Each class's best nAP among {sel['equal_size']:,} neurons drawn at random (the smallest "
+        "model's count; the mean of 20 draws; neurons on at more than half the positions never "
+        "count):",
+        "",
+        "| model | " + " | ".join(classes) + " |",
+        "|---|" + "---:|" * len(classes),
+    ]
+    for name, m in models.items():
+        best = m["equal_size_best"]
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{best[c]:.3f}" if c in best else "-" for c in classes)
+            + " |"
+        )
+    return [*rows, ""]
+
+
+def readings_cell(claim: dict) -> str:
+    """Which readings count for the claim: 'nAP >= 0.5 yes, nAP >= 0.2 no, ...'."""
+    readings = claim.get("readings")
+    if not readings:
+        return "-"
+    return ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in readings.items())
+
+
 def readme(report: dict, charts: list[Path]) -> str:
-    verdict = {True: "**holds**", False: "**does not hold**", None: "untested (no control)"}
     lines = [
         f"# What {report['label']} learned",
         "",
@@ -248,10 +309,14 @@ def readme(report: dict, charts: list[Path]) -> str:
         f"{report['text']['source']}, {report['text']['tokens']:,} tokens in windows of "
         f"{report['text']['block_size']}.",
         "",
-        "| claim | verdict | evidence | rule |",
-        "|---|---|---|---|",
+        f"Verdicts by the one rule (bdh_pl/analysis/verdict.py): {RULE}. A reading is the "
+        "claim's test at one choice (threshold, layer, degree, head) against every control.",
+        "",
+        "| claim | verdict | evidence | test | readings (ahead of every control?) |",
+        "|---|---|---|---|---|",
         *(
-            f"| {c['claim']} | {verdict[c['holds']]} | {c['evidence']} | {c['rule']} |"
+            f"| {c['claim']} | **{claim_verdict(c)}** | {c['evidence']} | "
+            f"{c.get('test', c.get('rule', '-'))} | {readings_cell(c)} |"
             for c in report["claims"]
         ),  # fmt: skip
         "",
@@ -303,15 +368,19 @@ def readme(report: dict, charts: list[Path]) -> str:
         lines += [
             "Selectivity (normalised average precision of each neuron for its best class):",
             "",
-            "| model | parameters | neurons | median | p90 | p99 | max | share >= 0.5 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | parameters | neurons | weight vectors | median | p90 | p99 | max "
+            "| on at > half the positions |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             *(
-                f"| {k} | {count(v.get('parameters'))} | {v['neurons']:,} | {v['median']:.3f} "
-                f"| {v['p90']:.3f} | {v['p99']:.3f} "
-                f"| {v['max']:.3f} | {v['share_above_0.5']:.2%} |"
+                f"| {k} | {count(v.get('parameters'))} | {v['neurons']:,} "
+                f"| {count(v.get('weight_vectors') or v['neurons'])} | {v['median']:.3f} "
+                f"| {v['p90']:.3f} | {v['p99']:.3f} | {v['max']:.3f} "
+                f"| {dense_cell(v)} |"
                 for k, v in sel["models"].items()
             ),  # fmt: skip
             "",
+            *selectivity_curve_table(sel),
+            *equal_size_table(sel),
             "Share of neurons with nAP >= 0.5, by layer: "
             + "; ".join(
                 f"{k} " + ", ".join(f"{v:.1%}" for v in m["share_above_0.5_by_layer"])
