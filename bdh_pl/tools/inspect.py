@@ -21,9 +21,13 @@ disjoint windows of the model's block size, and on its weights:
 Controls: the same model at initialization (rebuilt from the checkpoint's hyperparameters and
 seed, untrained) for all three; for the graph also G with its entries permuted and G with the
 decoder's coordinates permuted; for selectivity the MLP neurons of each --control checkpoint (a
-same-size GPT-2 or LLaMA), scored the same way (allowed either sign). A claim holds only
-where the trained BDH beats every control. Writes DIR/inspect.json, DIR/README.md and charts
-under DIR/charts/.
+same-size GPT-2 or LLaMA), scored the same way (allowed either sign). Selectivity is a curve
+(the share of neurons with nAP >= t, t = 0.1 .. 0.9), compared with standard errors clustered by
+weight vector, each class's best at equal population size; neurons on at more than half the
+positions are counted apart, never listed. Each claim's verdict follows the one rule of
+bdh_pl/analysis/verdict.py (holds / holds weakly / does not hold). Writes DIR/inspect.json,
+DIR/README.md and charts under DIR/charts/; --replot redraws them and judges the stored numbers
+again by the current rule.
 """
 
 from __future__ import annotations
@@ -47,15 +51,15 @@ from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, write_json
 from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.tools.inspect_measures import (
-    Unit,
     claim_verdict,
     graph_report,
     read,
-    selectivity_report,
+    rescored,
     sparsity_report,
     verdicts,
 )
 from bdh_pl.tools.inspect_report import readme, write_charts
+from bdh_pl.tools.inspect_selectivity import Unit, selectivity_report
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import EvalModel, load_model, load_network
 
@@ -295,6 +299,9 @@ def main(argv: list[str]) -> None:
         report["command"] = f"python -m bdh_pl inspect {shlex.join(argv)}"
         write_json(out / "inspect.json", report)
     try:
+        if args.replot:
+            report = rescored(report)
+            write_json(out / "inspect.json", report)
         charts = write_charts(report, out / "charts")
         text = readme(report, charts)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:

@@ -21,6 +21,11 @@ from bdh_pl.charts import (
     suptitle,
 )
 from bdh_pl.tools.inspect_measures import claim_verdict
+from bdh_pl.tools.inspect_selectivity import (
+    dense_cell,
+    equal_size_table,
+    selectivity_curve_table,
+)
 
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
@@ -236,58 +241,6 @@ def write_charts(report: dict, folder: Path) -> list[Path]:
 
 
 # --- README --------------------------------------------------------------------------------
-
-
-def dense_cell(entry: dict) -> str:
-    dense = entry.get("dense")
-    return "-" if dense is None else f"{dense['neurons']:,} ({dense['share']:.1%})"
-
-
-def selectivity_curve_table(sel: dict) -> list[str]:
-    """Share of neurons with nAP >= t for each threshold t, per model (± its standard error,
-    clustered by weight vector)."""
-    models = {k: v for k, v in sel["models"].items() if "share_at_least" in v}
-    if not models:
-        return []
-    thresholds = next(iter(models.values()))["thresholds"]
-    rows = [
-        "Share of neurons at least as selective as each threshold (± standard error, clustered "
-        "by weight vector: BDH's layers share theirs):",
-        "",
-        "| model | " + " | ".join(f"nAP ≥ {t:g}" for t in thresholds) + " |",
-        "|---|" + "---:|" * len(thresholds),
-    ]
-    for name, m in models.items():
-        cells = [
-            f"{100 * p:.1f}% ± {100 * se:.1f}"
-            for p, se in zip(m["share_at_least"], m["share_se"], strict=True)
-        ]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return [*rows, ""]
-
-
-def equal_size_table(sel: dict) -> list[str]:
-    """Each class's best neuron among as many neurons as the smallest model has."""
-    models = {k: v for k, v in sel["models"].items() if "equal_size_best" in v}
-    if not models:
-        return []
-    classes = [c for c in sel["classes"] if any(c in m["equal_size_best"] for m in models.values())]
-    rows = [
-        f"Each class's best nAP among {sel['equal_size']:,} neurons drawn at random (the smallest "
-        "model's count; the mean of 20 draws; neurons on at more than half the positions never "
-        "count):",
-        "",
-        "| model | " + " | ".join(classes) + " |",
-        "|---|" + "---:|" * len(classes),
-    ]
-    for name, m in models.items():
-        best = m["equal_size_best"]
-        rows.append(
-            f"| {name} | "
-            + " | ".join(f"{best[c]:.3f}" if c in best else "-" for c in classes)
-            + " |"
-        )
-    return [*rows, ""]
 
 
 def readings_cell(claim: dict) -> str:
