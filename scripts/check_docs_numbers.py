@@ -174,7 +174,8 @@ COMPUTED: dict[str, dict[str, str]] = {
         "9.5": "20 / 210 * 100",
     },
     "docs/long-context.md": {"1.64M": "400 * 16 * 256"},
-    "README.md": {"4.2": "51412992 / 12288000", "3.5": "208.38 / 60"},
+    "README.md": {"4.2": "51412992 / 12288000", "3.5": "208.38 / 60", "2.7": "400 / 150"},
+    "docs/interpretability.md": {"2.7": "400 / 150"},
     "docs/fair_comparison.md": {"4.51": "1290590 / 286221"},
 }
 # Numbers that are not results of this project, each with what it is.
