@@ -174,14 +174,23 @@ def selectivity_figure(report: dict):
         c for c in sel["classes"] if any(c in m["per_class"] for m in sel["models"].values())
     ]
     height = 0.8 / max(len(sel["models"]), 1)
+    equal = "equal_size" in sel  # the best among as many neurons as the smallest model has
     for i, entry in enumerate(sel["models"].values()):
-        values = [entry["per_class"].get(c, {}).get("best", np.nan) for c in classes]
+        best = entry["equal_size_best"] if equal else {
+            c: v["best"] for c, v in entry["per_class"].items()
+        }  # fmt: skip
+        values = [best.get(c, np.nan) for c in classes]
         offset = (i - (len(sel["models"]) - 1) / 2) * height
         ax.barh(np.arange(len(classes)) + offset, values, height, color=model_color(i))
     ax.set_yticks(range(len(classes)), classes)
     ax.invert_yaxis()  # the classes top to bottom in their order
     ax.set_xlim(0, 1.05)
-    finish_axes(ax, "The best neuron of each class", "normalised AP (nAP)", "class")
+    title = (
+        f"The best neuron of each class, among {sel['equal_size']:,} drawn (mean of 20 draws)"
+        if equal
+        else "The best neuron of each class"
+    )
+    finish_axes(ax, title, "normalised AP (nAP)", "class")
     suptitle(fig, f"{report['label']}: selectivity for simple byte classes, against controls")
     legend_outside(fig, ncols=2)
     return fig
