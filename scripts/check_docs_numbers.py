@@ -3,15 +3,21 @@
     python scripts/check_docs_numbers.py          # lists each number no result file holds
 
 A number in the text (outside code) with a decimal point or thousands separators (3.439,
-1,290,590, 1.85M, 1.05e13) must round from a number in some file under results/ (JSON, CSV,
-Markdown, YAML), or be listed in COMPUTED with the arithmetic on result numbers that gives it.
-Integers without separators (400 steps, 2 cores) are settings, not results, and are not checked.
-Exit 1 when a number is unaccounted for. tests/test_docs_numbers.py runs it.
+1,290,590, 1.85M, 1.05e13) must round from a number in the result files its text names, or be
+listed in COMPUTED with the arithmetic on result numbers that gives it. The files a number is
+tied to are those under the results/ paths (files or folders, in links or code) named by its
+sentence (a table counts as one); where that names none, by its paragraph and its section (from
+its heading to the next); where those name none either, every file under results/ (JSON, CSV,
+Markdown, YAML). So a number whose sentence cites results/interpretability/bdh must be in that
+folder's files: one that matches only some other file fails. Integers without separators (400 steps, 2 cores) are settings, not
+results, and are not checked. Exit 1 when a number is unaccounted for. tests/test_docs_numbers.py
+runs it.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import sys
 from pathlib import Path
@@ -44,13 +50,12 @@ def doc_numbers(text: str) -> list[tuple[str, float, float]]:
     return found
 
 
-def result_numbers() -> list[float]:
-    """Every number in a result file; of a run's metrics CSV only the validation and test
-    columns (the per-step training columns would match almost any number by chance)."""
+def result_numbers(paths: list[Path] | None = None) -> list[float]:
+    """Every number in the result files `paths` (default: all under results/); of a run's
+    metrics CSV only the validation and test columns (the per-step training columns would
+    match almost any number by chance)."""
     values = set()
-    for path in (REPO / "results").rglob("*"):
-        if not path.is_file() or path.suffix not in (".json", ".csv", ".md", ".yaml"):
-            continue
+    for path in result_files() if paths is None else paths:
         if path.suffix == ".csv" and path.name.startswith("metrics"):
             values |= _evaluation_columns(path)
             continue
@@ -62,6 +67,42 @@ def result_numbers() -> list[float]:
             if suffix:
                 values.add(abs(float(token)))
     return sorted(values)
+
+
+def result_files(under: Path | None = None) -> list[Path]:
+    root = under or REPO / "results"
+    paths = [root] if root.is_file() else sorted(root.rglob("*"))
+    return [p for p in paths if p.is_file() and p.suffix in (".json", ".csv", ".md", ".yaml")]
+
+
+RESULT_PATH = re.compile(r"results/[\w.\-/]*[\w\-/]")
+
+
+def named_results(text: str) -> list[Path]:
+    """The result files under each results/ path a piece of text names (that exists)."""
+    files: list[Path] = []
+    for name in RESULT_PATH.findall(text):
+        path = REPO / name.rstrip("/")
+        if path.exists():
+            files += result_files(path)
+    return files
+
+
+SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z*(\[`])")
+
+
+def scopes(text: str) -> list[tuple[str, str]]:
+    """(sentence, its paragraph and section) of the page: a table is one sentence and one
+    paragraph; a number looks for the result files it is tied to in the first, else the
+    second."""
+    sections = re.split(r"\n(?=#{1,6} )", text)
+    found = []
+    for section in sections:
+        for block in re.split(r"\n\s*\n", section):
+            around = block + "\n\n" + section
+            sentences = [block] if block.lstrip().startswith("|") else SENTENCE_END.split(block)
+            found += [(sentence, around) for sentence in sentences]
+    return found
 
 
 def _evaluation_columns(path: Path) -> set[float]:
@@ -86,14 +127,27 @@ def held(value: float, half: float, pool: list[float]) -> bool:
 
 
 def unaccounted(pages: list[str] = PAGES) -> list[str]:
-    pool = result_numbers()
+    everything = result_numbers()
+    return [p for page in pages for p in page_problems(page, (REPO / page).read_text(), everything)]
+
+
+@functools.cache
+def _numbers_of(paths: tuple[Path, ...]) -> list[float]:
+    return result_numbers(list(paths))
+
+
+def page_problems(page: str, text: str, everything: list[float]) -> list[str]:
+    """Each number of `text` (the page `page`) that the result files it is tied to lack."""
+    explained = {**COMPUTED.get(page, {}), **NOT_RESULTS.get(page, {})}
     problems = []
-    for page in pages:
-        for written, value, half in doc_numbers((REPO / page).read_text()):
-            explained = {**COMPUTED.get(page, {}), **NOT_RESULTS.get(page, {})}
+    for sentence, around in scopes(text):
+        named = named_results(sentence) or named_results(around)
+        pool = _numbers_of(tuple(named)) if named else everything
+        for written, value, half in doc_numbers(sentence):
             if held(value, half, pool) or written in explained or written in SIZES:
                 continue
-            problems.append(f"{page}: {written}")
+            where = "the files its text names" if named else "any result file"
+            problems.append(f"{page}: {written} (not in {where})")
     return problems
 
 
@@ -118,15 +172,35 @@ COMPUTED: dict[str, dict[str, str]] = {
         "2.72": "11354112 / 4177920",
         "3.07": "3612672 / 1175552",
         "3.17": "311296 / 98304",
+        "8.2": "200 * 4096 / 100385",
+        "7.1": "175 * 4096 / 100385",
+        "13.3": "325 * 4096 / 100385",
+        "9.5": "20 / 210 * 100",
     },
     "docs/long-context.md": {"1.64M": "400 * 16 * 256"},
+    "README.md": {"4.2": "51412992 / 12288000", "3.5": "208.38 / 60", "2.7": "400 / 150"},
+    "docs/interpretability.md": {
+        "2.7": "400 / 150",
+        "0.01": "3.406 - 3.394",  # merge: averaging behind concatenation, on Y
+        "0.02": "3.325 - 3.306",  # and on Z
+    },
     "docs/fair_comparison.md": {"4.51": "1290590 / 286221"},
 }
 # Numbers that are not results of this project, each with what it is.
 NOT_RESULTS: dict[str, dict[str, str]] = {
     "README.md": {"2509.26507": "the paper's arXiv id"},
-    "docs/interpretability.md": {"2509.26507": "the paper's arXiv id"},
+    "docs/interpretability.md": {
+        "2509.26507": "the paper's arXiv id",
+        "16,384": "positions scored for selectivity (inspect's default, a setting)",
+        "5.5": "the paper's section", "6.2": "the paper's section", "7.1": "the paper's section",
+    },
+    "docs/long-context.md": {
+        "2,048": "the carried state's reset interval in bytes (a setting)",
+        "1,000": "a round bound, not a result",
+    },
     "docs/benchmark.md": {
+        "1,000": "bootstrap fits (a setting)",
+        "1.5": "the machine's load average seen during the smoke run (in no result file)",
         "2.1e13": "the budget first written (a setting)",
         "1.53": "the seed's own run, quoted from its notes",
     },

@@ -218,3 +218,20 @@ def test_every_other_number_is_a_result_or_arithmetic_on_results():
     checker = load_checker()
     assert checker.unaccounted() == []
     assert checker.wrong_arithmetic() == []
+
+
+def test_a_number_is_tied_to_the_result_files_its_sentence_names():
+    """1,035 MiB is in results/bdh-speed, not in results/smoke: a sentence that cites smoke for
+    it fails even though some result file holds it; one that cites nothing may use any file."""
+    checker = load_checker()
+    some = checker.result_numbers(checker.result_files(REPO / "results" / "bdh-speed"))
+    cited = "The fast step peaks at 1,035 MiB (`results/bdh-speed/summary.md`)."
+    elsewhere = "The fast step peaks at 1,035 MiB (`results/smoke/`). More text."
+    assert checker.page_problems("x.md", cited, some) == []
+    assert checker.page_problems("x.md", elsewhere, some) == [
+        "x.md: 1,035 (not in the files its text names)"
+    ]
+    assert checker.page_problems("x.md", "It peaks at 1,035 MiB.", some) == []
+    # the paragraph's and section's files count where the sentence cites none
+    paragraph = "# Speed\n\nIt peaks at 1,035 MiB. See `results/bdh-speed/`.\n"
+    assert checker.page_problems("x.md", paragraph, []) == []

@@ -16,11 +16,26 @@ for neurons whose sign carries no meaning (a SwiGLU or GELU MLP neuron): it favo
 
 The classes describe the token at each position by its first byte (a byte-level model: the
 byte itself), the byte before it and the byte after it.
+
+Comparing models fairly (issue 33): no one cut, no unequal populations, no shared weights
+counted twice, no always-on "detectors":
+
+    share_curve(scores.best)                          # share with nAP >= t, t = 0.1 .. 0.9
+    clustered_share(scores.best, t, clusters)         # that share and its standard error
+    equal_size_best(scores, n, dense)                 # each class's best neuron among n drawn
+    scores.dense                                      # M: active at > DENSE of the positions
+
+A neuron active at more than half the positions is reported apart and never listed as a
+detector: nAP ranks activations, so a neuron that is on almost everywhere scores as a perfect
+detector when it is a little higher on one class. BDH shares one set of weights across layers
+(neuron n of head h is the same vector in every layer): its readings in different layers are
+not independent, so standard errors are clustered by weight vector.
 """
 
 from __future__ import annotations
 
 import string
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +59,9 @@ CLASSES: dict[str, Callable[[int, int, int], bool]] = {
     "word end": lambda p, c, n: c in LETTERS and n not in LETTERS,
     "line start": lambda p, c, n: p == 10,
 }
+THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # nAP cuts of the share curve
+DENSE = 0.5  # a neuron active at more than this share of positions is not a detector
+DRAWS = 20  # random equal-size subsets averaged over in equal_size_best
 MIN_POSITIVES = 20  # a class seen fewer times in the text is not scored
 MIN_OCCURRENCES = 10  # a token seen fewer times has no mean activation in top_tokens
 CHUNK = 1024  # neurons ranked at a time
@@ -101,6 +119,7 @@ class Selectivity:
     nap: np.ndarray  # M, C: normalised AP (NaN for classes too rare to score)
     sign: np.ndarray  # M, C: +1, or -1 where -activation ranked better (signed only)
     prevalence: np.ndarray  # C
+    active: np.ndarray  # M, 2: share of positions where the neuron is > 0, and < 0
 
     @property
     def best(self) -> np.ndarray:
@@ -110,6 +129,18 @@ class Selectivity:
     @property
     def best_class(self) -> np.ndarray:
         return np.nanargmax(self.nap, axis=1)
+
+    @property
+    def active_share(self) -> np.ndarray:
+        """M, C: share of positions where the neuron is on, in the direction it is scored in
+        for each class (> 0, or < 0 where -activation ranked better)."""
+        return np.where(self.sign > 0, self.active[:, :1], self.active[:, 1:])
+
+    @property
+    def dense(self) -> np.ndarray:
+        """M: on at more than DENSE of the positions, in the direction of its best class."""
+        rows = np.arange(len(self.nap))
+        return self.active_share[rows, self.best_class] > DENSE
 
 
 def selectivity(
@@ -136,16 +167,56 @@ def selectivity(
         flipped = normalised(-acts)
         better = flipped > nap
         nap, sign = np.where(better, flipped, nap), np.where(better, -1.0, 1.0)
-    return Selectivity(nap, sign, prevalence)
+    active = torch.stack([(acts > 0).double().mean(0), (acts < 0).double().mean(0)], 1)
+    return Selectivity(nap, sign, prevalence, active.numpy())
+
+
+def share_curve(best: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS) -> list[float]:
+    """Share of neurons whose best nAP is >= t, for each t."""
+    return [float((best >= t).mean()) for t in thresholds]
+
+
+def clustered_share(best: np.ndarray, t: float, clusters: np.ndarray | None) -> tuple[float, float]:
+    """The share of readings with nAP >= t and its standard error, clustered: readings of one
+    weight vector (clusters: M ids; None: every reading its own vector) count as one draw
+    (the cluster-robust variance sum_g (sum_{i in g} (x_i - p))^2 / M^2)."""
+    x = (best >= t).astype(np.float64)
+    p = float(x.mean())
+    if clusters is None:
+        return p, float(np.sqrt(p * (1 - p) / len(x)))
+    _, ids = np.unique(clusters, return_inverse=True)
+    per_vector = np.bincount(ids, weights=x - p)
+    return p, float(np.sqrt((per_vector**2).sum()) / len(x))
+
+
+def share_z(ours: tuple[float, float], theirs: tuple[float, float]) -> float:
+    """z of the difference of two shares from their (clustered) standard errors; 0 where
+    neither varies (both 0% or both 100%: nothing to tell apart)."""
+    se = float(np.hypot(ours[1], theirs[1]))
+    return (ours[0] - theirs[0]) / se if se > 0 else 0.0
+
+
+def equal_size_best(scores: Selectivity, n: int, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
+    """C: each class's best nAP among n neurons drawn at random (dense ones never count; the
+    mean over `draws` draws): a model with more neurons gets no more chances at a high maximum."""
+    nap = np.where(scores.active_share > DENSE, -np.inf, np.nan_to_num(scores.nap, nan=-np.inf))
+    rng = np.random.default_rng(seed)
+    drawn = [rng.choice(len(nap), size=min(n, len(nap)), replace=False) for _ in range(draws)]
+    best = np.stack([nap[d].max(0) for d in drawn])  # draws, C
+    best = np.where(np.isfinite(best), best, np.nan)  # a class unscored, or only dense drawn
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN class: NaN
+        return np.nanmean(best, axis=0)
 
 
 def summarize(scores: Selectivity, class_names: list[str]) -> dict:
     """The distribution of the neurons' best scores and the best neuron of each class."""
     best = scores.best
     quantiles = {q: float(np.quantile(best, q)) for q in (0.5, 0.9, 0.99)}
+    detectors = np.where(scores.active_share > DENSE, np.nan, scores.nap)  # dense ones apart
     per_class = {}
     for c, name in enumerate(class_names):
-        column = scores.nap[:, c]
+        column = detectors[:, c]
         if np.isnan(column).all():
             continue
         per_class[name] = {
@@ -154,6 +225,7 @@ def summarize(scores: Selectivity, class_names: list[str]) -> dict:
             "prevalence": float(scores.prevalence[c]),
             "neurons_above_0.5": int((column >= 0.5).sum()),
         }
+    dense = scores.dense
     return {
         "neurons": len(best),
         "median": quantiles[0.5],
@@ -161,6 +233,13 @@ def summarize(scores: Selectivity, class_names: list[str]) -> dict:
         "p99": quantiles[0.99],
         "max": float(best.max()),
         "share_above_0.5": float((best >= 0.5).mean()),
+        "thresholds": list(THRESHOLDS),
+        "share_at_least": share_curve(best),
+        "dense": {
+            "neurons": int(dense.sum()),
+            "share": float(dense.mean()),
+            "median": float(np.median(best[dense])) if dense.any() else None,
+        },
         "per_class": per_class,
     }
 

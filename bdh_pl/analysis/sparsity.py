@@ -67,12 +67,18 @@ class SparsityCounter:
         return out
 
 
+# what runs log per layer at each validation (val/active_fraction_x_l0, ...); runs before the
+# key was named for what it is logged val/sparsity_x_l0
+LOGGED_PREFIXES = ("val/active_fraction_", "val/sparsity_")
+
+
 def training_curves(curves: dict[str, list[tuple[int, float]]]) -> dict[str, list]:
-    """The run's logged sparsity (val/sparsity_x_l{i}, val/sparsity_y_l{i}) by layer:
+    """The run's logged active fraction by layer (LOGGED_PREFIXES):
     {"x_l0": [[step, fraction], ...], ...}; {} when the run logged none."""
-    prefix = "val/sparsity_"
-    return {
-        key[len(prefix) :]: [[int(step), float(value)] for step, value in points]
-        for key, points in sorted(curves.items())
-        if key.startswith(prefix) and key[len(prefix) :][:1] in ("x", "y") and "_l" in key
-    }
+    out = {}
+    for key, points in sorted(curves.items()):
+        for prefix in LOGGED_PREFIXES:
+            name = key[len(prefix) :] if key.startswith(prefix) else ""
+            if name[:1] in ("x", "y") and "_l" in name:
+                out[name] = [[int(step), float(value)] for step, value in points]
+    return out

@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bdh_pl import charts
+from bdh_pl.training.runs import git
 
 
 @dataclass
@@ -174,17 +174,9 @@ def environment(cwd: Path | None = None) -> dict[str, Any]:
     import lightning
     import torch
 
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, check=True, cwd=cwd
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
     return {
-        "git_commit": git("rev-parse", "HEAD"),
+        "git_commit": git("rev-parse", "HEAD", cwd=cwd),
         "git_dirty": bool(status) if status is not None else None,
         "torch_version": torch.__version__,
         "lightning_version": lightning.__version__,

@@ -21,9 +21,13 @@ disjoint windows of the model's block size, and on its weights:
 Controls: the same model at initialization (rebuilt from the checkpoint's hyperparameters and
 seed, untrained) for all three; for the graph also G with its entries permuted and G with the
 decoder's coordinates permuted; for selectivity the MLP neurons of each --control checkpoint (a
-same-size GPT-2 or LLaMA), scored the same way (allowed either sign). A claim holds only
-where the trained BDH beats every control. Writes DIR/inspect.json, DIR/README.md and charts
-under DIR/charts/.
+same-size GPT-2 or LLaMA), scored the same way (allowed either sign). Selectivity is a curve
+(the share of neurons with nAP >= t, t = 0.1 .. 0.9), compared with standard errors clustered by
+weight vector, each class's best at equal population size; neurons on at more than half the
+positions are counted apart, never listed. Each claim's verdict follows the one rule of
+bdh_pl/analysis/verdict.py (holds / holds weakly / does not hold). Writes DIR/inspect.json,
+DIR/README.md and charts under DIR/charts/; --replot redraws them and judges the stored numbers
+again by the current rule.
 """
 
 from __future__ import annotations
@@ -47,14 +51,15 @@ from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, write_json
 from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.tools.inspect_measures import (
-    Unit,
+    claim_verdict,
     graph_report,
     read,
-    selectivity_report,
+    rescored,
     sparsity_report,
     verdicts,
 )
 from bdh_pl.tools.inspect_report import readme, write_charts
+from bdh_pl.tools.inspect_selectivity import Unit, selectivity_report
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import EvalModel, load_model, load_network
 
@@ -125,6 +130,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--graph_density must be in (0, 1), got {args.graph_density}")
     if args.control_label is not None and len(args.control_label) != len(args.control):
         parser.error(f"give one --control_label per --control ({len(args.control)})")
+    args.label = args.label or "bdh"
+    twin = f"{args.label} (init)"
+    args.control_label = args.control_label or default_labels(args.control, (args.label, twin))
+    names = [args.label, twin, *args.control_label]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        parser.error(
+            f"two models would be named {repeated[0]!r} (the BDH is --label, its untrained twin "
+            f"'{twin}', the controls --control_label): give each its own name"
+        )
     for option, path in [
         ("--ckpt_path", args.ckpt_path),
         *(("--control", p) for p in args.control),
@@ -133,6 +148,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"{option} {path}: no such file or folder")
     args.device = check_device(args.device)
     return args
+
+
+def default_labels(paths: list[str], taken: tuple[str, ...]) -> list[str]:
+    """Each control's name: its file's stem, with as many parent folders as tell it apart from
+    the others and from the names `taken` (two `.../checkpoints/last.ckpt`: their run folders)."""
+    parts = [Path(p).expanduser().resolve().with_suffix("").parts for p in paths]
+    labels: list[str] = []
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels) and not set(labels) & set(taken):
+            break
+    return labels  # the same file twice: refused as a repeated name
 
 
 # --- models --------------------------------------------------------------------------------
@@ -164,9 +191,8 @@ def require_bdh(model: LanguageModel, path: str, measures: list[str]) -> None:
 def load_controls(args: argparse.Namespace) -> list[tuple[str, EvalModel]]:
     """(label, network with its tokenizer) of each --control: a transformer with MLP neurons,
     from a checkpoint or a Hugging Face folder."""
-    labels = args.control_label or [Path(p).stem for p in args.control]
     controls = []
-    for path, label in zip(args.control, labels, strict=True):
+    for path, label in zip(args.control, args.control_label, strict=True):
         loaded = load_network(path, args.data_dir)
         if is_bdh(loaded.network) or not mlp_output_modules(loaded.network):
             raise UserError(
@@ -197,11 +223,24 @@ def control_units(args, controls: list[tuple[str, EvalModel]], text: bytes, keep
     return units
 
 
+def check_graph_density(model: LanguageModel, density: float) -> None:
+    """Before any measuring: --graph_density must keep at least one edge per neuron of a head's
+    N x N graph, or there is no degree distribution to fit."""
+    N = model.network.config.n_neurons
+    if density * N * (N - 1) < N:
+        raise UserError(
+            f"--graph_density {density:g} keeps {density * N * (N - 1):.3g} edges of a head's "
+            f"{N:,}-neuron graph, fewer than one per neuron: give at least {1 / (N - 1):.2g}"
+        )
+
+
 def inspect(args: argparse.Namespace) -> dict:
-    label = args.label or "bdh"
+    label = args.label
     loaded = load_model(args.ckpt_path, args.n_layer)
     model = loaded.model.to(args.device).eval()
     require_bdh(model, args.ckpt_path, args.measures)
+    if "graph" in args.measures:
+        check_graph_density(model, args.graph_density)
     controls = load_controls(args) if "selectivity" in args.measures else []
     data, source = checkpoint_data(loaded, args.ckpt_path, args.text, args.data_dir)
     tokens = np.asarray(data.split_tokens("test"))
@@ -259,17 +298,49 @@ def main(argv: list[str]) -> None:
         report = inspect(args)
         report["command"] = f"python -m bdh_pl inspect {shlex.join(argv)}"
         write_json(out / "inspect.json", report)
-    charts = write_charts(report, out / "charts")
-    atomic_write_text(out / "README.md", readme(report, charts))
+    try:
+        if args.replot:
+            report = rescored(report)
+            write_json(out / "inspect.json", report)
+        charts = write_charts(report, out / "charts")
+        text = readme(report, charts)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        if not args.replot:
+            raise
+        raise UserError(
+            f"--replot: {out / 'inspect.json'} is not a whole inspect report ({type(err).__name__}: "
+            f"{err}); rerun inspect into --out"
+        ) from None
+    atomic_write_text(out / "README.md", text)
     for claim in report["claims"]:
-        verdict = {True: "holds", False: "does not hold", None: "untested"}[claim["holds"]]
-        print(f"{claim['claim']}: {verdict} ({claim['evidence']})")
+        print(f"{claim['claim']}: {claim_verdict(claim)} ({claim['evidence']})")
+
+
+REPORT_KEYS = {"label": str, "claims": list, "checkpoint": str, "model": str, "text": dict}
 
 
 def read_report(path: Path) -> dict:
+    """inspect.json of an earlier run, its shape checked: one line if it is not a report."""
     try:
-        return json.loads(path.read_text())
+        report = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise UserError(
             f"--replot: cannot read {path} ({err}); run inspect into --out first"
         ) from None
+    wrong = (
+        ["a JSON object"]
+        if not isinstance(report, dict)
+        else [
+            f"{key!r} ({kind.__name__})"
+            for key, kind in REPORT_KEYS.items()
+            if not isinstance(report.get(key), kind)
+        ]
+    )
+    if not wrong and not all(isinstance(c, dict) and "claim" in c for c in report["claims"]):
+        wrong = ["claims with a 'claim' each"]
+    if wrong:
+        raise UserError(
+            f"--replot: {path} is not an inspect report (needs {', '.join(wrong)}); rerun "
+            "inspect into --out"
+        )
+    return report

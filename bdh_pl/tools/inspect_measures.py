@@ -1,12 +1,10 @@
 """The measures of `inspect` on loaded models, and the verdicts on BDH's claims: reading the
-neurons of every layer over a text, the sparsity, selectivity and graph reports (inspect.json's
-sections), and each claim against its controls."""
+neurons of every layer over a text, the sparsity and graph reports (inspect.json's sections;
+selectivity's is in inspect_selectivity.py), and each claim by the one rule."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -16,34 +14,17 @@ from bdh_pl.analysis import powerlaw
 from bdh_pl.analysis.activations import (
     NeuronRecorder,
     batches,
-    is_bdh,
     n_layers,
     neurons_per_layer,
 )
-from bdh_pl.analysis.selectivity import (
-    CLASSES,
-    byte_classes,
-    selectivity,
-    summarize,
-    top_contexts,
-    top_tokens,
-)
+from bdh_pl.analysis.selectivity import THRESHOLDS, clustered_share
 from bdh_pl.analysis.sparsity import SparsityCounter, training_curves
+from bdh_pl.analysis.verdict import RULE, UNTESTED, verdict
 from bdh_pl.charts import read_metrics
 from bdh_pl.errors import UserError
+from bdh_pl.tools.inspect_selectivity import selectivity_claim, sparsity_claim
 
 ACTIVATION_BUDGET = 2**28  # stored activations (positions x neurons) per pass: 512 MiB at fp16
-
-
-class Unit(NamedTuple):
-    """One model's neurons read on the text, for selectivity."""
-
-    label: str
-    network: torch.nn.Module
-    tokens: np.ndarray  # the text's tokens (activations are of the first len(acts))
-    token_bytes: list[bytes]  # the tokenizer's bytes of each token id
-    acts: torch.Tensor  # positions, n_layer * neurons (fp16, layer-major)
-    signed: bool  # score -activation too (a transformer's MLP neuron)
 
 
 # --- reading neurons -----------------------------------------------------------------------
@@ -85,20 +66,6 @@ def read(
     return out
 
 
-def neuron_name(network: torch.nn.Module, column: int) -> dict:
-    M = neurons_per_layer(network)
-    layer, index = divmod(int(column), M)
-    if is_bdh(network):
-        head, neuron = divmod(index, network.config.n_neurons)
-        return {
-            "layer": layer,
-            "head": head,
-            "neuron": neuron,
-            "name": f"L{layer} h{head} n{neuron}",
-        }
-    return {"layer": layer, "neuron": index, "name": f"L{layer} mlp{index}"}
-
-
 # --- the measures --------------------------------------------------------------------------
 
 
@@ -120,51 +87,6 @@ def logged_sparsity(ckpt_path: str) -> dict:
         return training_curves(read_metrics(run))
     except UserError:
         return {}
-
-
-def selectivity_report(units: list[Unit], per_class: int, n_contexts: int) -> dict:
-    """Each model's score distribution, its best neuron per class, and its `per_class` most
-    selective neurons of each class with their top contexts."""
-    names = list(CLASSES)
-    report: dict = {"classes": names, "models": {}}
-    for label, network, tokens, token_bytes, acts, signed in units:
-        labels = byte_classes(token_bytes, tokens[: acts.shape[0]])
-        scores = selectivity(acts, labels, signed=signed)
-        summary = summarize(scores, names)
-        parameters = sum(p.numel() for p in network.parameters())
-        summary.update(signed=signed, positions=int(acts.shape[0]), parameters=parameters)
-        for entry in summary["per_class"].values():
-            entry.update(neuron_name(network, entry["neuron"]))
-        listed, seen = [], set()
-        for c, name in enumerate(names):
-            if name not in summary["per_class"]:
-                continue
-            column_scores = np.nan_to_num(scores.nap[:, c], nan=-1.0)
-            for column in np.argsort(-column_scores, kind="stable")[:per_class]:
-                if int(column) in seen:
-                    continue
-                seen.add(int(column))
-                sign = float(scores.sign[column, c])
-                active = float((acts[:, column].float() * sign > 0).float().mean())
-                contexts = top_contexts(acts[:, column], token_bytes, tokens, n_contexts, sign=sign)
-                highest = top_tokens(acts[:, column], token_bytes, tokens, sign=sign)
-                listed.append(
-                    {
-                        **neuron_name(network, column),
-                        "class": name,
-                        "nap": float(scores.nap[column, c]),
-                        "sign": sign,
-                        "active_share": active,
-                        "contexts": contexts,
-                        "top_tokens": highest,
-                    }
-                )
-        by_layer = scores.best.reshape(n_layers(network), -1)  # columns are layer-major
-        summary["share_above_0.5_by_layer"] = [float((b >= 0.5).mean()) for b in by_layer]
-        summary["top"] = listed
-        summary["best_scores"] = [round(float(v), 4) for v in scores.best]  # for the chart
-        report["models"][label] = summary
-    return report
 
 
 @torch.no_grad()
@@ -251,61 +173,24 @@ def against_lognormal(fit: dict) -> str:
     return f"{verdict}, R {R:.1f}, p {p:.2g}"
 
 
-def share_z(a: dict, b: dict) -> float:
-    """Two-proportion z of the shares of selective neurons (nAP >= 0.5) of a over b."""
-    n1, n2 = a["neurons"], b["neurons"]
-    p1, p2 = a["share_above_0.5"], b["share_above_0.5"]
-    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
-    se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n2))
-    return (p1 - p2) / se
-
-
 def verdicts(report: dict, label: str) -> list[dict]:
-    """Each claim, the numbers it rests on, and whether it holds against every control."""
+    """Each claim, the numbers it rests on, its readings and its verdict by the one rule
+    (bdh_pl/analysis/verdict.py)."""
     claims = []
-    sp = report.get("sparsity")
-    if sp:
-        trained, init = sp["trained"]["x"]["active_fraction"], sp["init"]["x"]["active_fraction"]
-        claims.append(
-            {
-                "claim": "sparse activations (the paper: ~5% of x_sparse active)",
-                "holds": trained <= 0.10 and trained < init / 2,
-                "evidence": f"x_sparse active {trained:.1%} trained vs {init:.1%} at init; "
-                f"y_sparse {sp['trained']['y']['active_fraction']:.1%}; dead neurons "
-                f"{sp['trained']['x']['dead_neurons']}",
-                "rule": "at most 10% active, and less than half the untrained model's share",
-            }
-        )
+    if report.get("sparsity"):
+        claims.append(sparsity_claim(report["sparsity"]))
     sel = report.get("selectivity")
     if sel:
-        models = sel["models"]
-        ours = models[label]
-        others = {k: v for k, v in models.items() if k != label}
-        won = [
-            name
-            for name, entry in ours["per_class"].items()
-            if all(
-                entry["best"] > v["per_class"].get(name, {"best": -1.0})["best"]
-                for v in others.values()
-            )
-        ]
-        z = {k: share_z(ours, v) for k, v in others.items()}
-        claims.append(
-            {
-                "claim": "monosemantic neurons (selective for one concept)",
-                "holds": all(v > 2 for v in z.values()) if others else None,
-                "evidence": "share of neurons whose best class has nAP >= 0.5: "
-                + ", ".join(f"{k} {v['share_above_0.5']:.1%}" for k, v in models.items())
-                + f"; classes whose best neuron is {label}'s (beats every control): "
-                + f"{', '.join(won) or 'none'} of {len(ours['per_class'])}; z against "
-                + ", ".join(f"{k} {v:.1f}" for k, v in z.items()),
-                "rule": "a larger share of selective neurons (nAP >= 0.5) than every control, "
-                "by more than 2 standard errors (two-proportion z > 2)",
-            }
-        )
+        claims.append(selectivity_claim(sel, label))
     gr = report.get("graph")
     if gr and "sweep" in gr:
         claims += graph_claims(gr)
+    elif gr:  # a report from before the paper's protocol: its graph claims as they were judged
+        claims += [c for c in report.get("claims", []) if "graph" in c.get("claim", "")]
+    for claim in claims:
+        if "readings" in claim:
+            claim["verdict"] = verdict(list(claim["readings"].values()))
+            claim["rule"] = RULE
     return claims
 
 
@@ -323,7 +208,6 @@ def graph_claims(gr: dict) -> list[dict]:
     mean_degree = f"{graphs.PAPER_MEAN_DEGREE:.2f} edges per neuron (the paper's m / n*)"
     heavy_claim = {
         "claim": "heavy-tailed (power-law) degree distribution of the neuron graph",
-        "holds": bool(heavy),
         "evidence": f"at {mean_degree}: "
         + "; ".join(
             f"{kind}-degree: power law beats exponential {'yes' if wins('trained', kind) else 'no'}"
@@ -334,8 +218,10 @@ def graph_claims(gr: dict) -> list[dict]:
         + "; controls where the power law beats the exponential: "
         + (", ".join(f"{c} {k}" for c in controls for k in graphs.DEGREE_KINDS if wins(c, k))
            or "none"),
-        "rule": "for the in- or the out-degree, the trained graph's power law beats the "
-        "exponential (p < 0.1) and no control's does; the lognormal comparison says how strongly",
+        "readings": {f"{kind}-degree": kind in heavy and not lognormal_better(fits[kind])
+                     for kind in graphs.DEGREE_KINDS},
+        "test": "each degree (in, out): the trained graph's power law beats the exponential "
+        "(p < 0.1), no control's does, and the lognormal does not fit better",
     }  # fmt: skip
     q = {name: [h[name]["modularity"] for h in gr["heads"]] for name in pooled}
     margins = {
@@ -345,14 +231,50 @@ def graph_claims(gr: dict) -> list[dict]:
     }
     modular = {
         "claim": "high modularity of the neuron graph",
-        "holds": all(min(q["trained"]) > max(v) for k, v in q.items() if k != "trained"),
         "evidence": f"Louvain modularity (best of {graphs.LOUVAIN_SEEDS} seeds) at {mean_degree}, "
         "mean (range) over heads: "
         + ", ".join(f"{k} {np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" for k, v in q.items())
         + "; over the sweep, the trained graph's lowest head minus the best control head: "
         + ", ".join(f"{d} {v:+.3f}" for d, v in margins.items()),
-        "rule": "at the paper's mean degree, every head's trained graph more modular than every "
-        "head of every control (Erdos-Renyi, random low-rank, untrained, factors shuffled)",
+        "readings": {f"mean degree {d}": v > 0 for d, v in margins.items()},
+        "test": "at each mean degree of the sweep, every head's trained graph more modular than "
+        "every head of every control (Erdos-Renyi, random low-rank, untrained, factors shuffled)",
         "sweep": margins,
     }  # fmt: skip
     return [heavy_claim, modular]
+
+
+def lognormal_better(fit: dict) -> bool:
+    alt = fit.get("alternatives", {}).get("lognormal")
+    return bool(alt) and alt["p_value"] < powerlaw.SIGNIFICANCE and alt["loglik_ratio"] < 0
+
+
+def claim_verdict(claim: dict) -> str:
+    """The claim's verdict; a report written before the rule has only `holds`."""
+    if "verdict" in claim:
+        return claim["verdict"]
+    return {True: "holds", False: "does not hold"}.get(claim.get("holds"), UNTESTED)
+
+
+def rescored(report: dict) -> dict:
+    """The report's claims judged again by the current rule from its stored numbers (what
+    `--replot` redraws); a report written before the share curve gets it from each model's
+    stored best scores (BDH's columns are layer-major: column % neurons is its weight vector)."""
+    sel = report.get("selectivity")
+    bdh_labels = (
+        {report["label"], f"{report['label']} (init)"} if report["model"] == "BDHLM" else set()
+    )
+    for label, entry in (sel or {}).get("models", {}).items():
+        if "share_at_least" in entry:
+            continue
+        best = np.asarray(entry["best_scores"], dtype=np.float64)
+        vectors = None
+        if label in bdh_labels:
+            per_layer = len(best) // int(report["hyperparameters"]["n_layer"])
+            vectors = np.arange(len(best)) % per_layer
+            entry["weight_vectors"] = per_layer
+        entry["thresholds"] = list(THRESHOLDS)
+        entry["share_at_least"] = [float((best >= t).mean()) for t in THRESHOLDS]
+        entry["share_se"] = [clustered_share(best, t, vectors)[1] for t in THRESHOLDS]
+    report["claims"] = verdicts(report, report["label"])
+    return report

@@ -11,6 +11,7 @@ from matplotlib.ticker import FuncFormatter
 
 from bdh_pl.analysis import powerlaw
 from bdh_pl.analysis.graph import LOUVAIN_SEEDS, PAPER_MEAN_DEGREE
+from bdh_pl.analysis.verdict import RULE
 from bdh_pl.charts import (
     finish_axes,
     legend_outside,
@@ -20,6 +21,8 @@ from bdh_pl.charts import (
     save_figure,
     suptitle,
 )
+from bdh_pl.tools.inspect_measures import claim_verdict
+from bdh_pl.tools.inspect_selectivity import dense_cell, equal_size_table, selectivity_curve_table
 
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
@@ -180,8 +183,8 @@ def selectivity_figure(report: dict):
         best = np.sort(np.array(entry["best_scores"]))[::-1]
         share = np.arange(1, len(best) + 1) / len(best)
         ax.plot(best, share, color=model_color(i), linewidth=1.6,
-                label=f"{name}: {entry['neurons']:,} neurons, "
-                f"{entry['share_above_0.5']:.0%} with nAP ≥ 0.5")  # fmt: skip
+                label=f"{name}: {entry['neurons']:,} neurons, median nAP "
+                f"{entry['median']:.2f}")  # fmt: skip
     ax.set_xlim(min(0, ax.get_xlim()[0]), 1)
     fraction_log_axis(ax, "y")
     finish_axes(ax, "Neurons at least this selective", "best normalised AP over the classes (nAP)",
@@ -191,14 +194,23 @@ def selectivity_figure(report: dict):
         c for c in sel["classes"] if any(c in m["per_class"] for m in sel["models"].values())
     ]
     height = 0.8 / max(len(sel["models"]), 1)
+    equal = "equal_size" in sel  # the best among as many neurons as the smallest model has
     for i, entry in enumerate(sel["models"].values()):
-        values = [entry["per_class"].get(c, {}).get("best", np.nan) for c in classes]
+        best = entry["equal_size_best"] if equal else {
+            c: v["best"] for c, v in entry["per_class"].items()
+        }  # fmt: skip
+        values = [best.get(c, np.nan) for c in classes]
         offset = (i - (len(sel["models"]) - 1) / 2) * height
         ax.barh(np.arange(len(classes)) + offset, values, height, color=model_color(i))
     ax.set_yticks(range(len(classes)), classes)
     ax.invert_yaxis()  # the classes top to bottom in their order
     ax.set_xlim(0, 1.05)
-    finish_axes(ax, "The best neuron of each class", "normalised AP (nAP)", "class")
+    title = (
+        f"The best neuron of each class, among {sel['equal_size']:,} drawn (mean of 20 draws)"
+        if equal
+        else "The best neuron of each class"
+    )
+    finish_axes(ax, title, "normalised AP (nAP)", "class")
     suptitle(fig, f"{report['label']}: selectivity for simple byte classes, against controls")
     legend_outside(fig, ncols=2)
     return fig
@@ -261,8 +273,15 @@ def write_charts(report: dict, folder: Path) -> list[Path]:
 # --- README --------------------------------------------------------------------------------
 
 
+def readings_cell(claim: dict) -> str:
+    """Which readings count for the claim: 'nAP >= 0.5 yes, nAP >= 0.2 no, ...'."""
+    readings = claim.get("readings")
+    if not readings:
+        return "-"
+    return ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in readings.items())
+
+
 def readme(report: dict, charts: list[Path]) -> str:
-    verdict = {True: "**holds**", False: "**does not hold**", None: "untested (no control)"}
     lines = [
         f"# What {report['label']} learned",
         "",
@@ -273,10 +292,14 @@ def readme(report: dict, charts: list[Path]) -> str:
         f"{report['text']['source']}, {report['text']['tokens']:,} tokens in windows of "
         f"{report['text']['block_size']}.",
         "",
-        "| claim | verdict | evidence | rule |",
-        "|---|---|---|---|",
+        f"Verdicts by the one rule (bdh_pl/analysis/verdict.py): {RULE}. A reading is the "
+        "claim's test at one choice (threshold, layer, degree, head) against every control.",
+        "",
+        "| claim | verdict | evidence | test | readings (ahead of every control?) |",
+        "|---|---|---|---|---|",
         *(
-            f"| {c['claim']} | {verdict[c['holds']]} | {c['evidence']} | {c['rule']} |"
+            f"| {c['claim']} | **{claim_verdict(c)}** | {c['evidence']} | "
+            f"{c.get('test', c.get('rule', '-'))} | {readings_cell(c)} |"
             for c in report["claims"]
         ),  # fmt: skip
         "",
@@ -289,15 +312,19 @@ def readme(report: dict, charts: list[Path]) -> str:
         lines += [
             "Selectivity (normalised average precision of each neuron for its best class):",
             "",
-            "| model | parameters | neurons | median | p90 | p99 | max | share >= 0.5 |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | parameters | neurons | weight vectors | median | p90 | p99 | max "
+            "| on at > half the positions |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             *(
-                f"| {k} | {count(v.get('parameters'))} | {v['neurons']:,} | {v['median']:.3f} "
-                f"| {v['p90']:.3f} | {v['p99']:.3f} "
-                f"| {v['max']:.3f} | {v['share_above_0.5']:.2%} |"
+                f"| {k} | {count(v.get('parameters'))} | {v['neurons']:,} "
+                f"| {count(v.get('weight_vectors') or v['neurons'])} | {v['median']:.3f} "
+                f"| {v['p90']:.3f} | {v['p99']:.3f} | {v['max']:.3f} "
+                f"| {dense_cell(v)} |"
                 for k, v in sel["models"].items()
             ),  # fmt: skip
             "",
+            *selectivity_curve_table(sel),
+            *equal_size_table(sel),
             "Share of neurons with nAP >= 0.5, by layer: "
             + "; ".join(
                 f"{k} " + ", ".join(f"{v:.1%}" for v in m["share_above_0.5_by_layer"])

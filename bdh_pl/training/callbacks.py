@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.trainer.states import RunningStage
 
 from bdh_pl.fileio import write_json
-from bdh_pl.training.flops import flops_per_token
+from bdh_pl.training.flops import flops_per_token, training_flops_per_token
 
 
 def memory_kind(device: torch.device) -> str:
@@ -160,6 +160,10 @@ class Throughput(ThroughputMonitor):
             # per batch the loader gives: a micro-batch when the batch is split
             windows = data.batch_size // getattr(data, "micro_batches", 1)
             self.flops_per_batch = round(per_token["forward_backward"] * data.block_size * windows)
+            # the project's compute rule (train/flops, the HParams table): 3 x the reference forward
+            pl_module.flops_per_token = training_flops_per_token(
+                pl_module.network, data.block_size
+            )["forward"]
         pl_module.flops_per_batch = self.flops_per_batch  # where ThroughputMonitor reads it
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

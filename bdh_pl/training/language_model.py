@@ -19,7 +19,7 @@ from torch import nn
 
 from bdh_pl.data.windows import IGNORE_INDEX
 from bdh_pl.errors import UserError
-from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
+from bdh_pl.training.metrics import LN2, LanguageModelingMetric, count_parameters
 from bdh_pl.training.schedule import lr_factor, warmup_length
 
 COUNTS = ("tokens", "bytes", "words")  # what a split holds, not how well it is predicted
@@ -93,6 +93,9 @@ class LanguageModel(L.LightningModule):
         self._train_state = None  # carried across training batches (data.train_mode stream)
         self._step_losses: list[torch.Tensor] = []  # of the batches since the last step
         self._eval_state = None  # carried across the windows of a split (data.eval_mode stream)
+        self._token_bytes: torch.Tensor | None = None  # V: UTF-8 bytes of each token id
+        # forward FLOPs per token, set by the Throughput callback at setup (training/callbacks.py)
+        self.flops_per_token: float | None = None
 
     def build_network(self) -> nn.Module:
         raise NotImplementedError("subclasses build their network")
@@ -195,6 +198,12 @@ class LanguageModel(L.LightningModule):
 
     # --- training -------------------------------------------------------------------------
 
+    def setup(self, stage: str) -> None:
+        tokenizer = getattr(self._trainer and self.trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None:
+            lengths = [len(piece) for piece in tokenizer.token_bytes()]
+            self._token_bytes = torch.tensor(lengths, dtype=torch.int64)
+
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # Dropout masks follow the batch's position in the training stream, which the batch
         # carries (the data owns that count, resume included).
@@ -223,7 +232,20 @@ class LanguageModel(L.LightningModule):
         tokens *= self.trainer.world_size
         self.log("train/tokens", float(tokens))
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self._log_train_compute(loss, batch["targets"], tokens)
         return loss
+
+    def _log_train_compute(self, loss: torch.Tensor, targets: torch.Tensor, tokens: int) -> None:
+        """train/bpb of this batch, as val/bpb (total NLL / (ln 2 * bytes)), and train/flops,
+        the run's training compute so far: 3 x forward FLOPs per token x tokens (the backward
+        costs about twice the forward)."""
+        if self._token_bytes is not None:
+            self._token_bytes = self._token_bytes.to(targets.device)
+            n_bytes = self._token_bytes[targets.clamp(min=0)].masked_fill(targets < 0, 0).sum()
+            bpb = loss.detach() * (targets >= 0).sum() / (LN2 * n_bytes.clamp(min=1))
+            self.log("train/bpb", bpb)
+        if self.flops_per_token:
+            self.log("train/flops", 3.0 * self.flops_per_token * tokens)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._step_losses = []
@@ -275,9 +297,12 @@ class LanguageModel(L.LightningModule):
         values = metric.compute()
         metric.reset()
         self._eval_state = None  # a split's stream ends with it
+        one_byte_tokens = bool(values["tokens"] == values["bytes"])
         for name, value in values.items():
             if stage == "val" and name in COUNTS:
                 continue  # the same every validation: constant curves say nothing
+            if stage == "val" and name == "byte_ppl" and one_byte_tokens:
+                continue  # equal to val/ppl when every token is one byte: one curve
             self.log(f"{stage}/{name}", value.float(), prog_bar=name == "loss")
         return values
 

@@ -41,7 +41,8 @@ class BDHLM(LanguageModel):
     options (learning rate, schedule, weight decay, seed, compile) are LanguageModel's.
 
     During validation and test it also logs the fraction of non-zero sparse activations per
-    layer (`val/sparsity_x_l{i}`, `val/sparsity_y_l{i}`, and their means).
+    layer (`val/active_fraction_x_l{i}`, `val/active_fraction_y_l{i}`, and their means): the
+    share of neurons active, so lower is sparser.
     """
 
     tokenizer_need = "byte"
@@ -92,10 +93,10 @@ class BDHLM(LanguageModel):
         for metric in self.sparsity.values():
             metric.reset()
         for key, value in values.items():
-            self.log(f"{stage}/sparsity_{key}", value)
+            self.log(f"{stage}/active_fraction_{key}", value)
         for act in ("x", "y"):
             mean = torch.stack([v for k, v in values.items() if k.startswith(act)]).mean()
-            self.log(f"{stage}/sparsity_{act}", mean)
+            self.log(f"{stage}/active_fraction_{act}", mean)
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()

@@ -9,6 +9,7 @@ import io
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -28,6 +29,16 @@ from bdh_pl.fileio import (
 )
 from bdh_pl.training.checkpoint_io import LAST, saved_step
 from bdh_pl.training.loading import checkpoint_fields
+
+
+def git(*args: str, cwd: Path | None = None) -> str | None:
+    """`git ARGS` in `cwd` (default this process's folder): its output, None without git."""
+    try:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=cwd
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 class RunState:
@@ -119,14 +130,18 @@ class TensorBoard(TensorBoardLogger):
         super().log_graph(model, input_array)
         if self._table is None:
             return
-        datamodule = getattr(getattr(model, "_trainer", None), "datamodule", None)
+        trainer = getattr(model, "_trainer", None)
         counts = getattr(model, "parameter_counts", None)
         known = {
             "model": type(model).__name__,
             "params": counts[0] if counts else None,
-            "dataset": getattr(datamodule, "dataset_name", None),
+            "dataset": getattr(getattr(trainer, "datamodule", None), "dataset_name", None),
+            "max_steps": getattr(trainer, "max_steps", None),
+            "precision": getattr(trainer, "precision", None),
+            "flops_per_token": getattr(model, "flops_per_token", None),
+            "git_commit": git("rev-parse", "HEAD", cwd=Path(__file__).parent),
         }
-        self._write_table({**{k: v for k, v in known.items() if v is not None}, **self._table})
+        self._write_table({**known, **self._table})
         self._table = None
 
     def _write_table(self, params: dict[str, Any]) -> None:
@@ -136,13 +151,16 @@ class TensorBoard(TensorBoardLogger):
         flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
         flat = {k: v for k, v in flat.items() if k not in self.INTERNAL_KEYS}
         ordered = {k: flat.pop(k) for k in self.LEAD if k in flat} | flat
-        # the plugin takes numbers, strings and bools; anything else as its text
+        # the plugin takes numbers, strings and bools; anything else as its text; an unset
+        # value (None) is left out rather than shown as the string "None"
         ordered = {
-            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in ordered.items()
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in ordered.items()
+            if v is not None and v != "None"
         }
         writer = self.experiment._get_file_writer()
         for summary in hparams(ordered, dict.fromkeys(self.HP_METRICS, 0.0)):
-            writer.add_summary(summary)
+            writer.add_summary(booleans_as_booleans(summary, ordered))
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -159,6 +177,23 @@ class TensorBoard(TensorBoardLogger):
             if isinstance(err.__cause__, OSError):
                 raise err.__cause__ from None
             raise
+
+
+def booleans_as_booleans(summary: Any, params: dict[str, Any]) -> Any:
+    """torch's `hparams` tests int before bool and stores True as the number 1.0: give each
+    bool its bool type and value in the experiment and session-start protos."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    flags = {k for k, v in params.items() if isinstance(v, bool)}
+    value = summary.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        if info.name in flags:
+            info.type = api_pb2.DataType.Value("DATA_TYPE_BOOL")
+    for name in flags & set(data.session_start_info.hparams):
+        data.session_start_info.hparams[name].bool_value = params[name]
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return summary
 
 
 class CSVWriter(ExperimentWriter):

@@ -8,9 +8,14 @@ import torch
 
 from bdh_pl.analysis.selectivity import (
     CLASSES,
+    THRESHOLDS,
+    Selectivity,
     average_precision,
     byte_classes,
+    clustered_share,
+    equal_size_best,
     selectivity,
+    share_curve,
     summarize,
     top_contexts,
     top_tokens,
@@ -119,3 +124,62 @@ def test_top_tokens_rank_a_byte_lookup_neuron_by_its_value_of_each_byte():
     assert top[0]["count"] == int((tokens == ord("g")).sum())
     lowest = top_tokens(-acts, BYTES, tokens, k=1, min_count=5, sign=-1.0)
     assert lowest == [{**top[0], "mean": -4.0}]  # ranked by -activation, the mean as it is
+
+
+def planted_population(seed: int = 0):
+    """100 unselective sparse ReLU neurons on a digit text, neuron 42 firing on digits only,
+    neuron 7 on everywhere and a little higher on spaces (a perfect ranking, no detector)."""
+    tokens = digit_tokens(seed=seed)
+    torch.manual_seed(seed)
+    acts = torch.relu(torch.randn(len(tokens), 100) - 1)  # each on at ~16% of positions
+    acts[:, 42] = torch.as_tensor((tokens >= 48) & (tokens <= 57)) * (1 + torch.rand(len(tokens)))
+    acts[:, 7] = 1.0 + 0.5 * torch.as_tensor(tokens == 32).float()
+    return tokens, acts
+
+
+def test_a_planted_selective_neuron_counts_at_every_threshold():
+    tokens, acts = planted_population()
+    labels = byte_classes(BYTES, tokens)
+    scores = selectivity(acts, labels)
+    with_it = np.array(share_curve(scores.best)) * 100
+    without = np.array(share_curve(np.delete(scores.best, 42))) * 99
+    assert with_it - without == pytest.approx(np.ones(len(THRESHOLDS))), "found at every t"
+    summary = summarize(scores, list(CLASSES))
+    assert summary["thresholds"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert summary["per_class"]["digit"]["neuron"] == 42
+
+
+def test_an_always_on_neuron_is_counted_apart_and_never_the_best_of_a_class():
+    tokens, acts = planted_population(seed=1)
+    scores = selectivity(acts, byte_classes(BYTES, tokens))
+    space = list(CLASSES).index("space")
+    assert scores.nap[7, space] == pytest.approx(1.0)  # what nAP alone would make a detector
+    assert scores.active_share[7, space] == 1.0 and scores.dense.tolist().count(True) == 1
+    summary = summarize(scores, list(CLASSES))
+    assert summary["dense"]["neurons"] == 1 and summary["per_class"]["space"]["neuron"] != 7
+    assert summary["per_class"]["space"]["best"] < 0.5
+    best = summary["per_class"]["space"]["best"]
+    assert equal_size_best(scores, 100)[space] == pytest.approx(best)  # all drawn: the max
+
+
+def test_readings_of_one_weight_vector_in_several_layers_count_once():
+    """Each of 50 vectors read identically in 4 layers: the clustered standard error is that
+    of 50 draws, sqrt(p (1 - p) / 50), not of 200."""
+    rng = np.random.default_rng(0)
+    per_vector = rng.random(50)
+    best = np.tile(per_vector, 4)  # layer-major, as `read` lays out BDH's columns
+    vectors = np.arange(200) % 50
+    p, se = clustered_share(best, 0.5, vectors)
+    assert p == pytest.approx((per_vector >= 0.5).mean())
+    assert se == pytest.approx(np.sqrt(p * (1 - p) / 50))
+    assert clustered_share(best, 0.5, None)[1] == pytest.approx(np.sqrt(p * (1 - p) / 200))
+
+
+def test_the_best_of_a_class_at_equal_size_is_the_chance_of_drawing_it():
+    """One perfect neuron among 100 (the rest at 0): among n drawn, the best is 1 with
+    probability n / 100, so its mean over many draws is near n / 100."""
+    nap = np.zeros((100, 1))
+    nap[42] = 1.0
+    hand = Selectivity(nap, np.ones_like(nap), np.array([0.1]), np.full((100, 2), 0.1))
+    assert equal_size_best(hand, 25, draws=2000)[0] == pytest.approx(0.25, abs=0.04)
+    assert equal_size_best(hand, 100, draws=3)[0] == 1.0

@@ -53,11 +53,13 @@ def test_sparsity_of_every_layer_equals_the_fused_forward_s_own_count(tiny_bdh):
         assert summary["y"]["by_layer"][layer] == pytest.approx(float(logged[f"y_l{layer}"]))
 
 
-def test_training_curves_take_the_logged_sparsity_by_layer():
+def test_training_curves_take_the_logged_active_fraction_by_layer():
     curves = {
         "val/loss": [(9, 2.0)],
-        "val/sparsity_x": [(9, 0.3)],  # the mean over layers: not a layer
-        "val/sparsity_x_l0": [(9, 0.25), (19, 0.2)],
-        "val/sparsity_y_l1": [(9, 0.4)],
+        "val/active_fraction_x": [(9, 0.3)],  # the mean over layers: not a layer
+        "val/active_fraction_x_l0": [(9, 0.25), (19, 0.2)],
+        "val/active_fraction_y_l1": [(9, 0.4)],
     }
     assert training_curves(curves) == {"x_l0": [[9, 0.25], [19, 0.2]], "y_l1": [[9, 0.4]]}
+    older = {"val/sparsity_x_l0": [(9, 0.25)], "val/sparsity_y": [(9, 0.4)]}  # the old key
+    assert training_curves(older) == {"x_l0": [[9, 0.25]]}

@@ -8,7 +8,7 @@ import torch
 
 from bdh_pl.charts import figure_problems
 from bdh_pl.models.bdh import BDH, BDHConfig
-from bdh_pl.tools.inspect import init_twin
+from bdh_pl.tools.inspect import default_labels, init_twin
 from bdh_pl.tools.inspect_report import figures
 from bdh_pl.training.lit_models import BDHLM
 
@@ -137,15 +137,36 @@ def test_a_bdh_control_and_bad_options_are_one_line_errors(tmp_path, save_checkp
         "--out",
         str(tmp_path / "o"),
     ]
+    ckpt = str(tmp_path / "bdh.ckpt")
     for extra, words in (
-        (["--control", str(tmp_path / "bdh.ckpt")], "needs a transformer"),
+        (["--control", ckpt], "needs a transformer"),
         (["--graph_density", "1.5"], "--graph_density"),
+        (["--graph_density", "1e-9"], "fewer than one per neuron"),  # before any measuring
+        (["--label", "x", "--control", ckpt, "--control_label", "x"], "two models would be"),
+        (["--control", ckpt, "--control_label", "bdh (init)"], "named 'bdh (init)'"),
         (["--control", str(tmp_path / "missing.ckpt")], "no such file"),
         (["--max_tokens", "10"], "fewer than one window"),  # the block is 32
     ):
         code, err = run_cli([*base, *extra])
         assert code == 2 and err.strip().splitlines()[-1].startswith("error: "), err[-2000:]
         assert words in err
+
+
+def test_controls_named_alike_get_their_run_folders_in_their_names():
+    paths = ["runs/llama/checkpoints/last.ckpt", "runs/gpt2/checkpoints/last.ckpt"]
+    assert default_labels(paths, ("bdh", "bdh (init)")) == [
+        "llama/checkpoints/last",
+        "gpt2/checkpoints/last",
+    ]
+    assert default_labels(["a/bdh.ckpt"], ("bdh", "bdh (init)")) == ["a/bdh"]
+
+
+def test_replot_of_a_malformed_report_is_one_line(tmp_path, run_cli):
+    for text in ("{}", "[1]", '{"claims": 5}', "not json"):
+        (tmp_path / "inspect.json").write_text(text)
+        code, err = run_cli(["inspect", "--replot", "--out", str(tmp_path)])
+        assert code == 2 and len(err.strip().splitlines()) == 1, (text, err[-2000:])
+        assert err.startswith("error: --replot: ") and "inspect" in err
 
 
 def test_the_init_control_is_the_constructor_under_the_run_s_seed():

@@ -1,9 +1,12 @@
 """What a person sees in TensorBoard after a tiny run, read back from its event file: the
-HParams table leads with the model, its size, recipe and data, without internal keys; the
-scalars hold no constant or internal counter."""
+HParams table leads with the model, its size, recipe and data, without internal keys, typed
+(numbers, booleans, no "None"); the scalars hold train/bpb and the compute axis train/flops,
+and no constant, duplicate or internal counter."""
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ LEAD = ["model", "params", "n_layer", "n_embd", "n_head", "learning_rate", "drop
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A 6-step BDH fit on a small text file, in this process."""
+    """A 10-step BDH fit on a small text file, in this process."""
     import random
 
     from bdh_pl.cli import main
@@ -29,8 +32,8 @@ def run_dir(tmp_path_factory):
     main(
         ["fit", "--config", f"{CONFIGS}/shakespeare.yaml", "--config", f"{CONFIGS}/cpu.yaml",
          "--config", f"{CONFIGS}/cpu/bdh.yaml", "--data", "bdh_pl.data.TextFile",
-         "--data.init_args.path", str(text), "--trainer.max_steps", "6",
-         "--trainer.val_check_interval", "3", "--trainer.log_every_n_steps", "1",
+         "--data.init_args.path", str(text), "--trainer.max_steps", "10",
+         "--trainer.val_check_interval", "5", "--trainer.log_every_n_steps", "1",
          "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp)]
     )  # fmt: skip
@@ -76,3 +79,36 @@ def test_no_constant_or_internal_counter_is_a_scalar(run_dir):
     # metrics.csv keeps the counters the benchmark's wall-clock charts read
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "train/time" in header
+
+
+def scalars(acc: EventAccumulator, tag: str) -> dict[int, float]:
+    return {e.step: e.value for e in acc.Scalars(tag)}
+
+
+def test_the_hparams_table_is_typed_and_says_the_run_s_budget_compute_and_code(run_dir):
+    table = hparams_table(events(run_dir))
+    assert "None" not in table.values()  # an unset value is left out, not the string "None"
+    assert table["fused"] is True and table["compile"] is False  # bools, not 1.0 / 0.0
+    assert table["max_steps"] == 10 and table["precision"] == "32-true"
+    assert table["flops_per_token"] > 0
+    assert re.fullmatch(r"[0-9a-f]{40}", table["git_commit"])
+
+
+def test_train_bpb_and_the_cumulative_training_flops_are_scalars(run_dir):
+    acc = events(run_dir)
+    loss, bpb = scalars(acc, "train/loss"), scalars(acc, "train/bpb")
+    assert len(bpb) >= 9 and bpb.keys() == loss.keys()
+    for step, value in bpb.items():  # one byte per token: bits per byte = nats / ln 2
+        assert value == pytest.approx(loss[step] / math.log(2), rel=1e-5)
+    flops, tokens = scalars(acc, "train/flops"), scalars(acc, "train/tokens")
+    per_token = hparams_table(acc)["flops_per_token"]
+    for step, value in flops.items():  # the project's rule: 3 x forward FLOPs x tokens
+        assert value == pytest.approx(3 * per_token * tokens[step], rel=1e-6)
+    assert list(flops.values()) == sorted(flops.values()) and len(set(flops.values())) > 1
+
+
+def test_the_active_fraction_is_named_for_what_it_is_and_nothing_is_logged_twice(run_dir):
+    tags = events(run_dir).Tags()["scalars"]
+    assert "val/active_fraction_x_l0" in tags and "val/active_fraction_y" in tags
+    assert not [t for t in tags if "sparsity" in t]
+    assert "val/ppl" in tags and "val/byte_ppl" not in tags  # equal on byte data
