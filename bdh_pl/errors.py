@@ -8,8 +8,16 @@ class UserError(Exception):
     """A problem the user can fix (a missing file, a bad value); the message names the fix."""
 
 
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports after Ctrl-C
+
+
 class Preempted(Exception):
-    """A run stopped by SIGTERM after saving last.ckpt; the message says how to resume."""
+    """A run stopped by SIGTERM (exit 143) or Ctrl-C (exit 130); the message says how to
+    resume."""
+
+    def __init__(self, message: str, code: int = 143) -> None:
+        super().__init__(message)
+        self.code = code  # 128 + the signal, what shells and job schedulers expect
 
 
 class ArgumentParser(argparse.ArgumentParser):

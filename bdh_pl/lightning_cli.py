@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.cli_help import PROG
 from bdh_pl.data.datamodule import TextDataModule
-from bdh_pl.errors import Preempted, UserError
+from bdh_pl.errors import INTERRUPTED_EXIT_CODE, Preempted, UserError
 from bdh_pl.fileio import check_writable
 from bdh_pl.training.callbacks import (
     PeakMemory,
@@ -364,6 +364,11 @@ def quiet_lightning(argv: list[str]) -> None:
     )
 
 
+def ctrl_c_count() -> int:
+    """Ctrl-Cs the run's Trainer received (0 when none was built)."""
+    return getattr(RUN.trainer, "ctrl_c", 0)
+
+
 def run_lightning(argv: list[str]) -> None:
     """`python -m bdh_pl fit|validate|test ...`; Lightning's own errors as UserError/Preempted."""
     quiet_lightning(argv)
@@ -376,7 +381,14 @@ def run_lightning(argv: list[str]) -> None:
             },
             save_config_kwargs={"overwrite": True},
         )
-    except SIGTERMException:  # the run stopped after SIGTERM (LastCheckpoint saved)
-        raise Preempted(preempted_line(argv)) from None
+    except SIGTERMException:  # stopped between steps by SIGTERM or Ctrl-C (last.ckpt saved)
+        if ctrl_c_count() == 0:
+            raise Preempted(preempted_line(argv)) from None
+        raise Preempted(preempted_line(argv, "Ctrl-C"), INTERRUPTED_EXIT_CODE) from None
+    except SystemExit:  # Lightning's exit after a KeyboardInterrupt: a second Ctrl-C
+        if ctrl_c_count() < 2:
+            raise
+        line = preempted_line(argv, "a second Ctrl-C", saved=False)
+        raise Preempted(line, INTERRUPTED_EXIT_CODE) from None
     except MisconfigurationException as err:  # Lightning's own word on a bad trainer setting
         raise UserError(str(err).strip().splitlines()[0]) from None

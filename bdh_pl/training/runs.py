@@ -317,15 +317,17 @@ def resolve_ckpt_alias(ckpt_path: str | None, root: Path, subcommand: str) -> st
     )
 
 
-def preempted_line(argv: list[str]) -> str:
-    """What a job script needs after SIGTERM: the step reached and the command that resumes."""
+def preempted_line(argv: list[str], cause: str = "SIGTERM", saved: bool = True) -> str:
+    """What a job script needs after SIGTERM or Ctrl-C (`cause`): the step reached and the
+    command that resumes. `saved`: last.ckpt was written at this stop (not after a second
+    Ctrl-C, which saves nothing: the last validation's last.ckpt is the resume point)."""
     if argv[:1] in (["test"], ["validate"]):  # nothing to resume: an evaluation starts over
-        return f"{argv[0]}: stopped by SIGTERM; run the same command again"
+        return f"{argv[0]}: stopped by {cause}; run the same command again"
     trainer = RUN.trainer
     step = trainer.global_step if trainer is not None else "?"
     last = RUN.run_dir / "checkpoints" / LAST if RUN.run_dir is not None else None
     if last is None or not last.is_file():
-        return f"fit: stopped by SIGTERM at step {step} before any checkpoint was written"
+        return f"fit: stopped by {cause} at step {step} before any checkpoint was written"
     args, skip = [], False
     for arg in argv:  # the same command, resuming from this run's last.ckpt
         if skip or arg.startswith("--ckpt_path="):
@@ -336,7 +338,8 @@ def preempted_line(argv: list[str]) -> str:
             continue
         args.append(arg)
     command = shlex.join(["python", "-m", "bdh_pl", *args, "--ckpt_path", str(last)])
-    return f"fit: stopped by SIGTERM at step {step}, saved {last}; resume with: {command}"
+    kept = f"saved {last}" if saved else f"kept {last} (step {saved_step(last)}, saved nothing)"
+    return f"fit: stopped by {cause} at step {step}, {kept}; resume with: {command}"
 
 
 def open_run_folder(
