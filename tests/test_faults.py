@@ -326,6 +326,44 @@ def test_a_real_full_disk_is_one_line_and_the_run_resumes_from_its_last_checkpoi
     assert_same(outcome(root), expected)
 
 
+def test_a_real_full_disk_at_the_first_checkpoint_keeps_everything_the_run_wrote(
+    uninterrupted, small_disk, monkeypatch, capsys
+):
+    """A disk that holds the run's configs, curves and event files but not one checkpoint:
+    the first save (at the first validation) fails. The folder keeps every file it had when
+    the save began, none smaller, no temp file (was: the whole run folder deleted, while the
+    error line said the files there were intact)."""
+    folder, _ = uninterrupted
+    size = (folder / "runs/version_0/checkpoints/last.ckpt").stat().st_size
+    disk = small_disk(size // 2 // 1024)
+    run = disk / "runs" / "version_0"
+
+    def listing() -> dict[str, int]:
+        return {str(p.relative_to(run)): p.stat().st_size for p in run.rglob("*") if p.is_file()}
+
+    before, real_save = {}, checkpoint_io.AtomicCheckpointIO.save_checkpoint
+
+    def save_after_listing(self, checkpoint, path, storage_options=None):
+        before.update(listing() if not before else {})
+        real_save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(checkpoint_io.AtomicCheckpointIO, "save_checkpoint", save_after_listing)
+    code = call_main(fit_args(folder, disk / "runs"))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: no space left on the device of '{run / 'checkpoints'}'")
+    assert "intact" in line
+    assert {"config.yaml", "hparams.yaml", "metrics.csv"} <= before.keys(), before
+    assert any(name.startswith("events.out.tfevents") for name in before), before
+    after = listing()
+    assert after.keys() == before.keys(), "a file was removed, or a temp file left"
+    assert all(after[name] >= before[name] for name in before), (before, after)
+    with open(run / "metrics.csv") as f:
+        trained = {int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")}
+    assert trained == set(range(EVERY)), "the curve up to the first validation"
+
+
 def fill(disk: Path) -> None:
     """Take every free block of `disk`."""
     with open(disk / "filler", "wb", buffering=0) as f:
