@@ -48,6 +48,7 @@ from bdh_pl.training.runs import (
     preempted_line,
     resolve_ckpt_alias,
 )
+from bdh_pl.training.trainer_options import check_trainer_options
 
 DEFAULT_ROOT_DIR = "lightning_logs"
 
@@ -102,6 +103,7 @@ class BDHLightningCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
+        check_trainer_options(config)
         # Placeholders: the run's folder is allocated in _check_run, once every check passed.
         self._own_loggers = config.get("logger") in (None, True)
         if self._own_loggers:
@@ -239,19 +241,13 @@ class BDHLightningCLI(LightningCLI):
         )
 
     def _check_run(self) -> None:
-        """Refuse what would fail late or silently: an unwritable root, an empty step budget,
-        a checkpoint that does not fit the model (before Lightning loads it). Only then is the
-        run's folder allocated."""
+        """Refuse what would fail late or silently: an unwritable root, a checkpoint that does
+        not fit the model (before Lightning loads it). Only then is the run's folder
+        allocated."""
         config = self.config_init[self.subcommand]
         root = Path(self.trainer.default_root_dir)
         check_writable(root, "set --trainer.default_root_dir to a writable path")
         self.model.check_data(self.datamodule, self.trainer)
-        if self.subcommand == "fit" and (
-            self.trainer.max_steps == 0 or self.trainer.max_steps < -1
-        ):
-            raise UserError(
-                f"trainer.max_steps must be positive (or -1: until early stopping), got {self.trainer.max_steps}"
-            )
         if config.get("weights_only") is None:
             config["weights_only"] = True  # never unpickle code from a checkpoint
         if self._plain_weights is not None:

@@ -62,23 +62,23 @@ class RunState:
         self.reset()
 
     def abandon(self) -> None:
-        """A run this process started that failed before it read a batch (bad input) leaves
-        nothing. Once it has trained or evaluated, its folder stays whatever fails next (a
-        full disk at the first checkpoint, a diverged loss): the curves, configs and event
-        files it wrote are the user's, and the error line says they are intact."""
+        """A run this process started that failed before it finished a batch (bad input, out
+        of memory in its first step) leaves nothing. Once it has trained or evaluated, its
+        folder stays whatever fails next (a full disk at the first checkpoint, a diverged
+        loss): the curves, configs and event files it wrote are the user's, and the error
+        line says they are intact."""
         run_dir = self.run_dir
         if self.fresh and run_dir is not None and not self.began():
-            if not any(run_dir.glob("checkpoints/*.ckpt")):
-                shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
 
     def began(self) -> bool:
-        """Whether the run's trainer started a batch of training, validation or test."""
+        """Whether the run's trainer finished a batch of training, validation or test."""
         trainer = self.trainer
         if trainer is None:
             return False
         loops = (trainer.fit_loop.epoch_loop, trainer.fit_loop.epoch_loop.val_loop)
         loops += (trainer.validate_loop, trainer.test_loop)
-        return any(loop.batch_progress.total.started > 0 for loop in loops)
+        return any(loop.batch_progress.total.completed > 0 for loop in loops)
 
 
 RUN = RunState()
