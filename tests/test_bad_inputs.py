@@ -119,6 +119,10 @@ CASES = {
         "eval_stride",
     ),
     "zero steps": (lambda t, c: ["fit", "--trainer.max_steps", "0"], "max_steps must be positive"),
+    "zero decay steps": (
+        lambda t, c: ["fit", "--model.init_args.lr_decay_steps", "0"],
+        "model.lr_decay_steps must be >= 1",
+    ),
     "zero validation interval": (
         lambda t, c: ["fit", "--trainer.val_check_interval", "0"],
         "trainer.val_check_interval must be a whole number of steps >= 1",
