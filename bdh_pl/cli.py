@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bdh_pl.cli_help import SUBCOMMAND_HELP, top_level_help
-from bdh_pl.errors import Preempted, UserError, config_error_line
+from bdh_pl.errors import INTERRUPTED_EXIT_CODE, Preempted, UserError, config_error_line
 from bdh_pl.fileio import disk_error
 
 # Subcommands that are not LightningCLI's: name -> module with a `main(argv)`.
@@ -35,7 +35,6 @@ TOOLS: dict[str, str] = {
     "merge": "bdh_pl.tools.merge",
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what job schedulers expect of a killed job
 
 
 def current_run():
@@ -80,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         fail(f"error: {err}")
     except Preempted as err:
-        fail(str(err), PREEMPTED_EXIT_CODE)
+        fail(str(err), err.code)
+    except KeyboardInterrupt:  # Ctrl-C outside a Lightning run (a tool, data preparation)
+        fail(f"{args[0] if args else 'bdh_pl'}: stopped by Ctrl-C", INTERRUPTED_EXIT_CODE)
     except argparse.ArgumentError as err:
         fail(f"error: {config_error_line(err)}")
     except ValueError as err:

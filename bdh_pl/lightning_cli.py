@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from bdh_pl.cli_help import PROG
 from bdh_pl.data.datamodule import TextDataModule
-from bdh_pl.errors import Preempted, UserError
+from bdh_pl.errors import INTERRUPTED_EXIT_CODE, Preempted, UserError
 from bdh_pl.fileio import check_writable
 from bdh_pl.training.callbacks import (
     PeakMemory,
@@ -48,6 +48,7 @@ from bdh_pl.training.runs import (
     preempted_line,
     resolve_ckpt_alias,
 )
+from bdh_pl.training.trainer_options import check_trainer_options
 
 DEFAULT_ROOT_DIR = "lightning_logs"
 
@@ -109,6 +110,7 @@ class BDHLightningCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
+        check_trainer_options(config)
         # Placeholders: the run's folder is allocated in _check_run, once every check passed.
         self._own_loggers = config.get("logger") in (None, True)
         if self._own_loggers:
@@ -246,19 +248,13 @@ class BDHLightningCLI(LightningCLI):
         )
 
     def _check_run(self) -> None:
-        """Refuse what would fail late or silently: an unwritable root, an empty step budget,
-        a checkpoint that does not fit the model (before Lightning loads it). Only then is the
-        run's folder allocated."""
+        """Refuse what would fail late or silently: an unwritable root, a checkpoint that does
+        not fit the model (before Lightning loads it). Only then is the run's folder
+        allocated."""
         config = self.config_init[self.subcommand]
         root = Path(self.trainer.default_root_dir)
         check_writable(root, "set --trainer.default_root_dir to a writable path")
         self.model.check_data(self.datamodule, self.trainer)
-        if self.subcommand == "fit" and (
-            self.trainer.max_steps == 0 or self.trainer.max_steps < -1
-        ):
-            raise UserError(
-                f"trainer.max_steps must be positive (or -1: until early stopping), got {self.trainer.max_steps}"
-            )
         if config.get("weights_only") is None:
             config["weights_only"] = True  # never unpickle code from a checkpoint
         if self._plain_weights is not None:
@@ -372,6 +368,11 @@ def quiet_lightning(argv: list[str]) -> None:
     )
 
 
+def ctrl_c_count() -> int:
+    """Ctrl-Cs the run's Trainer received (0 when none was built)."""
+    return getattr(RUN.trainer, "ctrl_c", 0)
+
+
 def run_lightning(argv: list[str]) -> None:
     """`python -m bdh_pl fit|validate|test ...`; Lightning's own errors as UserError/Preempted."""
     quiet_lightning(argv)
@@ -384,7 +385,14 @@ def run_lightning(argv: list[str]) -> None:
             },
             save_config_kwargs={"overwrite": True},
         )
-    except SIGTERMException:  # the run stopped after SIGTERM (LastCheckpoint saved)
-        raise Preempted(preempted_line(argv)) from None
+    except SIGTERMException:  # stopped between steps by SIGTERM or Ctrl-C (last.ckpt saved)
+        if ctrl_c_count() == 0:
+            raise Preempted(preempted_line(argv)) from None
+        raise Preempted(preempted_line(argv, "Ctrl-C"), INTERRUPTED_EXIT_CODE) from None
+    except SystemExit:  # Lightning's exit after a KeyboardInterrupt: a second Ctrl-C
+        if ctrl_c_count() < 2:
+            raise
+        line = preempted_line(argv, "a second Ctrl-C", saved=False)
+        raise Preempted(line, INTERRUPTED_EXIT_CODE) from None
     except MisconfigurationException as err:  # Lightning's own word on a bad trainer setting
         raise UserError(str(err).strip().splitlines()[0]) from None

@@ -1,5 +1,6 @@
 """Every bad input: one clear line naming the problem, exit code 2, nothing written."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,18 @@ CASES = {
         "eval_stride",
     ),
     "zero steps": (lambda t, c: ["fit", "--trainer.max_steps", "0"], "max_steps must be positive"),
+    "zero decay steps": (
+        lambda t, c: ["fit", "--model.init_args.lr_decay_steps", "0"],
+        "model.lr_decay_steps must be >= 1",
+    ),
+    "zero validation interval": (
+        lambda t, c: ["fit", "--trainer.val_check_interval", "0"],
+        "trainer.val_check_interval must be a whole number of steps >= 1",
+    ),
+    "NaN gradient clip in YAML": (
+        lambda t, c: ["fit", "--config", yaml_file(t, "trainer:\n  gradient_clip_val: .nan\n")],
+        "trainer.gradient_clip_val must be a finite number >= 0",
+    ),
     "negative learning rate": (
         lambda t, c: ["fit", "--model.init_args.learning_rate=-1e-3"],
         "learning_rate > 0",
@@ -422,3 +435,110 @@ def test_a_full_disk_under_the_loggers_is_one_line_naming_the_folder(
         "left on device); the previous files there are intact: free space, or write elsewhere "
         "(--trainer.default_root_dir, $BDH_PL_CACHE_DIR)"
     )
+
+
+# --- every numeric option of every tool: 0, negative, NaN, inf, huge -------------------------
+
+HUGE = 10**30
+EXTREMES = [0, -1, math.nan, math.inf, HUGE]
+
+# option -> the extremes it takes (any other is one error line). Huge counts are refused (a
+# batch of 10**30 samples overflows torch's sizes); a seed of 0, 0 new tokens and a huge (but
+# finite) temperature mean what they say.
+TOOL_OPTIONS = {
+    "generate": {
+        "--num_samples": [],
+        "--max_new_tokens": [0],
+        "--temperature": [HUGE],  # finite: sampling near uniform
+        "--top_k": [],
+        "--top_p": [],
+        "--seed": [0],
+        "--n_layer": [],
+    },
+    "mauve": {
+        "--n_samples": [],
+        "--prompt_tokens": [],
+        "--max_new_tokens": [],
+        "--temperature": [HUGE],  # finite: sampling near uniform
+        "--top_k": [],
+        "--seed": [0],
+        "--n_layer": [],
+    },
+    "context-curve": {"--batch_size": [], "--stride": [], "--max_tokens": [], "--n_layer": []},
+}
+
+
+def tool_parser(tool: str, tmp_path: Path):
+    """The tool's own argument parsing and checking (what runs before any model is read),
+    with the required options given."""
+    from bdh_pl.tools import context_curve, generate, mauve
+
+    ckpt = write(tmp_path / "m.ckpt", b"not read by the option checks")
+    required = ["--ckpt_path", str(ckpt)]
+    if tool == "context-curve":
+        required += ["--out", str(tmp_path / "out")]
+    parse = {"generate": generate, "mauve": mauve, "context-curve": context_curve}[tool].parse_args
+    return lambda option, value: parse([*required, option, str(value)])
+
+
+@pytest.mark.parametrize("tool", list(TOOL_OPTIONS))
+def test_every_numeric_option_of_every_tool_is_checked_up_front(tool, tmp_path):
+    from bdh_pl.errors import UserError
+
+    parse = tool_parser(tool, tmp_path)
+    for option, takes in TOOL_OPTIONS[tool].items():
+        for value in EXTREMES:
+            if value in takes:
+                parse(option, value)
+                continue
+            with pytest.raises(UserError) as refused:
+                parse(option, value)
+            line = str(refused.value)
+            assert "\n" not in line and option.lstrip("-") in line, (option, value, line)
+
+
+TRAINER_TAKES = {  # of EXTREMES, -0.5, 1.5 and True, as Python values (what YAML or a flag gives)
+    "max_steps": [-1, HUGE],  # -1: until early stopping
+    "min_steps": [0, HUGE],
+    "max_epochs": [0, -1, HUGE],
+    "min_epochs": [0, HUGE],
+    "val_check_interval": [HUGE],
+    "check_val_every_n_epoch": [HUGE],
+    "log_every_n_steps": [HUGE],
+    "accumulate_grad_batches": [HUGE],
+    "num_sanity_val_steps": [0, -1, HUGE],
+    "gradient_clip_val": [0, 1.5, HUGE],
+    "limit_train_batches": [0, HUGE],
+    "limit_val_batches": [0, HUGE],
+    "limit_test_batches": [0, HUGE],
+    "limit_predict_batches": [0, HUGE],
+    "overfit_batches": [0, HUGE],
+    "reload_dataloaders_every_n_epochs": [0, HUGE],
+}
+
+
+def test_every_numeric_trainer_option_is_checked_before_the_run():
+    from bdh_pl.errors import UserError
+    from bdh_pl.training.trainer_options import RULES, check_trainer_options
+
+    assert set(TRAINER_TAKES) == set(RULES), "an option without its row here"
+    for option, takes in TRAINER_TAKES.items():
+        for value in [*EXTREMES, -0.5, 1.5, True]:
+            if value in takes and value is not True:
+                check_trainer_options({option: value})
+                continue
+            with pytest.raises(UserError, match=f"^trainer.{option} must be "):
+                check_trainer_options({option: value})
+    check_trainer_options({"val_check_interval": 0.25, "limit_val_batches": 0.5})  # shares
+
+
+def test_lm_eval_model_args_are_checked_up_front():
+    pytest.importorskip("lm_eval")
+    from bdh_pl.errors import UserError
+    from bdh_pl.tools.lm_eval_model import check_model_args
+
+    for name in ("max_length", "batch_size", "max_batch_size", "n_layer"):
+        for value in EXTREMES:
+            with pytest.raises(UserError, match=f"--model_args {name}="):
+                check_model_args({"pretrained": "m.ckpt", name: str(value)})
+        check_model_args({"pretrained": "m.ckpt", name: "7"})

@@ -1,15 +1,20 @@
-"""Nothing lost under real faults: SIGTERM at any moment of a run, and a real full disk.
+"""Nothing lost under real faults: SIGTERM or Ctrl-C at any moment of a run, and a real full
+disk.
 
 Each faulted run is resumed with `--ckpt_path last` and compared with one uninterrupted run:
-every validation row of metrics.csv (once each, same values), best.ckpt, and early stopping
-(which here ends the run at the second validation)."""
+every row of metrics.csv (once each, same values; the speed meter's columns aside),
+best.ckpt, and early stopping (which here ends the run at the second validation)."""
 
 from __future__ import annotations
 
 import csv
 import os
 import random
+import re
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +22,7 @@ import pytest
 import torch
 
 from bdh_pl.training import checkpoint_io
-from bdh_pl.training.checkpoint_io import saved_step
+from bdh_pl.training.checkpoint_io import LAST, SAVE_DELAY_ENV, saved_step
 
 REPO = Path(__file__).resolve().parents[1]
 EVERY, STEPS = 5, 20  # validations at steps 5 and 10; early stopping (patience 1) stops at 10
@@ -77,6 +82,23 @@ def call_main(args: list[str]) -> int:
     return 0
 
 
+# What measures this process rather than the run: the throughput meter's running counts
+# (they restart with each process), times, speeds, memory.
+METER = re.compile(
+    r"/time$|_per_sec$|/mfu$|peak_memory|^train/device/|^train/(batches|samples|lengths)$"
+)
+
+
+def logged_rows(rows: list[dict]) -> list[tuple[int, dict[str, float]]]:
+    """Every row of metrics.csv as (step, its logged values), the meter's columns left out."""
+    kept = []
+    for row in rows:
+        values = {k: float(v) for k, v in row.items() if v and k != "step" and not METER.search(k)}
+        if set(values) - {"epoch"}:
+            kept.append((int(row["step"]), values))
+    return kept
+
+
 def outcome(root: Path) -> dict:
     """What an uninterrupted run and a faulted-then-resumed one must agree on."""
     run = root / "version_0"
@@ -87,6 +109,7 @@ def outcome(root: Path) -> dict:
     best = torch.load(checkpoints / "best.ckpt", weights_only=True)
     stopping = next(v for k, v in last["callbacks"].items() if k.startswith("EarlyStopping"))
     return {
+        "rows": logged_rows(rows),
         "val": [(int(r["step"]), float(r["val/loss"])) for r in rows if r.get("val/loss")],
         "train": [(int(r["step"]), float(r["train/loss"])) for r in rows if r.get("train/loss")],
         "last_step": last["global_step"],
@@ -99,6 +122,10 @@ def outcome(root: Path) -> dict:
 
 
 def assert_same(resumed: dict, expected: dict) -> None:
+    got, want = resumed["rows"], expected["rows"]
+    assert [(s, sorted(v)) for s, v in got] == [(s, sorted(v)) for s, v in want], "row by row"
+    for (step, values), (_, wanted) in zip(got, want, strict=True):
+        assert values == pytest.approx(wanted, abs=1e-5), step
     assert [s for s, _ in resumed["val"]] == [s for s, _ in expected["val"]], "one row each"
     for (step, got), (_, want) in zip(resumed["val"], expected["val"], strict=True):
         assert got == pytest.approx(want, abs=1e-6), step
@@ -122,24 +149,25 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
     return folder, expected
 
 
-# --- SIGTERM at any moment ------------------------------------------------------------------
+# --- SIGTERM or Ctrl-C at any moment --------------------------------------------------------
 
 
-class SigtermAt(L.Callback):
-    """Sends this process a real SIGTERM (Lightning's own handler takes it) at one moment:
-    during the training step that ends with a validation, during a validation, or during
-    `test`."""
+class SignalAt(L.Callback):
+    """Sends this process a real SIGTERM or SIGINT (Ctrl-C) at one moment: during the
+    training step that ends with a validation, during a validation, or during `test`;
+    "twice": two Ctrl-Cs in one step (the second stops at once)."""
 
-    def __init__(self, moment: str, step: int) -> None:
-        self.moment, self.step = moment, step
+    def __init__(self, moment: str, step: int, name: str = "SIGTERM") -> None:
+        self.moment, self.step, self.signum = moment, step, signal.Signals[name]
 
-    @staticmethod
-    def kill() -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+    def kill(self) -> None:
+        os.kill(os.getpid(), self.signum)
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
-        if self.moment == "step" and trainer.global_step == self.step - 1:
+        if self.moment in ("step", "twice") and trainer.global_step == self.step - 1:
             self.kill()
+            if self.moment == "twice":
+                self.kill()
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -152,25 +180,39 @@ class SigtermAt(L.Callback):
             self.kill()
 
 
-def sigterm_callback(moment: str, step: int) -> list[str]:
+def signal_callback(moment: str, step: int, name: str = "SIGTERM") -> list[str]:
     return [
-        "--trainer.callbacks+=tests.test_faults.SigtermAt",
+        "--trainer.callbacks+=tests.test_faults.SignalAt",
         f"--trainer.callbacks.moment={moment}",
         f"--trainer.callbacks.step={step}",
+        f"--trainer.callbacks.name={name}",
     ]
 
 
+@pytest.fixture
+def ctrl_c_raises() -> None:
+    """SIGINT as a terminal's Python has it: a process started in the background of a
+    non-interactive shell (or by a parent ignoring SIGINT) inherits SIG_IGN, and a test
+    sending it would test nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(
-    "moment, step",
+    "name, moment, step",
     [
-        ("validation", EVERY),  # a validation that early stopping does not end on
-        ("validation", 2 * EVERY),  # the validation that ends the run by early stopping
-        ("step", EVERY),  # the training step before a validation
-        ("checkpoint", EVERY),  # while last.ckpt is written after a validation
+        ("SIGTERM", "validation", EVERY),  # a validation that early stopping does not end on
+        ("SIGTERM", "validation", 2 * EVERY),  # the validation that ends the run by early stopping
+        ("SIGTERM", "step", EVERY),  # the training step before a validation
+        ("SIGTERM", "checkpoint", EVERY),  # while last.ckpt is written after a validation
+        ("SIGINT", "step", EVERY),  # Ctrl-C: the same stop (a checkpoint write: the real
+        ("SIGINT", "validation", EVERY),  # process test below)
+        ("SIGINT", "twice", EVERY + 2),  # a second Ctrl-C stops at once, saves nothing
     ],
 )
-def test_sigterm_at_any_moment_resumes_to_the_uninterrupted_run(
-    moment, step, uninterrupted, tmp_path, monkeypatch, capsys
+def test_sigterm_or_ctrl_c_at_any_moment_resumes_to_the_uninterrupted_run(
+    name, moment, step, uninterrupted, tmp_path, monkeypatch, capsys, ctrl_c_raises
 ):
     folder, expected = uninterrupted
     root = tmp_path / "runs"
@@ -179,23 +221,77 @@ def test_sigterm_at_any_moment_resumes_to_the_uninterrupted_run(
     if moment == "checkpoint":
         real_save, sent = torch.save, []
 
-        def save_with_sigterm(obj, f):
+        def save_with_signal(obj, f):
             if obj["global_step"] == step and not sent:
-                sent.append(SigtermAt.kill())  # the temp file is open, not yet written
+                sent.append(SignalAt(moment, step, name).kill())  # the temp file is open
             real_save(obj, f)
 
-        monkeypatch.setattr(checkpoint_io.torch, "save", save_with_sigterm)
+        monkeypatch.setattr(checkpoint_io.torch, "save", save_with_signal)
     else:
-        extra = sigterm_callback(moment, step)
+        extra = signal_callback(moment, step, name)
     code = call_main([*args, *extra])
     monkeypatch.undo()
     err = capsys.readouterr().err
+    last = root / "version_0/checkpoints/last.ckpt"
     if code == 0:  # SIGTERM in the run's last validation: it ended as the uninterrupted one
-        assert saved_step(root / "version_0/checkpoints/last.ckpt") == expected["last_step"]
+        assert saved_step(last) == expected["last_step"]
     else:
-        assert code == 143, err[-3000:]
-        assert f"stopped by SIGTERM at step {step}," in err.strip().splitlines()[-1]
+        assert code == (130 if name == "SIGINT" else 143), err[-3000:]
+        line = err.strip().splitlines()[-1]
+        if moment == "twice":  # the last validation's last.ckpt is the resume point
+            assert f"stopped by a second Ctrl-C at step {step - 1}, kept {last} (step " in line
+            assert saved_step(last) == EVERY
+        else:
+            cause = "Ctrl-C" if name == "SIGINT" else "SIGTERM"
+            assert f"stopped by {cause} at step {step}, saved {last};" in line, line
+            assert saved_step(last) == step < expected["last_step"]
         assert call_main([*args, "--ckpt_path", "last"]) == 0, capsys.readouterr().err[-3000:]
+    assert_same(outcome(root), expected)
+
+
+def as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT at its default, so Python turns it into
+    KeyboardInterrupt as it does under a terminal (a child of a non-interactive shell's
+    background job, or of a parent ignoring SIGINT, inherits SIG_IGN: a Ctrl-C test of such
+    a child would test nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+def test_ctrl_c_from_a_terminal_during_a_checkpoint_write_resumes_exactly(uninterrupted, tmp_path):
+    """A terminal sends SIGINT to the whole foreground process group, DataLoader workers
+    included: a real `python -m bdh_pl fit` in its own group with one worker, Ctrl-C while
+    the first last.ckpt is being written. The run stops after the next step with last.ckpt
+    saved (exit 130, one line saying so), and the resume ends as the uninterrupted run."""
+    folder, expected = uninterrupted
+    root = tmp_path / "runs"
+    args = [*fit_args(folder, root), "--data.init_args.num_workers", "1"]
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bdh_pl", *args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, SAVE_DELAY_ENV: "1"},  # each save pauses before its rename
+            preexec_fn=as_from_a_terminal,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    checkpoints = root / "version_0" / "checkpoints"
+    deadline = time.time() + 300
+    while not list(checkpoints.glob(f".{LAST}.*.tmp")):  # the first last.ckpt is being written
+        assert proc.poll() is None and time.time() < deadline, "the run ended unsaved"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=300)
+    err = (tmp_path / "stderr").read_text()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert err.count("Ctrl-C: stopping") == 1, "a DataLoader worker took the Ctrl-C too"
+    step = saved_step(checkpoints / LAST)
+    assert EVERY <= step < expected["last_step"], "the run was not interrupted"
+    line = err.strip().splitlines()[-1]
+    assert f"fit: stopped by Ctrl-C at step {step}, saved {checkpoints / LAST};" in line, line
+    assert call_main([*args, "--ckpt_path", "last"]) == 0
     assert_same(outcome(root), expected)
 
 
@@ -230,6 +326,44 @@ def test_a_real_full_disk_is_one_line_and_the_run_resumes_from_its_last_checkpoi
     assert_same(outcome(root), expected)
 
 
+def test_a_real_full_disk_at_the_first_checkpoint_keeps_everything_the_run_wrote(
+    uninterrupted, small_disk, monkeypatch, capsys
+):
+    """A disk that holds the run's configs, curves and event files but not one checkpoint:
+    the first save (at the first validation) fails. The folder keeps every file it had when
+    the save began, none smaller, no temp file (was: the whole run folder deleted, while the
+    error line said the files there were intact)."""
+    folder, _ = uninterrupted
+    size = (folder / "runs/version_0/checkpoints/last.ckpt").stat().st_size
+    disk = small_disk(size // 2 // 1024)
+    run = disk / "runs" / "version_0"
+
+    def listing() -> dict[str, int]:
+        return {str(p.relative_to(run)): p.stat().st_size for p in run.rglob("*") if p.is_file()}
+
+    before, real_save = {}, checkpoint_io.AtomicCheckpointIO.save_checkpoint
+
+    def save_after_listing(self, checkpoint, path, storage_options=None):
+        before.update(listing() if not before else {})
+        real_save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(checkpoint_io.AtomicCheckpointIO, "save_checkpoint", save_after_listing)
+    code = call_main(fit_args(folder, disk / "runs"))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: no space left on the device of '{run / 'checkpoints'}'")
+    assert "intact" in line
+    assert {"config.yaml", "hparams.yaml", "metrics.csv"} <= before.keys(), before
+    assert any(name.startswith("events.out.tfevents") for name in before), before
+    after = listing()
+    assert after.keys() == before.keys(), "a file was removed, or a temp file left"
+    assert all(after[name] >= before[name] for name in before), (before, after)
+    with open(run / "metrics.csv") as f:
+        trained = {int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")}
+    assert trained == set(range(EVERY)), "the curve up to the first validation"
+
+
 def fill(disk: Path) -> None:
     """Take every free block of `disk`."""
     with open(disk / "filler", "wb", buffering=0) as f:
@@ -244,7 +378,7 @@ def fill(disk: Path) -> None:
 def test_metrics_csv_on_a_real_full_disk_keeps_every_row_it_had(small_disk, new_column):
     """Lightning appends rows, and rewrites the whole file (truncating it first) when a new
     column appears: on a full disk either could leave half a row or no rows."""
-    from bdh_pl.training.runs import make_loggers
+    from bdh_pl.training.loggers import make_loggers
 
     disk = small_disk(256)
     run_dir = disk / "version_0"
@@ -267,7 +401,7 @@ def test_metrics_csv_on_a_real_full_disk_keeps_every_row_it_had(small_disk, new_
 def test_tensorboard_on_a_real_full_disk_is_the_disk_error(small_disk, capfd):
     """TensorBoard's writer thread dies with ENOSPC (printing a traceback) and Lightning
     reports the next write as `you tried to log ... not supported`: both hide a full disk."""
-    from bdh_pl.training.runs import make_loggers
+    from bdh_pl.training.loggers import make_loggers
 
     disk = small_disk(64)
     run_dir = disk / "version_0"
@@ -306,7 +440,7 @@ def test_sigterm_during_test_says_to_run_it_again(uninterrupted, tmp_path, capsy
     folder, _ = uninterrupted
     ckpt = folder / "runs" / "version_0" / "checkpoints" / "best.ckpt"
     args = ["test", *fit_args(folder, tmp_path / "runs")[1:]]
-    code = call_main([*args, "--ckpt_path", str(ckpt), *sigterm_callback("test", 0)])
+    code = call_main([*args, "--ckpt_path", str(ckpt), *signal_callback("test", 0)])
     err = capsys.readouterr().err
     assert code == 143, err[-3000:]
     assert err.strip().splitlines()[-1] == "test: stopped by SIGTERM; run the same command again"

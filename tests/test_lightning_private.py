@@ -10,11 +10,10 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
 import sys
 from functools import cache
 from pathlib import Path
-
-import lightning as L
 
 import bdh_pl
 
@@ -30,13 +29,13 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("bdh_pl.lightning_cli", "_get"): "reads the trainer section of the parsed config the way "
     "LightningCLI's own instantiate_trainer does",
     ("bdh_pl.bench.resolve", "_set_seed"): "a parse-only CLI must not seed the process",
-    ("bdh_pl.training.runs", "_experiment"): "CSVLogger.experiment builds the writer lazily in "
+    ("bdh_pl.training.loggers", "_experiment"): "CSVLogger.experiment builds the writer lazily in "
     "this attribute; the override swaps in CSVWriter",
-    ("bdh_pl.training.runs", "_fs"): "CSVLogger's filesystem handle, used as its own "
+    ("bdh_pl.training.loggers", "_fs"): "CSVLogger's filesystem handle, used as its own "
     "experiment property does",
-    ("bdh_pl.training.runs", "_record_new_keys"): "ExperimentWriter.save's own step: which "
+    ("bdh_pl.training.loggers", "_record_new_keys"): "ExperimentWriter.save's own step: which "
     "columns are new, so the atomic rewrite happens only then",
-    ("bdh_pl.training.runs", "_sanitize_params"): "TensorBoardLogger's hparams cleaning, reused "
+    ("bdh_pl.training.loggers", "_sanitize_params"): "TensorBoardLogger's hparams cleaning, reused "
     "for the ordered HParams table",
     ("bdh_pl.training.checkpoint_io", "_should_skip_saving_checkpoint"): "ModelCheckpoint's "
     "check (sanity check, fast_dev_run, same step) before writing last.ckpt",
@@ -44,6 +43,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     "last.ckpt goes through the checkpoint IO and callbacks like any checkpoint",
     ("bdh_pl.training.callbacks", "_throughputs"): "ThroughputMonitor's meters: the running "
     "tokens/s it computes but does not log per step",
+    ("bdh_pl.training.checkpoint_io", "_should_accumulate"): "the fit loop's own test for a "
+    "micro-batch that does not end an optimizer step: a stop request waits for the step's end",
+    ("bdh_pl.training.loggers", "_trainer"): "the HParams table reads the datamodule of a model "
+    "that may not be attached (LightningModule.trainer raises then)",
     ("bdh_pl.training.language_model", "_trainer"): "LightningModule.trainer raises when "
     "detached; _trainer tells a detached module (no public is_attached)",
 }
@@ -69,13 +72,23 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(path.relative_to(root.parent).with_suffix("").parts)
 
 
-def _private_names(node: ast.AST) -> set[str]:
-    names: set[str] = set()
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_names(node: ast.AST) -> tuple[set[str], set[str]]:
+    """Private names used on self (self._x, super()._x, def _x) and on other objects
+    (trainer._x, getattr(trainer, "_x"))."""
+    own: set[str] = set()
+    other: set[str] = set()
     for n in ast.walk(node):
-        if isinstance(n, ast.Attribute):
-            names.add(n.attr)
-        elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef):
-            names.add(n.name)
+        if isinstance(n, ast.Attribute) and _private(n.attr):
+            value = n.value
+            is_self = isinstance(value, ast.Name) and value.id in ("self", "cls")
+            is_super = isinstance(value, ast.Call) and getattr(value.func, "id", "") == "super"
+            (own if is_self or is_super else other).add(n.attr)
+        elif isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and _private(n.name):
+            own.add(n.name)
         elif (
             isinstance(n, ast.Call)
             and isinstance(n.func, ast.Name)
@@ -83,9 +96,21 @@ def _private_names(node: ast.AST) -> set[str]:
             and len(n.args) >= 2
             and isinstance(n.args[1], ast.Constant)
             and isinstance(n.args[1].value, str)
+            and _private(n.args[1].value)
         ):
-            names.add(n.args[1].value)
-    return {x for x in names if x.startswith("_") and not x.startswith("__")}
+            other.add(n.args[1].value)
+    return own, other
+
+
+@cache
+def _lightning_private_definitions() -> frozenset[str]:
+    """Every private name Lightning defines anywhere (a method, or an attribute it assigns)."""
+    names: set[str] = set()
+    for package in LIGHTNING_MODULES:
+        root = Path(importlib.import_module(package).__file__).parent
+        for path in root.rglob("*.py"):
+            names.update(re.findall(r"(?:def |self\.)(_[a-z][a-z0-9_]*)", path.read_text()))
+    return frozenset(names)
 
 
 def _find(module, name: str):
@@ -114,30 +139,24 @@ def uses_in_package() -> frozenset[tuple[str, str]]:
 
 
 def lightning_private_uses(root: Path = PACKAGE) -> set[tuple[str, str]]:
-    """(module, name) for every Lightning private attribute used in the package at root."""
-    # anything may be a Trainer, a LightningModule or a Callback when it is not self
-    anywhere = [*_lightning_classes(L.Trainer), *_lightning_classes(L.LightningModule)]
-    anywhere += _lightning_classes(L.Callback)
+    """(module, name) for every Lightning private attribute used in the package at root:
+    on self in a Lightning subclass when a Lightning base defines it, on any other object when
+    Lightning defines that name anywhere (the object is then a trainer, a loop, a logger...)."""
     paths = [p for p in sorted(root.rglob("*.py")) if "lightning" in p.read_text()]
     modules = {p: importlib.import_module(_module_name(p, root)) for p in paths}  # all, for _find
+    defined_by_lightning = _lightning_private_definitions()
     uses = set()
     for path, module in modules.items():
-        source = path.read_text()
         name = module.__name__
-        tree = ast.parse(source)
-        in_classes = set()
+        tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if not isinstance(node, ast.ClassDef):
-                continue
-            cls = _class_object(module, node)
-            bases = _lightning_classes(cls) if cls else []
-            for private in _private_names(node):
-                in_classes.add(private)
-                if bases and _defines(bases, private):
-                    uses.add((name, private))
-        for private in _private_names(tree) - in_classes:
-            if _defines(anywhere, private):
-                uses.add((name, private))
+            if isinstance(node, ast.ClassDef):
+                cls = _class_object(module, node)
+                bases = _lightning_classes(cls) if cls else []
+                own, _ = _private_names(node)
+                uses |= {(name, p) for p in own if bases and _defines(bases, p)}
+        _, other = _private_names(tree)
+        uses |= {(name, p) for p in other if p in defined_by_lightning}
     return uses
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bdh_pl import charts
-from bdh_pl.training.runs import git
+from bdh_pl.training.loggers import git
 
 
 @dataclass

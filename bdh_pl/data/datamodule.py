@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,19 @@ from bdh_pl.data.sources import (
 from bdh_pl.data.tokenizers import Tokenizer, count_bytes_and_words, get_tokenizer
 from bdh_pl.data.windows import EvalWindows, RandomWindows, StreamLanes
 from bdh_pl.errors import UserError
+
+
+def ignore_ctrl_c(worker_id: int) -> None:
+    """A DataLoader worker's start: a terminal's Ctrl-C reaches the whole process group, and
+    what it does is the main process's to decide (finish the step, save, stop); a worker
+    that took it would die under the main process or repeat its message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def loader(dataset: Dataset, num_workers: int, **kwargs) -> DataLoader:
+    """A DataLoader whose workers leave Ctrl-C to the main process."""
+    init = ignore_ctrl_c if num_workers > 0 else None
+    return DataLoader(dataset, num_workers=num_workers, worker_init_fn=init, **kwargs)
 
 
 class ContiguousSampler(UnrepeatedDistributedSampler):
@@ -195,7 +209,7 @@ class TextDataModule(L.LightningDataModule):
         if self.train_mode == "stream":
             windows.reset_every = self.stream_reset_windows
             windows.lane_length()  # lanes too short: the error now, not in the loader
-        return DataLoader(windows, batch_size=None, num_workers=self.num_workers)
+        return loader(windows, self.num_workers, batch_size=None)
 
     def eval_windows(self, split: str) -> EvalWindows:
         tokens = self.split_tokens(split)
@@ -220,7 +234,7 @@ class TextDataModule(L.LightningDataModule):
                 sampler = ContiguousSampler(
                     windows, self.trainer.world_size, self.trainer.global_rank
                 )
-            return DataLoader(windows, batch_size=1, sampler=sampler, num_workers=self.num_workers)
+            return loader(windows, self.num_workers, batch_size=1, sampler=sampler)
         if distributed:
             # Lightning's default DistributedSampler pads ranks to equal length by repeating
             # windows, which would score some tokens twice: give each window to one rank.
@@ -230,9 +244,7 @@ class TextDataModule(L.LightningDataModule):
                 rank=self.trainer.global_rank,
                 shuffle=False,
             )
-        return DataLoader(
-            windows, batch_size=self.eval_batch_size, sampler=sampler, num_workers=self.num_workers
-        )
+        return loader(windows, self.num_workers, batch_size=self.eval_batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -31,7 +31,14 @@ from torch.utils.data import DataLoader
 from bdh_pl.charts import context_figure, save_figure
 from bdh_pl.data.tokenizers import count_bytes_and_words
 from bdh_pl.data.windows import EvalWindows
-from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.errors import (
+    COUNT,
+    MAX_COUNT,
+    ArgumentParser,
+    UserError,
+    check_options,
+    count,
+)
 from bdh_pl.fileio import check_writable, write_json
 from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.training.language_model import LanguageModel
@@ -78,8 +85,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     edges = args.buckets
     if edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
         parser.error(f"--buckets must start at 0 and increase, got {edges}")
-    if min(args.batch_size, args.stride or 1, args.max_tokens or 1, args.n_layer or 1) < 1:
-        parser.error("--batch_size, --stride, --max_tokens and --n_layer must be positive")
+    check_options(
+        [
+            ("--batch_size", args.batch_size, count(), COUNT),
+            ("--stride", args.stride, count(), COUNT),  # 0 is no default stride
+            ("--max_tokens", args.max_tokens, count(), COUNT),  # 0 would score nothing
+            ("--n_layer", args.n_layer, count(), COUNT),
+            ("--buckets", max(edges), count(0), f"edges in [0, {MAX_COUNT}]"),
+        ]
+    )
     # Everything that can be checked before the models are read and scored (minutes).
     args.device = check_device(args.device)
     out = args.out or args.replot

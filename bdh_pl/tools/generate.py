@@ -14,7 +14,6 @@ from the official code work too (sizes from the tensors, `--n_layer` from the co
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -23,7 +22,15 @@ import torch
 
 from bdh_pl.data.sources import resolve_data_dir
 from bdh_pl.data.tokenizers import get_tokenizer
-from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.errors import (
+    COUNT,
+    MAX_COUNT,
+    ArgumentParser,
+    UserError,
+    check_options,
+    count,
+    finite_positive,
+)
 from bdh_pl.tools.common import check_device
 from bdh_pl.training.loading import load_model
 
@@ -70,19 +77,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="layers of plain BDH weights (the official format does not record it); only for them",
     )
     args = parser.parse_args(argv)
-    if (
-        args.max_new_tokens < 0
-        or not 0 < args.temperature < math.inf  # NaN too
-        or (args.top_k is not None and args.top_k < 1)
-        or (args.top_p is not None and not 0 < args.top_p <= 1)  # NaN too
-        or (args.n_layer is not None and args.n_layer < 1)
-        or args.num_samples < 1
-        or not 0 <= args.seed < 2**63  # torch.manual_seed's range
-    ):
-        parser.error(
-            "need max_new_tokens >= 0, a finite temperature > 0, top_k >= 1, 0 < top_p <= 1, "
-            "n_layer >= 1, num_samples >= 1, 0 <= seed < 2**63"
-        )
+    check_options(
+        [
+            ("--num_samples", args.num_samples, count(), COUNT),
+            ("--max_new_tokens", args.max_new_tokens, count(0), f"in [0, {MAX_COUNT}]"),
+            ("--temperature", args.temperature, finite_positive, "a finite number > 0"),
+            ("--top_k", args.top_k, count(), COUNT),
+            ("--top_p", args.top_p, lambda v: 0 < v <= 1, "in (0, 1]"),  # NaN too
+            ("--seed", args.seed, lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # torch's range
+            ("--n_layer", args.n_layer, count(), COUNT),
+        ]
+    )
     args.device = check_device(args.device)
     args.prompt_bytes = prompt_bytes(args.prompt)
     return args

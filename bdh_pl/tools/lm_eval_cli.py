@@ -18,24 +18,30 @@ from bdh_pl.errors import UserError
 from bdh_pl.fileio import check_writable
 
 
+def option(argv: list[str], *flags: str) -> str | None:
+    """The value of lm-eval's option given under any of its names (`--model_args`, `-a`),
+    as `--flag value`, `--flag=value` or `-avalue`; the last one given wins, as in argparse."""
+    found = None
+    for i, arg in enumerate(argv):
+        name, equals, rest = arg.partition("=")
+        if name in flags:
+            found = rest if equals else (argv[i + 1] if i + 1 < len(argv) else None)
+        elif not arg.startswith("--") and len(arg) > 2 and arg[:2] in flags:
+            found = arg[2:]  # -avalue
+    return found
+
+
 def check_argv(argv: list[str]) -> None:
     """What can be checked before lm-eval starts (one clear line each): the bdh-pl model's
-    --model_args, a --device that is no device, an --output_path under a regular file."""
+    --model_args, a --device that is no device, an --output_path under a regular file, the
+    data files of the local tasks asked for."""
     from lm_eval.utils import simple_parse_args_string
 
     from bdh_pl.tools.common import check_device
     from bdh_pl.tools.lm_eval_model import check_model_args
 
-    def value(flag: str) -> str | None:
-        for i, arg in enumerate(argv):
-            if arg == flag and i + 1 < len(argv):
-                return argv[i + 1]
-            if arg.startswith(flag + "="):
-                return arg.split("=", 1)[1]
-        return None
-
-    if value("--model") == "bdh-pl":
-        model_args = value("--model_args") or ""
+    if option(argv, "--model", "-m") == "bdh-pl":
+        model_args = option(argv, "--model_args", "-a") or ""
         try:
             parsed = simple_parse_args_string(model_args)
         except (ValueError, IndexError):
@@ -44,12 +50,50 @@ def check_argv(argv: list[str]) -> None:
                 "commas (e.g. pretrained=DIR,device=cpu)"
             ) from None
         check_model_args(parsed)
-        device = value("--device")
+        device = option(argv, "--device")
         if device is not None and not device.startswith("cuda"):  # cuda: the CPU without one
             check_device(device)
-    output = value("--output_path") or value("-o")
+    output = option(argv, "--output_path", "-o")
     if output:
         check_writable(Path(output).expanduser().parent, "give --output_path a writable place")
+    include, tasks = option(argv, "--include_path"), option(argv, "--tasks", "-t")
+    if include and tasks:
+        check_local_task_files(Path(include).expanduser(), tasks.split(","))
+
+
+def is_local_file(name: object) -> bool:
+    """A data file name that is a local path, not a URL or a glob pattern."""
+    return isinstance(name, str) and "://" not in name and not any(c in name for c in "*?[")
+
+
+def check_local_task_files(folder: Path, tasks: list[str]) -> None:
+    """The local files a task YAML under `folder` reads (dataset_kwargs.data_files, a local
+    dataset_path), for the tasks asked for: lm-eval opens them only after the model loads."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # lm-eval's `!function` tags: not needed here
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    for path in sorted(folder.rglob("*.yaml")) if folder.is_dir() else []:
+        try:
+            config = yaml.load(path.read_text(), Loader=Loader)
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            continue  # lm-eval's own reading reports it
+        if not isinstance(config, dict) or config.get("task") not in tasks:
+            continue
+        files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
+        files = files.values() if isinstance(files, dict) else [files]
+        named = [n for entry in files for n in (entry if isinstance(entry, list) else [entry])]
+        local = config.get("dataset_path")
+        if isinstance(local, str) and local.startswith(("/", "./", "../", "~")):
+            named.append(local)
+        for name in named:
+            if is_local_file(name) and not Path(name).expanduser().exists():
+                raise UserError(
+                    f"lm-eval task {config['task']} ({path}) reads {name!r}, which does not "
+                    f"exist (relative to {Path.cwd()}): create it or run from its folder"
+                )
 
 
 def config_error(err: Exception) -> str | None:

@@ -34,10 +34,11 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import simple_parse_args_string
 
-from bdh_pl.errors import UserError
+from bdh_pl.errors import MAX_COUNT, UserError
 from bdh_pl.tools.common import check_device
 from bdh_pl.training.loading import load_network
 
+RANGE = f"[1, {MAX_COUNT}]"
 MODEL_ARGS = (
     "pretrained", "device", "batch_size", "max_batch_size", "max_length", "data_dir", "n_layer"
 )  # fmt: skip
@@ -60,8 +61,8 @@ def check_model_args(args: dict[str, Any]) -> None:
         value = args.get(name)
         if value is None or (name == "batch_size" and str(value).startswith("auto")):
             continue
-        if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
-            raise UserError(f"--model_args {name}={value!r}: must be a positive whole number")
+        if isinstance(value, bool) or not str(value).isdigit() or not 1 <= int(value) <= MAX_COUNT:
+            raise UserError(f"--model_args {name}={value!r}: must be a whole number in {RANGE}")
     if args.get("device") is not None:
         check_device(str(args["device"]), "--model_args device")
 
@@ -97,6 +98,12 @@ class BDHPLM(TemplateLM):
         check_model_args(kwargs)
         n_layer = int(kwargs["n_layer"]) if kwargs.get("n_layer") is not None else None
         loaded = load_network(kwargs["pretrained"], kwargs.get("data_dir"), n_layer)
+        if loaded.block_size is None and kwargs.get("max_length") is None:
+            raise UserError(
+                f"{kwargs['pretrained']!r} holds plain BDH weights, which do not record the "
+                "window they were trained with: give max_length=N in --model_args (the run's "
+                "data.block_size), so it scores as its checkpoint does"
+            )
         self._device = torch.device(kwargs.get("device") or "cpu")
         self.network = loaded.network.to(self._device).eval()
         self.tok = loaded.tokenizer

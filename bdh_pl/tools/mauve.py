@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import pickle
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.errors import (
+    COUNT,
+    ArgumentParser,
+    UserError,
+    check_options,
+    count,
+    finite_positive,
+)
 from bdh_pl.fileio import check_output_file, write_json
 from bdh_pl.tools.common import check_device, checkpoint_data
 from bdh_pl.training.loading import load_model
@@ -64,17 +72,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="layers of plain BDH weights (the official format does not record it); only for them",
     )
     args = parser.parse_args(argv)
-    if (
-        min(args.n_samples, args.prompt_tokens, args.max_new_tokens) < 1
-        or not 0 < args.temperature < math.inf  # NaN too
-        or (args.top_k is not None and args.top_k < 1)
-        or not 0 <= args.seed < 2**32
-        or (args.n_layer is not None and args.n_layer < 1)
-    ):
-        parser.error(
-            "need n_samples, prompt_tokens, max_new_tokens >= 1, a finite temperature > 0, "
-            "top_k >= 1, 0 <= seed < 2**32 and n_layer >= 1"
-        )
+    check_options(
+        [
+            ("--n_samples", args.n_samples, count(), COUNT),
+            ("--prompt_tokens", args.prompt_tokens, count(), COUNT),
+            ("--max_new_tokens", args.max_new_tokens, count(), COUNT),
+            ("--temperature", args.temperature, finite_positive, "a finite number > 0"),
+            ("--top_k", args.top_k, count(), COUNT),
+            ("--seed", args.seed, lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+            ("--n_layer", args.n_layer, count(), COUNT),
+        ]
+    )
     # Everything that can be checked before the model is loaded and sampled from (minutes).
     args.device = str(check_device(args.device))
     if args.out:
@@ -106,6 +114,14 @@ def load_featurizer(name_or_path: str, device: str = "cpu"):
             name_or_path, trust_remote_code=False, dtype=torch.float32
         )
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+    except pickle.UnpicklingError as err:  # transformers reads .bin with weights_only=True
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f"would import {found.group(1)}" if found else "holds objects other than tensors"
+        raise UserError(
+            f"--featurizer {name_or_path!r}: refused, its pytorch_model.bin is a pickle that "
+            f"{what}, and bdh-pl loads weights only: give a folder with model.safetensors "
+            "(save_pretrained of a model you trust)"
+        ) from None
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
         raise UserError(

@@ -83,6 +83,8 @@ class LanguageModel(L.LightningModule):
                 f"model.warmup_fraction is a share of the run's steps in [0, 1), got "
                 f"{warmup_fraction} (for a number of steps use model.warmup_steps)"
             )
+        if lr_decay_steps is not None and lr_decay_steps < 1:  # 0 would mean the default
+            raise UserError(f"model.lr_decay_steps must be >= 1 (or unset), got {lr_decay_steps}")
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise UserError(f"model.betas must be two numbers in [0, 1), got {list(betas)}")
         self.save_hyperparameters()

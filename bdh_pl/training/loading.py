@@ -29,6 +29,7 @@ import torch
 
 from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDHConfig
+from bdh_pl.training.file_checks import check_checkpoint_fields, infer_bdh_dims
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DistributedDataParallel
@@ -103,26 +104,6 @@ def plain_state_dict(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
     if not state:
         raise UserError("the checkpoint holds no tensors: expected a state_dict of a BDH model")
     return state
-
-
-def infer_bdh_dims(state: dict[str, torch.Tensor]) -> dict[str, int]:
-    """Width, heads, multiplier and vocabulary from the tensor shapes of official BDH weights.
-    n_layer cannot be inferred: the layers share one set of weights."""
-    missing = [k for k in ("encoder", "decoder", "lm_head") if k not in state]
-    if missing:
-        raise UserError(
-            f"the weights lack {', '.join(missing)}: not a BDH state_dict (expected the official "
-            "names encoder, encoder_v, decoder, embed.weight, lm_head)"
-        )
-    if state["encoder"].dim() != 3 or state["lm_head"].dim() != 2:
-        raise UserError("the weights' encoder or lm_head has the wrong rank: not BDH weights")
-    n_head, n_embd, n_neurons = state["encoder"].shape
-    return {
-        "n_embd": n_embd,
-        "n_head": n_head,
-        "mlp_internal_dim_multiplier": n_neurons * n_head // n_embd,
-        "vocab_size": state["lm_head"].shape[1],
-    }
 
 
 def check_matches(expected: dict, got: dict, path: str | Path, fix: str = CHECKPOINT_FIX) -> None:
@@ -230,6 +211,7 @@ def read_model_file(path: str | Path) -> ModelFile:
         )
     obj = load_untrusted(path)
     if "pytorch-lightning_version" in obj and "state_dict" in obj:
+        check_checkpoint_fields(obj, str(path))
         return ModelFile(str(path), "checkpoint", checkpoint=obj)
     return ModelFile(str(path), "weights", weights=plain_state_dict(obj))
 
@@ -374,7 +356,7 @@ class EvalModel(NamedTuple):
 
     network: torch.nn.Module
     tokenizer: Any  # a bdh_pl.data.tokenizers.Tokenizer
-    block_size: int
+    block_size: int | None  # None: plain BDH weights, which do not record it
 
 
 def load_network(
@@ -395,4 +377,6 @@ def load_network(
         return EvalModel(network, tokenizer, block_size)
     loaded = load_model(path, n_layer, how="n_layer=N")
     tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(data_dir or loaded.data_dir))
-    return EvalModel(loaded.model.network, tokenizer, int(loaded.model.hparams.block_size))
+    plain = n_layer is not None and not loaded.checkpoint and not is_bdh_folder(path)
+    block_size = None if plain else int(loaded.model.hparams.block_size)  # plain: not recorded
+    return EvalModel(loaded.model.network, tokenizer, block_size)

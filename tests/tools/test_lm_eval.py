@@ -142,6 +142,9 @@ def test_model_args_typo_is_one_error_line(tmp_path, run_cli, save_checkpoint):
         (["--model_args", "pretrained=m.ckpt,device=cuda:7"], "device cuda:7"),
         (["--model_args", "pretrained=m.ckpt", "--device", "foo"], "--device 'foo'"),
         (["--model_args", "pretrained=m.ckpt", "--output_path", "FILE/out"], "not a writable"),
+        (["-a", "pretrained=m.ckpt,max_length=0"], "max_length=0:"),  # lm-eval's own alias
+        (["-apretrained=m.ckpt,batch_size=0"], "batch_size=0:"),
+        (["--model_args=pretrained=m.ckpt,n_layer=nan"], "n_layer=nan:"),
     ],
 )
 def test_options_are_checked_before_lm_eval_starts(options, named, tmp_path, run_cli):
@@ -160,3 +163,16 @@ def test_an_unknown_task_is_one_line(tmp_path, run_cli, save_checkpoint):
     code, err = run_cli([*args, "--tasks", "no_such_task"])
     assert code == 2 and err.count("\n") == 1, err[-2000:]
     assert err.startswith("error: lm-eval: Tasks not found: no_such_task")
+
+
+def test_a_local_task_without_its_data_file_is_one_line_before_the_model_loads(
+    tmp_path, run_cli, monkeypatch
+):
+    """The task's data file (dataset_kwargs.data_files, read from the working directory)
+    missing: one line naming it, before the model is read (here it does not even exist)."""
+    monkeypatch.chdir(tmp_path)  # where wikitext_slice.json is not
+    args = ["lm-eval", "--model", "bdh-pl", "--model_args", "pretrained=none.ckpt"]
+    args += ["--include_path", str(TASKS), "--tasks", "bdh_pl_wikitext_slice"]
+    code, err = run_cli(args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err[-2000:]
+    assert "bdh_pl_wikitext_slice" in err and "'wikitext_slice.json', which does not exist" in err

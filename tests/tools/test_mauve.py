@@ -67,9 +67,9 @@ def test_featurizer_that_is_not_a_causal_lm(tmp_path, run_cli, save_checkpoint):
 @pytest.mark.parametrize(
     ("option", "named"),
     [
-        (["--temperature", "nan"], "finite temperature"),
-        (["--temperature", "inf"], "finite temperature"),
-        (["--top_k", "0"], "top_k >= 1"),
+        (["--temperature", "nan"], "--temperature nan: must be a finite number > 0"),
+        (["--temperature", "inf"], "--temperature inf: must be a finite number > 0"),
+        (["--top_k", "0"], "--top_k 0: must be a whole number in [1, "),
         (["--seed", "-1"], "seed"),
         (["--device", "cuda:7"], "--device cuda:7"),
         (["--device", "foo"], "--device 'foo' is not a device"),
@@ -86,3 +86,30 @@ def test_options_are_checked_before_any_work(option, named, tmp_path, run_cli):
     code, err = run_cli(["mauve", "--ckpt_path", str(tmp_path / "none.ckpt"), *option])
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err[-2000:]
     assert named in err
+
+
+class Payload:
+    """Unpickling it would call os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo unpickled",))
+
+
+def test_a_featurizer_with_pickled_code_is_refused_in_one_line(featurizer_dir):
+    """Its only weights a pytorch_model.bin whose pickle would import os.system: refused
+    (transformers reads .bin weights_only), in one line that says why, not a 35-line
+    traceback of the unpickler."""
+    import torch
+
+    from bdh_pl.errors import UserError
+
+    for weights in featurizer_dir.glob("*.safetensors"):
+        weights.unlink()
+    torch.save({"transformer.wte.weight": Payload()}, featurizer_dir / "pytorch_model.bin")
+    with pytest.raises(UserError) as refused:
+        load_featurizer(str(featurizer_dir))
+    line = str(refused.value)
+    assert "\n" not in line and "refused" in line and "would import posix.system" in line
+    assert "model.safetensors" in line  # the fix

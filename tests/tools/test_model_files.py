@@ -104,6 +104,9 @@ def test_lm_eval_takes_n_layer_and_scores_like_the_checkpoint(files):
 
     with pytest.raises(UserError, match=r"do not record n_layer.*\(n_layer=N\)"):
         BDHPLM(pretrained=str(files["official.pt"]))
+    # Nor the window they were trained with: never a default that scores another window.
+    with pytest.raises(UserError, match="do not record the window.*give max_length=N"):
+        BDHPLM(pretrained=str(files["official.pt"]), n_layer=2)
     request = [Instance("loglikelihood_rolling", {}, (TEXT,), 0)]
     window = {"max_length": 32}  # the checkpoint's block size (plain weights do not say it)
     scores = [
@@ -172,3 +175,43 @@ def test_a_checkpoint_of_another_model_under_the_bdh_config_tests_as_itself(
     assert code == 0, err[-3000:]
     record = json.loads((root / "version_0" / "test_metrics.json").read_text())
     assert record["model"] == "LlamaLM" and math.isfinite(record["metrics"]["test/bpb"])
+
+
+# --- hand-made files: one line in every tool, before anything reads them --------------------
+
+HAND_MADE = {
+    "state_dict is a number": (lambda c: c.update(state_dict=5), "its state_dict is a int"),
+    "hyper_parameters a list": (lambda c: c.update(hyper_parameters=[1]), "hyper_parameters"),
+    "a non-tensor weight": (
+        lambda c: c["state_dict"].update({"network.embed.weight": "x"}),
+        "holds non-tensors",
+    ),
+}
+
+
+@pytest.mark.parametrize("tool", ["test", "generate"])
+@pytest.mark.parametrize("case", [*HAND_MADE, "empty encoder dimension"])
+def test_a_hand_made_model_file_is_one_line(case, tool, files, tmp_path, run_cli):
+    """A checkpoint whose fields have other types than Lightning writes, plain weights with
+    an empty dimension (the sizes read from them would divide by zero)."""
+    if case == "empty encoder dimension":
+        weights = torch.load(files["official.pt"], weights_only=True)
+        weights["encoder"] = torch.zeros(2, 0, 512)
+        path, expected = tmp_path / "empty.pt", "empty dimension"
+        torch.save(weights, path)
+    else:
+        edit, expected = HAND_MADE[case]
+        checkpoint = torch.load(files["bdh.ckpt"], weights_only=True)
+        edit(checkpoint)
+        path = tmp_path / "hand-made.ckpt"
+        torch.save(checkpoint, path)
+    if tool == "test":
+        args = [*TEST_ARGS, "--ckpt_path", str(path)]
+    else:
+        args = [
+            *tool_args(tool, path, files, tmp_path),
+            *["--n_layer", "2"] * (path.suffix == ".pt"),
+        ]
+    code, err = run_cli(args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err[-3000:]
+    assert expected in err

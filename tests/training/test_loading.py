@@ -97,3 +97,35 @@ def test_a_hugging_face_folder_without_weights_is_one_line(tmp_path, save_checkp
     (tmp_path / "hf" / "model.safetensors").unlink()
     with pytest.raises(UserError, match="cannot load the Hugging Face folder"):
         load_network(tmp_path / "hf")
+
+
+# --- the trust model: a config is code, a checkpoint never names code to run -----------------
+
+
+@pytest.mark.parametrize(
+    "field, class_path",
+    [
+        ("hyper_parameters", "lightning.pytorch.callbacks.LambdaCallback"),
+        ("hyper_parameters", "os.system"),
+        ("datamodule_hyper_parameters", "lightning.pytorch.callbacks.LambdaCallback"),
+        ("datamodule_hyper_parameters", "os.system"),
+    ],
+)
+def test_a_checkpoint_never_names_code_to_run(field, class_path, tmp_path, save_checkpoint):
+    """docs/reliability.md's trust model: a config file may name any importable class (a
+    LambdaCallback calling any function: it is code, as in Lightning); a checkpoint is data:
+    the classes it names are looked up among bdh-pl's own models and data sets only."""
+    from bdh_pl.tools.common import checkpoint_data
+    from bdh_pl.training.loading import check_hparams
+
+    save_checkpoint(tmp_path / "m.ckpt", "bdh")
+    checkpoint = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    checkpoint.setdefault(field, {})["_class_path"] = class_path
+    torch.save(checkpoint, tmp_path / "named.ckpt")
+    found = read_model_file(tmp_path / "named.ckpt")
+    with pytest.raises(UserError, match="not a bdh-pl (model|dataset)|does not name a bdh-pl"):
+        if field == "hyper_parameters":
+            check_hparams(found.checkpoint, found.path)
+        else:
+            loaded = load_model(tmp_path / "m.ckpt")._replace(checkpoint=found.checkpoint)
+            checkpoint_data(loaded, found.path)
