@@ -3,6 +3,7 @@ and each fast-path switch (kernels.py) against the plain model, values and gradi
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from bdh_pl.models.bdh.linear_attention import (
     attention_quadratic,
     chunked_from,
 )
+from bdh_pl.training.loading import load_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -487,3 +489,47 @@ def test_generate_sampling_shapes_and_seeded_determinism():
     b = model.generate(idx, max_new_tokens=12, temperature=0.8, top_k=5)
     assert a.shape == (3, 16) and torch.equal(a, b) and torch.equal(a[:, :4], idx)
     assert torch.equal(model.generate(idx, max_new_tokens=0), idx)
+
+
+# ---------------------------------------------------------------- today's BDH, bit for bit
+
+# A checkpoint of bdh-pl 0.1.0 (tests/training/test_legacy_checkpoint.py) and what the code of
+# before the damped attention (commit 45ef88e) computed from it, written by
+#   OMP_NUM_THREADS=1 python -c "import sys; sys.path[:0] = ['tests', 'tests/models'];
+#   import test_bdh; test_bdh.write_legacy_outputs()"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
+LEGACY_OUTPUTS = LEGACY.with_name("bdh-tiny-v0.1.0-outputs.pt")
+
+
+def legacy_outputs() -> dict[str, torch.Tensor]:
+    """Logits of the legacy checkpoint in each form: parallel, stream of windows, generation."""
+    network = load_model(LEGACY).model.network
+    idx = torch.tensor([list(b"It reads an article, byte by byte.")])
+    forms = {
+        "plain": BDHExecution(fused=False),
+        "quadratic": BDHExecution(attention="quadratic"),
+        "chunked": BDHExecution(attention="chunked", chunk_size=16),
+    }
+    out = {}
+    with torch.no_grad():
+        for name, execution in forms.items():
+            execution.apply(network)
+            out[name] = network(idx)
+            state = network.init_state(1)
+            windows = [network.forward_state(w, state) for w in idx.split(16, dim=1)]
+            out[f"{name} stream"], out[f"{name} state"] = torch.cat(windows, 1), state.kv
+            out[f"{name} generate"] = network.generate(idx[:, :8], 24, top_k=1)
+    return out
+
+
+def write_legacy_outputs() -> None:
+    torch.set_num_threads(1)
+    torch.save(legacy_outputs(), LEGACY_OUTPUTS)
+
+
+def test_an_old_checkpoint_loads_undamped_and_computes_what_it_did_bit_for_bit():
+    outputs = legacy_outputs()
+    expected = torch.load(LEGACY_OUTPUTS, weights_only=True)
+    assert outputs.keys() == expected.keys()
+    for name, value in outputs.items():
+        assert torch.equal(value, expected[name]), name
