@@ -42,6 +42,8 @@ CONFIG = "config.json"
 CHECKPOINT_FIX = "use the model and tokenizer settings it was trained with (its run's config.yaml)"
 FOLDER_FIX = f"the folder's {CONFIG} does not describe its weights: export the checkpoint again"
 ARCHITECTURE = tuple(f.name for f in dataclasses.fields(BDHConfig))  # what config.json holds
+# Fields added after format version 1, and what a file without them means (today's BDH).
+LATER_FIELDS = {"attn_decay": "none"}
 
 Kind = Literal["checkpoint", "weights", "bdh-folder", "hf-folder"]
 
@@ -122,6 +124,8 @@ def infer_bdh_dims(state: dict[str, torch.Tensor]) -> dict[str, int]:
         "n_head": n_head,
         "mlp_internal_dim_multiplier": n_neurons * n_head // n_embd,
         "vocab_size": state["lm_head"].shape[1],
+        # a learned decay leaves its rates; fixed (alibi) slopes leave no trace in the weights
+        **({"attn_decay": "learned"} if "attn.decay_rate" in state else {}),
     }
 
 
@@ -164,7 +168,7 @@ def read_bdh_config(path: str | Path) -> dict[str, Any]:
             f"{str(path)!r} is not a file, nor a BDH folder written by `python -m bdh_pl export` "
             f"(with {CONFIG} of model_type 'bdh' and {WEIGHTS}): check --ckpt_path"
         )
-    config = json.loads((path / CONFIG).read_text())
+    config = {**LATER_FIELDS, **json.loads((path / CONFIG).read_text())}
     missing = [name for name in (*ARCHITECTURE, "block_size") if name not in config]
     if missing:
         raise UserError(

@@ -54,9 +54,12 @@ def naive_prefix_nll(model: BDHLM, tokens: np.ndarray, bos: int = 10) -> np.ndar
     return np.array(out)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_stream_mode_equals_a_naive_full_prefix_loop(fused):
-    model = tiny_bdh(fused=fused)
+@pytest.mark.parametrize(
+    ("fused", "attn_decay"), [(False, "none"), (True, "none"), (False, "alibi"), (True, "learned")]
+)
+def test_stream_mode_equals_a_naive_full_prefix_loop(fused, attn_decay):
+    """Damped too: the decayed state carried across windows scores like a re-read prefix."""
+    model = tiny_bdh(fused=fused, attn_decay=attn_decay)
     tokens = text_tokens(75)  # 5 windows of 16, the last one short
     stream = module_nll(model, eval_windows(tokens, 16, carry=True))
     np.testing.assert_allclose(stream, naive_prefix_nll(model, tokens), rtol=0, atol=1e-5)
@@ -142,10 +145,11 @@ def test_carried_state_gradients_equal_between_fused_and_reference():
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)
 
 
-def test_the_carried_state_travels_in_the_checkpoint():
+@pytest.mark.parametrize("attn_decay", ["none", "learned"])
+def test_the_carried_state_travels_in_the_checkpoint(attn_decay):
     tokens = text_tokens(400)
     lanes = StreamLanes(tokens, block_size=16, batch_size=2, seed=0)
-    model = tiny_bdh()
+    model = tiny_bdh(attn_decay=attn_decay)
     with torch.no_grad():
         for i in range(2):
             model._train_logits(lanes.batch(i))
@@ -153,7 +157,7 @@ def test_the_carried_state_travels_in_the_checkpoint():
     checkpoint: dict = {}
     model.on_save_checkpoint(checkpoint)
     assert checkpoint["carried_state"]["pos"] == 32
-    resumed, fresh = tiny_bdh(), tiny_bdh()
+    resumed, fresh = tiny_bdh(attn_decay=attn_decay), tiny_bdh(attn_decay=attn_decay)
     resumed.on_load_checkpoint(checkpoint)
     fresh.on_load_checkpoint({})
     with torch.no_grad():
