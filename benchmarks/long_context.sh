@@ -15,6 +15,7 @@
 # byte by context in context_curve.json/png. Fits and curves run side by side (one thread each).
 #   bash benchmarks/long_context.sh                      # -> results/long-context/per-article/
 #   STEPS=300 BATCH=8 OUT=results/long-context/per-article bash benchmarks/long_context.sh
+#   STOP_AT=100 MAX_TOKENS=300000 bash benchmarks/long_context.sh   # what fitted in the time
 # A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it).
 # Issue 13's measurement (2 x 176 x 4 BDH, 400 steps of 16, the first 300K bytes scored as one
 # stream) is in results/long-context/ itself: `git show 45ef88e:benchmarks/long_context.sh`.
@@ -22,10 +23,13 @@ set -euo pipefail
 STEPS=${STEPS:-300}
 BATCH=${BATCH:-8}
 OUT=${OUT:-results/long-context/per-article}
+STOP_AT=${STOP_AT:-$STEPS}  # stop the fits at this step of the STEPS-step schedule (for time)
+MAX_TOKENS=${MAX_TOKENS:-}  # score only the first N bytes of the test split (default: all)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 common=(--config configs/wikitext2.yaml --config configs/cpu.yaml
-  --trainer.max_steps "$STEPS" --trainer.val_check_interval 100
+  --trainer.max_steps "$STOP_AT" --model.init_args.lr_decay_steps "$STEPS"
+  --trainer.val_check_interval 100
   --data.init_args.block_size 256 --data.init_args.batch_size "$BATCH"
   --trainer.limit_val_batches 2 --trainer.enable_progress_bar false)
 # BDH 2 x 128 x 4 heads, multiplier 8: 458,752 parameters (+4 decay rates when damped)
@@ -44,11 +48,11 @@ fit() {  # name, then its arguments
   local name=$1
   shift
   if [ ! -f "$OUT/runs/$name/version_0/checkpoints/last.ckpt" ] \
-    || ! grep -q "^$STEPS$" "$OUT/runs/$name/steps" 2>/dev/null; then
+    || ! grep -q "^$STOP_AT of $STEPS$" "$OUT/runs/$name/steps" 2>/dev/null; then
     rm -rf "$OUT/runs/$name"
     python -m bdh_pl fit "${common[@]}" "$@" --trainer.default_root_dir "$OUT/runs/$name" \
       >"$OUT/runs-$name.log" 2>&1
-    echo "$STEPS" >"$OUT/runs/$name/steps"
+    echo "$STOP_AT of $STEPS" >"$OUT/runs/$name/steps"
   fi
 }
 
@@ -62,18 +66,41 @@ fit llama "${llama[@]}" &
 wait
 echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 
+limit=(${MAX_TOKENS:+--max_tokens "$MAX_TOKENS"})
 for i in "${!names[@]}"; do
-  python -m bdh_pl context-curve --per_article --windows --out "$OUT/curves/${names[$i]}" \
+  python -m bdh_pl context-curve --per_article --windows "${limit[@]}" \
+    --out "$OUT/curves/${names[$i]}" \
     --label "${labels[$i]}" --ckpt_path "$OUT/runs/${names[$i]}/version_0/checkpoints/last.ckpt" \
     >"$OUT/curves-${names[$i]}.log" 2>&1 &
 done
 wait
-python - "$OUT" "${names[@]}" <<'PY'  # the four tables in one
+python - "$OUT" "${names[@]}" <<'PY'  # the four tables in one, and the success line
 import json, sys
 out, names = sys.argv[1], sys.argv[2:]
 tables = [json.load(open(f"{out}/curves/{n}/context_curve.json")) for n in names]
-merged = {"buckets": tables[0]["buckets"], "runs": [r for t in tables for r in t["runs"]]}
-json.dump(merged, open(f"{out}/context_curve.json", "w"), indent=1)
+runs = [r for t in tables for r in t["runs"]]
+json.dump({"buckets": tables[0]["buckets"], "runs": runs}, open(f"{out}/context_curve.json", "w"), indent=1)
+
+def pooled(run, lo, hi):  # bpb of the bytes whose context is in [lo, hi)
+    bs = [b for b in run["buckets"] if b["from"] >= lo and (b["to"] or 1e18) <= hi and b["bytes"]]
+    n = sum(b["bytes"] for b in bs)
+    return {"bytes": n, "bpb": sum(b["bpb"] * b["bytes"] for b in bs) / n if n else None}
+
+verdict = []
+for label in dict.fromkeys(r["label"] for r in runs):
+    mine = {r["mode"]: r for r in runs if r["label"] == label}
+    if "stream" not in mine:
+        continue
+    row = {"label": label, "windows_bpb": mine["windows"]["bpb"], "stream_bpb": mine["stream"]["bpb"],
+           **{k: pooled(mine["stream"], lo, hi) for k, lo, hi in
+              [("0-256", 0, 256), ("1k-4k", 1024, 4096), ("4k-16k", 4096, 16384)]}}
+    row["gains_from_reading_further"] = all(
+        row[k]["bpb"] is not None and row[k]["bpb"] < min(row["0-256"]["bpb"], row["windows_bpb"])
+        for k in ("1k-4k", "4k-16k"))
+    verdict.append(row)
+json.dump(verdict, open(f"{out}/verdict.json", "w"), indent=1)
+for row in verdict:
+    print(row)
 PY
 python -m bdh_pl context-curve --replot "$OUT"
 echo "done in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
