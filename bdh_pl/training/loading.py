@@ -42,8 +42,7 @@ CONFIG = "config.json"
 CHECKPOINT_FIX = "use the model and tokenizer settings it was trained with (its run's config.yaml)"
 FOLDER_FIX = f"the folder's {CONFIG} does not describe its weights: export the checkpoint again"
 ARCHITECTURE = tuple(f.name for f in dataclasses.fields(BDHConfig))  # what config.json holds
-# Fields added after format version 1, and what a file without them means (today's BDH).
-LATER_FIELDS = {"attn_decay": "none"}
+LATER_FIELDS = {"attn_decay": "none"}  # added after format 1; a file without them: undamped
 
 Kind = Literal["checkpoint", "weights", "bdh-folder", "hf-folder"]
 
@@ -124,8 +123,7 @@ def infer_bdh_dims(state: dict[str, torch.Tensor]) -> dict[str, int]:
         "n_head": n_head,
         "mlp_internal_dim_multiplier": n_neurons * n_head // n_embd,
         "vocab_size": state["lm_head"].shape[1],
-        # a learned decay leaves its rates; fixed (alibi) slopes leave no trace in the weights
-        **({"attn_decay": "learned"} if "attn.decay_rate" in state else {}),
+        **({"attn_decay": "learned"} if "attn.decay_rate" in state else {}),  # alibi: no trace
     }
 
 
