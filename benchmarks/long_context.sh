@@ -1,53 +1,106 @@
 #!/usr/bin/env bash
-# Does BDH use context longer than its training windows? (issue 13's measurement)
+# Does BDH use context longer than its training windows? (issues 13 and 29)
 #
-# A ~1.6M BDH (2 layers x 176 wide x 4 heads, multiplier 16: 1.58M parameters) trained on
-# WikiText-2 (tokens variant, byte level) three times on the same tokens (STEPS x 16 x 256): on
-# random windows (the usual way), and twice on 16 lanes of consecutive windows with the state carried
-# from batch to batch (data.train_mode stream, truncated BPTT), once over whole lanes (the state
-# never reset: up to 102K tokens) and once reset every 8 windows (2,048 tokens: bdh-carried-2k);
-# a same-size LLaMA (4 x 176, SwiGLU 480: 1.60M) on random windows. Then `context-curve` scores the first TOKENS bytes of the
-# test split: BDH as one stream (state carried) and on disjoint windows, LLaMA on sliding
-# windows of its block (stride 128); bits per byte by context length in context_curve.json/png.
-#   bash benchmarks/long_context.sh                # -> results/long-context/
-#   STEPS=400 TOKENS=300000 OUT=results/long-context bash benchmarks/long_context.sh
+# Same-size models on WikiText-2 (tokens variant, byte level), each trained on the same number
+# of tokens (STEPS x BATCH x 256 bytes):
+#   bdh-windows          today's BDH on random windows (the usual way)
+#   bdh-damped-windows   BDH with damped attention (model.attn_decay learned, from ALiBi's
+#                        slopes) on random windows
+#   bdh-damped-articles  the same with the state carried from batch to batch (data.train_mode
+#                        stream, truncated BPTT) and reset where each article starts
+#                        (data.stream_reset_articles)
+#   llama                a LLaMA of about the same size on random windows
+# Then `context-curve --per_article --windows` scores the WHOLE test split, each article its own
+# stream (BDH: from an empty state; LLaMA: sliding windows of its block, stride 128); bits per
+# byte by context in context_curve.json/png. Fits and curves run side by side (one thread each).
+#   bash benchmarks/long_context.sh                      # -> results/long-context/per-article/
+#   STEPS=300 BATCH=8 OUT=results/long-context/per-article bash benchmarks/long_context.sh
+#   STOP_AT=100 MAX_TOKENS=300000 bash benchmarks/long_context.sh   # what fitted in the time
 # A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it).
+# Issue 13's measurement (2 x 176 x 4 BDH, 400 steps of 16, the first 300K bytes scored as one
+# stream) is in results/long-context/ itself: `git show 45ef88e:benchmarks/long_context.sh`.
 set -euo pipefail
-STEPS=${STEPS:-400}
-TOKENS=${TOKENS:-300000}
-OUT=${OUT:-results/long-context}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # fits: one thread each (the curves: all cores)
+STEPS=${STEPS:-300}
+BATCH=${BATCH:-8}
+OUT=${OUT:-results/long-context/per-article}
+STOP_AT=${STOP_AT:-$STEPS}  # stop the fits at this step of the STEPS-step schedule (for time)
+MAX_TOKENS=${MAX_TOKENS:-}  # score only the first N bytes of the test split (default: all)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 common=(--config configs/wikitext2.yaml --config configs/cpu.yaml
-  --trainer.max_steps "$STEPS" --trainer.val_check_interval 100
-  --data.init_args.block_size 256 --data.init_args.batch_size 16
+  --trainer.max_steps "$STOP_AT" --model.init_args.lr_decay_steps "$STEPS"
+  --trainer.val_check_interval 100
+  --data.init_args.block_size 256 --data.init_args.batch_size "$BATCH"
   --trainer.limit_val_batches 2 --trainer.enable_progress_bar false)
-bdh=(--config configs/cpu/bdh.yaml --model.init_args.n_layer 2 --model.init_args.n_embd 176
-  --model.init_args.n_head 4 --model.init_args.mlp_internal_dim_multiplier 16)
+# BDH 2 x 128 x 4 heads, multiplier 8: 458,752 parameters (+4 decay rates when damped)
+bdh=(--config configs/cpu/bdh.yaml --model.init_args.n_layer 2 --model.init_args.n_embd 128
+  --model.init_args.n_head 4 --model.init_args.mlp_internal_dim_multiplier 8)
+damped=(--model.init_args.attn_decay learned)
+# LLaMA 2 x 128, SwiGLU 320: 443,008 parameters
 llama=(--config configs/model/llama-tiny.yaml --config configs/cpu/llama-tiny.yaml
-  --model.init_args.n_layer 4 --model.init_args.n_head 4 --model.init_args.n_embd 176
-  --model.init_args.intermediate_size 480)
+  --model.init_args.n_layer 2 --model.init_args.n_head 4 --model.init_args.n_embd 128
+  --model.init_args.intermediate_size 320)
+names=(bdh-windows bdh-damped-windows bdh-damped-articles llama)
+labels=("BDH on windows" "damped BDH on windows" "damped BDH, carried state, reset per article"
+  "LLaMA on windows")
 
 fit() {  # name, then its arguments
   local name=$1
   shift
   if [ ! -f "$OUT/runs/$name/version_0/checkpoints/last.ckpt" ] \
-    || ! grep -q "^$STEPS$" "$OUT/runs/$name/steps" 2>/dev/null; then
+    || ! grep -q "^$STOP_AT of $STEPS$" "$OUT/runs/$name/steps" 2>/dev/null; then
     rm -rf "$OUT/runs/$name"
-    python -m bdh_pl fit "${common[@]}" "$@" --trainer.default_root_dir "$OUT/runs/$name"
-    echo "$STEPS" >"$OUT/runs/$name/steps"
+    python -m bdh_pl fit "${common[@]}" "$@" --trainer.default_root_dir "$OUT/runs/$name" \
+      >"$OUT/runs-$name.log" 2>&1
+    echo "$STOP_AT of $STEPS" >"$OUT/runs/$name/steps"
   fi
 }
 
 start=$(date +%s)
-fit bdh-windows "${bdh[@]}" --data.init_args.train_mode random
-fit bdh-carried "${bdh[@]}" --data.init_args.train_mode stream
-fit bdh-carried-2k "${bdh[@]}" --data.init_args.train_mode stream --data.init_args.stream_reset_windows 8
-fit llama "${llama[@]}"
+mkdir -p "$OUT/runs"
+fit bdh-windows "${bdh[@]}" --data.init_args.train_mode random &
+fit bdh-damped-windows "${bdh[@]}" "${damped[@]}" --data.init_args.train_mode random &
+fit bdh-damped-articles "${bdh[@]}" "${damped[@]}" --data.init_args.train_mode stream \
+  --data.init_args.stream_reset_articles true &
+fit llama "${llama[@]}" &
+wait
 echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 
-OMP_NUM_THREADS=${CURVE_THREADS:-$(nproc)} python -m bdh_pl context-curve --windows --max_tokens "$TOKENS" --out "$OUT" \
-  --label "BDH trained on random windows" "BDH trained with carried state" \
-  "BDH trained with carried state reset every 2K" "LLaMA trained on random windows" \
-  --ckpt_path "$OUT"/runs/{bdh-windows,bdh-carried,bdh-carried-2k,llama}/version_0/checkpoints/last.ckpt
+limit=(${MAX_TOKENS:+--max_tokens "$MAX_TOKENS"})
+for i in "${!names[@]}"; do
+  python -m bdh_pl context-curve --per_article --windows "${limit[@]}" \
+    --out "$OUT/curves/${names[$i]}" \
+    --label "${labels[$i]}" --ckpt_path "$OUT/runs/${names[$i]}/version_0/checkpoints/last.ckpt" \
+    >"$OUT/curves-${names[$i]}.log" 2>&1 &
+done
+wait
+python - "$OUT" "${names[@]}" <<'PY'  # the four tables in one, and the success line
+import json, sys
+out, names = sys.argv[1], sys.argv[2:]
+tables = [json.load(open(f"{out}/curves/{n}/context_curve.json")) for n in names]
+runs = [r for t in tables for r in t["runs"]]
+json.dump({"buckets": tables[0]["buckets"], "runs": runs}, open(f"{out}/context_curve.json", "w"), indent=1)
+
+def pooled(run, lo, hi):  # bpb of the bytes whose context is in [lo, hi)
+    bs = [b for b in run["buckets"] if b["from"] >= lo and (b["to"] or 1e18) <= hi and b["bytes"]]
+    n = sum(b["bytes"] for b in bs)
+    return {"bytes": n, "bpb": sum(b["bpb"] * b["bytes"] for b in bs) / n if n else None}
+
+verdict = []
+for label in dict.fromkeys(r["label"] for r in runs):
+    mine = {r["mode"]: r for r in runs if r["label"] == label}
+    if "stream" not in mine:
+        continue
+    row = {"label": label, "windows_bpb": mine["windows"]["bpb"], "stream_bpb": mine["stream"]["bpb"],
+           **{k: pooled(mine["stream"], lo, hi) for k, lo, hi in
+              [("0-256", 0, 256), ("1k-4k", 1024, 4096), ("4k-16k", 4096, 16384)]}}
+    row["gains_from_reading_further"] = all(
+        row[k]["bpb"] is not None and row[k]["bpb"] < min(row["0-256"]["bpb"], row["windows_bpb"])
+        for k in ("1k-4k", "4k-16k"))
+    verdict.append(row)
+json.dump(verdict, open(f"{out}/verdict.json", "w"), indent=1)
+for row in verdict:
+    print(row)
+PY
+python -m bdh_pl context-curve --replot "$OUT"
 echo "done in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -12,6 +12,7 @@ import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
+from bdh_pl.data.articles import article_spans, article_starts, token_offsets
 from bdh_pl.data.cache import cached_tokens, default_cache_dir
 from bdh_pl.data.sources import (
     SPLITS,
@@ -23,14 +24,13 @@ from bdh_pl.data.sources import (
     resolve_data_dir,
 )
 from bdh_pl.data.tokenizers import Tokenizer, count_bytes_and_words, get_tokenizer
-from bdh_pl.data.windows import EvalWindows, RandomWindows, StreamLanes
+from bdh_pl.data.windows import ArticleLanes, EvalWindows, RandomWindows, StreamLanes
 from bdh_pl.errors import UserError
 
 
 def ignore_ctrl_c(worker_id: int) -> None:
     """A DataLoader worker's start: a terminal's Ctrl-C reaches the whole process group, and
-    what it does is the main process's to decide (finish the step, save, stop); a worker
-    that took it would die under the main process or repeat its message."""
+    the main process decides what it does (finish the step, save, stop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -80,6 +80,9 @@ class TextDataModule(L.LightningDataModule):
         stream_reset_windows: with train_mode stream, start the carried state afresh every
             this many windows (the text still goes on), so training reads states of up to
             stream_reset_windows x block_size tokens; default: never before the lane ends.
+        stream_reset_articles: with train_mode stream, lanes of whole articles (WikiText's
+            ` = Title = ` lines), read in windows that stop at an article's end, the state
+            started afresh at every article (instead of stream_reset_windows).
         eval_mode: "windows" (each scored on its own, see eval_stride), or "stream": the
             split read in order as one stream, the model's state carried from window to window,
             so every token is scored once with all the text before it (BDH). The state starts
@@ -105,6 +108,7 @@ class TextDataModule(L.LightningDataModule):
         train_mode: Literal["random", "stream"] = "random",
         eval_mode: Literal["windows", "stream"] = "windows",
         stream_reset_windows: int | None = None,
+        stream_reset_articles: bool = False,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -132,6 +136,10 @@ class TextDataModule(L.LightningDataModule):
             raise UserError(
                 f"data.stream_reset_windows must be a positive integer, got {stream_reset_windows}"
             )
+        if stream_reset_articles and stream_reset_windows is not None:
+            raise UserError(
+                "give data.stream_reset_articles or data.stream_reset_windows, not both"
+            )
         if not 0 < train_fraction <= 1:
             raise UserError(f"data.train_fraction must be in (0, 1], got {train_fraction}")
         self.save_hyperparameters()
@@ -147,6 +155,7 @@ class TextDataModule(L.LightningDataModule):
         self.train_fraction = train_fraction
         self.train_mode, self.eval_mode = train_mode, eval_mode
         self.stream_reset_windows = stream_reset_windows
+        self.stream_reset_articles = stream_reset_articles
         self.tokens: dict[str, np.ndarray] = {}
         # Training batches served as this many micro-batches (set by training/memory.py when a
         # batch's activations do not fit; the optimizer steps on the same windows).
@@ -183,6 +192,20 @@ class TextDataModule(L.LightningDataModule):
             self.tokens[split] = tokens
         return self.tokens[split]
 
+    def article_spans(self, split: str) -> list[tuple[int, int]]:
+        """[begin, end) token ranges of the split's articles (level-1 ` = Title = ` lines)."""
+        tokens = self.split_tokens(split)
+        text = self.split_text(split)
+        starts = article_starts(text.data)
+        if len(starts) == 0:
+            raise UserError(
+                f"{split} text from {text.origin} has no ` = Title = ` heading lines (WikiText's "
+                "articles): read it without articles (data.stream_reset_windows, or context-curve "
+                "without --per_article)"
+            )
+        token_bytes, _ = count_bytes_and_words(self.tokenizer, tokens)
+        return article_spans(token_offsets(starts, token_bytes), len(tokens))
+
     def stage_splits(self, stage: str | None) -> tuple[str, ...]:
         stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn enum
         return {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, SPLITS)
@@ -197,8 +220,11 @@ class TextDataModule(L.LightningDataModule):
             self.split_tokens(split)
 
     def train_dataloader(self) -> DataLoader:
-        kind = StreamLanes if self.train_mode == "stream" else RandomWindows
-        windows = kind(self.split_tokens("train"), self.block_size, self.batch_size, self.seed)
+        args = (self.split_tokens("train"), self.block_size, self.batch_size, self.seed)
+        if self.train_mode == "stream" and self.stream_reset_articles:
+            windows = ArticleLanes(*args, spans=self.article_spans("train"))
+        else:
+            windows = (StreamLanes if self.train_mode == "stream" else RandomWindows)(*args)
         if self.trainer is not None:
             # The one place the stream position is computed: on resume, skip what this run
             # already trained on; each batch then carries its index (for the dropout seed).

@@ -10,7 +10,7 @@ models" method). With stride == block_size the windows are disjoint; a smaller s
 each target up to block_size - stride tokens of extra context but still scores it once.
 
 Streams (for models with a recurrent state, BDH): StreamLanes trains on consecutive windows of
-fixed lanes, and EvalWindows(carry_state=True) marks disjoint windows read in order, so the
+fixed lanes (ArticleLanes: the state reset at every article), and EvalWindows(carry_state=True) marks disjoint windows read in order, so the
 model scores every token with all the text before it.
 """
 
@@ -114,6 +114,78 @@ class StreamLanes(RandomWindows):
             "targets": rows[:, 1:],
             "index": torch.tensor(index),
             "position": torch.tensor(position),
+        }
+
+
+class ArticleLanes(StreamLanes):
+    """StreamLanes whose state starts afresh at every article (WikiText's ` = Title = `).
+
+    The articles (spans, [begin, end) token ranges tiling the split) are dealt to the lanes in
+    order, whole, so that the lanes hold about as many windows each; an article is read in
+    windows of block_size that stop at its end (the last one padded, its missing targets
+    ignored), so no window crosses two articles, and "reset" marks the rows whose window starts
+    an article (their state is emptied first). Batch k holds window k mod K of every lane (K:
+    the shortest lane's windows), a pure function of k as in StreamLanes.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        spans: list[tuple[int, int]],
+    ) -> None:
+        super().__init__(tokens, block_size, batch_size, seed)
+        self.spans = spans
+        self._plan: tuple | None = None
+
+    def plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every lane's windows: start, length and whether it starts an article (lanes, K)."""
+        lanes = self.batch_size * self.world_size
+        if self._plan is not None and self._plan[0] == lanes:
+            return self._plan[1]
+        T, last = self.block_size, len(self.tokens) - 1  # the last token is no input
+        windows = [
+            (s, min(T, stop - s), s == begin)
+            for begin, end in self.spans
+            for stop in [min(end, last)]
+            for s in range(begin, stop, T)
+        ]
+        firsts = np.flatnonzero([w[2] for w in windows])  # each article's first window
+        even = np.arange(1, lanes) * len(windows) / lanes  # equal lanes would cut there
+        cuts = np.append(firsts, len(windows))[np.searchsorted(firsts, even)]  # at an article
+        bounds = [0, *cuts.tolist(), len(windows)]
+        per_lane = [windows[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        K = min(len(lane) for lane in per_lane)
+        if K == 0:
+            raise UserError(
+                f"data.stream_reset_articles: {len(self.spans)} articles cannot fill {lanes} "
+                "lanes: lower data.batch_size"
+            )
+        plan = tuple(np.array([[w[i] for w in lane[:K]] for lane in per_lane]) for i in range(3))
+        self._plan = (lanes, plan)
+        return plan
+
+    def lane_length(self) -> int:
+        return self.plan()[0].shape[1] * self.block_size
+
+    def batch(self, index: int) -> dict[str, torch.Tensor]:
+        starts, lengths, first = self.plan()
+        T, k = self.block_size, index % starts.shape[1]
+        lanes = np.arange(self.batch_size) + self.rank * self.batch_size
+        inputs = np.zeros((len(lanes), T), dtype=np.int64)
+        targets = np.full((len(lanes), T), IGNORE_INDEX, dtype=np.int64)
+        for row, lane in enumerate(lanes):
+            s, n = starts[lane, k], lengths[lane, k]
+            inputs[row, :n] = self.tokens[s : s + n]
+            targets[row, :n] = self.tokens[s + 1 : s + n + 1]
+        return {
+            "input_ids": torch.from_numpy(inputs),
+            "targets": torch.from_numpy(targets),
+            "index": torch.tensor(index),
+            "position": torch.tensor(k * T),  # 0: every lane starts again (at an article)
+            "reset": torch.from_numpy(first[lanes, k].astype(bool)),
         }
 
 

@@ -8,7 +8,10 @@ Each checkpoint scores the test split of its dataset (or --text FILE) token by t
   - any other model (GPT-2, LLaMA) reads sliding windows of its block size, advanced by
     --stride (default half a block, each token scored once, as `data.eval_stride`): a token's
     context is the text before it inside its window, at most one block.
---windows also scores stateful models on disjoint windows, as `test` does by default. The
+--windows also scores stateful models on disjoint windows, as `test` does by default.
+--per_article reads each article of the split (WikiText's ` = Title = ` lines) on its own, in
+each of these ways, a stream from an empty state at its heading, and pools the buckets over
+the articles, so that the short-context buckets rest on many bytes. The
 bytes are then bucketed by their context in bytes (--buckets, the edges) and each bucket's
 bits per byte is its tokens' NLL over its bytes: whether a model gains from context it never
 saw in training shows right of its training length. Writes context_curve.json (the table)
@@ -66,6 +69,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
     parser.add_argument("--stride", type=int, default=None, help="sliding stride (block/2)")
     parser.add_argument("--windows", action="store_true", help="stateful models: also windows")
+    parser.add_argument(
+        "--per_article", action="store_true", help="each article its own stream (` = Title = `)"
+    )
     parser.add_argument("--buckets", type=int, nargs="+", default=BUCKETS, help="edges, bytes")
     parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
     parser.add_argument("--max_tokens", type=int, default=None, help="score the first N only")
@@ -125,6 +131,22 @@ def score_tokens(
     return nll, token_contexts(windows, token_bytes)
 
 
+def score_pieces(
+    model: LanguageModel,
+    make_windows,
+    spans: list[tuple[int, int]],
+    token_bytes: np.ndarray,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """score_tokens over each [begin, end) of spans read on its own (its context counted from
+    its begin), concatenated in order; make_windows(begin, end) gives its EvalWindows."""
+    parts = [
+        score_tokens(model, make_windows(a, b), token_bytes[a:b], batch_size, model.device)
+        for a, b in spans
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def token_contexts(windows: EvalWindows, token_bytes: np.ndarray) -> np.ndarray:
     """Each token's context in bytes: in a stream the whole split before it; in a window its
     inputs, which start at the token before the window's first (or at the split's start)."""
@@ -164,16 +186,22 @@ def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any
     token_bytes, token_words = count_bytes_and_words(data.tokenizer, tokens)
     block = model.hparams.block_size
     modes = ["stream", *(["windows"] if args.windows else [])] if model.has_state else ["sliding"]
+    spans = [(0, len(tokens))]
+    if args.per_article:  # the articles of the split, up to --max_tokens
+        spans = [(a, min(b, len(tokens))) for a, b in data.article_spans("test") if a < len(tokens)]
     rows = []
     for mode in modes:
         stride = (args.stride or max(block // 2, 1)) if mode == "sliding" else block
         if stride > block:
             raise UserError(f"--stride {stride} exceeds the block size {block} of {path}")
-        windows = EvalWindows(
-            tokens, data.tokenizer.bos_id, block, stride, token_bytes, token_words,
-            carry_state=mode == "stream",
-        )  # fmt: skip
-        nll, context = score_tokens(model, windows, token_bytes, args.batch_size, model.device)
+
+        def windows(a: int, b: int, stride: int = stride, mode: str = mode) -> EvalWindows:
+            return EvalWindows(
+                tokens[a:b], data.tokenizer.bos_id, block, stride, token_bytes[a:b],
+                token_words[a:b], carry_state=mode == "stream",
+            )  # fmt: skip
+
+        nll, context = score_pieces(model, windows, spans, token_bytes, args.batch_size)
         print(f"context-curve: {label} {mode}: {len(tokens):,} tokens scored", file=sys.stderr)
         rows.append(
             {
@@ -182,6 +210,7 @@ def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any
                 "mode": mode,
                 "block_size": block,
                 "stride": stride,
+                "articles": len(spans) if args.per_article else None,  # None: one stream
                 "text": source,
                 "tokens": len(tokens),
                 "bytes": int(token_bytes.sum()),
@@ -195,14 +224,20 @@ def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any
 
 
 def figure_note(rows: list[dict[str, Any]]) -> str | None:
-    """What the chart leaves out: the part of the split that was not scored."""
-    row = rows[0]
+    """What the chart leaves out (the part of the split that was not scored), and how the
+    split was read (per article: context counted from each article's heading)."""
+    row, notes = rows[0], []
+    if row.get("articles"):
+        notes.append(
+            f"Each of the {row['articles']} articles read on its own from its heading (a "
+            "stream: from an empty state); buckets pooled over the articles."
+        )
     if row.get("split_bytes") and row["bytes"] < row["split_bytes"]:
-        return (
+        notes.append(
             f"Only the first {row['bytes']:,} of the test split's {row['split_bytes']:,} bytes "
             "were scored."
         )
-    return None
+    return " ".join(notes) or None
 
 
 def replot(folder: str) -> Path:

@@ -54,4 +54,5 @@ def infer_bdh_dims(state: dict[str, torch.Tensor]) -> dict[str, int]:
         "n_head": n_head,
         "mlp_internal_dim_multiplier": n_neurons * n_head // n_embd,
         "vocab_size": state["lm_head"].shape[1],
+        **({"attn_decay": "learned"} if "attn.decay_rate" in state else {}),  # alibi: no trace
     }

@@ -178,6 +178,8 @@ class LanguageModel(L.LightningModule):
         position = int(batch["position"])
         if position == 0 or self._train_state is None:  # lanes start (again), or no state kept
             self._train_state = self._new_state(batch["input_ids"].size(0), position)
+        elif "reset" in batch:  # rows whose lane starts an article here (data.ArticleLanes)
+            self._train_state.kv[:, :, batch["reset"].to(self._train_state.kv.device)] = 0
         return self.network.forward_state(batch["input_ids"], self._train_state)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

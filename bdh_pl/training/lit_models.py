@@ -21,7 +21,7 @@ from torchmetrics import MeanMetric
 
 from bdh_pl.errors import UserError
 from bdh_pl.hub import require_hub
-from bdh_pl.models.bdh import BDH, AttentionMode, BDHConfig, BDHExecution
+from bdh_pl.models.bdh import BDH, AttentionMode, AttnDecay, BDHConfig, BDHExecution
 from bdh_pl.models.hf import (
     from_config,
     gpt2_config,
@@ -64,6 +64,7 @@ class BDHLM(LanguageModel):
         activation_checkpointing: bool = BDHExecution.activation_checkpointing,
         compile_elementwise: bool = BDHExecution.compile_elementwise,
         vocab_size: int = BDHConfig.vocab_size,
+        attn_decay: AttnDecay = BDHConfig.attn_decay,
         block_size: int = 256,
         **training: Any,
     ) -> None:

@@ -43,6 +43,7 @@ CONFIG = "config.json"
 CHECKPOINT_FIX = "use the model and tokenizer settings it was trained with (its run's config.yaml)"
 FOLDER_FIX = f"the folder's {CONFIG} does not describe its weights: export the checkpoint again"
 ARCHITECTURE = tuple(f.name for f in dataclasses.fields(BDHConfig))  # what config.json holds
+LATER_FIELDS = {"attn_decay": "none"}  # added after format 1; a file without them: undamped
 
 Kind = Literal["checkpoint", "weights", "bdh-folder", "hf-folder"]
 
@@ -145,7 +146,7 @@ def read_bdh_config(path: str | Path) -> dict[str, Any]:
             f"{str(path)!r} is not a file, nor a BDH folder written by `python -m bdh_pl export` "
             f"(with {CONFIG} of model_type 'bdh' and {WEIGHTS}): check --ckpt_path"
         )
-    config = json.loads((path / CONFIG).read_text())
+    config = {**LATER_FIELDS, **json.loads((path / CONFIG).read_text())}
     missing = [name for name in (*ARCHITECTURE, "block_size") if name not in config]
     if missing:
         raise UserError(

@@ -3,12 +3,13 @@ and each fast-path switch (kernels.py) against the plain model, values and gradi
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bdh_pl.models.bdh import BDH, BDHConfig, BDHExecution, linear_attention
+from bdh_pl.models.bdh import BDH, Attention, BDHConfig, BDHExecution, linear_attention
 from bdh_pl.models.bdh.kernels import (
     GateDecode,
     SparseRope,
@@ -24,6 +25,7 @@ from bdh_pl.models.bdh.linear_attention import (
     attention_quadratic,
     chunked_from,
 )
+from bdh_pl.training.loading import load_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -136,7 +138,10 @@ def official_state_dict(cfg: BDHConfig, seed: int = 0) -> dict:
 def logits_and_grads(switches: dict, idx: torch.Tensor, seed: int = 3):
     """Logits of a train-mode model with official_state_dict weights, and the weights' grads."""
     model = make_model(**switches).train()  # dropout 0: train mode only switches the code paths
-    model.load_state_dict(official_state_dict(model.config), strict=True)
+    weights = official_state_dict(model.config)
+    if model.config.attn_decay == "learned":  # rates off ALiBi's, as after some training
+        weights["attn.decay_rate"] = torch.tensor([-1.0, -4.0])
+    model.load_state_dict(weights, strict=True)
     logits = model(idx)
     g = torch.Generator().manual_seed(seed)
     (logits * torch.randn(logits.shape, generator=g)).sum().backward()
@@ -188,6 +193,7 @@ def test_freqs_buffer_matches_official_formula():
         dict(n_embd=6, n_head=2, mlp_internal_dim_multiplier=1),  # odd N: RoPE needs pairs
         dict(fused=False, attention="chunked"),  # the fast paths need the fused layer
         dict(fused=False, compile_elementwise=True),
+        dict(attn_decay="rope"),
     ],
 )
 def test_config_validation(kw):
@@ -199,6 +205,7 @@ def test_the_config_is_the_architecture_and_the_reference_knows_no_fast_path():
     """BDHConfig holds what a checkpoint describes; a bare BDH runs model.py's own layer."""
     assert [f.name for f in dataclasses.fields(BDHConfig)] == [
         "n_layer", "n_embd", "dropout", "n_head", "mlp_internal_dim_multiplier", "vocab_size",
+        "attn_decay",
     ]  # fmt: skip
     assert BDH(tiny()).layer_runner.__module__ == "bdh_pl.models.bdh.model"
     assert make_model().layer_runner == BDHExecution()  # fused, applied from outside
@@ -487,3 +494,176 @@ def test_generate_sampling_shapes_and_seeded_determinism():
     b = model.generate(idx, max_new_tokens=12, temperature=0.8, top_k=5)
     assert a.shape == (3, 16) and torch.equal(a, b) and torch.equal(a[:, :4], idx)
     assert torch.equal(model.generate(idx, max_new_tokens=0), idx)
+
+
+# ---------------------------------------------------------------- today's BDH, bit for bit
+
+# A checkpoint of bdh-pl 0.1.0 (tests/training/test_legacy_checkpoint.py) and what the code of
+# before the damped attention (commit 45ef88e) computed from it, written by
+#   OMP_NUM_THREADS=1 python -c "import sys; sys.path[:0] = ['tests', 'tests/models'];
+#   import test_bdh; test_bdh.write_legacy_outputs()"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
+LEGACY_OUTPUTS = LEGACY.with_name("bdh-tiny-v0.1.0-outputs.pt")
+
+
+def legacy_outputs() -> dict[str, torch.Tensor]:
+    """Logits of the legacy checkpoint in each form: parallel, stream of windows, generation."""
+    network = load_model(LEGACY).model.network
+    idx = torch.tensor([list(b"It reads an article, byte by byte.")])
+    forms = {
+        "plain": BDHExecution(fused=False),
+        "quadratic": BDHExecution(attention="quadratic"),
+        "chunked": BDHExecution(attention="chunked", chunk_size=16),
+    }
+    out = {}
+    with torch.no_grad():
+        for name, execution in forms.items():
+            execution.apply(network)
+            out[name] = network(idx)
+            state = network.init_state(1)
+            windows = [network.forward_state(w, state) for w in idx.split(16, dim=1)]
+            out[f"{name} stream"], out[f"{name} state"] = torch.cat(windows, 1), state.kv
+            out[f"{name} generate"] = network.generate(idx[:, :8], 24, top_k=1)
+    return out
+
+
+def write_legacy_outputs() -> None:
+    torch.set_num_threads(1)
+    torch.save(legacy_outputs(), LEGACY_OUTPUTS)
+
+
+def test_an_old_checkpoint_loads_undamped_and_computes_what_it_did_bit_for_bit():
+    loaded = load_model(LEGACY)
+    assert loaded.model.hparams.attn_decay == "none" == loaded.model.network.config.attn_decay
+    assert "attn.decay_rate" not in loaded.model.network.state_dict()
+    outputs = legacy_outputs()
+    expected = torch.load(LEGACY_OUTPUTS, weights_only=True)
+    assert outputs.keys() == expected.keys()
+    for name, value in outputs.items():
+        assert torch.equal(value, expected[name]), name
+
+
+# ---------------------------------------------------------------- damped attention
+
+
+def naive_damped(q: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor) -> torch.Tensor:
+    """q: nh, B, T, N; v: B, T, D. out_t = sum_{s<t} gamma_h^(t-s) (q_t . q_s) v_s, one
+    position pair at a time (autograd through it gives the reference gradients)."""
+    nh, B, T, _ = q.shape
+    rows = []
+    for h in range(nh):
+        for b in range(B):
+            for t in range(T):
+                terms = [(log_decay[h] * (t - s)).exp() * (q[h, b, t] @ q[h, b, s]) * v[b, s]
+                         for s in range(t)]  # fmt: skip
+                rows.append(torch.stack(terms).sum(0) if terms else v.new_zeros(v.size(-1)))
+    return torch.stack(rows).view(nh, B, T, -1)
+
+
+def naive_recurrent(q: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor) -> torch.Tensor:
+    """The same as a decayed state read and written one token at a time: S <- gamma (S + q^T v)."""
+    gamma = log_decay.exp().view(-1, 1, 1, 1)
+    S = q.new_zeros(q.size(0), q.size(1), q.size(3), v.size(2))  # nh, B, N, D
+    out = []
+    for t in range(q.size(2)):
+        out.append(q[:, :, t : t + 1] @ S)
+        S = gamma * (S + q[:, :, t : t + 1].mT @ v[None, :, t : t + 1])
+    return torch.cat(out, 2)
+
+
+def damped_reference(q, v, log_decay):
+    """model.Attention (RoPE by angle 0: the identity), heads second, its decay set to ld."""
+    attn = Attention(tiny(n_head=q.size(0), attn_decay="learned"))
+    attn.log_decay = lambda: log_decay
+    T, N = q.size(2), q.size(3)
+    cos, sin = torch.ones(T, N, dtype=q.dtype), torch.zeros(T, N, dtype=q.dtype)
+    return attn(q.transpose(0, 1), v.unsqueeze(1), cos, sin).transpose(0, 1)
+
+
+def in_pieces(q, v, log_decay, pieces, mode="quadratic"):
+    """attention() over consecutive pieces of the positions, the state carried in kv."""
+    kv = q.new_zeros(q.size(0), q.size(1), q.size(3), v.size(2))
+    out, start = [], 0
+    for n in pieces:
+        sl = slice(start, start + n)
+        out.append(linear_attention.attention(q[:, :, sl], v[:, sl], kv, mode, 4, log_decay))
+        start += n
+    return torch.cat(out, 2)
+
+
+def test_damped_attention_equals_a_naive_loop_values_and_grads_in_every_form():
+    """parallel (model.py, fused quadratic) = chunked = recurrent (pieces, single steps) =
+    the naive double loop and the naive decayed state; gradients of q, v and the decay too
+    (the recurrent forms carry the state detached, truncated BPTT: their values only)."""
+    g = torch.Generator().manual_seed(0)
+    nh, B, T, N, D = 2, 2, 11, 6, 3
+    q0, v0 = torch.randn(nh, B, T, N, generator=g), torch.randn(B, T, D, generator=g)
+    ld0 = torch.tensor([-0.7, -0.05])  # gamma 0.50 and 0.95
+    w = torch.randn(nh, B, T, D, generator=g)
+
+    def run(form):
+        q, v, ld = (t.double().requires_grad_() for t in (q0, v0, ld0))
+        out = form(q, v, ld)
+        return (out.detach(), *torch.autograd.grad((out * w).sum(), (q, v, ld)))
+
+    expected = run(naive_damped)
+    forms = {
+        "naive recurrent": naive_recurrent,
+        "model.Attention": damped_reference,
+        "quadratic": attention_quadratic,
+        **{
+            f"chunked {c}": lambda q, v, ld, c=c: attention_chunked(q, v, c, ld) for c in (1, 4, 32)
+        },
+        "pieces": lambda q, v, ld: in_pieces(q, v, ld, [4, 1, 6]),
+        "pieces chunked": lambda q, v, ld: in_pieces(q, v, ld, [9, 2], "chunked"),
+        "steps": lambda q, v, ld: in_pieces(q, v, ld, [1] * T),
+    }
+    for name, form in forms.items():
+        if name.startswith(("pieces", "steps")):  # the carried state is detached: values only
+            got = (form(q0.double(), v0.double(), ld0.double()),)
+        else:
+            got = run(form)
+        for what, a, b in zip(("values", "q", "v", "decay"), got, expected, strict=False):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10, msg=f"{name} {what}")
+    assert torch.autograd.gradcheck(
+        lambda q, v, ld: attention_quadratic(q, v, ld),
+        tuple(t.double().requires_grad_() for t in (q0, v0, ld0)), fast_mode=True,
+    )  # fmt: skip
+
+
+DAMPED_SWITCHES = ["fused quadratic", "fused chunked", "fused checkpointed"]
+
+
+@pytest.mark.parametrize("decay", ["alibi", "learned"])
+@pytest.mark.parametrize("switch", DAMPED_SWITCHES)
+def test_damped_switch_matches_plain_model_values_and_grads(switch, decay):
+    idx = torch.randint(0, 64, (2, 45), generator=torch.Generator().manual_seed(1))
+    ref_logits, ref_grads = logits_and_grads({**PLAIN, "attn_decay": decay}, idx)
+    logits, grads = logits_and_grads({**SWITCHES[switch], "attn_decay": decay}, idx)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    assert ("attn.decay_rate" in grads) == (decay == "learned")
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    undamped, _ = logits_and_grads(PLAIN, idx)
+    assert not torch.allclose(logits, undamped, atol=1e-3)  # the decay does change the model
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_damped_steps_and_windows_match_the_parallel_forward(fused):
+    """Generation (one token at a time) and windows of a stream, O(1) per token, equal to
+    one parallel forward: the decayed state carries exactly what the mask weighs."""
+    switches = dict(attention="chunked", chunk_size=8) if fused else PLAIN
+    model = make_model(**switches, attn_decay="learned")
+    with torch.no_grad():
+        model.attn.decay_rate.copy_(torch.tensor([-1.0, -4.0]))
+        idx = torch.randint(0, 64, (2, 50), generator=torch.Generator().manual_seed(4))
+        full = model(idx)
+        logits, state = model.prefill(idx[:, :10])
+        stepped = [logits]
+        for t in range(10, 49):
+            logits, state = model.step(idx[:, t], state)
+            stepped.append(logits)
+        windowed = model.init_state(2)
+        windows = torch.cat([model.forward_state(w, windowed) for w in idx.split(16, 1)], 1)
+    torch.testing.assert_close(torch.stack(stepped, 1), full[:, 9:49], atol=1e-5, rtol=0)
+    torch.testing.assert_close(windows, full, atol=1e-5, rtol=0)

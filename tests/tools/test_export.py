@@ -64,6 +64,11 @@ def test_bdh_round_trip(tmp_path, save_checkpoint):
     with torch.no_grad():
         assert torch.equal(loaded(x), network(x))
     assert "BDH" in (out / "README.md").read_text()
+    # a folder exported before the damped attention existed has no attn_decay: undamped
+    assert config["attn_decay"] == "none"
+    del config["attn_decay"]
+    (out / "config.json").write_text(json.dumps(config))
+    assert load_bdh(out)[0].config.attn_decay == "none"
 
 
 def test_bdh_folder_works_with_generate(tmp_path, capsys, save_checkpoint):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from bdh_pl.data import TextFile
-from bdh_pl.data.windows import EvalWindows, StreamLanes
+from bdh_pl.data.articles import article_spans, article_starts, token_offsets
+from bdh_pl.data.windows import ArticleLanes, EvalWindows, StreamLanes
 from bdh_pl.training.lit_models import BDHLM
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, dropout=0.0)
@@ -54,9 +55,12 @@ def naive_prefix_nll(model: BDHLM, tokens: np.ndarray, bos: int = 10) -> np.ndar
     return np.array(out)
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_stream_mode_equals_a_naive_full_prefix_loop(fused):
-    model = tiny_bdh(fused=fused)
+@pytest.mark.parametrize(
+    ("fused", "attn_decay"), [(False, "none"), (True, "none"), (False, "alibi"), (True, "learned")]
+)
+def test_stream_mode_equals_a_naive_full_prefix_loop(fused, attn_decay):
+    """Damped too: the decayed state carried across windows scores like a re-read prefix."""
+    model = tiny_bdh(fused=fused, attn_decay=attn_decay)
     tokens = text_tokens(75)  # 5 windows of 16, the last one short
     stream = module_nll(model, eval_windows(tokens, 16, carry=True))
     np.testing.assert_allclose(stream, naive_prefix_nll(model, tokens), rtol=0, atol=1e-5)
@@ -142,10 +146,11 @@ def test_carried_state_gradients_equal_between_fused_and_reference():
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)
 
 
-def test_the_carried_state_travels_in_the_checkpoint():
+@pytest.mark.parametrize("attn_decay", ["none", "learned"])
+def test_the_carried_state_travels_in_the_checkpoint(attn_decay):
     tokens = text_tokens(400)
     lanes = StreamLanes(tokens, block_size=16, batch_size=2, seed=0)
-    model = tiny_bdh()
+    model = tiny_bdh(attn_decay=attn_decay)
     with torch.no_grad():
         for i in range(2):
             model._train_logits(lanes.batch(i))
@@ -153,7 +158,7 @@ def test_the_carried_state_travels_in_the_checkpoint():
     checkpoint: dict = {}
     model.on_save_checkpoint(checkpoint)
     assert checkpoint["carried_state"]["pos"] == 32
-    resumed, fresh = tiny_bdh(), tiny_bdh()
+    resumed, fresh = tiny_bdh(attn_decay=attn_decay), tiny_bdh(attn_decay=attn_decay)
     resumed.on_load_checkpoint(checkpoint)
     fresh.on_load_checkpoint({})
     with torch.no_grad():
@@ -190,3 +195,62 @@ def test_resuming_a_stream_run_with_another_batch_size_is_one_line(tmp_path, run
     assert "--data.init_args.batch_size 4" in lines[-1]
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert [p.name for p in root.iterdir()] == ["version_0"]
+
+
+def article_text(seed: int = 0) -> tuple[bytes, list[int]]:
+    """WikiText-like text: articles of random lengths under ` = Title = ` lines, with level-2
+    headings inside (not article starts); and the byte offsets of the articles' headings."""
+    rng = np.random.default_rng(seed)
+    text, starts = b" \n", []
+    for i, n in enumerate([40, 7, 90, 33, 61, 25]):
+        starts.append(len(text))
+        body = bytes(rng.integers(97, 123, size=n).tolist())
+        text += (
+            b" = Title %d = \n \n " % i + body[: n // 2] + b" \n = = Part = = \n" + body[n // 2 :]
+        )
+        text += b" \n \n"
+    return text, starts
+
+
+def test_articles_start_at_level_one_headings_only():
+    text, starts = article_text()
+    assert article_starts(text).tolist() == starts
+    spans = article_spans(np.array(starts), len(text))
+    assert spans[0] == (0, starts[1]) and spans[-1] == (starts[-1], len(text))  # the lead text
+    assert [b for _, b in spans[:-1]] == [a for a, _ in spans[1:]]  # they tile the text
+    # BPE tokens: the heading's byte offset maps to the token that starts there
+    assert token_offsets(np.array([0, 3, 4, 9, 6]), np.array([3, 1, 5, 2])).tolist() == [
+        0,
+        1,
+        2,
+        3,
+        2,
+    ]
+
+
+def test_article_lanes_reset_the_state_where_each_article_starts():
+    """Windows never cross an article; a row whose window starts an article is flagged; read
+    with the state carried and reset there, every logit equals a fresh read of its article
+    from its first byte (damped model)."""
+    text, starts = article_text(1)
+    tokens = np.frombuffer(text, dtype=np.uint8).astype(np.uint16)
+    spans = article_spans(np.array(starts), len(tokens))
+    lanes = ArticleLanes(tokens, block_size=16, batch_size=2, seed=0, spans=spans)
+    begin, length, first = lanes.plan()
+    K = begin.shape[1]
+    model = tiny_bdh(attn_decay="learned")
+    article_of = np.searchsorted([a for a, _ in spans], np.arange(len(tokens)), side="right") - 1
+    with torch.no_grad():
+        for k in range(K + 1):  # and once round: the lanes start again
+            batch = lanes.batch(k)
+            logits = model._train_logits(batch)
+            for row in range(2):
+                s, n = int(begin[row, k % K]), int(length[row, k % K])
+                a = spans[article_of[s]][0]
+                assert article_of[s + n - 1] == article_of[s]  # inside one article
+                assert bool(batch["reset"][row]) == (s == a)
+                assert (batch["targets"][row, n:] == -100).all()
+                fresh = model.network(torch.from_numpy(tokens[a : s + n].astype(np.int64))[None])
+                torch.testing.assert_close(logits[row, :n], fresh[0, s - a :], atol=1e-5, rtol=0)
+    read = sorted(int(s) for s in begin[:, :K][first[:, :K]])
+    assert len(read) >= 4 and set(read) <= {a for a, _ in spans}  # whole articles, in lanes

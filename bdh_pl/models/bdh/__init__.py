@@ -4,13 +4,23 @@ model from outside: `BDHExecution(fused=True, ...).apply(BDH(BDHConfig(...)))`."
 
 from bdh_pl.models.bdh.kernels import BDHExecution
 from bdh_pl.models.bdh.linear_attention import ATTENTION_MODES, AttentionMode
-from bdh_pl.models.bdh.model import BDH, Attention, BDHConfig, BDHState, rope_freqs
+from bdh_pl.models.bdh.model import (
+    ATTN_DECAYS,
+    BDH,
+    Attention,
+    AttnDecay,
+    BDHConfig,
+    BDHState,
+    rope_freqs,
+)
 
 __all__ = [
     "ATTENTION_MODES",
+    "ATTN_DECAYS",
     "BDH",
     "Attention",
     "AttentionMode",
+    "AttnDecay",
     "BDHConfig",
     "BDHExecution",
     "BDHState",

@@ -304,6 +304,7 @@ class FusedLayer:
         self.ln = model.ln
         self.attention, self.chunk_size = execution.attention, execution.chunk_size
         self.p = C.dropout if model.training else 0.0
+        self.log_decay = model.attn.log_decay()  # nh (damped attention), or None
         # the halves layout pays off in compiled training steps; the state is interleaved
         self.compiled = execution.compile_elementwise and torch.is_grad_enabled() and not recurrent
         self.rot = rotation(phases, halves=self.compiled)
@@ -327,7 +328,8 @@ class FusedLayer:
         x_in = x.view(1, B * T, D).expand(nh, -1, -1)
         x_latent = torch.bmm(x_in, self.encoder).view(nh, B, T, N)
         x_sparse, q = sparse_rope(x_latent, self.rot, self.compiled)  # nh, B, T, N each
-        yKV = self.ln(attention(q, x, kv, self.attention, self.chunk_size))  # nh, B, T, D
+        yKV = attention(q, x, kv, self.attention, self.chunk_size, self.log_decay)
+        yKV = self.ln(yKV)  # nh, B, T, D
         y_latent = yKV.view(nh, B * T, D) @ self.encoder_v  # nh, B*T, N
         x_sparse = x_sparse.view(nh, B * T, N)
         keep = None

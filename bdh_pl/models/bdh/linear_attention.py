@@ -1,7 +1,8 @@
 """BDH's linear attention, fast: custom autograd ops on RoPE-rotated sparse activations, heads
 first (nh, B, T, N), in a quadratic form ((G + G^T) q for the symmetric scores) or chunk by chunk
 through a running state; `attention` picks one (the `attention` switch) and serves recurrent
-inference. Each form is tested equal to model.Attention (tests/models/test_bdh.py).
+inference. Each form is tested equal to model.Attention (tests/models/test_bdh.py), damped
+(log_decay, per head: model.py's attn_decay) or not.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from bdh_pl.models.bdh.model import decay_mask, decay_weights
 
 AttentionMode = Literal["auto", "quadratic", "chunked"]
 ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
@@ -30,28 +33,36 @@ def _plus_transpose(g: Tensor) -> Tensor:
 
 
 class CausalLinearAttention(torch.autograd.Function):
-    """out_t = sum_{s<t} (q_t . q_s) v_s with a cheaper backward.
+    """out_t = sum_{s<t} m_ts (q_t . q_s) v_s with a cheaper backward; m (nh, 1, T, T) is the
+    decay mask (model.decay_mask) or None: all ones.
 
     scores = q q^T is symmetric in its two uses of q, so dL/dq = (G + G^T) q: one (T, T) @ (T, N)
-    product instead of two plus a sum of two (nh, B, T, N) gradients.
+    product instead of two plus a sum of two (nh, B, T, N) gradients (G masked alike).
     """
 
     @staticmethod
-    def forward(ctx, q: Tensor, v: Tensor) -> Tensor:
+    def forward(ctx, q: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
         v_q = v.to(q.dtype)  # what autocast would do, explicit so backward needs no autocast
         scores = (q @ q.mT).tril_(diagonal=-1)  # nh, B, T, T
-        ctx.save_for_backward(q, v_q, scores)
+        if mask is not None:
+            scores.mul_(mask.to(q.dtype))
+        ctx.save_for_backward(q, v_q, scores, mask)
         ctx.v_dtype = v.dtype
         return scores @ v_q  # nh, B, T, D
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        q, v_q, scores = ctx.saved_tensors
+        q, v_q, scores, mask = ctx.saved_tensors
         g = g.to(q.dtype)
         g_scores = (g @ v_q.mT).tril_(diagonal=-1)  # nh, B, T, T
         g_v = (scores.mT @ g).sum(0)  # B, T, D
+        g_mask = None
+        if mask is not None:
+            if ctx.needs_input_grad[2]:  # a learned decay: q q^T again rather than kept
+                g_mask = (g_scores * (q @ q.mT)).sum(1, keepdim=True).to(mask.dtype)
+            g_scores.mul_(mask.to(q.dtype))
         g_q = _plus_transpose(g_scores) @ q  # nh, B, T, N
-        return g_q, g_v.to(ctx.v_dtype)
+        return g_q, g_v.to(ctx.v_dtype), g_mask
 
 
 class ChunkedLinearAttention(torch.autograd.Function):
@@ -102,14 +113,51 @@ class ChunkedLinearAttention(torch.autograd.Function):
         return g_q, g_v.to(ctx.v_dtype), None
 
 
-def attention_quadratic(q: Tensor, v: Tensor) -> Tensor:
-    """out_t = sum_{s<t} (q_t . q_s) v_s, with q: nh, B, T, N (queries = keys) and v: B, T, D."""
-    return CausalLinearAttention.apply(q, v)
+def attention_quadratic(q: Tensor, v: Tensor, log_decay: Tensor | None = None) -> Tensor:
+    """out_t = sum_{s<t} gamma_h^(t-s) (q_t . q_s) v_s, with q: nh, B, T, N (queries = keys),
+    v: B, T, D and log_decay: log gamma_h (nh,), or None (gamma = 1)."""
+    if log_decay is None:
+        return CausalLinearAttention.apply(q, v)
+    mask = decay_mask(log_decay, q.size(2)).unsqueeze(1)  # nh, 1, T, T
+    return CausalLinearAttention.apply(q, v, mask)
 
 
-def attention_chunked(q: Tensor, v: Tensor, chunk_size: int) -> Tensor:
+def attention_chunked(
+    q: Tensor, v: Tensor, chunk_size: int, log_decay: Tensor | None = None
+) -> Tensor:
     """attention_quadratic computed chunk by chunk through a running state."""
-    return ChunkedLinearAttention.apply(q, v, chunk_size)
+    if log_decay is None:
+        return ChunkedLinearAttention.apply(q, v, chunk_size)
+    return chunked_damped(q, v, chunk_size, log_decay)
+
+
+def chunked_damped(q: Tensor, v: Tensor, chunk_size: int, log_decay: Tensor) -> Tensor:
+    """ChunkedLinearAttention with each head's state damped, in plain autograd ops.
+
+    Chunk c's own positions in the quadratic form (masked); the earlier ones through the
+    state at its start, S_c = sum_{c' < c} gamma^(C (c - c' - 1)) K_c', where K_c' is what chunk
+    c' adds (each position weighed gamma^(C - i) from its place i to the chunk's end), and
+    position i of chunk c reads gamma^i S_c.
+    """
+    nh, B, T, N = q.shape
+    D, C = v.size(-1), chunk_size
+    pad = -T % C
+    nc = (T + pad) // C
+    v_q = v.to(q.dtype)
+    if pad:  # zero queries/values at the end change nothing before them
+        q, v_q = F.pad(q, (0, 0, 0, pad)), F.pad(v_q, (0, 0, 0, pad))
+    qc = q.view(nh, B, nc, C, N)
+    vc = v_q.view(1, B, nc, C, D)
+    read, write, _ = (w.to(q.dtype) for w in decay_weights(log_decay, C))  # nh, C; nh, C
+    inside = decay_mask(log_decay, C).to(q.dtype).view(nh, 1, 1, C, C)
+    out = ((qc @ qc.mT) * inside) @ vc  # nh, B, nc, C, D: within the chunk
+    adds = (qc * write.view(nh, 1, 1, C, 1)).mT @ vc  # nh, B, nc, N, D
+    c = torch.arange(nc, device=q.device)
+    gap = (c.view(-1, 1) - c.view(1, -1) - 1).clamp(min=0)  # nc, nc: chunks between
+    earlier = (log_decay.view(-1, 1, 1) * C * gap).exp().tril(diagonal=-1).to(q.dtype)
+    states = (earlier.unsqueeze(1) @ adds.flatten(-2)).view(nh, B, nc, N, D)  # at each start
+    out = out + (qc @ states) * read.view(nh, 1, 1, C, 1)
+    return out.view(nh, B, nc * C, D)[:, :, :T]
 
 
 def chunked_from(n_neurons: int, n_embd: int, chunk_size: int, dtype: torch.dtype) -> int:
@@ -126,9 +174,15 @@ def chunked_from(n_neurons: int, n_embd: int, chunk_size: int, dtype: torch.dtyp
 
 
 def attention(
-    q: Tensor, v: Tensor, kv: Tensor | None, mode: AttentionMode = "auto", chunk_size: int = 256
+    q: Tensor,
+    v: Tensor,
+    kv: Tensor | None,
+    mode: AttentionMode = "auto",
+    chunk_size: int = 256,
+    log_decay: Tensor | None = None,
 ) -> Tensor:
-    """model.Attention on rotated q (nh, B, T, N) and v (B, T, D): nh, B, T, D.
+    """model.Attention on rotated q (nh, B, T, N) and v (B, T, D): nh, B, T, D; damped by
+    log_decay (nh,: log gamma_h) unless it is None.
 
     With kv (nh, B, N, D), the state of the positions before these, attend to them too and
     add these positions to kv in place (recurrent inference).
@@ -139,18 +193,27 @@ def attention(
         out = q @ kv.to(q.dtype)
         v = v.to(kv.dtype).expand(nh, -1, -1, -1).reshape(nh * B, 1, -1)
         kv.view(nh * B, N, -1).baddbmm_(q.to(kv.dtype).view(nh * B, N, 1), v)  # in place
+        if log_decay is not None:  # S_{t+1} = gamma (S_t + q_t^T v_t)
+            kv.mul_(log_decay.detach().exp().view(nh, 1, 1, 1))
         return out
     if T == 1:
         out = q.new_zeros(*q.shape[:-1], v.size(-1))
     elif mode == "chunked" or (
         mode == "auto" and chunked_from(q.size(-1), v.size(-1), chunk_size, q.dtype) <= T
     ):
-        out = attention_chunked(q, v, chunk_size)
+        out = attention_chunked(q, v, chunk_size, log_decay)
     else:
-        out = attention_quadratic(q, v)
+        out = attention_quadratic(q, v, log_decay)
     if kv is not None:
         # a copy under autograd: the write below must not change what backward reads, and it
         # carries no gradient into the next window (truncated backpropagation through time)
-        out = out + q @ kv.to(q.dtype, copy=torch.is_grad_enabled())
-        kv += (q.mT @ v).detach()  # nh, B, N, D
+        state = q @ kv.to(q.dtype, copy=torch.is_grad_enabled())
+        if log_decay is None:
+            out = out + state
+            kv += (q.mT @ v).detach()  # nh, B, N, D
+        else:
+            read, write, keep = decay_weights(log_decay, T)  # nh, T; nh, T; nh
+            out = out + state * read.to(q.dtype).view(-1, 1, T, 1)
+            kv *= keep.detach().view(-1, 1, 1, 1)
+            kv += ((q * write.to(q.dtype).view(-1, 1, T, 1)).mT @ v.to(q.dtype)).detach()
     return out

@@ -13,6 +13,13 @@ The attention has no softmax, so it is a running sum: S_t = sum_{s<t} rope(x_spa
 (N x D per head) gives a_t = rope(x_sparse_t) S_t, and a new token costs O(N * D) whatever its
 position (prefill / step / generate).
 
+Damped attention (BDHConfig.attn_decay, off by default): the paper's remedy for old context
+(Sec. 6.1, an ALiBi-like decay). Head h weighs position s, seen from t, by gamma_h^(t-s), so
+    a_t = LN(sum_{s<t} gamma_h^(t-s) <rope(x_sparse_t), rope(x_sparse_s)> x_s)
+and the state decays: S_{t+1} = gamma_h (S_t + rope(x_sparse_t)^T x_t), still O(N * D) a token.
+"alibi": ALiBi's fixed slopes as rates, gamma_h = exp(-2^(-8h/nh)), h = 1..nh (half-lives of
+about 3 to 180 tokens with 4 heads); "learned": the same at first, then a trained rate per head.
+
 This file is the reference: one plain forward (BDH.layer) in tensor math, and it knows nothing
 of the fast path. kernels.py computes the same thing in fewer passes over memory and is applied
 to a BDH from outside (kernels.BDHExecution, set as the model's `layer_runner`);
@@ -25,13 +32,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bdh_pl.models.sampling import sample_next
+
+AttnDecay = Literal["none", "alibi", "learned"]
+ATTN_DECAYS: tuple[str, ...] = get_args(AttnDecay)
 
 
 @dataclass
@@ -44,8 +54,11 @@ class BDHConfig:
     n_head: int = 4  # nh
     mlp_internal_dim_multiplier: int = 128  # N = multiplier * D / nh neurons per head
     vocab_size: int = 256
+    attn_decay: AttnDecay = "none"  # damped attention: see the module docstring
 
     def __post_init__(self) -> None:
+        if self.attn_decay not in ATTN_DECAYS:
+            raise ValueError(f"attn_decay must be one of {ATTN_DECAYS}, got {self.attn_decay!r}")
         for name in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier", "vocab_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -70,6 +83,7 @@ class BDHState:
     """Recurrent inference state: what the attention of the next token needs to know."""
 
     kv: Tensor  # n_layer, nh, B, N, D (fp32): per layer the S above, summed over past positions
+    # (damped: each term already weighed by gamma_h^(t-s) as the next token t will read it)
     pos: int  # absolute position of the next token (RoPE continues after the prompt)
 
 
@@ -79,17 +93,49 @@ def rope_freqs(n: int, theta: float = 2**16, device: torch.device | None = None)
     return 1.0 / (theta ** (quantized / n)) / (2 * math.pi)
 
 
+def alibi_rates(n_head: int) -> Tensor:
+    """ALiBi's per-head slopes 2^(-8h/nh), h = 1..nh (Press et al. 2022), as decay rates."""
+    return 2.0 ** (-8.0 * torch.arange(1, n_head + 1, dtype=torch.float32) / n_head)
+
+
+def decay_mask(log_decay: Tensor, T: int) -> Tensor:
+    """nh, T, T: gamma_h^(t-s) where s < t, else 0; log_decay (nh,) holds log gamma_h."""
+    pos = torch.arange(T, device=log_decay.device)
+    distance = (pos.view(-1, 1) - pos.view(1, -1)).clamp(min=0)  # T, T: t - s, 0 above
+    return (log_decay.view(-1, 1, 1) * distance).exp().tril(diagonal=-1)
+
+
+def decay_weights(log_decay: Tensor, T: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For a block of T positions after a damped state: what position i reads of the state
+    (gamma^i), what it writes into the state after the block (gamma^(T-i)), each nh, T, and
+    what the state keeps (gamma^T, nh)."""
+    pos = torch.arange(T + 1, device=log_decay.device)
+    powers = (log_decay.view(-1, 1) * pos).exp()  # nh, T+1: gamma^0 .. gamma^T
+    return powers[:, :T], powers[:, 1:].flip(-1), powers[:, T]
+
+
 class Attention(nn.Module):
     """Causal linear attention without softmax over RoPE-rotated sparse activations."""
 
     def __init__(self, config: BDHConfig):
         super().__init__()
         N = config.n_neurons
+        self.attn_decay, self.n_head = config.attn_decay, config.n_head
+        if config.attn_decay == "learned":  # log of each head's rate, from ALiBi's
+            self.decay_rate = nn.Parameter(alibi_rates(config.n_head).log())
         # The official buffer, kept for checkpoints. phases() reads an fp32 copy instead:
         # model.to(bfloat16) casts every float buffer, and bf16 frequencies would put the
         # angles of late positions off by a sizeable fraction of a turn.
         self.freqs = nn.Buffer(rope_freqs(N).view(1, 1, 1, N))
         self._freqs_fp32 = rope_freqs(N)  # not a buffer: no .to() casts it (moved in phases)
+
+    def log_decay(self) -> Tensor | None:
+        """log gamma_h (nh,) in fp32, or None: undamped."""
+        if self.attn_decay == "alibi":
+            return -alibi_rates(self.n_head).to(self.freqs.device)
+        if self.attn_decay == "learned":
+            return -self.decay_rate.float().exp()
+        return None
 
     def phases(self, start: int, T: int) -> Tensor:
         """RoPE angles (T, N) in radians of positions start..start+T-1, in fp32."""
@@ -115,14 +161,24 @@ class Attention(nn.Module):
         """
         qr = self.rope(q, cos, sin)  # B, nh, T, N
         scores = (qr @ qr.mT).tril(diagonal=-1)  # B, nh, T, T: only s < t, no softmax
+        log_decay = self.log_decay()  # nh, or None
+        if log_decay is not None:  # damped: gamma_h^(t-s)
+            scores = scores * decay_mask(log_decay, q.size(2)).to(scores.dtype)
         out = scores @ v  # B, nh, T, D
         if kv is not None:
             S = kv.transpose(0, 1)  # B, nh, N, D, a view: += writes the state
             # Under autograd (training with carried state) the read is a copy, so writing the
             # state does not change what backward needs, and the write carries no gradient into
             # the next window (truncated backpropagation through time).
-            out = out + qr @ S.to(qr.dtype, copy=torch.is_grad_enabled())
-            S += (qr.mT @ v).detach()
+            state = S.to(qr.dtype, copy=torch.is_grad_enabled())
+            if log_decay is None:
+                out = out + qr @ state
+                S += (qr.mT @ v).detach()
+            else:
+                read, write, keep = decay_weights(log_decay, q.size(2))  # nh, T; nh, T; nh
+                out = out + (qr @ state) * read.view(-1, q.size(2), 1)  # B, nh, T, D
+                S *= keep.detach().view(-1, 1, 1)  # the old state damped over the T positions
+                S += ((qr * write.view(-1, q.size(2), 1)).mT @ v).detach()
         return out
 
 
