@@ -599,11 +599,23 @@ def frontier_spec(step: Step) -> dict:
     return spec
 
 
+# The reference run's training compute: the 25.3M BDH on 2M tokens, 3 x forward FLOPs.
+REFERENCE_RUN_FLOPS = 2.0234e15
+
+
 def predictions() -> tuple[float, dict]:
-    """(budget FLOPs, {family: predicted val bpb and band}) of the CPU frontier's fits."""
+    """(budget FLOPs, {family: the CPU frontier's fit at that budget}), an extrapolation far
+    past the measured range: the fits are L(C) = E + A C^-alpha; a family without a fit (too
+    few interior points) has no prediction."""
     path = REPO / "results/wikitext2-frontier/frontier.json"
-    extrapolation = json.loads(path.read_text()).get("extrapolation", {})
-    return extrapolation.get("budget_flops", 2.0234e15), extrapolation.get("predictions", {})
+    families = json.loads(path.read_text()).get("families", {})
+    predicted = {}
+    for name, family in families.items():
+        fit = family.get("fit")
+        if fit:
+            value = fit["E"] + fit["A"] * REFERENCE_RUN_FLOPS ** -fit["alpha"]
+            predicted[name] = {"val_bpb": value, "measured_range": fit.get("measured_range")}
+    return REFERENCE_RUN_FLOPS, predicted
 
 
 def frontier(step: Step) -> None:

@@ -88,9 +88,20 @@ def test_the_frontier_point_is_a_valid_benchmark(tmp_path, dry_run):
     path.write_text(yaml.safe_dump(gpu_steps.frontier_spec(step)))
     spec = load_spec(path)
     assert [m.name for m in spec.models] == ["bdh", "gpt2-scratch", "llama-tiny"]
-    extrapolated = json.loads((REPO / "results/wikitext2-frontier/frontier.json").read_text())
     budget = spec.budget.steps if dry_run else spec.budget.flops
-    assert budget == (2 if dry_run else extrapolated["extrapolation"]["budget_flops"])
+    assert budget == (2 if dry_run else gpu_steps.REFERENCE_RUN_FLOPS)
+
+
+def test_the_predictions_are_the_frontier_fits_at_the_reference_run():
+    flops, predicted = gpu_steps.predictions()
+    fits = json.loads((REPO / "results/wikitext2-frontier/frontier.json").read_text())
+    for name, family in fits["families"].items():
+        fit = family.get("fit")
+        if not fit:
+            assert name not in predicted
+            continue
+        by_hand = fit["E"] + fit["A"] / flops ** fit["alpha"]
+        assert predicted[name]["val_bpb"] == pytest.approx(by_hand)
 
 
 def test_official_steps_run_the_official_interface(tmp_path):
