@@ -31,7 +31,7 @@ TOOLS: dict[str, str] = {
     "lm-eval": "bdh_pl.tools.lm_eval_cli",
     "mauve": "bdh_pl.tools.mauve",
     "context-curve": "bdh_pl.tools.context_curve",
-    "inspect": "bdh_pl.tools.inspect",
+    "inspect": "bdh_pl.tools.inspect.command",
     "merge": "bdh_pl.tools.merge",
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")

@@ -1,6 +1,6 @@
 """The measures of `inspect` on loaded models, and the verdicts on BDH's claims: reading the
 neurons of every layer over a text, the sparsity and graph reports (inspect.json's sections;
-selectivity's is in inspect_selectivity.py), and each claim by the one rule."""
+selectivity's is in selectivity.py), and each claim by the one rule."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from bdh_pl.analysis.sparsity import SparsityCounter, training_curves
 from bdh_pl.analysis.verdict import RULE, UNTESTED, verdict
 from bdh_pl.charts import read_metrics
 from bdh_pl.errors import UserError
-from bdh_pl.tools.inspect_selectivity import selectivity_claim, sparsity_claim
+from bdh_pl.tools.inspect.selectivity import selectivity_claim, sparsity_claim
 
 ACTIVATION_BUDGET = 2**28  # stored activations (positions x neurons) per pass: 512 MiB at fp16
 

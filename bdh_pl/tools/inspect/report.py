@@ -21,8 +21,8 @@ from bdh_pl.charts import (
     save_figure,
     suptitle,
 )
-from bdh_pl.tools.inspect_measures import claim_verdict
-from bdh_pl.tools.inspect_selectivity import dense_cell, equal_size_table, selectivity_curve_table
+from bdh_pl.tools.inspect.measures import claim_verdict
+from bdh_pl.tools.inspect.selectivity import dense_cell, equal_size_table, selectivity_curve_table
 
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),

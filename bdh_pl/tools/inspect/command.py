@@ -50,7 +50,7 @@ from bdh_pl.analysis.sparsity import SparsityCounter
 from bdh_pl.errors import ArgumentParser, UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, write_json
 from bdh_pl.tools.common import check_device, checkpoint_data
-from bdh_pl.tools.inspect_measures import (
+from bdh_pl.tools.inspect.measures import (
     claim_verdict,
     graph_report,
     read,
@@ -58,8 +58,8 @@ from bdh_pl.tools.inspect_measures import (
     sparsity_report,
     verdicts,
 )
-from bdh_pl.tools.inspect_report import readme, write_charts
-from bdh_pl.tools.inspect_selectivity import Unit, selectivity_report
+from bdh_pl.tools.inspect.report import readme, write_charts
+from bdh_pl.tools.inspect.selectivity import Unit, selectivity_report
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import EvalModel, load_model, load_network
 

@@ -8,8 +8,8 @@ import torch
 
 from bdh_pl.charts import figure_problems
 from bdh_pl.models.bdh import BDH, BDHConfig
-from bdh_pl.tools.inspect import default_labels, init_twin
-from bdh_pl.tools.inspect_report import figures
+from bdh_pl.tools.inspect.command import default_labels, init_twin
+from bdh_pl.tools.inspect.report import figures
 from bdh_pl.training.lit_models import BDHLM
 
 from helpers import digit_text

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from bdh_pl.models.bdh import BDH, BDHConfig
-from bdh_pl.tools.inspect_selectivity import Unit, selectivity_report, weight_vectors
+from bdh_pl.tools.inspect.selectivity import Unit, selectivity_report, weight_vectors
 
 from helpers import digit_text
 
