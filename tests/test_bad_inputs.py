@@ -472,13 +472,18 @@ def tool_parser(tool: str, tmp_path: Path):
     """The tool's own argument parsing and checking (what runs before any model is read),
     with the required options given."""
     from bdh_pl.tools import context_curve, generate, mauve
+    from bdh_pl.tools.options import parse
 
     ckpt = write(tmp_path / "m.ckpt", b"not read by the option checks")
     required = ["--ckpt_path", str(ckpt)]
     if tool == "context-curve":
         required += ["--out", str(tmp_path / "out")]
-    parse = {"generate": generate, "mauve": mauve, "context-curve": context_curve}[tool].parse_args
-    return lambda option, value: parse([*required, option, str(value)])
+    command = {
+        "generate": generate.generate,
+        "mauve": mauve.run,
+        "context-curve": context_curve.context_curve,
+    }[tool]
+    return lambda option, value: parse(command, [*required, option, str(value)], tool)
 
 
 @pytest.mark.parametrize("tool", list(TOOL_OPTIONS))

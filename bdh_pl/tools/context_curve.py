@@ -20,102 +20,93 @@ and context_curve.png under --out; `--replot DIR` redraws DIR/context_curve.png 
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
-from bdh_pl.charts import context_figure, save_figure
-from bdh_pl.data.tokenizers import count_bytes_and_words
-from bdh_pl.data.windows import EvalWindows
-from bdh_pl.errors import (
-    COUNT,
-    MAX_COUNT,
-    ArgumentParser,
-    UserError,
-    check_options,
-    count,
-)
+from bdh_pl.errors import COUNT, MAX_COUNT, UserError, check_options, count
 from bdh_pl.fileio import check_writable, write_json
-from bdh_pl.tools.common import check_device, checkpoint_data
-from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.loading import load_model
+from bdh_pl.tools.options import Loading, check_paths, parse
+
+if TYPE_CHECKING:
+    from bdh_pl.data.windows import EvalWindows
+    from bdh_pl.training.language_model import LanguageModel
 
 BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536]  # bytes of context; the last bucket is open
 MIN_BYTES = 1000  # a bucket of fewer bytes is drawn hollow: its bpb is a noisy estimate
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m bdh_pl context-curve",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--ckpt_path",
-        nargs="+",
-        help="bdh-pl checkpoints, BDH folders or plain BDH weights (with --n_layer)",
-    )
-    source.add_argument("--replot", help="redraw DIR/context_curve.png from DIR's JSON")
-    parser.add_argument("--label", nargs="+", default=None, help="a name per checkpoint")
-    parser.add_argument("--text", default=None, help="test text file (default: test split)")
-    parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
-    parser.add_argument("--stride", type=int, default=None, help="sliding stride (block/2)")
-    parser.add_argument("--windows", action="store_true", help="stateful models: also windows")
-    parser.add_argument(
-        "--per_article", action="store_true", help="each article its own stream (` = Title = `)"
-    )
-    parser.add_argument("--buckets", type=int, nargs="+", default=BUCKETS, help="edges, bytes")
-    parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
-    parser.add_argument("--max_tokens", type=int, default=None, help="score the first N only")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--n_layer",
-        type=int,
-        default=None,
-        help="layers of plain BDH weights (the official format does not record it); only for them",
-    )
-    parser.add_argument("--out", help="folder for the JSON and the chart (not with --replot)")
-    args = parser.parse_args(argv)
-    if args.ckpt_path and not args.out:
-        parser.error("--out is required with --ckpt_path")
-    if args.label and len(args.label) != len(args.ckpt_path or []):
-        parser.error(f"give one --label per checkpoint ({len(args.ckpt_path)})")
-    edges = args.buckets
-    if edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-        parser.error(f"--buckets must start at 0 and increase, got {edges}")
-    check_options(
-        [
-            ("--batch_size", args.batch_size, count(), COUNT),
-            ("--stride", args.stride, count(), COUNT),  # 0 is no default stride
-            ("--max_tokens", args.max_tokens, count(), COUNT),  # 0 would score nothing
-            ("--n_layer", args.n_layer, count(), COUNT),
-            ("--buckets", max(edges), count(0), f"edges in [0, {MAX_COUNT}]"),
-        ]
-    )
-    # Everything that can be checked before the models are read and scored (minutes).
-    args.device = check_device(args.device)
-    out = args.out or args.replot
-    check_writable(Path(out), f"give {'--out' if args.out else '--replot'} a folder you can write")
-    if args.text and not Path(args.text).is_file():
-        raise UserError(f"--text {args.text!r} is not a file: give the text to score")
-    for path in args.ckpt_path or []:
-        if not Path(path).exists():
-            raise UserError(f"--ckpt_path {path}: no such file or folder")
-    return args
+@dataclasses.dataclass(kw_only=True)
+class Curve(Loading):
+    """What is scored, and how
+
+    Args:
+        ckpt_path: bdh-pl checkpoints, BDH folders or plain BDH weights (with --n_layer)
+        replot: redraw DIR/context_curve.png from DIR's JSON (instead of --ckpt_path)
+        label: a name per checkpoint
+        text: test text file (default: test split)
+        stride: sliding stride (default: half a block)
+        windows: stateful models: also disjoint windows
+        per_article: each article its own stream (` = Title = `)
+        buckets: the buckets' edges, in bytes of context
+        batch_size: windows per batch
+        max_tokens: score the first N tokens only
+        out: folder for the JSON and the chart (not with --replot)
+    """
+
+    ckpt_path: list[str] | None = None
+    replot: str | None = None
+    label: list[str] | None = None
+    text: str | None = None
+    stride: int | None = None
+    windows: bool = False
+    per_article: bool = False
+    buckets: list[int] = dataclasses.field(default_factory=lambda: list(BUCKETS))
+    batch_size: int = 32
+    max_tokens: int | None = None
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ckpt_path is None) == (self.replot is None):
+            raise UserError("give either --ckpt_path (to score) or --replot DIR (to redraw)")
+        if self.ckpt_path and not self.out:
+            raise UserError("--out is required with --ckpt_path")
+        if self.label and len(self.label) != len(self.ckpt_path or []):
+            raise UserError(f"give one --label per checkpoint ({len(self.ckpt_path or [])})")
+        edges = self.buckets
+        if edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            raise UserError(f"--buckets must start at 0 and increase, got {edges}")
+        check_options(
+            [
+                ("--batch_size", self.batch_size, count(), COUNT),
+                ("--stride", self.stride, count(), COUNT),  # 0 is no default stride
+                ("--max_tokens", self.max_tokens, count(), COUNT),  # 0 would score nothing
+                ("--buckets", max(edges), count(0), f"edges in [0, {MAX_COUNT}]"),
+            ]
+        )
+        super().__post_init__()
+        # Everything that can be checked before the models are read and scored (minutes).
+        out = self.out or self.replot
+        check_writable(
+            Path(out), f"give {'--out' if self.out else '--replot'} a folder you can write"
+        )
+        if self.text and not Path(self.text).is_file():
+            raise UserError(f"--text {self.text!r} is not a file: give the text to score")
+        check_paths("--ckpt_path", self.ckpt_path or [])
 
 
 def score_tokens(
     model: LanguageModel, windows: EvalWindows, token_bytes: np.ndarray, batch_size: int, device
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each token's NLL (nats) and its context in bytes, in split order."""
+    import torch
+    from torch.utils.data import DataLoader
+
     nll = np.zeros(len(windows.tokens), dtype=np.float64)
     loader = DataLoader(windows, batch_size=1 if windows.carry_state else batch_size)
     w = 0
@@ -176,8 +167,13 @@ def bucket_table(
     return rows
 
 
-def curve(args: argparse.Namespace, path: str, label: str) -> list[dict[str, Any]]:
+def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
     """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
+    from bdh_pl.data.tokenizers import count_bytes_and_words
+    from bdh_pl.data.windows import EvalWindows
+    from bdh_pl.tools.common import checkpoint_data
+    from bdh_pl.training.loading import load_model
+
     loaded = load_model(path, args.n_layer)
     model = loaded.model.to(args.device)
     data, source = checkpoint_data(loaded, path, args.text, args.data_dir)
@@ -241,6 +237,8 @@ def figure_note(rows: list[dict[str, Any]]) -> str | None:
 
 
 def replot(folder: str) -> Path:
+    from bdh_pl.charts import context_figure, save_figure
+
     path = Path(folder) / "context_curve.json"
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["runs"]
@@ -251,8 +249,10 @@ def replot(folder: str) -> Path:
     return save_figure(context_figure(rows, MIN_BYTES, figure_note(rows)), path.with_suffix(".png"))
 
 
-def main(argv: list[str]) -> None:
-    args = parse_args(argv)
+def context_curve(args: Curve) -> None:
+    """Score each --ckpt_path by context length into --out, or redraw --replot's chart."""
+    from bdh_pl.charts import context_figure, save_figure
+
     if args.replot:
         print(replot(args.replot))
         return
@@ -268,3 +268,7 @@ def main(argv: list[str]) -> None:
     for row in rows:
         cells = " ".join(f"{b['bpb']:.3f}" if b["bpb"] is not None else "-" for b in row["buckets"])
         print(f"{row['label']:>16} {row['mode']:>8} bpb {row['bpb']:.4f} | {cells}")
+
+
+def main(argv: list[str]) -> None:
+    context_curve(**parse(context_curve, argv, "context-curve"))

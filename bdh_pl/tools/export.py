@@ -15,7 +15,6 @@ Every folder gets a `README.md` model card: architecture, parameters, data, step
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -26,10 +25,11 @@ from safetensors.torch import save_file
 
 from bdh_pl.data.sources import resolve_data_dir
 from bdh_pl.data.tokenizers import _bytes_to_unicode, get_tokenizer
-from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_folder, check_writable
 from bdh_pl.models.bdh import BDH
 from bdh_pl.models.hf import HFCausalLM
+from bdh_pl.tools.options import parse
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import (
     ARCHITECTURE,
@@ -45,24 +45,22 @@ from bdh_pl.training.loading import (
 from bdh_pl.training.metrics import count_parameters
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m bdh_pl export",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--ckpt_path", required=True, help="a bdh-pl checkpoint (.ckpt)")
-    parser.add_argument("--out", required=True, help="the folder to write (new or empty)")
-    parser.add_argument(
-        "--test_metrics",
-        default=None,
-        help="test_metrics.json of a `test` run of this checkpoint, for the model card "
-        "(default: looked up among the runs beside the checkpoint)",
-    )
-    parser.add_argument(
-        "--data_dir", default=None, help="data root holding gpt2-tokenizer/ (default: the run's)"
-    )
-    return parser.parse_args(argv)
+@dataclasses.dataclass(kw_only=True)
+class Export:
+    """What is exported, where
+
+    Args:
+        ckpt_path: a bdh-pl checkpoint (.ckpt)
+        out: the folder to write (new or empty)
+        test_metrics: test_metrics.json of a `test` run of this checkpoint, for the model card
+            (default: looked up among the runs beside the checkpoint)
+        data_dir: data root holding gpt2-tokenizer/ (default: the run's)
+    """
+
+    ckpt_path: str
+    out: str
+    test_metrics: str | None = None
+    data_dir: str | None = None
 
 
 # --- BDH folders ----------------------------------------------------------------------------
@@ -300,7 +298,10 @@ def architecture_keys(model: LanguageModel) -> set[str]:
     }
 
 
-def main(argv: list[str]) -> None:
-    args = parse_args(argv)
+def export_command(args: Export) -> None:
     out = export(args.ckpt_path, args.out, args.test_metrics, args.data_dir)
     print(f"export: wrote {out}")
+
+
+def main(argv: list[str]) -> None:
+    export_command(**parse(export_command, argv, "export"))

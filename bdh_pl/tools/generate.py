@@ -13,84 +13,32 @@ from the official code work too (sizes from the tensors, `--n_layer` from the co
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
-import torch
-
-from bdh_pl.data.sources import resolve_data_dir
-from bdh_pl.data.tokenizers import get_tokenizer
-from bdh_pl.errors import (
-    COUNT,
-    MAX_COUNT,
-    ArgumentParser,
-    UserError,
-    check_options,
-    count,
-    finite_positive,
-)
-from bdh_pl.tools.common import check_device
-from bdh_pl.training.loading import load_model
+from bdh_pl.errors import COUNT, UserError, check_options, count
+from bdh_pl.tools.options import Checkpoint, Sampling, parse
 
 SEPARATOR = "---------------\n"  # between samples, as nanoGPT's sample.py prints them
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m bdh_pl generate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--ckpt_path",
-        required=True,
-        help="a bdh-pl checkpoint, plain BDH weights or a BDH folder written by `export`",
-    )
-    parser.add_argument(
-        "--prompt", default="\n", help="text to continue, or FILE:path to read it from a file"
-    )
-    parser.add_argument("--num_samples", type=int, default=1, help="samples drawn (one batch)")
-    parser.add_argument("--max_new_tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument(
-        "--top_k", type=int, default=None, help="sample among the k likeliest (1: greedy)"
-    )
-    parser.add_argument(
-        "--top_p",
-        type=float,
-        default=None,
-        help="nucleus sampling: among the likeliest tokens holding probability p (after top_k)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--data_dir",
-        default=None,
-        help="data root holding gpt2-tokenizer/ (default $BDH_PL_DATA_DIR)",
-    )
-    parser.add_argument(
-        "--n_layer",
-        type=int,
-        default=None,
-        help="layers of plain BDH weights (the official format does not record it); only for them",
-    )
-    args = parser.parse_args(argv)
-    check_options(
-        [
-            ("--num_samples", args.num_samples, count(), COUNT),
-            ("--max_new_tokens", args.max_new_tokens, count(0), f"in [0, {MAX_COUNT}]"),
-            ("--temperature", args.temperature, finite_positive, "a finite number > 0"),
-            ("--top_k", args.top_k, count(), COUNT),
-            ("--top_p", args.top_p, lambda v: 0 < v <= 1, "in (0, 1]"),  # NaN too
-            ("--seed", args.seed, lambda v: 0 <= v < 2**63, "in [0, 2**63)"),  # torch's range
-            ("--n_layer", args.n_layer, count(), COUNT),
-        ]
-    )
-    args.device = check_device(args.device)
-    args.prompt_bytes = prompt_bytes(args.prompt)
-    return args
+@dataclasses.dataclass(kw_only=True)
+class Prompt:
+    """The prompt
+
+    Args:
+        prompt: text to continue, or FILE:path to read it from a file
+        num_samples: samples drawn (one batch)
+    """
+
+    prompt: str = "\n"
+    num_samples: int = 1
+
+    def __post_init__(self) -> None:
+        check_options([("--num_samples", self.num_samples, count(), COUNT)])
+        self.bytes = prompt_bytes(self.prompt)
 
 
 def prompt_bytes(prompt: str) -> bytes:
@@ -111,20 +59,35 @@ def prompt_bytes(prompt: str) -> bytes:
         return os.fsencode(prompt)
 
 
-def main(argv: list[str]) -> None:
-    args = parse_args(argv)
-    loaded = load_model(args.ckpt_path, args.n_layer)
-    tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir))
-    model = loaded.model.to(args.device)
-    prompt = tokenizer.encode(args.prompt_bytes)
-    if len(prompt) == 0:
+def generate(checkpoint: Checkpoint, sampling: Sampling, prompt: Prompt) -> None:
+    """Sample `prompt.num_samples` continuations of the prompt, printed between separators."""
+    import torch
+
+    from bdh_pl.data.sources import resolve_data_dir
+    from bdh_pl.data.tokenizers import get_tokenizer
+    from bdh_pl.training.loading import load_model
+
+    loaded = load_model(checkpoint.ckpt_path, checkpoint.n_layer)
+    data_dir = resolve_data_dir(checkpoint.data_dir or loaded.data_dir)
+    tokenizer = get_tokenizer(loaded.tokenizer, data_dir)
+    model = loaded.model.to(checkpoint.device)
+    ids = tokenizer.encode(prompt.bytes)
+    if len(ids) == 0:
         raise UserError("the prompt is empty after tokenization: give --prompt some text")
-    idx = torch.tensor(prompt, dtype=torch.long, device=args.device)[None]
-    idx = idx.repeat(args.num_samples, 1)  # one batch of the same prompt
-    torch.manual_seed(args.seed)
+    idx = torch.tensor(ids, dtype=torch.long, device=checkpoint.device)[None]
+    idx = idx.repeat(prompt.num_samples, 1)  # one batch of the same prompt
+    torch.manual_seed(sampling.seed)
     out = model.generate(
-        idx, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
+        idx,
+        sampling.max_new_tokens,
+        temperature=sampling.temperature,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
     )
-    head = args.prompt_bytes.decode("utf-8", "replace")
+    head = prompt.bytes.decode("utf-8", "replace")
     samples = [head + tokenizer.decode(row[idx.size(1) :].tolist()) + "\n" for row in out]
     sys.stdout.write(SEPARATOR.join(samples))
+
+
+def main(argv: list[str]) -> None:
+    generate(**parse(generate, argv, "generate"))

@@ -15,7 +15,7 @@ folder) and a few hundred samples; the tests use a tiny random one.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import pickle
 import re
@@ -24,72 +24,57 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from bdh_pl.errors import (
-    COUNT,
-    ArgumentParser,
-    UserError,
-    check_options,
-    count,
-    finite_positive,
-)
+from bdh_pl.errors import COUNT, UserError, check_options, count
 from bdh_pl.fileio import check_output_file, write_json
-from bdh_pl.tools.common import check_device, checkpoint_data
-from bdh_pl.training.loading import load_model
+from bdh_pl.tools.options import Checkpoint, Sampling, parse
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m bdh_pl mauve",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--ckpt_path", required=True, help="a bdh-pl checkpoint or a folder from `export`"
-    )
-    parser.add_argument(
-        "--featurizer",
-        default="gpt2-large",
-        help="Hugging Face causal LM for the features: hub name or local folder",
-    )
-    parser.add_argument(
-        "--text", default=None, help="test text file (default: the checkpoint's test split)"
-    )
-    parser.add_argument("--n_samples", type=int, default=100)
-    parser.add_argument("--prompt_tokens", type=int, default=64, help="in the model's tokens")
-    parser.add_argument("--max_new_tokens", type=int, default=256, help="in the model's tokens")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
-    parser.add_argument("--out", default=None, help="write the result as JSON here")
-    parser.add_argument(
-        "--n_layer",
-        type=int,
-        default=None,
-        help="layers of plain BDH weights (the official format does not record it); only for them",
-    )
-    args = parser.parse_args(argv)
-    check_options(
-        [
-            ("--n_samples", args.n_samples, count(), COUNT),
-            ("--prompt_tokens", args.prompt_tokens, count(), COUNT),
-            ("--max_new_tokens", args.max_new_tokens, count(), COUNT),
-            ("--temperature", args.temperature, finite_positive, "a finite number > 0"),
-            ("--top_k", args.top_k, count(), COUNT),
-            ("--seed", args.seed, lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
-            ("--n_layer", args.n_layer, count(), COUNT),
-        ]
-    )
-    # Everything that can be checked before the model is loaded and sampled from (minutes).
-    args.device = str(check_device(args.device))
-    if args.out:
-        check_output_file(Path(args.out), "--out")
-    if args.text and not Path(args.text).is_file():
-        raise UserError(f"--text {args.text!r} is not a file: give the text to prompt from")
-    return args
+@dataclasses.dataclass(kw_only=True)
+class Continuations(Sampling):
+    """Sampling (each continuation compared with the true one)
+
+    Args:
+        max_new_tokens: tokens sampled after each prompt (in the model's tokens)
+    """
+
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_options([("--max_new_tokens", self.max_new_tokens, count(), COUNT)])
+
+
+@dataclasses.dataclass(kw_only=True)
+class Prompts:
+    """The prompts and the features
+
+    Args:
+        featurizer: Hugging Face causal LM for the features: hub name or local folder
+        text: test text file (default: the checkpoint's test split)
+        n_samples: prompts, spread over the text
+        prompt_tokens: tokens of each prompt (in the model's tokens)
+        out: write the result as JSON here
+    """
+
+    featurizer: str = "gpt2-large"
+    text: str | None = None
+    n_samples: int = 100
+    prompt_tokens: int = 64
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        check_options(
+            [
+                ("--n_samples", self.n_samples, count(), COUNT),
+                ("--prompt_tokens", self.prompt_tokens, count(), COUNT),
+            ]
+        )
+        # Everything that can be checked before the model is loaded and sampled from (minutes).
+        if self.out:
+            check_output_file(Path(self.out), "--out")
+        if self.text and not Path(self.text).is_file():
+            raise UserError(f"--text {self.text!r} is not a file: give the text to prompt from")
 
 
 # --- featurizer -----------------------------------------------------------------------------
@@ -97,6 +82,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def load_featurizer(name_or_path: str, device: str = "cpu"):
     """A causal LM and its tokenizer, never remote code; one error line for anything else."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     local = Path(name_or_path).expanduser()
@@ -133,15 +119,17 @@ def load_featurizer(name_or_path: str, device: str = "cpu"):
     return model.to(device).eval(), tokenizer, int(limit)
 
 
-@torch.no_grad()
 def featurize(texts: list[str], model, tokenizer, max_length: int) -> np.ndarray:
     """The last layer's hidden state at each text's last token (MAUVE's features)."""
+    import torch
+
     device = next(model.parameters()).device
     fallback = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     rows = []
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False).input_ids[:max_length] or [fallback]
-        out = model(input_ids=torch.tensor([ids], device=device), output_hidden_states=True)
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids], device=device), output_hidden_states=True)
         rows.append(out.hidden_states[-1][0, -1].float().cpu())
     return torch.stack(rows).numpy()
 
@@ -161,12 +149,6 @@ def mauve_score(
 # --- prompts and continuations --------------------------------------------------------------
 
 
-def test_tokens(args: argparse.Namespace, loaded) -> tuple[np.ndarray, str]:
-    """Token ids of the test text: --text, else the checkpoint's dataset's test split."""
-    data, source = checkpoint_data(loaded, args.ckpt_path, args.text, args.data_dir)
-    return np.asarray(data.split_tokens("test")), source
-
-
 def samples(tokens: np.ndarray, n: int, prompt: int, new: int) -> list[tuple[list[int], list[int]]]:
     """n disjoint (prompt, true continuation) pairs spread over the text."""
     piece = prompt + new
@@ -181,47 +163,56 @@ def samples(tokens: np.ndarray, n: int, prompt: int, new: int) -> list[tuple[lis
     ]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(checkpoint: Checkpoint, sampling: Continuations, prompts: Prompts) -> dict[str, Any]:
+    import torch
+
     from bdh_pl.data.sources import resolve_data_dir
     from bdh_pl.data.tokenizers import get_tokenizer
+    from bdh_pl.tools.common import checkpoint_data
+    from bdh_pl.training.loading import load_model
 
     try:
         import mauve  # noqa: F401
     except ImportError:
         raise UserError('mauve-text is not installed: pip install -e ".[mauve]"') from None
-    loaded = load_model(args.ckpt_path, args.n_layer)
-    tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(args.data_dir or loaded.data_dir))
-    featurizer = load_featurizer(args.featurizer, args.device)  # fail before sampling
-    tokens, source = test_tokens(args, loaded)
-    pairs = samples(tokens, args.n_samples, args.prompt_tokens, args.max_new_tokens)
-    model = loaded.model.to(args.device).eval()
-    torch.manual_seed(args.seed)
+    loaded = load_model(checkpoint.ckpt_path, checkpoint.n_layer)
+    data_dir = checkpoint.data_dir or loaded.data_dir
+    tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(data_dir))
+    featurizer = load_featurizer(prompts.featurizer, checkpoint.device)  # fail before sampling
+    data, source = checkpoint_data(loaded, checkpoint.ckpt_path, prompts.text, checkpoint.data_dir)
+    tokens = np.asarray(data.split_tokens("test"))
+    pairs = samples(tokens, prompts.n_samples, prompts.prompt_tokens, sampling.max_new_tokens)
+    model = loaded.model.to(checkpoint.device).eval()
+    torch.manual_seed(sampling.seed)
     generations, references = [], []
     for prompt, truth in pairs:
-        idx = torch.tensor([prompt], device=args.device)
-        out = model.generate(idx, args.max_new_tokens, args.temperature, args.top_k)
+        idx = torch.tensor([prompt], device=checkpoint.device)
+        out = model.generate(
+            idx,
+            sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+        )
         generations.append(tokenizer.decode(out[0, len(prompt) :].tolist()))
         references.append(tokenizer.decode(truth))
-    scores = mauve_score(generations, references, featurizer, args.seed)
+    scores = mauve_score(generations, references, featurizer, sampling.seed)
     return {
         **scores,
-        "checkpoint": args.ckpt_path,
-        "featurizer": args.featurizer,
+        "checkpoint": checkpoint.ckpt_path,
+        "featurizer": prompts.featurizer,
         "text": source,
-        "n_samples": args.n_samples,
-        "prompt_tokens": args.prompt_tokens,
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "seed": args.seed,
+        "n_samples": prompts.n_samples,
+        "prompt_tokens": prompts.prompt_tokens,
+        **dataclasses.asdict(sampling),
         "example": {"prompt": tokenizer.decode(pairs[0][0]), "generation": generations[0]},
     }
 
 
 def main(argv: list[str]) -> None:
-    args = parse_args(argv)
-    result = run(args)
-    if args.out:
-        write_json(args.out, result)
+    args = parse(run, argv, "mauve")
+    result = run(**args)
+    if args["prompts"].out:
+        write_json(args["prompts"].out, result)
     json.dump({k: result[k] for k in ("mauve", "frontier_integral", "n_samples")}, sys.stdout)
     sys.stdout.write("\n")

@@ -25,36 +25,33 @@ that `test`, `generate`, `inspect` and the other tools take as --ckpt_path.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from bdh_pl.errors import UserError
+from bdh_pl.tools.options import Reading, parse
 
-from bdh_pl.errors import ArgumentParser, UserError
-from bdh_pl.fileio import atomic_folder
-from bdh_pl.models.bdh import BDH, BDHConfig
-from bdh_pl.tools.export import check_out, save_bdh
-from bdh_pl.training.loading import LoadedModel, load_model
+if TYPE_CHECKING:
+    import torch
+
+    from bdh_pl.models.bdh import BDH, BDHConfig
+    from bdh_pl.training.loading import LoadedModel
 
 # Tensors with a neuron dimension: concatenated along dim 0 (heads for the encoders, the
 # head-major neuron rows for the decoder). Every other tensor is averaged.
 NEURON_TENSORS = ("encoder", "encoder_v", "decoder")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m bdh_pl merge",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("a", help="a BDH: bdh-pl checkpoint, plain weights or BDH folder")
-    parser.add_argument("b", help="a BDH fine-tuned from the same base")
-    parser.add_argument("--out", required=True, help="the BDH folder to write (new or empty)")
-    parser.add_argument(
-        "--n_layer", type=int, default=None, help="layers of plain BDH weights (they cannot say)"
-    )
-    return parser.parse_args(argv)
+@dataclasses.dataclass(kw_only=True)
+class Output:
+    """The merged model
+
+    Args:
+        out: the BDH folder to write (new or empty)
+    """
+
+    out: str
 
 
 def merged_config(config: BDHConfig) -> BDHConfig:
@@ -73,6 +70,8 @@ def merged_config(config: BDHConfig) -> BDHConfig:
 
 def merge_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict:
     """The rule on two state dicts of one architecture (checked by check_same_base)."""
+    import torch
+
     return {
         name: torch.cat([a[name], b[name]]) if name in NEURON_TENSORS else (a[name] + b[name]) / 2
         for name in a
@@ -90,6 +89,8 @@ def describe(loaded: LoadedModel) -> dict:
 
 def check_same_base(a: LoadedModel, b: LoadedModel, path_a: str, path_b: str) -> None:
     """One line naming the first difference, if A and B cannot come from one base."""
+    from bdh_pl.models.bdh import BDH
+
     for path, loaded in ((path_a, a), (path_b, b)):
         if not isinstance(loaded.model.network, BDH):
             raise UserError(
@@ -115,6 +116,9 @@ def check_same_base(a: LoadedModel, b: LoadedModel, path_a: str, path_b: str) ->
 
 def merge(path_a: str, path_b: str, n_layer: int | None = None) -> tuple[BDH, LoadedModel]:
     """The merged network, and A as loaded (its tokenizer and block size are the merged's)."""
+    from bdh_pl.models.bdh import BDH
+    from bdh_pl.training.loading import load_model
+
     a, b = load_model(path_a, n_layer), load_model(path_b, n_layer)
     check_same_base(a, b, path_a, path_b)
     network = BDH(merged_config(a.model.network.config))
@@ -123,16 +127,30 @@ def merge(path_a: str, path_b: str, n_layer: int | None = None) -> tuple[BDH, Lo
     return network.eval(), a
 
 
-def main(argv: list[str]) -> None:
-    args = parse_args(argv)
-    out = Path(args.out).expanduser()
-    check_out(out)
-    network, a = merge(args.a, args.b, args.n_layer)
+def merge_command(a: str, b: str, reading: Reading, output: Output) -> None:
+    """Merge A and B into --out.
+
+    Args:
+        a: a BDH: bdh-pl checkpoint, plain weights or BDH folder
+        b: a BDH fine-tuned from the same base
+    """
     from bdh_pl.data.sources import resolve_data_dir
     from bdh_pl.data.tokenizers import get_tokenizer
+    from bdh_pl.fileio import atomic_folder
+    from bdh_pl.tools.export import check_out, save_bdh
 
-    tokenizer = get_tokenizer(a.tokenizer, resolve_data_dir(a.data_dir))
+    out = Path(output.out).expanduser()
+    check_out(out)
+    network, loaded = merge(a, b, reading.n_layer)
+    tokenizer = get_tokenizer(
+        loaded.tokenizer, resolve_data_dir(reading.data_dir or loaded.data_dir)
+    )
     with atomic_folder(out, "(another --out)") as folder:  # whole or absent, never half
-        save_bdh(network, folder, int(a.model.hparams.block_size), tokenizer.name, tokenizer.bos_id)
+        block_size = int(loaded.model.hparams.block_size)
+        save_bdh(network, folder, block_size, tokenizer.name, tokenizer.bos_id)
     C = network.config
-    print(f"merged {args.a} and {args.b} into {out}: {C.n_head} heads of {C.n_neurons} neurons")
+    print(f"merged {a} and {b} into {out}: {C.n_head} heads of {C.n_neurons} neurons")
+
+
+def main(argv: list[str]) -> None:
+    merge_command(**parse(merge_command, argv, "merge"))

@@ -32,122 +32,98 @@ again by the current rule.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
-from bdh_pl.analysis.activations import (
-    is_bdh,
-    mlp_output_modules,
-    windows,
-)
-from bdh_pl.analysis.sparsity import SparsityCounter
-from bdh_pl.errors import ArgumentParser, UserError
+from bdh_pl.errors import COUNT, UserError, check_options, count
 from bdh_pl.fileio import atomic_write_text, check_writable, write_json
-from bdh_pl.tools.common import check_device, checkpoint_data
-from bdh_pl.tools.inspect.measures import (
-    claim_verdict,
-    graph_report,
-    read,
-    rescored,
-    sparsity_report,
-    verdicts,
-)
-from bdh_pl.tools.inspect.report import readme, write_charts
-from bdh_pl.tools.inspect.selectivity import Unit, selectivity_report
-from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.loading import EvalModel, load_model, load_network
+from bdh_pl.tools.options import SEED, Loading, check_paths, parse
+
+if TYPE_CHECKING:
+    from bdh_pl.training.language_model import LanguageModel
+    from bdh_pl.training.loading import EvalModel
 
 MEASURES = ("sparsity", "selectivity", "graph")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m bdh_pl inspect",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+@dataclasses.dataclass(kw_only=True)
+class Inspect(Loading):
+    """What is measured, on what
+
+    Args:
+        ckpt_path: the BDH: a bdh-pl checkpoint, plain BDH weights or a BDH folder from `export`
+        replot: redraw the charts and README of --out from its inspect.json (nothing is measured)
+        label: its name in the outputs (default: bdh)
+        control: checkpoints of same-size transformers (GPT-2, LLaMA): their MLP neurons are
+            the selectivity control
+        control_label: a name per control
+        text: held-out text file (default: test split)
+        measures: what to measure
+        max_tokens: sparsity: the first N tokens (default all)
+        selectivity_tokens: positions scored for selectivity
+        graph_density: share of G's entries kept as edges
+        top: most selective neurons listed per class
+        contexts: top contexts per neuron
+        batch_size: windows per forward
+        seed: the random seed of the permutations and of Louvain
+        out: folder for inspect.json, README.md, charts
+    """
+
+    ckpt_path: str | None = None
+    replot: bool = False
+    label: str | None = None
+    control: list[str] = dataclasses.field(default_factory=list)
+    control_label: list[str] | None = None
+    text: str | None = None
+    measures: list[Literal["sparsity", "selectivity", "graph"]] = dataclasses.field(
+        default_factory=lambda: list(MEASURES)
     )
-    parser.add_argument(
-        "--ckpt_path",
-        default=None,
-        help="the BDH: a bdh-pl checkpoint, plain BDH weights or a BDH folder from `export`",
-    )
-    parser.add_argument(
-        "--replot",
-        action="store_true",
-        help="redraw the charts and README of --out from its inspect.json (nothing is measured)",
-    )
-    parser.add_argument("--label", default=None, help="its name in the outputs (default: bdh)")
-    parser.add_argument(
-        "--control",
-        nargs="*",
-        default=[],
-        help="checkpoints of same-size transformers (GPT-2, LLaMA): their MLP neurons are the "
-        "selectivity control",
-    )
-    parser.add_argument("--control_label", nargs="*", default=None, help="a name per control")
-    parser.add_argument("--text", default=None, help="held-out text file (default: test split)")
-    parser.add_argument("--data_dir", default=None, help="data root (default: the run's)")
-    parser.add_argument(
-        "--measures", nargs="+", choices=MEASURES, default=list(MEASURES), help="what to measure"
-    )
-    parser.add_argument(
-        "--max_tokens", type=int, default=None, help="sparsity: the first N tokens (default all)"
-    )
-    parser.add_argument(
-        "--selectivity_tokens", type=int, default=16384, help="positions scored for selectivity"
-    )
-    parser.add_argument(
-        "--graph_density", type=float, default=0.02, help="share of G's entries kept as edges"
-    )
-    parser.add_argument(
-        "--top", type=int, default=2, help="most selective neurons listed per class"
-    )
-    parser.add_argument("--contexts", type=int, default=4, help="top contexts per neuron")
-    parser.add_argument("--batch_size", type=int, default=16, help="windows per forward")
-    parser.add_argument("--seed", type=int, default=0, help="permutations and Louvain")
-    parser.add_argument(
-        "--n_layer", type=int, default=None, help="layers of plain BDH weights (they cannot say)"
-    )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", required=True, help="folder for inspect.json, README.md, charts")
-    args = parser.parse_args(argv)
-    if args.replot:
-        return args
-    if args.ckpt_path is None:
-        parser.error("give --ckpt_path (or --replot to redraw --out from its inspect.json)")
-    counts = (args.selectivity_tokens, args.top, args.contexts, args.batch_size)
-    optional = (args.max_tokens, args.n_layer)
-    if min(counts) < 1 or any(n is not None and n < 1 for n in optional):
-        parser.error("--max_tokens, --selectivity_tokens, --top, --contexts, --batch_size and "
-                     "--n_layer must be positive")  # fmt: skip
-    if not 0 < args.graph_density < 1:  # NaN too
-        parser.error(f"--graph_density must be in (0, 1), got {args.graph_density}")
-    if args.control_label is not None and len(args.control_label) != len(args.control):
-        parser.error(f"give one --control_label per --control ({len(args.control)})")
-    args.label = args.label or "bdh"
-    twin = f"{args.label} (init)"
-    args.control_label = args.control_label or default_labels(args.control, (args.label, twin))
-    names = [args.label, twin, *args.control_label]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        parser.error(
-            f"two models would be named {repeated[0]!r} (the BDH is --label, its untrained twin "
-            f"'{twin}', the controls --control_label): give each its own name"
+    max_tokens: int | None = None
+    selectivity_tokens: int = 16384
+    graph_density: float = 0.02
+    top: int = 2
+    contexts: int = 4
+    batch_size: int = 16
+    seed: int = 0
+    out: str
+    command: str = dataclasses.field(default="", init=False)  # as typed, for the report
+
+    def __post_init__(self) -> None:
+        if self.replot:
+            return
+        if self.ckpt_path is None:
+            raise UserError("give --ckpt_path (or --replot to redraw --out from its inspect.json)")
+        check_options(
+            [
+                *((f"--{k}", getattr(self, k), count(), COUNT) for k in COUNTS),
+                ("--graph_density", self.graph_density, lambda v: 0 < v < 1, "in (0, 1)"),
+                ("--seed", self.seed, *SEED),
+            ]
         )
-    for option, path in [
-        ("--ckpt_path", args.ckpt_path),
-        *(("--control", p) for p in args.control),
-    ]:
-        if not Path(path).expanduser().exists():
-            parser.error(f"{option} {path}: no such file or folder")
-    args.device = check_device(args.device)
-    return args
+        if self.control_label is not None and len(self.control_label) != len(self.control):
+            raise UserError(f"give one --control_label per --control ({len(self.control)})")
+        self.label = self.label or "bdh"
+        twin = f"{self.label} (init)"
+        self.control_label = self.control_label or default_labels(self.control, (self.label, twin))
+        names = [self.label, twin, *self.control_label]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UserError(
+                f"two models would be named {repeated[0]!r} (the BDH is --label, its untrained "
+                f"twin '{twin}', the controls --control_label): give each its own name"
+            )
+        check_paths("--ckpt_path", [self.ckpt_path])
+        check_paths("--control", self.control)
+        super().__post_init__()
+
+
+COUNTS = ("max_tokens", "selectivity_tokens", "top", "contexts", "batch_size")
 
 
 def default_labels(paths: list[str], taken: tuple[str, ...]) -> list[str]:
@@ -168,6 +144,8 @@ def default_labels(paths: list[str], taken: tuple[str, ...]) -> list[str]:
 def init_twin(model: LanguageModel) -> LanguageModel:
     """The same model untrained: its class and hyperparameters, weights drawn from its seed as
     `fit` drew them (seed_everything(seed), then the constructor)."""
+    import torch
+
     hparams = dict(model.hparams)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(hparams.get("seed", 1337)))
@@ -175,6 +153,8 @@ def init_twin(model: LanguageModel) -> LanguageModel:
 
 
 def require_bdh(model: LanguageModel, path: str, measures: list[str]) -> None:
+    from bdh_pl.analysis.activations import is_bdh
+
     needs = [m for m in measures if m != "selectivity"]
     if needs and not is_bdh(model.network):
         name = type(model.network).__name__
@@ -188,9 +168,12 @@ def require_bdh(model: LanguageModel, path: str, measures: list[str]) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-def load_controls(args: argparse.Namespace) -> list[tuple[str, EvalModel]]:
+def load_controls(args: Inspect) -> list[tuple[str, EvalModel]]:
     """(label, network with its tokenizer) of each --control: a transformer with MLP neurons,
     from a checkpoint or a Hugging Face folder."""
+    from bdh_pl.analysis.activations import is_bdh, mlp_output_modules
+    from bdh_pl.training.loading import load_network
+
     controls = []
     for path, label in zip(args.control, args.control_label, strict=True):
         loaded = load_network(path, args.data_dir)
@@ -204,6 +187,8 @@ def load_controls(args: argparse.Namespace) -> list[tuple[str, EvalModel]]:
 
 
 def text_windows(tokens: np.ndarray, block: int, max_tokens: int | None, what: str):
+    from bdh_pl.analysis.activations import windows
+
     try:
         return windows(tokens, block, max_tokens)
     except ValueError as err:
@@ -212,6 +197,9 @@ def text_windows(tokens: np.ndarray, block: int, max_tokens: int | None, what: s
 
 def control_units(args, controls: list[tuple[str, EvalModel]], text: bytes, keep: int):
     """Each control read on the same text, in its own tokens and block size; signed scores."""
+    from bdh_pl.tools.inspect.measures import read
+    from bdh_pl.tools.inspect.selectivity import Unit
+
     units = []
     for label, (network, tokenizer, block) in controls:
         network = network.to(args.device).eval()
@@ -234,7 +222,14 @@ def check_graph_density(model: LanguageModel, density: float) -> None:
         )
 
 
-def inspect(args: argparse.Namespace) -> dict:
+def inspect(args: Inspect) -> dict:
+    from bdh_pl.analysis.activations import is_bdh
+    from bdh_pl.analysis.sparsity import SparsityCounter
+    from bdh_pl.tools.common import checkpoint_data
+    from bdh_pl.tools.inspect.measures import graph_report, read, sparsity_report, verdicts
+    from bdh_pl.tools.inspect.selectivity import Unit, selectivity_report
+    from bdh_pl.training.loading import load_model
+
     label = args.label
     loaded = load_model(args.ckpt_path, args.n_layer)
     model = loaded.model.to(args.device).eval()
@@ -288,15 +283,18 @@ def inspect(args: argparse.Namespace) -> dict:
     return report
 
 
-def main(argv: list[str]) -> None:
-    args = parse_args(argv)
+def inspect_command(args: Inspect) -> None:
+    """Measure (or with --replot, redraw) into --out; print each claim's verdict."""
+    from bdh_pl.tools.inspect.measures import claim_verdict, rescored
+    from bdh_pl.tools.inspect.report import readme, write_charts
+
     out = Path(args.out)
     check_writable(out, "give --out a writable folder")
     if args.replot:
         report = read_report(out / "inspect.json")
     else:
         report = inspect(args)
-        report["command"] = f"python -m bdh_pl inspect {shlex.join(argv)}"
+        report["command"] = args.command
         write_json(out / "inspect.json", report)
     try:
         if args.replot:
@@ -314,6 +312,12 @@ def main(argv: list[str]) -> None:
     atomic_write_text(out / "README.md", text)
     for claim in report["claims"]:
         print(f"{claim['claim']}: {claim_verdict(claim)} ({claim['evidence']})")
+
+
+def main(argv: list[str]) -> None:
+    args = parse(inspect_command, argv, "inspect")["args"]
+    args.command = f"python -m bdh_pl inspect {shlex.join(argv)}"
+    inspect_command(args)
 
 
 REPORT_KEYS = {"label": str, "claims": list, "checkpoint": str, "model": str, "text": dict}
