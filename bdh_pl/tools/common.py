@@ -1,8 +1,6 @@
-"""What several tools share: the text a checkpoint was trained on, the --device option."""
+"""What several tools share: the text a checkpoint was trained on (their options: options.py)."""
 
 from __future__ import annotations
-
-import torch
 
 from bdh_pl.errors import UserError
 from bdh_pl.training.loading import LoadedModel
@@ -30,19 +28,3 @@ def checkpoint_data(
     if data_dir:
         init["data_dir"] = data_dir
     return cls(**init), class_path
-
-
-def check_device(name: str, option: str = "--device") -> torch.device:
-    """The device `name` means, if this machine has it (cpu or cuda); else one error line
-    naming `option`."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"{option} {name!r} is not a device: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{option} {name}: this machine has no CUDA GPU; use cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"{option} {name}: there are {torch.cuda.device_count()} CUDA devices")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"{option} {name!r}: bdh-pl's tools run on cpu or cuda")
-    return device

@@ -19,30 +19,16 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from safetensors.torch import save_file
-
-from bdh_pl.data.sources import resolve_data_dir
-from bdh_pl.data.tokenizers import _bytes_to_unicode, get_tokenizer
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_folder, check_writable
-from bdh_pl.models.bdh import BDH
-from bdh_pl.models.hf import HFCausalLM
 from bdh_pl.tools.options import parse
-from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.loading import (
-    ARCHITECTURE,
-    BDH_MODEL_TYPE,
-    CONFIG,
-    FORMAT_VERSION,
-    WEIGHTS,
-    LoadedModel,
-    init_arguments,
-    load_model,
-    read_model_file,
-)
-from bdh_pl.training.metrics import count_parameters
+
+if TYPE_CHECKING:  # the work imports torch and Lightning, --help neither
+    from bdh_pl.models.bdh import BDH
+    from bdh_pl.training.language_model import LanguageModel
+    from bdh_pl.training.loading import LoadedModel
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -71,6 +57,10 @@ def save_bdh(
 ) -> None:
     """config.json (BDHConfig: the architecture; + what the model reads) and model.safetensors
     (official names). Read back by bdh_pl.training.loading."""
+    from safetensors.torch import save_file
+
+    from bdh_pl.training.loading import BDH_MODEL_TYPE, CONFIG, FORMAT_VERSION, WEIGHTS
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {
@@ -98,6 +88,8 @@ def byte_tokenizer_hf(block_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    from bdh_pl.data.tokenizers import _bytes_to_unicode
+
     char_of = _bytes_to_unicode()
     backend = Tokenizer(models.BPE(vocab={char_of[b]: b for b in range(256)}, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -109,6 +101,8 @@ def byte_tokenizer_hf(block_size: int):
 
 def hf_tokenizer(name: str, data_dir: Path | None, block_size: int):
     """The Hugging Face tokenizer equal to bdh-pl's tokenizer `name`."""
+    from bdh_pl.data.tokenizers import get_tokenizer
+
     if name == "byte":
         return byte_tokenizer_hf(block_size)
     fast = get_tokenizer(name, data_dir)._tok  # GPT2TokenizerFast: bos = eos = <|endoftext|>
@@ -134,6 +128,12 @@ def export(
     test_metrics: str | None = None,
     data_dir: str | None = None,
 ) -> Path:
+    from bdh_pl.data.sources import resolve_data_dir
+    from bdh_pl.data.tokenizers import get_tokenizer
+    from bdh_pl.models.bdh import BDH
+    from bdh_pl.models.hf import HFCausalLM
+    from bdh_pl.training.loading import load_model, read_model_file
+
     out = Path(out).expanduser()
     check_out(out)
     if Path(ckpt_path).is_dir():
@@ -200,6 +200,9 @@ def model_card(
     out: Path,
     test_metrics: str | None,
 ) -> str:
+    from bdh_pl.models.bdh import BDH
+    from bdh_pl.training.metrics import count_parameters
+
     hparams = dict(loaded.checkpoint["hyper_parameters"])
     sizes = architecture_keys(loaded.model)
     class_path = hparams.pop("_class_path", "")
@@ -290,6 +293,10 @@ def _finite(value: Any) -> bool:
 def architecture_keys(model: LanguageModel) -> set[str]:
     """The hyperparameters that size a model: BDHConfig's fields for BDH, a baseline's own
     constructor arguments (not LanguageModel's training options) otherwise."""
+    from bdh_pl.models.bdh import BDH
+    from bdh_pl.training.language_model import LanguageModel
+    from bdh_pl.training.loading import ARCHITECTURE, init_arguments
+
     if isinstance(model.network, BDH):
         return {*ARCHITECTURE, "block_size"}
     return init_arguments(type(model)) - init_arguments(LanguageModel) | {

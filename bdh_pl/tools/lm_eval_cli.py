@@ -37,8 +37,8 @@ def check_argv(argv: list[str]) -> None:
     data files of the local tasks asked for."""
     from lm_eval.utils import simple_parse_args_string
 
-    from bdh_pl.tools.common import check_device
     from bdh_pl.tools.lm_eval_model import check_model_args
+    from bdh_pl.tools.options import check_device
 
     if option(argv, "--model", "-m") == "bdh-pl":
         model_args = option(argv, "--model_args", "-a") or ""

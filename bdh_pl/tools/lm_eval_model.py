@@ -35,7 +35,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import simple_parse_args_string
 
 from bdh_pl.errors import MAX_COUNT, UserError
-from bdh_pl.tools.common import check_device
+from bdh_pl.tools.options import check_device
 from bdh_pl.training.loading import load_network
 
 RANGE = f"[1, {MAX_COUNT}]"
