@@ -77,13 +77,7 @@ def generate(checkpoint: Checkpoint, sampling: Sampling, prompt: Prompt) -> None
     idx = torch.tensor(ids, dtype=torch.long, device=checkpoint.device)[None]
     idx = idx.repeat(prompt.num_samples, 1)  # one batch of the same prompt
     torch.manual_seed(sampling.seed)
-    out = model.generate(
-        idx,
-        sampling.max_new_tokens,
-        temperature=sampling.temperature,
-        top_k=sampling.top_k,
-        top_p=sampling.top_p,
-    )
+    out = sampling.sample(model, idx)
     head = prompt.bytes.decode("utf-8", "replace")
     samples = [head + tokenizer.decode(row[idx.size(1) :].tolist()) + "\n" for row in out]
     sys.stdout.write(SEPARATOR.join(samples))

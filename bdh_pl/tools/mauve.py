@@ -187,13 +187,7 @@ def run(checkpoint: Checkpoint, sampling: Continuations, prompts: Prompts) -> di
     generations, references = [], []
     for prompt, truth in pairs:
         idx = torch.tensor([prompt], device=checkpoint.device)
-        out = model.generate(
-            idx,
-            sampling.max_new_tokens,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-        )
+        out = sampling.sample(model, idx)
         generations.append(tokenizer.decode(out[0, len(prompt) :].tolist()))
         references.append(tokenizer.decode(truth))
     scores = mauve_score(generations, references, featurizer, sampling.seed)

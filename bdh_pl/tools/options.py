@@ -101,6 +101,16 @@ class Sampling:
             ]
         )
 
+    def sample(self, model: Any, idx: Any) -> Any:
+        """model.generate (a LanguageModel's) under these options: (B, T) -> (B, T + new)."""
+        return model.generate(
+            idx,
+            self.max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+        )
+
 
 def check_paths(option: str, paths: list[str]) -> None:
     """Each path exists: checked before minutes of loading."""
