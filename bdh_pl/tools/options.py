@@ -1,9 +1,12 @@
 """The tools' one argument system: a tool is a typed function whose parameters are dataclasses
-of options (litgpt's CLI(function), with flat flags). jsonargparse reads the fields' types,
-defaults and docstrings (`Args:`) into `--ckpt_path`, `--top_k`, ...; each dataclass checks its
-own values in __post_init__, so a range is written once (Checkpoint, Sampling below) and a bad
-value is one UserError line. A list field takes several values (`--control A B`), a bool field
-is a switch (`--windows`), a plain parameter without a default is positional (`merge A B`).
+of options (litgpt's CLI(function), with flat flags). Their fields (type, default, the class
+docstring's `Args:` as help) become `--ckpt_path`, `--top_k`, ... of a jsonargparse parser,
+which type-checks the values; each dataclass checks its own ranges in __post_init__, so a range
+is written once (Checkpoint, Sampling below) and a bad value is one UserError line. A list
+field takes several values (`--control A B`), a bool field is a switch (`--windows`), a plain
+parameter without a default is positional (`merge A B`): the flags the tools always had.
+(jsonargparse's add_class_arguments would write lists as `--x [a,b]` and bools as `--x true`,
+and import the TYPE_CHECKING names of the tool's module, torch among them.)
 
 Imports no torch: `python -m bdh_pl TOOL --help` answers at once.
 """
