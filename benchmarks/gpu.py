@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.spawn:
         import bdh_pl.bench.record  # noqa: F401  (Lightning, for the forked steps)
-        import bdh_pl.lightning_cli  # noqa: F401
+        import bdh_pl.training.glue.cli  # noqa: F401
     device = "cpu (dry run)" if args.dry_run else gpu_name()
     out = Path(args.out or REPO / "results" / "gpu" / slug(device)).resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)

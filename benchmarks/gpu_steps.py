@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bdh_pl.fileio import write_json  # noqa: E402
 from bdh_pl.models.bdh import BDH, BDHConfig, BDHExecution  # noqa: E402
-from bdh_pl.training.callbacks import peak_memory_mb, reset_peak_memory  # noqa: E402
 from bdh_pl.training.flops import flops_per_token  # noqa: E402
+from bdh_pl.training.glue.callbacks import peak_memory_mb, reset_peak_memory  # noqa: E402
 
 SEED_ANCHORS = {500: 1.53, 3000: 3.25}  # the seed's A100 run (../shared/SEED.md): val loss
 # Dense bf16 tensor-core peaks in FLOP/s (NVIDIA data sheets: the "with sparsity" figure

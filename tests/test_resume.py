@@ -19,7 +19,7 @@ from torch import nn
 
 from bdh_pl.data import TinyShakespeare
 from bdh_pl.errors import UserError
-from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
+from bdh_pl.training.glue.checkpoint_io import SAVE_DELAY_ENV, saved_step
 from bdh_pl.training.language_model import LanguageModel
 
 from helpers import REPO, SMOKE
@@ -305,7 +305,7 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
 
 
 def test_a_run_folder_in_use_is_refused(tmp_path):
-    from bdh_pl.training.runs import RunState
+    from bdh_pl.training.run_folders import RunState
 
     (tmp_path / "version_0").mkdir()
     code = (

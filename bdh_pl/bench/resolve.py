@@ -32,7 +32,7 @@ def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
 
 def parse_lightning(args: list[str]):
     """The CLI's parser, links and defaults on `args`, stopping before anything is built."""
-    from bdh_pl.lightning_cli import DEFAULT_ROOT_DIR, BDHLightningCLI, build_cli
+    from bdh_pl.training.glue.cli import DEFAULT_ROOT_DIR, BDHLightningCLI, build_cli
 
     class ParseOnly(BDHLightningCLI):
         def instantiate_classes(self) -> None:

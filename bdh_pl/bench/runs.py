@@ -29,7 +29,7 @@ from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text
-from bdh_pl.training.runs import newest_checkpoint
+from bdh_pl.training.run_folders import newest_checkpoint
 from bdh_pl.training.schedule import warmup_length
 
 RUN_KEY_FILE = "run_key"  # in a run's folder: which run (config_hash) its checkpoints belong to

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bdh_pl.bench import matrix, runner, runs, spec
-from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
+from bdh_pl.training.glue.checkpoint_io import SAVE_DELAY_ENV, saved_step
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 40  # validated at 10, 20, 30, 40
