@@ -22,7 +22,9 @@ import pytest
 import torch
 
 from bdh_pl.training.glue import checkpoint_io
-from bdh_pl.training.glue.checkpoint_io import LAST, SAVE_DELAY_ENV, saved_step
+from bdh_pl.training.glue.checkpoint_io import LAST, saved_step
+
+from helpers import slow_saves
 
 REPO = Path(__file__).resolve().parents[1]
 EVERY, STEPS = 5, 20  # validations at steps 5 and 10; early stopping (patience 1) stops at 10
@@ -272,7 +274,7 @@ def test_ctrl_c_from_a_terminal_during_a_checkpoint_write_resumes_exactly(uninte
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env={**os.environ, SAVE_DELAY_ENV: "1"},  # each save pauses before its rename
+            env={**os.environ, **slow_saves(1)},  # each save pauses before its rename
             preexec_fn=as_from_a_terminal,
             start_new_session=True,  # its own process group, as a terminal's foreground job
         )

@@ -50,7 +50,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     "last.ckpt goes through the checkpoint IO and callbacks like any checkpoint",
     ("bdh_pl.training.glue.callbacks", "_throughputs"): "ThroughputMonitor's meters: the running "
     "tokens/s it computes but does not log per step",
-    ("bdh_pl.training.glue.checkpoint_io", "_should_accumulate"): "the fit loop's own test for a "
+    ("bdh_pl.training.glue.trainer", "_should_accumulate"): "the fit loop's own test for a "
     "micro-batch that does not end an optimizer step: a stop request waits for the step's end",
     (
         "bdh_pl.training.glue.loggers",

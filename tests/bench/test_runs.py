@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from bdh_pl.bench import matrix, runner, runs, spec
-from bdh_pl.training.glue.checkpoint_io import SAVE_DELAY_ENV, saved_step
+from bdh_pl.training.glue.checkpoint_io import saved_step
+
+from helpers import slow_saves
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 40  # validated at 10, 20, 30, 40
@@ -77,7 +79,7 @@ class Stages:
         if not self.kill:
             return runner.run_stage(stage, config_path, root, extra, env, echo, cwd)
         # Each save pauses before its rename, so the kill lands before the run's end.
-        env = {**(env or {}), SAVE_DELAY_ENV: "0.5"}
+        env = {**(env or {}), **slow_saves(0.5)}
         watcher = threading.Thread(target=self.kill_mid_run, args=(Path(root),), daemon=True)
         watcher.start()
         try:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import lightning as L
@@ -18,9 +17,6 @@ from bdh_pl.fileio import atomic_write
 from bdh_pl.training.loading import checkpoint_fields
 
 LAST = "last.ckpt"
-# Test hook: seconds to wait between writing a checkpoint's temp file and renaming it, so a
-# test can kill a real process in the middle of a save. Unset in normal use.
-SAVE_DELAY_ENV = "BDH_PL_TEST_SAVE_DELAY"
 
 
 # Lightning glue: changes: how a checkpoint file is written; why: a kill never tears the previous one
@@ -40,10 +36,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         with atomic_write(path) as f:
             torch.save(checkpoint, f)
-            delay = float(os.environ.get(SAVE_DELAY_ENV) or 0)
-            if delay:
-                f.flush()
-                time.sleep(delay)
 
 
 # Lightning glue: changes: when last.ckpt is written; why: a resume continues from the last validation, not the best

@@ -68,8 +68,8 @@ class TensorBoard(TensorBoardLogger):
 
     # hparams.yaml as Lightning writes it; the table kept for log_graph (needs the model)
     @rank_zero_only
-    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
-        super().log_hyperparams(params, metrics)  # hparams.yaml
+    def log_hyperparams(self, params: Any, metrics: Any = None, step: int | None = None) -> None:
+        super().log_hyperparams(params, metrics, step)  # hparams.yaml
         if metrics is None:
             self._table = dict(params) if isinstance(params, dict) else vars(params)
 
