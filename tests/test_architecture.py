@@ -52,7 +52,7 @@ ALLOWED = {
     "data": {"errors", "fileio", "hub"},
     # training/glue/cli.py: the LightningCLI names the program as the entry point does (cli_help)
     "training": {"cli_help", "data", "models", "errors", "fileio", "hub"},
-    "bench": {"training", "data", "models", "charts", "errors", "fileio", "hub"},
+    "bench": {"training", "data", "models", "charts", "step_tokens", "errors", "fileio", "hub"},
     "tools": {
         "bench",
         "training",
@@ -68,7 +68,8 @@ ALLOWED = {
     # the entry point: tools are dispatched by name (importlib), Lightning's commands lazily
     "cli": {"cli_help", "training", "errors", "fileio"},
     "cli_help": set(),
-    "charts": {"errors", "fileio"},
+    "charts": {"step_tokens", "errors", "fileio"},
+    "step_tokens": set(),  # the tokens per step formula: bench and charts both read it
     "errors": set(),
     "fileio": {"errors"},
     "hub": {"errors"},  # one quick probe of the Hugging Face hub before any download

@@ -15,7 +15,6 @@ import yaml
 
 from bdh_pl.bench.budget import Setting
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
-from bdh_pl.charts.runs import tokens_per_step  # noqa: F401 (the one formula, for run folders too)
 from bdh_pl.errors import UserError, config_error_line
 
 
