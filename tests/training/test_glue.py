@@ -326,6 +326,13 @@ def test_the_cli_s_before_hooks_are_still_called_by_name():
     assert 'getattr(self, f"before_{subcommand}"' in source
 
 
+def test_the_benchmark_s_parse_only_cli_overrides_methods_lightning_still_has():
+    # bench/resolve.py's ParseOnly(BDHLightningCLI), made inside a function: builds nothing
+    for name in ("instantiate_classes", "_set_seed"):
+        assert name in vars(LightningCLI), f"LightningCLI.{name} is gone: see bench/resolve.py"
+        assert spelled(parameters(vars(LightningCLI)[name])) == ""
+
+
 def test_the_signature_check_can_fail():
     def lightning_hook(self, trainer, pl_module, outputs, batch, batch_idx): ...
 
