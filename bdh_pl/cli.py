@@ -1,4 +1,4 @@
-"""The command line: LightningCLI's fit / validate / test (lightning_cli.py) and bdh-pl's own
+"""The command line: LightningCLI's fit / validate / test (training/glue/cli.py) and bdh-pl's own
 tools, one module each with a `main(argv)`.
 
 python -m bdh_pl fit  --config configs/shakespeare.yaml
@@ -38,9 +38,9 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 
 def current_run():
-    """The run a Lightning subcommand opened (training/runs.py's RUN), or None when none was
+    """The run a Lightning subcommand opened (training/run_folders.py's RUN), or None when none was
     started: looked up, not imported, so that a tool's error path stays free of Lightning."""
-    runs = sys.modules.get("bdh_pl.training.runs")
+    runs = sys.modules.get("bdh_pl.training.run_folders")
     return runs.RUN if runs is not None else None
 
 
@@ -67,7 +67,7 @@ def dispatch(args: list[str]) -> None:
         given = f"unknown subcommand {args[0]!r}" if args else "no subcommand given"
         raise UserError(f"{given}: use one of {', '.join(SUBCOMMAND_HELP)} (see --help)")
     else:
-        from bdh_pl.lightning_cli import run_lightning
+        from bdh_pl.training.glue.cli import run_lightning
 
         run_lightning(args)
 

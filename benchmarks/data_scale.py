@@ -38,7 +38,7 @@ def make_corpus(path: Path, megabytes: int, seed_text: bytes) -> int:
 def prepare(path: str, tokenizer: str, cache_dir: str) -> dict:
     """Runs in a fresh process: everything `fit` does with the data before the first step."""
     from bdh_pl.data import TextFile
-    from bdh_pl.training.callbacks import peak_memory_mb
+    from bdh_pl.training.glue.callbacks import peak_memory_mb
 
     start = time.perf_counter()
     dm = TextFile(

@@ -1,4 +1,4 @@
-"""The seed's A100 experiment (../shared/SEED.md) and the GPU questions, in one command:
+"""The reference run's A100 experiment (the original project's, ../shared/SEED.md) and the GPU questions, in one command:
 
     bash benchmarks/gpu.sh                       # -> results/gpu/<device>/, under 10 min on one H100/H200
     python benchmarks/gpu.py --dry-run --out DIR # the same steps, tiny sizes, CPU, ~1 min
@@ -8,9 +8,9 @@ is stopped and recorded as `timeout`, a step that raises as `failed`, and the ne
 all within one overall budget (--budget-s); each step's numbers are written as they come:
 
     info           device, its dense bf16 peak (the MFU's denominator), a big matmul, FLOPs/token
-    reference      the seed's run: 25.3M BDH on tiny Shakespeare (configs/shakespeare.yaml),
+    reference      the reference run: 25.3M BDH on tiny Shakespeare (configs/shakespeare.yaml),
                    validation every 100 steps, best/last checkpoints, early stopping, against
-                   the seed's val loss 1.53 at step 500; bounded by Lightning's max_time
+                   the reference run's val loss 1.53 at step 500; bounded by Lightning's max_time
     equality       the fused paths against model.py on the device: fp32 and bf16, values and
                    gradients, against an fp64 run too (tolerances in gpu_steps.py)
     speed-*        a training step's tokens/s, MFU and peak memory: ours eager, official eager,
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.spawn:
         import bdh_pl.bench.record  # noqa: F401  (Lightning, for the forked steps)
-        import bdh_pl.lightning_cli  # noqa: F401
+        import bdh_pl.training.glue.cli  # noqa: F401
     device = "cpu (dry run)" if args.dry_run else gpu_name()
     out = Path(args.out or REPO / "results" / "gpu" / slug(device)).resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)

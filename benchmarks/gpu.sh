@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed's A100 experiment and the GPU questions in one command (benchmarks/gpu.py has the
+# The reference run's A100 experiment and the GPU questions in one command (benchmarks/gpu.py has the
 # plan; docs/gpu.md what each number means):
 #
 #   bash benchmarks/gpu.sh [gpu.py options]      # -> results/gpu/<device>/, under 10 minutes

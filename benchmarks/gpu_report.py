@@ -114,18 +114,18 @@ def opening(out: Path, steps: dict, name: str, title: str) -> tuple[dict, list[s
 def reference_lines(out: Path, steps: dict, info: dict) -> list[str]:
     if "reference" not in steps:
         return []
-    r, lines = opening(out, steps, "reference", "## The seed's run (reference)")
+    r, lines = opening(out, steps, "reference", "## The reference run")
     if "val_curve" not in r:
         return lines + ["No validation recorded."]
-    seed = r["seed"]["500"]
+    anchor = r["anchors"]["500"]
     lines += [
         f"Validation loss at step {r['anchor_step']}: {num(r['val_loss_at_anchor'], '.4f')} "
-        f"(the seed's A100 run: {seed['seed']} at step 500).",
+        f"(the reference A100 run: {anchor['reference']} at step 500).",
         f"Best: step {r['best_step']}, val loss {num(r['best_val_loss'], '.4f')} "
         f"({num(r['best_val_bpb'], '.3f')} bpb); last validation: step {r['last_step']}, "
         f"{num(r['last_val_loss'], '.4f')}; {r['train_steps']} training steps "
-        f"(the seed's step 3000: {r['seed']['3000']['seed']}, "
-        f"ours {num(r['seed']['3000']['ours'], '.4f') or 'not reached'}).",
+        f"(the reference run's step 3000: {r['anchors']['3000']['reference']}, "
+        f"ours {num(r['anchors']['3000']['ours'], '.4f') or 'not reached'}).",
         f"Training {num(r['train_tokens_per_sec'])} tokens/s, MFU {num(r['mfu'], '.1%') or '-'}, "
         f"peak memory {num(r['train_peak_memory_mb'])} MiB.",
         "Checkpoints: "

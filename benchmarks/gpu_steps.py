@@ -3,7 +3,7 @@ variant per step), generation, frontier. gpu.py runs each in its own process und
 time limit; a step writes what it has measured to {out}/{step}.json as it goes (Step.put), so
 a step stopped at its limit keeps its finished parts.
 
-Sizes: GPU (the seed's 25.3M BDH, batch 32 x block 512) or DRY (a 2-layer, 32-wide BDH on
+Sizes: GPU (the reference run's 25.3M BDH, batch 32 x block 512) or DRY (a 2-layer, 32-wide BDH on
 the CPU, a few steps: the --dry-run that tests/benchmarks/test_gpu.py runs).
 """
 
@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bdh_pl.fileio import write_json  # noqa: E402
 from bdh_pl.models.bdh import BDH, BDHConfig, BDHExecution  # noqa: E402
-from bdh_pl.training.callbacks import peak_memory_mb, reset_peak_memory  # noqa: E402
 from bdh_pl.training.flops import flops_per_token  # noqa: E402
+from bdh_pl.training.glue.callbacks import peak_memory_mb, reset_peak_memory  # noqa: E402
 
-SEED_ANCHORS = {500: 1.53, 3000: 3.25}  # the seed's A100 run (../shared/SEED.md): val loss
+REFERENCE_ANCHORS = {500: 1.53, 3000: 3.25}  # the reference A100 run (../shared/SEED.md): val loss
 # Dense bf16 tensor-core peaks in FLOP/s (NVIDIA data sheets: the "with sparsity" figure
 # halved), matched on torch.cuda.get_device_name() lower-cased: every word of a row's key in
 # the name, the first row that matches wins.
@@ -77,7 +77,7 @@ class Sizes:
     chunk: int
     matmul: int  # the size of the square matmul that measures what the device reaches
     reference_args: tuple[str, ...]  # the reference fit's extra arguments
-    anchor_step: int  # the seed's step whose val loss is compared (500)
+    anchor_step: int  # the reference run's step whose val loss is compared (500)
 
 
 GPU = Sizes(
@@ -223,7 +223,7 @@ def info(step: Step) -> None:
 
 
 def reference_command(step: Step) -> list[str]:
-    """The seed's run as this project writes it (configs/shakespeare.yaml: 25.3M BDH, block
+    """The reference run as this project writes it (configs/shakespeare.yaml: 25.3M BDH, block
     512, batch 32, bf16-mixed, up to 3000 steps, validation every 100, early stopping),
     bounded by Lightning's max_time so that it ends cleanly inside the step's limit."""
     # the time limit leaves room for start-up, the last validation and the checkpoint
@@ -250,7 +250,7 @@ def reference(step: Step) -> None:
 
 
 def reference_figures(step: Step) -> dict[str, Any]:
-    """The run's validation curve against the seed's anchors, its best and last points and
+    """The run's validation curve against the reference run's anchors, its best and last points and
     checkpoints, throughput, MFU against the device's peak and peak memory (from the run's
     own metrics.csv: also what a run stopped at its limit left)."""
     from bdh_pl.bench.record import fit_figures
@@ -281,7 +281,9 @@ def reference_figures(step: Step) -> dict[str, Any]:
         "val_curve": curve,
         "anchor_step": step.sizes.anchor_step,
         "val_loss_at_anchor": at.get(step.sizes.anchor_step),
-        "seed": {str(k): {"seed": v, "ours": at.get(k)} for k, v in SEED_ANCHORS.items()},
+        "anchors": {
+            str(k): {"reference": v, "ours": at.get(k)} for k, v in REFERENCE_ANCHORS.items()
+        },
         "best_step": figures.get("best_step"),
         "best_val_loss": figures.get("best_val_loss"),
         "best_val_bpb": figures.get("best_val_bpb"),
@@ -435,7 +437,7 @@ def build_for_speed(step: Step, variant: str) -> torch.nn.Module:
 
 def speed(step: Step) -> None:
     """Tokens/s, MFU and peak memory of a training step: forward under bf16 autocast,
-    cross-entropy, backward, AdamW step. Out of memory at the seed's batch, the batch is
+    cross-entropy, backward, AdamW step. Out of memory at the reference run's batch, the batch is
     halved until it fits (each batch tried is recorded)."""
     device, sizes = step.device, step.sizes
     torch.backends.cuda.matmul.allow_tf32 = True  # as the official train.py
@@ -571,7 +573,7 @@ def generation(step: Step) -> None:
 
 
 def frontier_spec(step: Step) -> dict:
-    """configs/benchmark/wikitext2-gpu.yaml at one budget: the seed's scale, where the CPU
+    """configs/benchmark/wikitext2-gpu.yaml at one budget: the reference run's scale, where the CPU
     frontier's fits predict each family's validation bpb (results/wikitext2-frontier)."""
     spec = yaml.safe_load((REPO / "configs/benchmark/wikitext2-gpu.yaml").read_text())
     spec.update(

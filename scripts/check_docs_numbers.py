@@ -203,7 +203,7 @@ NOT_RESULTS: dict[str, dict[str, str]] = {
         "1,000": "bootstrap fits (a setting)",
         "1.5": "the machine's load average seen during the smoke run (in no result file)",
         "2.1e13": "the budget first written (a setting)",
-        "1.53": "the seed's own run, quoted from its notes",
+        "1.53": "the reference run's own figure, quoted from its notes (SEED.md)",
     },
     "docs/fair_comparison.md": {
         "29.41": "GPT-2 paper, quoted", "22.76": "GPT-2 paper, quoted",

@@ -1,4 +1,4 @@
-"""The seed's script path, kept working: the same as `python -m bdh_pl plot`.
+"""The original project's script path, kept working: the same as `python -m bdh_pl plot`.
 
 python scripts/plot_training.py --run lightning_logs/version_3 --out results/my-run/charts
 """

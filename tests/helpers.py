@@ -4,6 +4,7 @@ folder, a text with digits. Fixtures built on them are in conftest.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,17 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+FAULT_INJECTION = Path(__file__).resolve().parent / "fault_injection"
+
+
+def slow_saves(seconds: float) -> dict[str, str]:
+    """Environment for a child process whose every checkpoint save pauses `seconds` between its
+    temp file and the rename (fault_injection/sitecustomize.py), so a test can kill a real run
+    mid-save. Nothing in bdh_pl's save path knows of it."""
+    paths = [str(FAULT_INJECTION), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(paths), "BDH_PL_TEST_SAVE_DELAY": str(seconds)}
+
+
 # The smallest real run: tiny Shakespeare, the CPU trainer, BDH at CPU size (absolute paths, so
 # they work from any folder).
 SMOKE = [

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from bdh_pl import charts
-from bdh_pl.bench import budget, matrix, report, resolve, runs, spec, stats
+from bdh_pl.bench import budget, matrix, report, resolve, run_queue, spec, stats
 from bdh_pl.charts.benchmark import COMPARISON_CHARTS, CURVE_CHARTS, SWEEP_CHART, chart_names
 from bdh_pl.errors import UserError
+from bdh_pl.step_tokens import tokens_per_step
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = [
@@ -150,7 +151,7 @@ def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
     assert model["init_args"]["learning_rate"] == 0.005  # the shared recipe
     assert resolved["data"]["init_args"]["block_size"] == 32  # shared data settings win
     assert resolved["trainer"]["precision"] == "32-true"
-    assert resolve.tokens_per_step(resolved) == 3 * 32 * 2
+    assert tokens_per_step(resolved) == 3 * 32 * 2
 
 
 def test_invalid_lightning_config_names_the_problem(tmp_path):
@@ -165,7 +166,7 @@ def test_committed_benchmark_configs_resolve(path):
     bench = spec.load_spec(path)
     for entry in bench.models:
         resolved = resolve.lightning_config(bench, entry)
-        assert resolve.tokens_per_step(resolved) > 0
+        assert tokens_per_step(resolved) > 0
 
 
 def test_budget_conversion_tokens_flops_steps():
@@ -377,7 +378,7 @@ def test_sweep_and_seeds_at_equal_flops_end_to_end(data_dir, tmp_path, capsys, m
     test above)."""
     import torch
 
-    monkeypatch.setattr(runs, "run_stage", in_process_stage)
+    monkeypatch.setattr(run_queue, "run_stage", in_process_stage)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what the config's env gives the subprocesses
     smoke = yaml.safe_load((REPO / "configs" / "benchmark" / "smoke.yaml").read_text())

@@ -90,7 +90,7 @@ def test_config_typo_is_one_clear_line(tmp_path):
 @pytest.mark.parametrize("seed", [7, 1337])
 def test_seed_everything_sets_the_data_and_dropout_seed(seed, tmp_path, monkeypatch):
     from bdh_pl.data.datamodule import TextDataModule
-    from bdh_pl.lightning_cli import BDHLightningCLI
+    from bdh_pl.training.glue.cli import BDHLightningCLI
     from bdh_pl.training.language_model import LanguageModel
 
     monkeypatch.chdir(REPO)
@@ -108,7 +108,7 @@ def test_seed_everything_sets_the_data_and_dropout_seed(seed, tmp_path, monkeypa
 
 def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, monkeypatch):
     from bdh_pl.cli import TOOLS, main
-    from bdh_pl.lightning_cli import BDHLightningCLI
+    from bdh_pl.training.glue.cli import BDHLightningCLI
 
     monkeypatch.chdir(REPO)
     main(["--help"])

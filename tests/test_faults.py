@@ -21,8 +21,10 @@ import lightning as L
 import pytest
 import torch
 
-from bdh_pl.training import checkpoint_io
-from bdh_pl.training.checkpoint_io import LAST, SAVE_DELAY_ENV, saved_step
+from bdh_pl.training.glue import checkpoint_io
+from bdh_pl.training.glue.checkpoint_io import LAST, saved_step
+
+from helpers import slow_saves
 
 REPO = Path(__file__).resolve().parents[1]
 EVERY, STEPS = 5, 20  # validations at steps 5 and 10; early stopping (patience 1) stops at 10
@@ -272,7 +274,7 @@ def test_ctrl_c_from_a_terminal_during_a_checkpoint_write_resumes_exactly(uninte
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env={**os.environ, SAVE_DELAY_ENV: "1"},  # each save pauses before its rename
+            env={**os.environ, **slow_saves(1)},  # each save pauses before its rename
             preexec_fn=as_from_a_terminal,
             start_new_session=True,  # its own process group, as a terminal's foreground job
         )
@@ -378,7 +380,7 @@ def fill(disk: Path) -> None:
 def test_metrics_csv_on_a_real_full_disk_keeps_every_row_it_had(small_disk, new_column):
     """Lightning appends rows, and rewrites the whole file (truncating it first) when a new
     column appears: on a full disk either could leave half a row or no rows."""
-    from bdh_pl.training.loggers import make_loggers
+    from bdh_pl.training.glue.loggers import make_loggers
 
     disk = small_disk(256)
     run_dir = disk / "version_0"
@@ -401,7 +403,7 @@ def test_metrics_csv_on_a_real_full_disk_keeps_every_row_it_had(small_disk, new_
 def test_tensorboard_on_a_real_full_disk_is_the_disk_error(small_disk, capfd):
     """TensorBoard's writer thread dies with ENOSPC (printing a traceback) and Lightning
     reports the next write as `you tried to log ... not supported`: both hide a full disk."""
-    from bdh_pl.training.loggers import make_loggers
+    from bdh_pl.training.glue.loggers import make_loggers
 
     disk = small_disk(64)
     run_dir = disk / "version_0"

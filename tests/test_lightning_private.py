@@ -22,30 +22,40 @@ LIGHTNING_MODULES = ("lightning", "pytorch_lightning", "lightning_fabric")
 
 # (module, name): why the public API does not do it.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("bdh_pl.lightning_cli", "_set_seed"): "extends the seeding step to set data.seed from "
+    ("bdh_pl.training.glue.cli", "_set_seed"): "extends the seeding step to set data.seed from "
     "seed_everything, before Lightning seeds (no public hook between parse and seed)",
-    ("bdh_pl.lightning_cli", "_parse_ckpt_path"): "replaces LightningCLI's unguarded torch.load "
-    "of --ckpt_path with the project's safe loader",
-    ("bdh_pl.lightning_cli", "_get"): "reads the trainer section of the parsed config the way "
+    (
+        "bdh_pl.training.glue.cli",
+        "_parse_ckpt_path",
+    ): "replaces LightningCLI's unguarded torch.load of --ckpt_path with the project's safe loader",
+    ("bdh_pl.training.glue.cli", "_get"): "reads the trainer section of the parsed config the way "
     "LightningCLI's own instantiate_trainer does",
     ("bdh_pl.bench.resolve", "_set_seed"): "a parse-only CLI must not seed the process",
-    ("bdh_pl.training.loggers", "_experiment"): "CSVLogger.experiment builds the writer lazily in "
+    (
+        "bdh_pl.training.glue.loggers",
+        "_experiment",
+    ): "CSVLogger.experiment builds the writer lazily in "
     "this attribute; the override swaps in CSVWriter",
-    ("bdh_pl.training.loggers", "_fs"): "CSVLogger's filesystem handle, used as its own "
+    ("bdh_pl.training.glue.loggers", "_fs"): "CSVLogger's filesystem handle, used as its own "
     "experiment property does",
-    ("bdh_pl.training.loggers", "_record_new_keys"): "ExperimentWriter.save's own step: which "
+    ("bdh_pl.training.glue.loggers", "_record_new_keys"): "ExperimentWriter.save's own step: which "
     "columns are new, so the atomic rewrite happens only then",
-    ("bdh_pl.training.loggers", "_sanitize_params"): "TensorBoardLogger's hparams cleaning, reused "
-    "for the ordered HParams table",
-    ("bdh_pl.training.checkpoint_io", "_should_skip_saving_checkpoint"): "ModelCheckpoint's "
+    (
+        "bdh_pl.training.glue.loggers",
+        "_sanitize_params",
+    ): "TensorBoardLogger's hparams cleaning, reused for the ordered HParams table",
+    ("bdh_pl.training.glue.checkpoint_io", "_should_skip_saving_checkpoint"): "ModelCheckpoint's "
     "check (sanity check, fast_dev_run, same step) before writing last.ckpt",
-    ("bdh_pl.training.checkpoint_io", "_save_checkpoint"): "ModelCheckpoint's save, so "
+    ("bdh_pl.training.glue.checkpoint_io", "_save_checkpoint"): "ModelCheckpoint's save, so "
     "last.ckpt goes through the checkpoint IO and callbacks like any checkpoint",
-    ("bdh_pl.training.callbacks", "_throughputs"): "ThroughputMonitor's meters: the running "
+    ("bdh_pl.training.glue.callbacks", "_throughputs"): "ThroughputMonitor's meters: the running "
     "tokens/s it computes but does not log per step",
-    ("bdh_pl.training.checkpoint_io", "_should_accumulate"): "the fit loop's own test for a "
+    ("bdh_pl.training.glue.trainer", "_should_accumulate"): "the fit loop's own test for a "
     "micro-batch that does not end an optimizer step: a stop request waits for the step's end",
-    ("bdh_pl.training.loggers", "_trainer"): "the HParams table reads the datamodule of a model "
+    (
+        "bdh_pl.training.glue.loggers",
+        "_trainer",
+    ): "the HParams table reads the datamodule of a model "
     "that may not be attached (LightningModule.trainer raises then)",
     ("bdh_pl.training.language_model", "_trainer"): "LightningModule.trainer raises when "
     "detached; _trainer tells a detached module (no public is_attached)",

@@ -19,10 +19,10 @@ from torch import nn
 
 from bdh_pl.data import TinyShakespeare
 from bdh_pl.errors import UserError
-from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
+from bdh_pl.training.glue.checkpoint_io import saved_step
 from bdh_pl.training.language_model import LanguageModel
 
-from helpers import REPO, SMOKE
+from helpers import REPO, SMOKE, slow_saves
 
 RUN = [
     *(sys.executable, "-m", "bdh_pl", "fit", *SMOKE),
@@ -230,7 +230,7 @@ def test_sigkill_after_the_loss_got_worse_resumes_from_the_last_validation(
     args = worsening_args(data, root)
     # Each save pauses before its rename: on an idle machine the last 5 steps and the final
     # save otherwise end before the poll below has read step 10's checkpoint.
-    proc = start(args, tmp_path / "stderr", **{SAVE_DELAY_ENV: "2"})
+    proc = start(args, tmp_path / "stderr", **slow_saves(2))
     last = root / "version_0" / "checkpoints" / "last.ckpt"
     # Past the best step (5): a last.ckpt kept at the best step would never get here.
     wait_for(lambda: last.is_file() and (saved_step(last) or 0) >= 2 * EVERY, proc)
@@ -266,9 +266,8 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(worsening, tmp_pa
     data, expected = worsening
     root = tmp_path / "torn"
     args = worsening_args(data, root)
-    proc = start(
-        args, tmp_path / "stderr", **{SAVE_DELAY_ENV: "3"}
-    )  # each save pauses between temp write and rename
+    # each save pauses between temp write and rename
+    proc = start(args, tmp_path / "stderr", **slow_saves(3))
     folder = root / "version_0" / "checkpoints"
     last = folder / "last.ckpt"
     wait_for(lambda: last.is_file() and list(folder.glob(".last.ckpt.*.tmp")), proc)
@@ -305,7 +304,7 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
 
 
 def test_a_run_folder_in_use_is_refused(tmp_path):
-    from bdh_pl.training.runs import RunState
+    from bdh_pl.training.run_folders import RunState
 
     (tmp_path / "version_0").mkdir()
     code = (

@@ -31,7 +31,7 @@ from pathlib import Path
 from bdh_pl.bench import report, spec, stats
 from bdh_pl.bench.budget import Budget, Setting, Shape, Size, Sweep, budget_text, budget_windows
 from bdh_pl.bench.ladder import edge_reason, flops_text, next_size, rate_between, run_label
-from bdh_pl.bench.runs import Run, RunQueue, reusable, say, wait
+from bdh_pl.bench.run_queue import Run, RunQueue, reusable, say, wait
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, lock_folder

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bdh_pl import charts
-from bdh_pl.training.loggers import git
+from bdh_pl.training.glue.loggers import git
 
 
 @dataclass

@@ -15,7 +15,6 @@ import yaml
 
 from bdh_pl.bench.budget import Setting
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
-from bdh_pl.charts.runs import tokens_per_step  # noqa: F401 (the one formula, for run folders too)
 from bdh_pl.errors import UserError, config_error_line
 
 
@@ -32,7 +31,7 @@ def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
 
 def parse_lightning(args: list[str]):
     """The CLI's parser, links and defaults on `args`, stopping before anything is built."""
-    from bdh_pl.lightning_cli import DEFAULT_ROOT_DIR, BDHLightningCLI, build_cli
+    from bdh_pl.training.glue.cli import DEFAULT_ROOT_DIR, BDHLightningCLI, build_cli
 
     class ParseOnly(BDHLightningCLI):
         def instantiate_classes(self) -> None:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bdh_pl.training.checkpoint_io import LAST
+from bdh_pl.training.glue.checkpoint_io import LAST
 from bdh_pl.training.loading import checkpoint_fields
 
 

@@ -12,7 +12,7 @@ style.py      the house style: figure, axis labels with units, model colours, se
 checks.py     figure_problems(fig): unlabelled axes, axes without a unit, overlapping tick
               labels, a legend over data, text outside the figure, a label on a line, markers
               on top of each other, a bare 2-point line, a thin point not drawn hollow
-runs.py       a run folder's logged curves and its tokens per optimizer step
+curves.py     a run folder's logged curves and its tokens per optimizer step (bdh_pl/step_tokens.py)
 figures.py    the chart kinds: run curves by steps/tokens/epochs/FLOPs/seconds, bars with the
               seeds' range, a value against size, bits per byte by context
 benchmark.py  a benchmark's charts from its records (given the benchmark's choices as values)
@@ -22,6 +22,15 @@ Tests (tests/test_charts.py) draw every kind from small synthetic records and ho
 """
 
 from bdh_pl.charts.checks import figure_problems
+from bdh_pl.charts.curves import (
+    Curve,
+    find_log_dir,
+    fit_seconds,
+    read_metrics,
+    run_tokens_per_step,
+    steps_done,
+    tokens_seen,
+)
 from bdh_pl.charts.figures import (
     AXES,
     Series,
@@ -31,16 +40,6 @@ from bdh_pl.charts.figures import (
     draw_curve,
     size_figure,
     training_curves_figure,
-)
-from bdh_pl.charts.runs import (
-    Curve,
-    find_log_dir,
-    fit_seconds,
-    read_metrics,
-    run_tokens_per_step,
-    steps_done,
-    tokens_per_step,
-    tokens_seen,
 )
 from bdh_pl.charts.style import (
     caption,
@@ -62,6 +61,6 @@ __all__ = [
     "declare_samples", "draw_curve", "eng_axis", "figure_problems", "find_log_dir",
     "finish_axes", "fit_seconds", "legend_outside", "log_axis", "model_color", "new_figure",
     "plot_points", "read_metrics", "run_tokens_per_step", "save_figure", "seed_style",
-    "size_figure", "steps_done", "suptitle", "tokens_per_step", "tokens_seen",
+    "size_figure", "steps_done", "suptitle", "tokens_seen",
     "training_curves_figure",
 ]  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 import bdh_pl.charts.style as style
+from bdh_pl.charts.curves import read_metrics, steps_done
 from bdh_pl.charts.figures import (
     AXES,
     Series,
@@ -19,7 +20,6 @@ from bdh_pl.charts.figures import (
     legend_extras,
     size_figure,
 )
-from bdh_pl.charts.runs import read_metrics, steps_done
 
 CURVE_CHARTS = ("val_loss_bpb", "val_bpb_compute", "train_loss", "train_val_loss")
 COMPARISON_CHARTS = ("test_bpb", "throughput", "peak_memory", "bpb_vs_params")  # 2+ models

@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter
 
 import bdh_pl.charts.style as style
-from bdh_pl.charts.runs import Curve, fit_seconds, steps_done, tokens_seen
+from bdh_pl.charts.curves import Curve, fit_seconds, steps_done, tokens_seen
 from bdh_pl.errors import UserError
 
 AXES = {

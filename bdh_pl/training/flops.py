@@ -6,7 +6,7 @@ covers BDH's sparse layers and the baselines with one method; `transformer_flops
 the textbook count for a GPT-2 block, kept to check the counter against (tests/training/test_flops.py).
 Counting runs on a meta-device copy when the network allows it, so it costs no real compute.
 The device's peak FLOP/s and MFU are Lightning's (`get_available_flops`, `ThroughputMonitor`:
-training/callbacks.py).
+training/glue/callbacks.py).
 
 The benchmark's one rule (`training_flops_per_token`): training FLOPs = 3 x the forward FLOPs
 per token, the forward counted on the model's reference computation (BDH's plain BDH.layer,

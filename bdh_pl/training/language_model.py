@@ -96,7 +96,7 @@ class LanguageModel(L.LightningModule):
         self._step_losses: list[torch.Tensor] = []  # of the batches since the last step
         self._eval_state = None  # carried across the windows of a split (data.eval_mode stream)
         self._token_bytes: torch.Tensor | None = None  # V: UTF-8 bytes of each token id
-        # forward FLOPs per token, set by the Throughput callback at setup (training/callbacks.py)
+        # forward FLOPs per token, set by the Throughput callback at setup (training/glue/callbacks.py)
         self.flops_per_token: float | None = None
 
     def build_network(self) -> nn.Module:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from bdh_pl.errors import UserError
 from bdh_pl.training.language_model import LanguageModel
-from bdh_pl.training.runs import RUN
+from bdh_pl.training.run_folders import RUN
 
 CPU_OVERLAY = "configs/cpu.yaml --config configs/cpu/<model>.yaml"
 # Simulates the memory available, in GiB (tests; or to keep a run under a budget on a shared

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from bdh_pl.bench import budget, matrix, runs, spec
+from bdh_pl.bench import budget, matrix, run_queue, spec
 from bdh_pl.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,7 +163,7 @@ def test_named_windows_replace_the_even_ones(data_dir, tmp_path, monkeypatch):
     (bdh,) = bench.models
     got = budget.budget_windows(bdh.sizes, bdh.sizes_per_budget, bdh.windows, len(BUDGETS))
     assert [[s.name for s in w] for w in got] == windows
-    monkeypatch.setattr(runs, "run_stage", FakeStages())
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages())
     records = matrix.run_benchmark(bench, "cmd")
     trained = {(r["model"], r["budget_flops"]) for r in records if r["setting"] == "lr1x"}
     expected = {(name, b) for b, window in zip(BUDGETS, windows, strict=True) for name in window}
@@ -205,7 +205,7 @@ def test_the_frontier_plan_sweeps_trains_the_windows_and_repeats_the_best(
 ):
     jobs = 2  # runs at once (the resume test below runs them one at a time)
     stages = FakeStages()
-    monkeypatch.setattr(runs, "run_stage", stages)
+    monkeypatch.setattr(run_queue, "run_stage", stages)
     records = matrix.run_benchmark(frontier_spec(tmp_path, jobs=jobs), "cmd")
     assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
     by_run = {(r["model"], r["budget"], r["setting"], r["seed"]): r for r in records}
@@ -263,7 +263,7 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(
     data_dir, tmp_path, monkeypatch
 ):
     bench = frontier_spec(tmp_path)
-    monkeypatch.setattr(runs, "run_stage", FakeStages(kill_after=5))
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages(kill_after=5))
     with pytest.raises(KeyboardInterrupt):
         matrix.run_benchmark(bench, "cmd")
     done = json.loads((bench.out_dir / "metrics.json").read_text())["records"]
@@ -275,7 +275,7 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(
     assert "Failed" not in (bench.out_dir / "summary.md").read_text()
 
     again = FakeStages()
-    monkeypatch.setattr(runs, "run_stage", again)
+    monkeypatch.setattr(run_queue, "run_stage", again)
     records = matrix.run_benchmark(bench, "cmd")
     refit = {
         r["config_hash"]
@@ -287,7 +287,7 @@ def test_a_killed_frontier_resumes_without_running_finished_runs_again(
 
     fresh_dir = tmp_path / "fresh"
     fresh_dir.mkdir()
-    monkeypatch.setattr(runs, "run_stage", FakeStages())
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages())
     uninterrupted = matrix.run_benchmark(frontier_spec(fresh_dir), "cmd")
     assert sorted(_runs(records)) == sorted(_runs(uninterrupted))
     same = {k: r["best_val_loss"] for r in uninterrupted for k in [_runs([r])[0]]}
@@ -329,7 +329,7 @@ def test_runs_in_flight_keep_their_folder_while_a_config_is_parsed(data_dir, tmp
             os.chdir(here)
 
     monkeypatch.setattr(resolve, "lightning_config", parse_moving)
-    monkeypatch.setattr(runs, "run_stage", FakeStages())
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages())
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # the benchmark's folder: its paths are relative to it
@@ -363,7 +363,7 @@ def wider_is_better(config: dict) -> float:
 
 def test_an_edge_optimum_adds_the_next_size_until_the_ladder_ends(data_dir, tmp_path, monkeypatch):
     stages = FakeStages(loss=wider_is_better)
-    monkeypatch.setattr(runs, "run_stage", stages)
+    monkeypatch.setattr(run_queue, "run_stage", stages)
     records = matrix.run_benchmark(one_budget_spec(tmp_path), "cmd")
     # The window is bdh-16, -24, -32; its best (-32, the largest) adds -48, then -64.
     order = [r["model"] for r in records]
@@ -377,7 +377,7 @@ def test_an_edge_optimum_adds_the_next_size_until_the_ladder_ends(data_dir, tmp_
 
 def test_the_epoch_cap_marks_a_run_bound_and_never_runs_it(data_dir, tmp_path, monkeypatch):
     stages = FakeStages(loss=lambda c: 2.0 + c["model"]["init_args"]["n_embd"] / 100)
-    monkeypatch.setattr(runs, "run_stage", stages)
+    monkeypatch.setattr(run_queue, "run_stage", stages)
     # The smallest size reads the most tokens: at this cap bdh-16 would exceed it.
     bench = one_budget_spec(tmp_path, max_epochs_of_data=0.025)
     records = matrix.run_benchmark(bench, "cmd")
@@ -402,7 +402,7 @@ def lr_depends_on_budget(config: dict) -> float:
 def test_two_lr_sweeps_widen_until_interior_and_rates_follow_the_budget(
     data_dir, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(runs, "run_stage", FakeStages(loss=lr_depends_on_budget))
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages(loss=lr_depends_on_budget))
     bench = one_budget_spec(
         tmp_path, sizes=[24], budgets=[{"flops": 2e9}, {"flops": 6e9}, {"flops": 2e10}],
         sweep={"lr": [1, 2]}, lr_sweep_budget=2e10,
@@ -437,7 +437,7 @@ def shape_matters(config: dict) -> float:
 def test_shapes_are_compared_each_at_its_own_rate_and_the_best_is_used(
     data_dir, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(runs, "run_stage", FakeStages(loss=shape_matters))
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages(loss=shape_matters))
     shapes = [
         {"name": "l1", "model_args": {"n_layer": 1}},
         {"name": "l2", "model_args": {"n_layer": 2}, "published": True},

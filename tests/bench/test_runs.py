@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bdh_pl.bench import matrix, runner, runs, spec
-from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
+from bdh_pl.bench import matrix, run_queue, runner, spec
+from bdh_pl.training.glue.checkpoint_io import saved_step
+
+from helpers import slow_saves
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 40  # validated at 10, 20, 30, 40
@@ -77,7 +79,7 @@ class Stages:
         if not self.kill:
             return runner.run_stage(stage, config_path, root, extra, env, echo, cwd)
         # Each save pauses before its rename, so the kill lands before the run's end.
-        env = {**(env or {}), SAVE_DELAY_ENV: "0.5"}
+        env = {**(env or {}), **slow_saves(0.5)}
         watcher = threading.Thread(target=self.kill_mid_run, args=(Path(root),), daemon=True)
         watcher.start()
         try:
@@ -99,20 +101,20 @@ class Stages:
 def test_a_run_killed_mid_fit_resumes_from_its_last_checkpoint(data_dir, tmp_path, monkeypatch):
     bench = one_run_spec(tmp_path / "killed")
     killing = Stages(monkeypatch, kill=True)
-    monkeypatch.setattr(runs, "run_stage", killing)
+    monkeypatch.setattr(run_queue, "run_stage", killing)
     (first,) = matrix.run_benchmark(bench, "cmd")
     assert first["status"] == "failed" and first["failed_stage"] == "fit"
     assert 10 <= killing.killed_at < STEPS, killing.killed_at
 
     again = Stages(monkeypatch, kill=False)
-    monkeypatch.setattr(runs, "run_stage", again)
+    monkeypatch.setattr(run_queue, "run_stage", again)
     (resumed,) = matrix.run_benchmark(bench, "cmd")
     root = bench.out_dir / "runs" / "bdh" / "lr1x-seed1"
     assert again.fit_args == [["--ckpt_path", str(root / "version_0/checkpoints/last.ckpt")]]
     assert resumed["status"] == "ok" and resumed["fit_run"] == str(root / "version_0")
 
     straight_bench = one_run_spec(tmp_path / "straight")
-    monkeypatch.setattr(runs, "run_stage", Stages(monkeypatch, kill=False))
+    monkeypatch.setattr(run_queue, "run_stage", Stages(monkeypatch, kill=False))
     (straight,) = matrix.run_benchmark(straight_bench, "cmd")
     expected = val_losses(Path(straight["fit_run"]))
     got = val_losses(Path(resumed["fit_run"]))
@@ -127,14 +129,14 @@ def test_a_run_killed_mid_fit_resumes_from_its_last_checkpoint(data_dir, tmp_pat
 def test_another_runs_checkpoint_is_never_continued(tmp_path, monkeypatch):
     """A folder left by a run of another key (the config changed) starts over."""
     bench = one_run_spec(tmp_path / "other")
-    queue = runs.RunQueue(bench, "cmd")
-    run = queue.start(bench.models[0], runs.Setting(), 1)
+    queue = run_queue.RunQueue(bench, "cmd")
+    run = queue.start(bench.models[0], run_queue.Setting(), 1)
     root = queue.here(run.root)
     (root / "version_0" / "checkpoints").mkdir(parents=True)
     (root / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert queue.unfinished_fit(run) is None  # no run key there
-    (root / runs.RUN_KEY_FILE).write_text("another")
+    (root / run_queue.RUN_KEY_FILE).write_text("another")
     assert queue.unfinished_fit(run) is None
-    (root / runs.RUN_KEY_FILE).write_text(run.record.config_hash)
+    (root / run_queue.RUN_KEY_FILE).write_text(run.record.config_hash)
     assert queue.unfinished_fit(run) == root / "version_0" / "checkpoints" / "last.ckpt"
     queue._pool.shutdown()

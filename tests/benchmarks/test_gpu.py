@@ -168,7 +168,7 @@ def test_dry_run_writes_every_step_and_survives_a_stalled_one(data_dir, tmp_path
     assert reference["val_loss_at_anchor"] is not None and reference["best_step"] is not None
     assert {"best", "last"} <= set(reference["checkpoints"])
     assert all(Path(c["path"]).is_file() for c in reference["checkpoints"].values())
-    assert reference["seed"]["500"]["seed"] == 1.53
+    assert reference["anchors"]["500"]["reference"] == 1.53
     equality = json.loads((out / "equality.json").read_text())
     assert equality["all_passed"] and len(equality["rows"]) == 2 * len(gpu_steps.EQ_VARIANTS)
     for name in ("speed-ours-eager", "speed-ours-compiled", "speed-ours-reference-eager"):
@@ -180,7 +180,7 @@ def test_dry_run_writes_every_step_and_survives_a_stalled_one(data_dir, tmp_path
     assert json.loads((out / "generation.json").read_text())["rows"]
 
     summary = (out / "summary.md").read_text()
-    for heading in ("## Steps", "## The seed's run", "## Training step speed", "## Generation"):
+    for heading in ("## Steps", "## The reference run", "## Training step speed", "## Generation"):
         assert heading in summary
     assert "| speed-ours-torch-compile | timeout |" in summary
     assert all((out / s["log"]).is_file() for s in results["steps"] if s["status"] != "skipped")

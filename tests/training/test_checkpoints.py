@@ -133,7 +133,7 @@ def fake_best(path: Path, score: float, mode: str = "min") -> Path:
 
 
 def test_best_means_the_best_stored_score_not_the_newest_file(tmp_path):
-    from bdh_pl.training.runs import best_checkpoint
+    from bdh_pl.training.run_folders import best_checkpoint
 
     good = fake_best(tmp_path / "version_0" / "checkpoints" / "best.ckpt", 1.5)
     fake_best(tmp_path / "version_1" / "checkpoints" / "best.ckpt", 2.5)  # newer, worse
@@ -143,7 +143,7 @@ def test_best_means_the_best_stored_score_not_the_newest_file(tmp_path):
 def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_previous_one(
     tmp_path, monkeypatch, run_cli
 ):
-    from bdh_pl.training import checkpoint_io
+    from bdh_pl.training.glue import checkpoint_io
 
     saves, real_save = [], torch.save
 

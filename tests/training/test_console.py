@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar, TQDMProgressBar
 
-from bdh_pl.training.console import OUR_KINDS, swap_default_console
+from bdh_pl.training.glue.console import OUR_KINDS, swap_default_console
 
 from helpers import SMOKE
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bdh_pl.training.checkpoint_io import saved_step
+from bdh_pl.training.glue.checkpoint_io import saved_step
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.memory import HEADROOM, LIMIT_ENV, step_memory
 

@@ -210,7 +210,7 @@ def test_a_recipe_is_data_model_and_trainer(capsys, recipe, parts, extra):
     whole = print_config(capsys, "fit", *configs(recipe))
     composed = print_config(capsys, "fit", *configs(*parts), "--seed_everything", "1337", *extra)
     assert whole == composed
-    assert whole["model"]["init_args"]["n_embd"] == 256  # the seed's BDH
+    assert whole["model"]["init_args"]["n_embd"] == 256  # the reference run's BDH
 
 
 def test_the_cpu_overlay_follows_a_baseline(capsys):

@@ -48,6 +48,7 @@ def step_description(bar: RichProgressBar | TQDMProgressBar, trainer: L.Trainer)
 class _CountsSteps:
     """Lightning's bars show `batch_idx + 1`; a step-based run shows the step count instead."""
 
+    # the bars count global_step, not the batch index of the epoch (wrong after a resume)
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
         batch_idx: int,
@@ -56,19 +57,23 @@ class _CountsSteps:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, index)
 
 
+# Lightning glue: changes: the Rich bar's total and position (steps of max_steps, not batches of an epoch)
 class StepRichProgressBar(_CountsSteps, RichProgressBar):
     """Lightning's Rich bar whose training bar shows `global_step/max_steps`."""
 
+    # max_steps, not the epoch's batches (endless on a stream)
     @property
     def total_train_batches(self) -> int | float:
         return self.trainer.max_steps if counts_steps(self.trainer) else super().total_train_batches
 
+    # a resumed run's bar is made at train start, at the step reached
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         # A resumed run gets no on_train_epoch_start (it restarts mid-epoch): without this,
         # Lightning would make the bar at the first batch, with its epoch description.
         self._show_steps(trainer)
 
+    # no reset to `Epoch 0/-2` at each epoch
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if counts_steps(trainer):
             self._show_steps(trainer)  # not Lightning's reset: it would draw `Epoch 0/-2` first
@@ -97,13 +102,16 @@ class StepRichProgressBar(_CountsSteps, RichProgressBar):
         self.refresh()
 
 
+# Lightning glue: changes: the same for the TQDM bar
 class StepTQDMProgressBar(_CountsSteps, TQDMProgressBar):
     """Lightning's TQDM bar whose training bar shows `global_step/max_steps`."""
 
+    # max_steps, not the epoch's batches
     @property
     def total_train_batches(self) -> int | float:
         return self.trainer.max_steps if counts_steps(self.trainer) else super().total_train_batches
 
+    # the bar starts at the step reached (no `0/?`, no burst of speed)
     def init_train_tqdm(self) -> Tqdm:
         trainer = self.trainer
         if not counts_steps(trainer):
@@ -123,6 +131,7 @@ class StepTQDMProgressBar(_CountsSteps, TQDMProgressBar):
             bar_format=self.BAR_FORMAT,
         )
 
+    # no restart at 0 of each epoch
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if not counts_steps(trainer):
             super().on_train_epoch_start(trainer, *args)
@@ -140,6 +149,7 @@ class _SummaryWithoutZeroFlops:
     flops_per_batch: int | None = None
     micro_batches = 1  # a split batch (training/memory.py): the count is a micro-batch's
 
+    # reads Throughput's FLOPs count before Lightning prints the summary
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Throughput's count (forward and backward, one device), made at setup: before this.
         self.flops_per_batch = getattr(pl_module, "flops_per_batch", None)
@@ -148,6 +158,7 @@ class _SummaryWithoutZeroFlops:
 
     # Lightning declares `summarize` static but calls it as self.summarize: bound here, it can
     # read the count above.
+    # no `Total FLOPs: 0` when Lightning counted none; the FLOPs per batch instead
     def summarize(
         self,
         summary_data: list[tuple[str, list[str]]],
@@ -185,6 +196,7 @@ class _SummaryWithoutZeroFlops:
         raise NotImplementedError
 
 
+# Lightning glue: changes: the Rich model summary's FLOPs lines
 class FlopsRichModelSummary(_SummaryWithoutZeroFlops, RichModelSummary):
     """Lightning's Rich summary, in its style, without the zero FLOPs."""
 
@@ -214,6 +226,7 @@ class FlopsRichModelSummary(_SummaryWithoutZeroFlops, RichModelSummary):
         console.print(grid)
 
 
+# Lightning glue: changes: the plain model summary's FLOPs lines
 class FlopsModelSummary(_SummaryWithoutZeroFlops, ModelSummary):
     """Lightning's plain-text summary, in its layout, without the zero FLOPs."""
 

@@ -45,6 +45,7 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
 
 
+# Lightning glue: adds (no Lightning behaviour changed): peak memory per phase, which Lightning does not log
 class PeakMemory(L.Callback):
     """Logs `train/peak_memory_mb`, `val/peak_memory_mb`, `test/peak_memory_mb`, each phase
     measured from its own start (training's peak excludes the validation in between)."""
@@ -75,6 +76,7 @@ class PeakMemory(L.Callback):
         pl_module.log("test/peak_memory_mb", peak_memory_mb(pl_module.device))
 
 
+# Lightning glue: changes: Lightning skips the validation after max_steps when it is off the interval
 class ValidateFinalStep(L.Callback):
     """Validates after the run's last step (trainer.max_steps) as well as every
     val_check_interval steps: a run whose length is not a multiple of the interval would end
@@ -86,6 +88,7 @@ class ValidateFinalStep(L.Callback):
             trainer.should_stop = True
 
 
+# Lightning glue: adds: test_metrics.json (Lightning keeps test metrics in memory only)
 class TestMetricsWriter(L.Callback):
     """Writes `test_metrics.json` in the run's log dir: the test/* metrics and what produced
     them (checkpoint, dataset, tokenizer, parameter counts, device, memory kind)."""
@@ -133,6 +136,7 @@ def batch_tokens(batch: dict) -> int:
     return batch["targets"].numel()
 
 
+# Lightning glue: changes: ThroughputMonitor's inputs (this project's batches, FLOPs) and adds whole-run tokens/s, MFU
 class Throughput(ThroughputMonitor):
     """Lightning's ThroughputMonitor, the one training-speed meter of every run. Lightning logs
     the running `train/time` (validation excluded), `train/lengths` (tokens, this device) and,
@@ -151,6 +155,7 @@ class Throughput(ThroughputMonitor):
         super().__init__(batch_windows, batch_tokens, window_size=window_size)
         self.flops_per_batch = flops_per_batch
 
+    # Lightning's setup, then the FLOPs per batch counted once, before the model is compiled
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         data = trainer.datamodule
@@ -166,6 +171,7 @@ class Throughput(ThroughputMonitor):
             )["forward"]
         pl_module.flops_per_batch = self.flops_per_batch  # where ThroughputMonitor reads it
 
+    # Lightning's windowed meters, then the whole run's tokens/s and MFU
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if not trainer.is_global_zero:  # the meter runs on rank zero only

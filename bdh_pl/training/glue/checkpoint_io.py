@@ -3,19 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from bdh_pl.errors import UserError
@@ -23,11 +17,9 @@ from bdh_pl.fileio import atomic_write
 from bdh_pl.training.loading import checkpoint_fields
 
 LAST = "last.ckpt"
-# Test hook: seconds to wait between writing a checkpoint's temp file and renaming it, so a
-# test can kill a real process in the middle of a save. Unset in normal use.
-SAVE_DELAY_ENV = "BDH_PL_TEST_SAVE_DELAY"
 
 
+# Lightning glue: changes: how a checkpoint file is written; why: a kill never tears the previous one
 class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save into a temp file in the checkpoint's own folder, fsync, rename.
 
@@ -35,6 +27,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     another filesystem the final move is a copy, and a kill during it leaves a truncated file
     in place of the previous good one."""
 
+    # Lightning's fsspec write -> temp file in the same folder, fsync, rename
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
@@ -43,12 +36,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         with atomic_write(path) as f:
             torch.save(checkpoint, f)
-            delay = float(os.environ.get(SAVE_DELAY_ENV) or 0)
-            if delay:
-                f.flush()
-                time.sleep(delay)
 
 
+# Lightning glue: changes: when last.ckpt is written; why: a resume continues from the last validation, not the best
 class LastCheckpoint(ModelCheckpoint):
     """`last.ckpt`, whatever the score: after every validation, at the end of training, and
     when the run is pre-empted (SIGTERM) or interrupted (Ctrl-C).
@@ -60,22 +50,28 @@ class LastCheckpoint(ModelCheckpoint):
     def __init__(self) -> None:
         super().__init__(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
 
+    # its own key in the checkpoint's callbacks state, apart from the config's ModelCheckpoint
     @property
     def state_key(self) -> str:
         return type(self).__name__  # never confused with a ModelCheckpoint of the config
 
+    # no save every n steps: at validations only
     def on_train_batch_end(self, *args, **kwargs) -> None:
         pass  # saves at validations only, not every n steps
 
+    # no save at epoch ends (training is step-based)
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pass
 
+    # last.ckpt at every validation, whatever the score
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write_last(trainer)
 
+    # and at the end of training
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write_last(trainer)
 
+    # and on a stop request between steps (SIGTERM, first Ctrl-C)
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
@@ -93,77 +89,6 @@ class LastCheckpoint(ModelCheckpoint):
             logger.save()  # the curves on disk reach at least as far as the checkpoint
         self.last_model_path = self.best_model_path = os.path.join(self.dirpath, LAST)
         self._save_checkpoint(trainer, self.last_model_path)
-
-
-class Trainer(L.Trainer):
-    """Lightning's Trainer, but a stop request (SIGTERM, or Ctrl-C) takes effect only between
-    steps, never inside a step or a validation.
-
-    SIGTERM: Lightning's own check cuts a validation short at its next batch, so the resumed
-    run would never see it (no metrics row, best.ckpt and EarlyStopping not told) and would
-    differ from an uninterrupted run. The validation finishes, with its checkpoints and early
-    stopping; then training stops as Lightning does (LastCheckpoint saves), or, when early
-    stopping ended the run, the run ends as it would have.
-
-    Ctrl-C (SIGINT): Python raises KeyboardInterrupt wherever the program is, mid-forward or
-    mid-validation, and a checkpoint of that moment records a step begun but not finished,
-    which Lightning's loops resume one step out of phase. So the first Ctrl-C is a stop
-    request like SIGTERM (exit 130 instead of 143); a second one stops at once and saves
-    nothing (the last validation's last.ckpt stays, a resume from it is exact).
-
-    Nor does a stop request take effect between the micro-batches of one optimizer step
-    (gradient accumulation): the step's first micro-batches would be lost on resume."""
-
-    ctrl_c = 0  # Ctrl-Cs received during the current fit/validate/test
-
-    @property
-    def received_sigterm(self) -> bool:
-        fitting = self.state.fn == TrainerFn.FITTING and not self.sanity_checking
-        if fitting and (self.validating or self.fit_loop.epoch_loop.done):
-            return False  # asked again at the end of the step, or the run is over anyway
-        if fitting and self.training and self.fit_loop._should_accumulate():
-            return False  # mid-accumulation: the step's first batches would be lost on resume
-        return super().received_sigterm or self.ctrl_c > 0
-
-    def fit(self, *args: Any, **kwargs: Any) -> None:
-        with self.ctrl_c_stops_between_steps():
-            return super().fit(*args, **kwargs)
-
-    def validate(self, *args: Any, **kwargs: Any) -> Any:
-        with self.ctrl_c_stops_between_steps():
-            return super().validate(*args, **kwargs)
-
-    def test(self, *args: Any, **kwargs: Any) -> Any:
-        with self.ctrl_c_stops_between_steps():
-            return super().test(*args, **kwargs)
-
-    @contextlib.contextmanager
-    def ctrl_c_stops_between_steps(self) -> Iterator[None]:
-        """SIGINT counted (first) or raised (second) while Lightning runs; the previous
-        handler back afterwards (Lightning leaves SIGINT ignored after a KeyboardInterrupt)."""
-        self.ctrl_c = 0
-        # Only the main thread may set a handler; and a process started to ignore SIGINT
-        # (in the background of a shell script) keeps ignoring it.
-        main_thread = threading.current_thread() is threading.main_thread()
-        if not main_thread or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _on_ctrl_c(self, signum: int, frame: Any) -> None:
-        self.ctrl_c += 1
-        if self.ctrl_c > 1:
-            raise KeyboardInterrupt
-        if self.state.fn == TrainerFn.FITTING:
-            what = "after this step and its validation, saving last.ckpt; again: at once, unsaved"
-        else:
-            what = "at the next batch; again: at once"
-        # os.write: a print here could land inside another print (a reentrant-call error).
-        os.write(2, f"\nCtrl-C: stopping {what}\n".encode())
 
 
 def saved_step(path: str | os.PathLike) -> int | None:

@@ -41,6 +41,7 @@ def _quiet_event_writer_errors(args: threading.ExceptHookArgs) -> None:
 _THREAD_HOOK = threading.excepthook
 
 
+# Lightning glue: changes: the HParams table (filled, typed, no fake step-0 point), scalars without counters
 class TensorBoard(TensorBoardLogger):
     """TensorBoardLogger that fills the HParams tab: the run's hyperparameters against the
     metrics it logs anyway (Lightning writes that table only with a metric value to log at
@@ -59,17 +60,20 @@ class TensorBoard(TensorBoardLogger):
     INTERNAL_KEYS = ("_instantiator", "_class_path")
     COUNTERS = ("batches", "samples", "lengths", "time")
 
+    # a full disk in the writer thread stays the one OSError of the main thread
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._table: dict[str, Any] | None = None
         threading.excepthook = _quiet_event_writer_errors
 
+    # hparams.yaml as Lightning writes it; the table kept for log_graph (needs the model)
     @rank_zero_only
-    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
-        super().log_hyperparams(params, metrics)  # hparams.yaml
+    def log_hyperparams(self, params: Any, metrics: Any = None, step: int | None = None) -> None:
+        super().log_hyperparams(params, metrics, step)  # hparams.yaml
         if metrics is None:
             self._table = dict(params) if isinstance(params, dict) else vars(params)
 
+    # called once with the model: the HParams table written here, without a metric point
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """Lightning calls this with the model right after `log_hyperparams`: the HParams
@@ -109,6 +113,7 @@ class TensorBoard(TensorBoardLogger):
         for summary in hparams(ordered, dict.fromkeys(self.HP_METRICS, 0.0)):
             writer.add_summary(booleans_as_booleans(summary, ordered))
 
+    # scalars without `epoch` and the throughput counters; a full disk as OSError
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         shown = {
@@ -143,11 +148,13 @@ def booleans_as_booleans(summary: Any, params: dict[str, Any]) -> Any:
     return summary
 
 
+# Lightning glue: changes: how metrics.csv is written; why: a full disk never costs a row already written
 class CSVWriter(ExperimentWriter):
     """Lightning's metrics.csv writer, but a failed write (a full disk) never costs a row
     already written: a new header rewrites the file atomically (Lightning truncates it
     first), and an append that fails is cut back to the rows before it."""
 
+    # atomic rewrite on a new header, whole-row appends
     def save(self) -> None:
         path = Path(self.metrics_file_path)
         if not self.metrics or "://" in str(path):
@@ -175,9 +182,11 @@ class CSVWriter(ExperimentWriter):
         self.metrics = []
 
 
+# Lightning glue: changes: CSVLogger's writer (CSVWriter)
 class CSV(CSVLogger):
     """CSVLogger writing through CSVWriter."""
 
+    # Lightning builds its ExperimentWriter here: CSVWriter instead
     @property
     @rank_zero_experiment
     def experiment(self) -> CSVWriter:

@@ -29,7 +29,8 @@ from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text
-from bdh_pl.training.runs import newest_checkpoint
+from bdh_pl.step_tokens import tokens_per_step
+from bdh_pl.training.run_folders import newest_checkpoint
 from bdh_pl.training.schedule import warmup_length
 
 RUN_KEY_FILE = "run_key"  # in a run's folder: which run (config_hash) its checkpoints belong to
@@ -151,7 +152,7 @@ class RunQueue:
             {k: model.get(k) for k in ("learning_rate", "dropout", "weight_decay")}
             | {"seed": resolve.run_seed(config)}
         )
-        per_step = resolve.tokens_per_step(config)
+        per_step = tokens_per_step(config)
         name = f"{run.setting.label}-seed{record.seed}"
         where = Path(entry.name, run.group) if run.group else Path(entry.name)
         run.root = bench.out_dir / "runs" / where / name

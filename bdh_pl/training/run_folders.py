@@ -16,9 +16,9 @@ from bdh_pl.fileio import (
     lock_folder,
     remove_stale_temp_files,
 )
-from bdh_pl.training.checkpoint_io import LAST, saved_step
+from bdh_pl.training.glue.checkpoint_io import LAST, saved_step
+from bdh_pl.training.glue.loggers import make_loggers
 from bdh_pl.training.loading import checkpoint_fields
-from bdh_pl.training.loggers import make_loggers
 
 
 class RunState:

@@ -24,14 +24,15 @@ from bdh_pl.cli_help import PROG
 from bdh_pl.data.datamodule import TextDataModule
 from bdh_pl.errors import INTERRUPTED_EXIT_CODE, Preempted, UserError
 from bdh_pl.fileio import check_writable
-from bdh_pl.training.callbacks import (
+from bdh_pl.training.glue.callbacks import (
     PeakMemory,
     TestMetricsWriter,
     Throughput,
     ValidateFinalStep,
 )
-from bdh_pl.training.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, Trainer, check_lanes
-from bdh_pl.training.console import swap_default_console
+from bdh_pl.training.glue.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, check_lanes
+from bdh_pl.training.glue.console import swap_default_console
+from bdh_pl.training.glue.trainer import Trainer
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import (
     CHECKPOINT_FIX,
@@ -41,7 +42,7 @@ from bdh_pl.training.loading import (
     read_model_file,
 )
 from bdh_pl.training.memory import MicroBatchCounters, fit_to_memory
-from bdh_pl.training.runs import (
+from bdh_pl.training.run_folders import (
     RUN,
     make_loggers,
     open_run_folder,
