@@ -17,7 +17,7 @@
 #   bash benchmarks/interpretability.sh                  # -> results/interpretability/
 #   STAGE=fit bash benchmarks/interpretability.sh        # train only
 #   ONLY=small bash benchmarks/interpretability.sh       # the small pair only
-#   ONLY=frontier bash benchmarks/interpretability.sh    # the frontier's best BDH only
+#   ONLY=frontier bash benchmarks/interpretability.sh    # a frontier BDH and its LLaMA only
 # - frontier: a frontier BDH of results/wikitext2-frontier, BUDGET (default 2e12 FLOPs: bdh-d32,
 #   lr 0.016, seed 1337) and, as its control, that budget's best LLaMA (llama-l2d32, seed 1337),
 #   each retrained from its committed config (WikiText-2 bytes, the same data stream, seed and
