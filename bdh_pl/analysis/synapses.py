@@ -140,12 +140,20 @@ def halves(labels: np.ndarray, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def synapse_selectivity(
-    network: BDH, sentences: list[Tensor], labels: np.ndarray, shuffles: int = 5, seed: int = 0
+    network: BDH,
+    sentences: list[Tensor],
+    labels: np.ndarray,
+    shuffles: int = 5,
+    seed: int = 0,
+    selection: np.ndarray | None = None,
 ) -> dict:
     """Per labeling (true labels, then `shuffles` shuffles), the best synapse of each direction
-    chosen on one half of the sentences and tested on the other (see the module docstring)."""
+    chosen on one half of the sentences and tested on the other (see the module docstring).
+    selection (S,) bool: the sentences that choose (default a random half of each class; pass
+    one that keeps each source document on one side, so the test cannot reward a synapse for
+    recognising the document rather than its class)."""
     C = network.config
-    selection = halves(labels, seed)
+    selection = halves(labels, seed) if selection is None else np.asarray(selection, dtype=bool)
     rng = np.random.default_rng(seed + 1)
     labelings = np.stack([labels] + [rng.permutation(labels) for _ in range(shuffles)])
     chunks = [(layer, head) for layer in range(C.n_layer) for head in range(C.n_head)]

@@ -98,3 +98,16 @@ def test_synapse_selectivity_runs_on_a_model_and_names_the_synapse(tiny_bdh):
     entry = report["true_labels"][0]
     assert entry["U_max"] == 16 and 0 <= entry["x_neuron"] < network.config.n_neurons
     assert {"layer", "head", "y_neuron", "rank_biserial", "p"} <= set(entry)
+
+
+def test_a_given_selection_chooses_and_the_rest_tests(tiny_bdh):
+    """Documents kept whole on one side: the caller's split is the one used (5 A and 3 B left to
+    test, so U_max is 15, not the 4 x 4 of random halves)."""
+    network = tiny_bdh(n_layer=1)
+    gen = torch.Generator().manual_seed(1)
+    sentences = [torch.randint(97, 123, (10,), generator=gen) for _ in range(16)]
+    labels = np.repeat([True, False], 8)
+    selection = np.array([True] * 3 + [False] * 5 + [True] * 5 + [False] * 3)
+    report = synapse_selectivity(network, sentences, labels, shuffles=1, selection=selection)
+    assert report["selection"] == 8
+    assert all(e["U_max"] == 15 for e in report["true_labels"])

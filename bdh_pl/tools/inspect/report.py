@@ -156,19 +156,22 @@ def modularity_figure(report: dict):
     sweep = report["graph"]["sweep"]
     fig = new_figure(1, width=7)
     ax = fig.subplots()
-    degrees = [p["mean_degree"] for p in sweep]
-    for name in sweep[0]["modularity"]:
+    degrees = np.array([p["mean_degree"] for p in sweep])
+    names = list(sweep[0]["modularity"])
+    for i, name in enumerate(names):
         color, style = VARIANT_STYLE.get(name, ("k", "-"))
         values = np.array([p["modularity"][name] for p in sweep])  # points, heads
-        ax.plot(degrees, values.mean(1), linestyle=style, color=color, marker="o",
-                linewidth=1.6, label=name)  # fmt: skip
-        ax.vlines(degrees, values.min(1), values.max(1), color=color, linewidth=1)
+        x = degrees * 1.05 ** (i - (len(names) - 1) / 2)  # dodged: equal values stay visible
+        ax.plot(x, values.mean(1), linestyle=style, color=color, marker="osD^v"[i % 5],
+                markerfacecolor="none", linewidth=1.6, label=name)  # fmt: skip
+        ax.vlines(x, values.min(1), values.max(1), color=color, linewidth=1)
     ax.axvline(PAPER_MEAN_DEGREE, color="k", linewidth=0.8, linestyle=":")
     log_axis(ax, "x")
     ax.set_ylim(0, 1)
     finish_axes(ax, f"{report['label']}: modularity as the signal level beta falls "
                 "(mean over heads, bars: their range)",
-                f"edges per neuron m / n* (dotted: the paper's {PAPER_MEAN_DEGREE:.2f})",
+                f"edges per neuron m / n* (dotted: the paper's {PAPER_MEAN_DEGREE:.2f}; "
+                "variants drawn side by side)",
                 f"modularity (Louvain, best of {LOUVAIN_SEEDS})")  # fmt: skip
     legend_outside(fig, ncols=2)
     return fig
@@ -208,7 +211,9 @@ def selectivity_figure(report: dict):
     title = (
         f"The best neuron of each class, among {sel['equal_size']:,} drawn (mean of 20 draws)"
         if equal
-        else "The best neuron of each class"
+        else "The best neuron of each class, over unequal populations\n("
+        + ", ".join(f"{n} {m['neurons']:,}" for n, m in sel["models"].items())
+        + " neurons): a larger population's best is higher by chance alone"
     )
     finish_axes(ax, title, "normalised AP (nAP)", "class")
     suptitle(fig, f"{report['label']}: selectivity for simple byte classes, against controls")
