@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from bdh_pl.analysis.synapses import synapse_selectivity
-from bdh_pl.tools.inspect import init_twin
+from bdh_pl.tools.inspect.command import init_twin
 from bdh_pl.training.loading import load_model
 
 HALVES = ", drawn evenly over the articles, each article wholly in the choosing or the testing half"
