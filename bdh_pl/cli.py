@@ -26,7 +26,7 @@ TOOLS: dict[str, str] = {
     "benchmark": "bdh_pl.bench.matrix",
     "plot": "bdh_pl.tools.plot",
     "generate": "bdh_pl.tools.generate",
-    "download-data": "bdh_pl.data.download",
+    "download-data": "bdh_pl.tools.download_data",
     "export": "bdh_pl.tools.export",
     "lm-eval": "bdh_pl.tools.lm_eval_cli",
     "mauve": "bdh_pl.tools.mauve",

@@ -1,9 +1,8 @@
 """The one exception type for bad user input: the CLI prints its message as a single line."""
 
-import argparse
 import math
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 
 class UserError(Exception):
@@ -20,18 +19,6 @@ class Preempted(Exception):
     def __init__(self, message: str, code: int = 143) -> None:
         super().__init__(message)
         self.code = code  # 128 + the signal, what shells and job schedulers expect
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse for the tools: no prefix abbreviations (`--temp` is not `--temperature`), and
-    a bad value is a UserError (one `error:` line, exit 2) rather than a usage block."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
 # Lines of jsonargparse's nested explanation that never name the problem.

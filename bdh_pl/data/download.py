@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from bdh_pl.data.sources import SPLITS, hub_text
-from bdh_pl.errors import ArgumentParser
 from bdh_pl.fileio import atomic_write_bytes, check_writable
 from bdh_pl.hub import require_hub
 
@@ -42,10 +41,3 @@ def download_data_root(root: Path) -> Path:
     GPT2TokenizerFast.from_pretrained("gpt2").save_pretrained(root / "gpt2-tokenizer")
     atomic_write_bytes(root / COMPLETE, b"")
     return root
-
-
-def main(argv: list[str]) -> None:
-    parser = ArgumentParser(prog="python -m bdh_pl download-data", description=__doc__)
-    parser.add_argument("out", type=Path, help="the folder to fill (created if missing)")
-    root = download_data_root(parser.parse_args(argv).out.expanduser())
-    print(f"data root ready: {root} (export BDH_PL_DATA_DIR={root})")
