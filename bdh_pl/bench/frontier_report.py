@@ -12,6 +12,7 @@ FRONTIER_RUN_COLUMNS = [
     ("family", "family", str),
     ("size", "model", str),
     ("budget", "budget", str),
+    ("status", "run_status", str),
     ("params", "params", "count"),
     ("lr", "learning_rate", "{:.3g}"),
     ("seed", "seed", "{}"),
@@ -24,39 +25,51 @@ FRONTIER_RUN_COLUMNS = [
     ("test bpb", "test_bpb", "{:.4f}"),
     ("fit s", "fit_time_s", "{:,.0f}"),
     ("frontier", "frontier_point", "{}"),
-    ("chosen lr", "selected", "{}"),
+    ("chosen lr", "chosen_lr", str),
 ]
+RUN_STATUS = {"ok": "done", "running": "queued/running", "bound": "bound", "failed": "failed"}
+
+
+def _header(records: list[dict], result: dict) -> str:
+    """Dataset, device and precision as the tested runs recorded them, else as the
+    benchmark's config gives them (the device is recorded by the first test run)."""
+    ok = [r for r in records if r["status"] == "ok"]
+    first = ([r for r in ok if r.get("test_run")] or ok or records)[0]
+    plan = result["status"].get("plan") or {}
+    dataset = first.get("dataset") or ", ".join(plan.get("dataset") or []) or "?"
+    device = first.get("device") or "not recorded yet (the first test run records it)"
+    precision = first.get("precision") or plan.get("precision") or "?"
+    return (
+        f"Dataset {dataset}; device {device}, precision {precision}; torch "
+        f"{first['torch_version']}, lightning {first['lightning_version']}; "
+        f"{commits_line(records)}."
+    )
 
 
 def frontier_summary(experiment: str, records: list[dict], command: str, result: dict) -> str:
-    ok = [r for r in records if r["status"] == "ok"]
-    first = ([r for r in ok if r.get("test_run")] or ok or records)[0]  # tested: data, device
+    status = result["status"]
     fits = [r["fit_time_s"] for r in records if r.get("fit_time_s")]
     loads = [v for r in records for v in (r.get("load_avg_start"), r.get("load_avg_end")) if v]
-    lines = [
-        f"# Compute frontier `{experiment}`",
-        "",
-        f"`{command}`",
-        "",
-        f"Dataset {first.get('dataset') or '?'}, {len(records)} runs ({len(ok)} finished); device "
-        f"{first.get('device') or '?'}, precision {first.get('precision') or '?'}; torch "
-        f"{first['torch_version']}, lightning {first['lightning_version']}; "
-        f"{commits_line(records)}.",
-    ]
+    lines = [f"# Compute frontier `{experiment}`", "", f"`{command}`", "", _header(records, result)]
     if fits:
         load = f", 1-minute load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
         lines.append(
-            f"Fit time {sum(fits) / 3600:.2f} h summed over runs (longest {max(fits):.0f} s){load}."
+            f"Fit time {sum(fits) / 3600:.2f} h summed over finished runs (longest "
+            f"{max(fits):.0f} s){load}."
         )
-    lines += ["", frontier_markdown(result), "## Runs", ""]
+    lines += ["", *status_lines(status), frontier_markdown(result), "## Runs", ""]
     split = result.get("train_split_tokens")
-    lines += table([frontier.with_rule(r, split) for r in records], FRONTIER_RUN_COLUMNS)
+    rows = [_run_row(frontier.with_rule(r, split), result) for r in records]
+    lines += table(rows, FRONTIER_RUN_COLUMNS)
     lines += [
         "",
-        "frontier: the run is its family's best size at its budget (tested, and repeated on "
-        "the other seeds); chosen lr: the learning-rate sweep's winner (no: a sweep run that "
-        "lost). val bpb: the lowest validation bpb of the run (its last validation for a run "
-        "that still improved).",
+        "status: done, queued/running (or stopped with the benchmark: it resumes from its "
+        "own checkpoint, else starts again), bound (not run: the reason is in frontier.json), "
+        "failed. frontier: the run is its family's best size at its budget (tested, and "
+        "repeated on the other seeds; set once the family's ladder is done); chosen lr: "
+        "the learning-rate sweep's winner (no: a sweep run that lost; pending: its sweep "
+        "is still running; –: not a sweep run). val bpb: the lowest validation bpb of the "
+        "run (its last validation for a run that still improved).",
     ]
     if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "Failed:", ""]
@@ -66,6 +79,119 @@ def frontier_summary(experiment: str, records: list[dict], command: str, result:
             for r in failed
         ]
     return "\n".join(lines) + "\n"
+
+
+def _run_row(r: dict, result: dict) -> dict:
+    sweeps = (result["families"].get(r.get("family"), {}).get("learning_rate") or {}).get(
+        "sweeps", []
+    )
+    state = next((s for s in sweeps if (s["sweep"], s["model"]) == (r.get("sweep"), r["model"])),
+                 None)  # fmt: skip
+    labelled = "sweep" in r  # records before sweep labels: `selected` alone says it
+    if r.get("status") != "ok" or (labelled and not r["sweep"] and r.get("selected") is not False):
+        chosen = "–"
+    elif state is not None and not state["complete"]:
+        chosen = "pending"
+    else:
+        chosen = "**yes**" if r.get("selected") else "no"
+    return {
+        **r,
+        "run_status": RUN_STATUS.get(r.get("status"), r.get("status")),
+        "chosen_lr": chosen,
+    }
+
+
+def status_lines(status: dict) -> list[str]:
+    """The frontier's status: complete, or what is done and what is not (bench/progress.py)."""
+    runs, flops = status["runs"], status["flops"]
+    if status["complete"]:
+        return [
+            f"Status: complete ({runs['finished']} runs finished"
+            + (f", {runs['bound']} bound" if runs["bound"] else "")
+            + (f", {runs['failed']} failed" if runs["failed"] else "")
+            + f"; {flops['done']:.3g} training FLOPs).",
+            "",
+        ]
+    plan = status.get("plan") or {}
+    planned = (
+        f" of at least {runs['planned']} planned (at least {runs['left']} left)"
+        if runs["planned"] is not None
+        else f" (no plan to count against: {plan.get('error') or 'no benchmark.yaml'})"
+    )
+    of = f" of {flops['planned']:.3g} planned" if flops["planned"] else ""
+    lines = [
+        "## Status: partial",
+        "",
+        f"The benchmark is not complete: {runs['finished']} runs finished{planned}, "
+        f"{runs['in_flight']} queued or running"
+        + (f", {runs['bound']} bound" if runs["bound"] else "")
+        + (f", {runs['failed']} failed" if runs["failed"] else "")
+        + f"; {flops['done']:.3g} training FLOPs done{of} (finished runs, by the rule). Only "
+        "complete budgets (their frontier point chosen, tested and repeated on its seeds) "
+        "are frontier points below: a budget in progress has no best size yet.",
+        "",
+    ]
+    budgets = list(dict.fromkeys(b for f in status["families"].values() for b in f["budgets"]))
+    lines += [
+        "| family | " + " | ".join(budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for family, entry in status["families"].items():
+        cells = []
+        for b in budgets:
+            c = entry["budgets"].get(b)
+            if c is None:
+                cells.append("–")
+                continue
+            counts = f"{c['finished']}" + (f" of {c['planned']}+" if c["planned"] else "")
+            flying = f", {c['in_flight']} queued or running" if c["in_flight"] else ""
+            cells.append(
+                c["state"] if c["state"] in ("complete", "stopped", "not started")
+                else f"in progress: {counts} done{flying}"
+            )  # fmt: skip
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Runs per budget: finished of planned (+: edge extensions and widened sweeps add "
+        "runs beyond the plan).",
+        "",
+    ]
+    if sweeps := [s for s in status["sweeps"] if not s["complete"]]:
+        lines += [
+            "Sweeps in progress: "
+            + "; ".join(
+                f"{s['sweep']} on {s['model']} ({len(s['tried'])} "
+                f"rate{'s' * (len(s['tried']) != 1)} done"
+                + (f", {s['in_flight']} queued or running" if s["in_flight"] else "")
+                + ")"
+                for s in sweeps
+            )
+            + ".",
+            "",
+        ]
+    return lines
+
+
+def partial_markdown(experiment: str, records: list[dict], command: str, result: dict) -> str:
+    """PARTIAL.md: what a reader of a frontier's results folder must know first while the
+    frontier is incomplete (written by the benchmark after every run; removed when done)."""
+    return "\n".join(
+        [
+            f"# Partial: the frontier `{experiment}` in progress",
+            "",
+            f"`{command}`",
+            "",
+            _header(records, result),
+            "",
+            *status_lines(result["status"])[2:],
+            "Resume: the same command, from a checkout that has this folder; finished runs are "
+            "not run again, runs in flight continue from their own last.ckpt where their run "
+            "folder is kept (else they start again). summary.md and frontier.json are rewritten "
+            "after every run; until the status is complete they describe the budgets done so "
+            "far only.",
+            "",
+        ]
+    )
 
 
 def _flops(value: float | None) -> str:
@@ -78,7 +204,10 @@ def frontier_markdown(result: dict) -> str:
     named with its reason."""
     families = result["families"]
     measured = result["measured"]
+    states = {f: e["budgets"] for f, e in result.get("status", {}).get("families", {}).items()}
     budgets = [row["budget"] for row in measured["at_budgets"]]
+    budgets += [b for e in states.values() for b in e if b not in budgets]
+    budgets = list(dict.fromkeys(budgets))
     lines = [
         "## Compute frontier",
         "",
@@ -93,12 +222,14 @@ def frontier_markdown(result: dict) -> str:
         "| family | " + " | ".join(budgets) + " |",
         "|---|" + "---:|" * len(budgets),
     ]
-    for family, entry in families.items():
+    for family in dict.fromkeys([*families, *states]):
+        entry = families.get(family, {"frontier": []})
         by_budget = {p["budget"]: p for p in entry["frontier"]}
         cells = []
         for b in budgets:
             if (p := by_budget.get(b)) is None:
-                cells.append("–")
+                state = states.get(family, {}).get(b, {}).get("state")
+                cells.append(f"*{state}*" if state and state != "complete" else "–")
                 continue
             seeds = p["val_bpb_seeds"]
             spread = f" [{min(seeds):.3f}-{max(seeds):.3f}]" if len(seeds) > 1 else ""
@@ -111,20 +242,28 @@ def frontier_markdown(result: dict) -> str:
             )
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     missing = [
-        f"{family} at {', '.join(b for b in budgets if b not in {p['budget'] for p in e['frontier']})}"
-        for family, e in families.items()
-        if len(e["frontier"]) < len(budgets)
-    ]
+        f"{family} at {', '.join(todo)}"
+        for family in families
+        if (todo := [b for b in budgets if states.get(family, {}).get(b, {}).get("state")
+                     in (None, "not started")
+                     and b not in {p["budget"] for p in families[family]["frontier"]}])
+    ]  # fmt: skip
     if missing:
         lines += ["", f"Not run: {'; '.join(missing)}."]
     lines += ["", "### Measured", ""]
+    if not measured["at_budgets"]:
+        lines += ["No budget is complete yet: nothing measured.", ""]
     for row in measured["at_budgets"]:
         if "gap" not in row:
             lines.append(f"- {row['budget']}: {row['leader']} lowest")
             continue
         ref, other = measured["reference"], row["against"]
         side = "behind" if row["gap"] < 0 else "ahead of"
-        spread = "more" if row["beyond_seed_spread"] else "less"
+        spread = (
+            "one seed: no seed spread to compare with"
+            if not row.get("seeds_compared", True)
+            else f"{'more' if row['beyond_seed_spread'] else 'less'} than the seed spread"
+        )
         ratio = (
             f"; {ref} trained {row['flops_ratio']:.2f}x {other}'s FLOPs"
             if row.get("flops_ratio")
@@ -132,9 +271,10 @@ def frontier_markdown(result: dict) -> str:
         )
         lines.append(
             f"- {row['budget']}: {row['leader']} lowest; {ref} {side} {other} by "
-            f"{abs(row['gap']):.3f} bpb, {spread} than the seed spread{ratio}"
+            f"{abs(row['gap']):.3f} bpb, {spread}{ratio}"
         )
-    lines += ["", f"So: {measured['statement']}.", ""]
+    if measured["at_budgets"]:
+        lines += ["", f"So: {measured['statement']}.", ""]
     lines += _rate_lines(families)
     lines += ["### Fits", "", f"{result['fit_method']}.", ""]
     for family, entry in families.items():
@@ -185,17 +325,26 @@ def _rate_lines(families: dict) -> list[str]:
     for family, entry in families.items():
         if not (lr := entry.get("learning_rate")):
             continue
-        sweeps = [
-            f"{s['chosen']:g} of {', '.join(f'{t:g}' for t in s['tried'])} on {s['model']} at "
-            f"{s['budget']}" + (f" (the {s['at_sweep_edge']} tried: the best may lie beyond)"
-                                 if s["at_sweep_edge"] else "")
-            for s in lr["sweeps"]
-        ]  # fmt: skip
-        used = (
-            f"{lr['chosen']:g} at every budget"
-            if lr["chosen"] is not None
-            else ", ".join(f"{v['rate']:.3g} at {b}" for b, v in lr["per_budget"].items())
-        )
+        sweeps = []
+        for s in lr["sweeps"]:
+            where = f"on {s['model']} at {s['budget']}"
+            if not s["complete"]:
+                tried = ", ".join(f"{t:g}" for t in s["tried"]) or "none yet"
+                flying = f", {s['in_flight']} queued or running" if s["in_flight"] else ""
+                sweeps.append(f"in progress {where} (done: {tried}{flying})")
+                continue
+            edge = s["at_sweep_edge"]
+            sweeps.append(
+                f"{s['chosen']:g} of {', '.join(f'{t:g}' for t in s['tried'])} {where}"
+                + (f" (the {edge} tried: the best may lie beyond)" if edge else "")
+            )
+        if lr["chosen"] is not None:
+            used = f"{lr['chosen']:g} at every budget"
+        elif lr["per_budget"]:
+            used = ", ".join(f"{v['rate']:.3g} at {b}" for b, v in lr["per_budget"].items())
+            used += " so far" if lr.get("sweeps_in_progress") else ""
+        else:
+            used = "not chosen yet (sweep in progress)"
         rates.append(
             f"{family}: {used}; sweep{'s' * (len(sweeps) != 1)} {'; '.join(sweeps) or 'none'}"
         )
