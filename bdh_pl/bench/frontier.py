@@ -42,7 +42,7 @@ from bdh_pl.bench.crossing import (
     trends,
     usable,
 )
-from bdh_pl.bench.progress import sweep_groups, sweep_state
+from bdh_pl.bench.progress import STOPPED, sweep_groups, sweep_state
 
 FLOPS_RULE = (
     "training FLOPs = 3 x forward FLOPs per token (the model's reference computation, every "
@@ -293,6 +293,9 @@ def frontier(
                 for r in runs
                 if r.get("bound")
             ],
+            "stopped": next(
+                (r["bound"] for r in runs if str(r.get("bound") or "").startswith(STOPPED)), None
+            ),
             "fit": fit,
             "fit_note": None if fit else _no_fit(points, used),
             "curve": fit and fit_curve(fit, boot),

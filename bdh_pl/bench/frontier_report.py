@@ -5,6 +5,7 @@ the fitted crossing and the compute multiplier, every point left out with its re
 from __future__ import annotations
 
 from bdh_pl.bench import frontier
+from bdh_pl.bench.progress import STOPPED
 from bdh_pl.bench.tables import commits_line, table
 from bdh_pl.charts.frontier import FRONTIER_CHARTS
 
@@ -250,6 +251,13 @@ def frontier_markdown(result: dict) -> str:
     ]  # fmt: skip
     if missing:
         lines += ["", f"Not run: {'; '.join(missing)}."]
+    for family, entry in families.items():
+        if entry.get("stopped"):
+            stops = [
+                b for b in budgets if states.get(family, {}).get(b, {}).get("state") == "stopped"
+            ]
+            lines += ["", f"{family} stopped before {stops[0] if stops else '?'}: "
+                      f"{entry['stopped'].removeprefix(STOPPED)}."]  # fmt: skip
     lines += ["", "### Measured", ""]
     if not measured["at_budgets"]:
         lines += ["No budget is complete yet: nothing measured.", ""]

@@ -25,12 +25,24 @@ import os
 import shlex
 import statistics
 import sys
+import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bdh_pl.bench import report, spec, stats
+from bdh_pl.bench import progress, report, spec, stats
+from bdh_pl.bench import record as records_
 from bdh_pl.bench.budget import Budget, Setting, Shape, Size, Sweep, budget_text, budget_windows
-from bdh_pl.bench.ladder import edge_reason, flops_text, next_size, rate_between, run_label
+from bdh_pl.bench.ladder import (
+    StopRule,
+    edge_reason,
+    flops_text,
+    next_size,
+    rate_between,
+    run_label,
+)
+from bdh_pl.bench.progress import STOPPED
+from bdh_pl.bench.record import Record
 from bdh_pl.bench.runs import Run, RunQueue, reusable, say, wait
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
@@ -45,6 +57,8 @@ class Matrix(RunQueue):
 
     def run(self) -> list[dict]:
         plan = self.run_family if self.bench.frontier else self.run_model
+        self._finals: dict[tuple[str, int], float | None] = {}  # (family, budget): best bpb
+        self._finals_changed = threading.Condition()
         n = len(self.bench.models)
         tagged = [
             (entry, f"[{i}/{n}] {entry.name}") for i, entry in enumerate(self.bench.models, 1)
@@ -124,21 +138,79 @@ class Matrix(RunQueue):
             run.record.update({"learning_rate_source": rates[i][1], "shape": _name(shape)})
             return run
 
-        todo = [(i, k) for i, window in enumerate(windows) for k in window]
-        while todo:  # the windows, then each budget's next size while its best is at an edge
+        try:
+            if (rule := entry.stop_after_behind) is None:
+                self.ladder(entry, cells, windows, start, range(len(budgets)), tag)
+                run = len(budgets)
+            else:  # one budget after another, each once the other family's is done
+                run = 0
+                while run < len(budgets) and not self.behind(entry, rule, run, tag):
+                    self.ladder(entry, cells, windows, start, [run], tag)
+                    run += 1
+        finally:  # a family that ends (or fails) keeps no other family waiting
+            self.publish(entry.name, cells, range(len(budgets)))
+        self.points(entry, cells[:run], tag)
+
+    def ladder(
+        self, entry: ModelEntry, cells: list[dict[int, Run]], windows: list[list[int]],
+        start: Callable[[int, int], Run], budgets: Iterable[int], tag: str,
+    ) -> None:  # fmt: skip
+        """The windows of `budgets`, then each budget's next size while its best is at an
+        edge; each budget's best published (for stop rules) once it is final."""
+        budgets, n = list(budgets), len(entry.sizes)
+        todo = [(i, k) for i in budgets for k in windows[i]]
+        while todo:
             new = [cells[i].setdefault(k, start(i, k)) for i, k in todo if k not in cells[i]]
             wait([self.submit(run, tag) for run in new])
-            todo = [
-                (i, k)
-                for i in range(len(budgets))
-                if (k := next_size(_results(cells[i]), len(sizes))) is not None
-            ]
-        self.points(entry, cells, tag)
+            todo = [(i, k) for i in budgets if (k := next_size(_results(cells[i]), n)) is not None]
+            self.publish(entry.name, cells, [i for i in budgets if i not in {j for j, _ in todo}])
+
+    def publish(self, family: str, cells: list[dict[int, Run]], budgets: Iterable[int]) -> None:
+        """Each budget's best validation bpb (first seed; None: no usable run), once final."""
+        with self._finals_changed:
+            for i in budgets:
+                if (family, i) not in self._finals:
+                    bpb = [r["best_val_bpb"] for r in _results(cells[i]).values()
+                           if r.get("status") == "ok" and r.get("best_val_bpb") is not None]  # fmt: skip
+                    self._finals[family, i] = min(bpb) if bpb else None
+            self._finals_changed.notify_all()
+
+    def behind(self, entry: ModelEntry, rule: StopRule, i: int, tag: str) -> bool:
+        """Whether the family stops before budget i: behind `rule.family` (higher best bpb)
+        at the `rule.budgets` budgets before it; its budgets from i recorded as stopped."""
+        if i < rule.budgets:
+            return False
+        before = range(i - rule.budgets, i)
+        with self._finals_changed:
+            self._finals_changed.wait_for(
+                lambda: all((f, j) in self._finals for f in (entry.name, rule.family)
+                            for j in before)
+            )  # fmt: skip
+            pairs = [(self._finals[entry.name, j], self._finals[rule.family, j]) for j in before]
+        if not all(own is not None and other is not None and own > other for own, other in pairs):
+            return False
+        labels = [budget_text(self.bench.budgets[j]) for j in before]
+        why = (
+            f"{STOPPED}{entry.name} was behind {rule.family} at {rule.budgets} "
+            f"budget{'s' * (rule.budgets != 1)} in a row ("
+            + ", ".join(f"{b}: {own:.3f} against {other:.3f} bpb"
+                        for b, (own, other) in zip(labels, pairs, strict=True))
+            + f"): stop_after_behind {{family: {rule.family}, budgets: {rule.budgets}}}"
+        )  # fmt: skip
+        for budget in self.bench.budgets[i:]:
+            record = Record(model=entry.name, family=entry.name, status="bound", bound=why,
+                            budget=budget_text(budget), budget_flops=budget.flops,
+                            **records_.environment(self._cwd))  # fmt: skip
+            with self._lock:
+                self.records.append(record)
+        say(f"{tag}: {why}")
+        self.write()
+        return True
 
     def points(self, entry: ModelEntry, cells: list[dict[int, Run]], tag: str) -> None:
         """At each budget the best size is the frontier point: tested, and repeated (fit +
         test) on the other seeds at the `repeat_largest` largest budgets."""
-        seeds, n = list(self.bench.seeds or [None]), len(cells)
+        seeds, n = list(self.bench.seeds or [None]), len(self.bench.budgets)
         repeated = range(n - (self.bench.repeat_largest or n), n)
         names = [s.name for s in entry.sizes]
         futures = []
@@ -279,6 +351,7 @@ def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> li
         )
     try:
         atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
+        progress.remember(out, progress.planned(bench))
         previous = previous_records(out) if resume else []
         if kept := sum(reusable(r) for r in previous):
             say(f"resuming: {kept} records of an earlier run in {out}/")
@@ -293,32 +366,25 @@ def plan_lines(bench: BenchmarkSpec, measured: Path | None = None) -> list[str]:
     FLOPs (each run spends its budget), and, given the records of an earlier frontier, the
     hours: FLOPs over the training FLOP/s (3x forward rule, whole fit) its family's runs
     at its largest budget reached, `jobs` runs at once."""
-    if not bench.frontier or bench.budgets[0].flops is None:
+    plan = progress.planned(bench)
+    if plan is None:
         raise UserError("--plan sizes a frontier with FLOPs budgets (`budgets: [{flops: ...}]`)")
     rates = _measured_rates(measured) if measured else {}
-    values = [b.flops for b in bench.budgets]
-    repeated = values[len(values) - (bench.repeat_largest or len(values)) :]
-    extra_seeds = len(bench.seeds or [None]) - 1
-    lines, total_runs, total_flops, hours = [], 0, 0.0, 0.0
-    for entry in bench.models:
-        n = lambda sweep: len(sweep.settings()) if sweep else 1  # noqa: E731
-        windows = budget_windows(entry.sizes, entry.sizes_per_budget, entry.windows, len(values))
-        runs = [(values[0], n(entry.shape_sweep or entry.sweep)) for _ in entry.shapes or []]
-        runs += [] if entry.shapes else [(values[0], n(entry.sweep))]
-        runs += [(bench.lr_sweep_budget, n(entry.sweep))] if bench.lr_sweep_budget else []
-        runs += [(c, len(w) - (c in (values[0], bench.lr_sweep_budget))) for c, w in
-                 zip(values, windows, strict=True)]  # fmt: skip
-        runs += [(c, extra_seeds) for c in repeated]
-        count, flops = sum(k for _, k in runs), sum(c * k for c, k in runs)
-        line = f"{entry.name}: {count} runs, {flops:.3g} FLOPs"
-        if entry.name in rates:
-            family_hours = flops / rates[entry.name] / 3600
+    lines, hours = [], 0.0
+    for name, family in plan["families"].items():
+        line = f"{name}: {family['runs']} runs, {family['flops']:.3g} FLOPs"
+        if name in rates:
+            family_hours = family["flops"] / rates[name] / 3600
             hours += family_hours
-            line += f", {family_hours:.1f} h on one core at {rates[entry.name]:.3g} FLOP/s"
+            line += f", {family_hours:.1f} h on one core at {rates[name]:.3g} FLOP/s"
+        if rule := family["stop_after_behind"]:
+            line += (
+                f" (at most: it stops once behind {rule['family']} at {rule['budgets']} "
+                "budgets in a row)"
+            )
         lines.append(line)
-        total_runs, total_flops = total_runs + count, total_flops + flops
     lines.append(
-        f"total: at least {total_runs} runs, {total_flops:.3g} training FLOPs (3x forward); "
+        f"total: at least {plan['runs']} runs, {plan['flops']:.3g} training FLOPs (3x forward); "
         "each best size at a window's edge adds a run at its budget, each sweep widened one"
     )
     if hours:

@@ -79,6 +79,14 @@ def _stop_rule(entry) -> dict | None:
 
 
 _read: tuple[tuple, dict | None] | None = None  # the last benchmark.yaml read, and its plan
+_known: dict[str, dict | None] = {}  # plans of benchmarks running in this process, by folder
+
+
+def remember(out: Path, plan: dict[str, Any] | None) -> None:
+    """The plan of a benchmark this process runs into `out`: read_plan returns it without
+    parsing benchmark.yaml (jsonargparse moves the process into a config's folder while it
+    parses, which the runs' threads must not see)."""
+    _known[str(Path(out).resolve())] = plan
 
 
 def read_plan(out: Path) -> dict[str, Any] | None:
@@ -86,6 +94,8 @@ def read_plan(out: Path) -> dict[str, Any] | None:
     (no such file, or one this code cannot read: the status then counts what the records
     say, with no remaining runs or planned FLOPs)."""
     global _read
+    if (known := str(Path(out).resolve())) in _known:
+        return _known[known]
     path = Path(out) / "benchmark.yaml"
     try:
         stat = path.stat()
@@ -220,13 +230,25 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
             "bound": sum(r.get("status") == "bound" and not _stopped(r) for r in frontier),
             "failed": sum(r.get("status") == "failed" for r in frontier),
             "planned": plan["runs"] if plan else None,
-            "left": max(plan["runs"] - finished - flying, 0) if plan else None,
+            "left": max(plan["runs"] - finished - flying - _stopped_runs(families), 0)
+            if plan
+            else None,
         },
         "flops": {
             "done": sum(r.get("train_flops") or 0.0 for r in frontier if _ok(r)),
             "planned": plan["flops"] if plan else None,
         },
     }
+
+
+def _stopped_runs(families: dict[str, Any]) -> int:
+    """The planned runs of the budgets a stop rule skipped (they will not run)."""
+    return sum(
+        cell["planned"] or 0
+        for entry in families.values()
+        for cell in entry["budgets"].values()
+        if cell["state"] == "stopped"
+    )
 
 
 def _stopped(r: dict) -> bool:
