@@ -124,7 +124,7 @@ def status_lines(status: dict) -> list[str]:
         "## Status: partial",
         "",
         f"The benchmark is not complete: {runs['finished']} runs finished{planned}, "
-        f"{runs['in_flight']} queued or running"
+        f"{runs['in_flight']} queued or running at the last write"
         + (f", {runs['bound']} bound" if runs["bound"] else "")
         + (f", {runs['failed']} failed" if runs["failed"] else "")
         + f"; {flops['done']:.3g} training FLOPs done{of} (finished runs, by the rule). Only "
@@ -318,11 +318,19 @@ def frontier_markdown(result: dict) -> str:
         for family, entry in families.items()
         for e in entry["excluded"]
     ]
+    status = result.get("status") or {"complete": True, "families": {}}
+    drawn = any(
+        c["state"] == "complete" for e in status["families"].values() for c in e["budgets"].values()
+    )
+    charts = ", ".join(f"[{c}](charts/{c}.png)" for c in FRONTIER_CHARTS)
+    if not drawn and not status["complete"]:
+        charts = "none until a budget is complete"
+    elif not status["complete"]:
+        charts += " (complete budgets only)"
     lines += [
         "Left out of the fits: " + ("; ".join(excluded) if excluded else "none") + ".",
         "",
-        f"Charts: {', '.join(f'[{c}](charts/{c}.png)' for c in FRONTIER_CHARTS)}; numbers: "
-        "frontier.json, frontier.csv.",
+        f"Charts: {charts}; numbers: frontier.json, frontier.csv.",
         "",
     ]
     return "\n".join(lines)

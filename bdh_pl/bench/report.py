@@ -127,7 +127,15 @@ def write_charts(
     """charts/*.png under `out` (or in `charts_dir`); a compute frontier's own charts (dozens
     of runs: the frontier, not every curve)."""
     if frontier.families(records):
-        return write_frontier_charts(frontier_result(records, out), charts_dir or out / "charts")
+        result = frontier_result(records, out)
+        complete = progress.complete_budgets(result["status"])
+        if not complete:
+            return []  # nothing final to draw: the summary says so
+        families = {  # complete budgets only: a budget in progress has no curve yet
+            f: {**e, "runs": [r for r in e["runs"] if (f, r["budget"]) in complete]}
+            for f, e in result["families"].items()
+        }
+        return write_frontier_charts({**result, "families": families}, charts_dir or out / "charts")
     return write_benchmark_charts(chart_records(experiment, records), charts_dir or out / "charts")
 
 

@@ -115,7 +115,9 @@ def test_only_complete_budgets_are_points_and_partial_md_follows_the_status(tmp_
     monkeypatch.setattr(progress, "read_plan", lambda out: PLAN)  # the spec's, by hand
     report.write_summaries(tmp_path, "f", before_repeat, "cmd")
     partial = (tmp_path / "PARTIAL.md").read_text()
-    assert "8 runs finished of at least 9 planned (at least 1 left), 0 queued or running" in partial
+    assert (
+        "8 runs finished of at least 9 planned (at least 1 left), 0 queued or running at" in partial
+    )
     assert "| bdh | complete | in progress: 3 of 4+ done |" in partial
     summary = (tmp_path / "summary.md").read_text()
     assert "## Status: partial" in summary and "Dataset configs/shakespeare.yaml" in summary
