@@ -63,6 +63,16 @@ class Matrix(RunQueue):
         tagged = [
             (entry, f"[{i}/{n}] {entry.name}") for i, entry in enumerate(self.bench.models, 1)
         ]
+        if self.bench.frontier:  # a family that waits on another's budgets runs after it
+            tagged.sort(key=lambda t: t[0].stop_after_behind is not None)
+            family_plan = plan
+
+            def plan(entry: ModelEntry, tag: str) -> None:
+                try:
+                    family_plan(entry, tag)
+                finally:  # a family that ends, even failing, keeps no other waiting
+                    self.publish(entry.name, [], range(len(self.bench.budgets)))
+
         try:
             if self.bench.jobs == 1:
                 for entry, tag in tagged:
@@ -138,17 +148,14 @@ class Matrix(RunQueue):
             run.record.update({"learning_rate_source": rates[i][1], "shape": _name(shape)})
             return run
 
-        try:
-            if (rule := entry.stop_after_behind) is None:
-                self.ladder(entry, cells, windows, start, range(len(budgets)), tag)
-                run = len(budgets)
-            else:  # one budget after another, each once the other family's is done
-                run = 0
-                while run < len(budgets) and not self.behind(entry, rule, run, tag):
-                    self.ladder(entry, cells, windows, start, [run], tag)
-                    run += 1
-        finally:  # a family that ends (or fails) keeps no other family waiting
-            self.publish(entry.name, cells, range(len(budgets)))
+        if (rule := entry.stop_after_behind) is None:
+            self.ladder(entry, cells, windows, start, range(len(budgets)), tag)
+            run = len(budgets)
+        else:  # one budget after another, each once the other family's is done
+            run = 0
+            while run < len(budgets) and not self.behind(entry, rule, run, tag):
+                self.ladder(entry, cells, windows, start, [run], tag)
+                run += 1
         self.points(entry, cells[:run], tag)
 
     def ladder(
@@ -166,11 +173,13 @@ class Matrix(RunQueue):
             self.publish(entry.name, cells, [i for i in budgets if i not in {j for j, _ in todo}])
 
     def publish(self, family: str, cells: list[dict[int, Run]], budgets: Iterable[int]) -> None:
-        """Each budget's best validation bpb (first seed; None: no usable run), once final."""
+        """Each budget's best validation bpb (first seed; None: no usable run, or none in
+        `cells`), once final."""
         with self._finals_changed:
             for i in budgets:
                 if (family, i) not in self._finals:
-                    bpb = [r["best_val_bpb"] for r in _results(cells[i]).values()
+                    cell = cells[i] if i < len(cells) else {}
+                    bpb = [r["best_val_bpb"] for r in _results(cell).values()
                            if r.get("status") == "ok" and r.get("best_val_bpb") is not None]  # fmt: skip
                     self._finals[family, i] = min(bpb) if bpb else None
             self._finals_changed.notify_all()
