@@ -42,7 +42,7 @@ from bdh_pl.bench.crossing import (
     trends,
     usable,
 )
-from bdh_pl.bench.progress import STOPPED, sweep_groups, sweep_state
+from bdh_pl.bench.progress import STOPPED, budget_key, chosen_learning_rate
 
 FLOPS_RULE = (
     "training FLOPs = 3 x forward FLOPs per token (the model's reference computation, every "
@@ -83,13 +83,6 @@ def families(records: list[dict], train_split_tokens: int | None = None) -> dict
         if r.get("family") and (finished or r.get("bound")):
             out.setdefault(r["family"], []).append(with_rule(r, train_split_tokens))
     return out
-
-
-def budget_key(r: dict) -> str:
-    """The budget a run belongs to: its label (`flops 2e+12`, `steps 6`), else its FLOPs."""
-    if r.get("budget"):
-        return str(r["budget"])
-    return f"flops {r['budget_flops']:g}" if _number(r.get("budget_flops")) else "?"
 
 
 def _mean(values: list) -> float | None:
@@ -340,58 +333,6 @@ def fit_curve(fit: dict, boot: list[dict], n: int = 60) -> dict:
         "val_bpb": scaling.predict(fit, grid).tolist(),
         "low": None if low is None else low.tolist(),
         "high": None if high is None else high.tolist(),
-    }
-
-
-def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
-    """The family's sweeps (each: the rates tried on one size at one budget, first seed, and
-    once it is complete the one chosen and whether it is the smallest or largest tried: the
-    best may lie beyond; before that its `selected` marks are no choice) and the rate every
-    budget's runs used, with where it came from (`learning_rate_source`). `runs`: all the
-    family's records, in flight too."""
-    sweeps = [
-        {"budget": budget_key(group[0]), "model": model, "sweep": label, **sweep_state(group)}
-        for (_, label, model), group in sweep_groups(runs).items()
-    ]
-    pending = {(s["sweep"], s["model"]) for s in sweeps if not s["complete"]}
-    groups: dict[tuple, list[dict]] = {}  # records before sweeps were labelled
-    for r in runs:
-        if (
-            r.get("learning_rate") is not None
-            and r.get("status", "ok") == "ok"
-            and not r.get("sweep")
-        ):
-            groups.setdefault((budget_key(r), r["model"], r.get("seed")), []).append(r)
-    for (budget, model, _), group in groups.items():
-        rates = sorted({r["learning_rate"] for r in group})
-        chosen = [r["learning_rate"] for r in group if r.get("selected")]
-        if len(rates) < 2 or len(chosen) != 1:
-            continue
-        edge = (
-            "largest" if chosen[0] == rates[-1] else "smallest" if chosen[0] == rates[0] else None
-        )
-        sweeps.append({"budget": budget, "model": model, "sweep": None, "tried": rates,
-                       "in_flight": 0, "complete": True, "chosen": chosen[0],
-                       "at_sweep_edge": edge})  # fmt: skip
-    per_budget: dict[str, Any] = {}
-    shapes = {r.get("shape") for r in runs if not r.get("sweep") and r.get("status") == "ok"}
-    for r in runs:
-        if r.get("status", "ok") != "ok" or not r.get("selected") or r.get("learning_rate") is None:
-            continue
-        if str(r.get("sweep") or "").startswith("shape@") and r.get("shape") not in shapes:
-            continue  # the best rate of a shape the ladder did not choose (or not yet)
-        if (r.get("sweep"), r["model"]) in pending:
-            continue  # a sweep still running has chosen nothing yet
-        per_budget.setdefault(budget_key(r), {"rate": r["learning_rate"],
-                                              "source": r.get("learning_rate_source")})  # fmt: skip
-    if not per_budget and not sweeps:
-        return None
-    rates = {v["rate"] for v in per_budget.values()}
-    return {
-        "chosen": rates.pop() if len(rates) == 1 and not pending else None,
-        "sweeps": sweeps,
-        "per_budget": per_budget,
-        "sweeps_in_progress": len(pending),
     }
 
 

@@ -5,7 +5,7 @@ the fitted crossing and the compute multiplier, every point left out with its re
 from __future__ import annotations
 
 from bdh_pl.bench import frontier
-from bdh_pl.bench.progress import STOPPED
+from bdh_pl.bench.progress import STOPPED, status_lines
 from bdh_pl.bench.tables import commits_line, table
 from bdh_pl.charts.frontier import FRONTIER_CHARTS
 
@@ -100,77 +100,6 @@ def _run_row(r: dict, result: dict) -> dict:
         "run_status": RUN_STATUS.get(r.get("status"), r.get("status")),
         "chosen_lr": chosen,
     }
-
-
-def status_lines(status: dict) -> list[str]:
-    """The frontier's status: complete, or what is done and what is not (bench/progress.py)."""
-    runs, flops = status["runs"], status["flops"]
-    if status["complete"]:
-        return [
-            f"Status: complete ({runs['finished']} runs finished"
-            + (f", {runs['bound']} bound" if runs["bound"] else "")
-            + (f", {runs['failed']} failed" if runs["failed"] else "")
-            + f"; {flops['done']:.3g} training FLOPs).",
-            "",
-        ]
-    plan = status.get("plan") or {}
-    planned = (
-        f" of at least {runs['planned']} planned (at least {runs['left']} left)"
-        if runs["planned"] is not None
-        else f" (no plan to count against: {plan.get('error') or 'no benchmark.yaml'})"
-    )
-    of = f" of {flops['planned']:.3g} planned" if flops["planned"] else ""
-    lines = [
-        "## Status: partial",
-        "",
-        f"The benchmark is not complete: {runs['finished']} runs finished{planned}, "
-        f"{runs['in_flight']} queued or running at the last write"
-        + (f", {runs['bound']} bound" if runs["bound"] else "")
-        + (f", {runs['failed']} failed" if runs["failed"] else "")
-        + f"; {flops['done']:.3g} training FLOPs done{of} (finished runs, by the rule). Only "
-        "complete budgets (their frontier point chosen, tested and repeated on its seeds) "
-        "are frontier points below: a budget in progress has no best size yet.",
-        "",
-    ]
-    budgets = list(dict.fromkeys(b for f in status["families"].values() for b in f["budgets"]))
-    lines += [
-        "| family | " + " | ".join(budgets) + " |",
-        "|---|" + "---|" * len(budgets),
-    ]
-    for family, entry in status["families"].items():
-        cells = []
-        for b in budgets:
-            c = entry["budgets"].get(b)
-            if c is None:
-                cells.append("–")
-                continue
-            counts = f"{c['finished']}" + (f" of {c['planned']}+" if c["planned"] else "")
-            flying = f", {c['in_flight']} queued or running" if c["in_flight"] else ""
-            cells.append(
-                c["state"] if c["state"] in ("complete", "stopped", "not started")
-                else f"in progress: {counts} done{flying}"
-            )  # fmt: skip
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Runs per budget: finished of planned (+: edge extensions and widened sweeps add "
-        "runs beyond the plan).",
-        "",
-    ]
-    if sweeps := [s for s in status["sweeps"] if not s["complete"]]:
-        lines += [
-            "Sweeps in progress: "
-            + "; ".join(
-                f"{s['sweep']} on {s['model']} ({len(s['tried'])} "
-                f"rate{'s' * (len(s['tried']) != 1)} done"
-                + (f", {s['in_flight']} queued or running" if s["in_flight"] else "")
-                + ")"
-                for s in sweeps
-            )
-            + ".",
-            "",
-        ]
-    return lines
 
 
 def partial_markdown(experiment: str, records: list[dict], command: str, result: dict) -> str:

@@ -31,6 +31,9 @@ class StopRule:
     family: str
     budgets: PositiveInt = 3
 
+    def __post_init__(self) -> None:
+        self.budgets = int(self.budgets)  # a plain int (jsonargparse's subclass is no YAML)
+
 
 class Family(Protocol):
     """What these checks read of a model entry (spec.ModelEntry)."""
@@ -68,6 +71,7 @@ def check_names(entries: list[Family]) -> None:
             f"model and size names must be unique across the benchmark, {repeated} repeats "
             "(a size named like its family counts too): rename it with `name:`"
         )
+    check_stop_rules(entries)
 
 
 def check_stop_rules(entries: list[Family]) -> None:
@@ -78,6 +82,8 @@ def check_stop_rules(entries: list[Family]) -> None:
     for e in entries:
         if not (rule := e.stop_after_behind):
             continue
+        if e.sizes is None:  # checked entries of a frontier have their ladder
+            raise UserError(f"{e.name}: stop_after_behind belongs to a compute frontier")
         if rule.family == e.name or rule.family not in names:
             others = [n for n in names if n != e.name]
             raise UserError(

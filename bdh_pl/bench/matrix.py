@@ -20,18 +20,17 @@ config) is not run again, so an interruption loses only the runs in flight.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
-import statistics
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bdh_pl.bench import progress, report, spec, stats
+from bdh_pl.bench import plan as plan_
 from bdh_pl.bench import record as records_
+from bdh_pl.bench import report, spec, stats
 from bdh_pl.bench.budget import Budget, Setting, Shape, Size, Sweep, budget_text, budget_windows
 from bdh_pl.bench.ladder import (
     StopRule,
@@ -41,6 +40,7 @@ from bdh_pl.bench.ladder import (
     rate_between,
     run_label,
 )
+from bdh_pl.bench.plan import plan_lines, previous_records
 from bdh_pl.bench.progress import STOPPED
 from bdh_pl.bench.record import Record
 from bdh_pl.bench.runs import Run, RunQueue, reusable, say, wait
@@ -336,14 +336,6 @@ def _budget_group(budget: Budget) -> str:
     return budget_text(budget).replace(" ", "").replace("+", "")
 
 
-def previous_records(out: Path) -> list[dict]:
-    """The records of an earlier invocation into the same folder (none if unreadable)."""
-    try:
-        return json.loads((out / "metrics.json").read_text())["records"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-
-
 def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> list[dict]:
     out = bench.out_dir
     hint = "set output_dir (or --output_dir) to a writable folder"
@@ -360,65 +352,13 @@ def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> li
         )
     try:
         atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
-        progress.remember(out, progress.planned(bench))
+        plan_.remember(out, plan_.planned(bench))
         previous = previous_records(out) if resume else []
         if kept := sum(reusable(r) for r in previous):
             say(f"resuming: {kept} records of an earlier run in {out}/")
         return Matrix(bench, command, previous).run()
     finally:
         os.close(lock)
-
-
-def plan_lines(bench: BenchmarkSpec, measured: Path | None = None) -> list[str]:
-    """What a frontier will run before it runs: per family the runs of its plan (shapes,
-    sweeps, the windows, the repeats; edge extensions and widened sweeps add to these), their
-    FLOPs (each run spends its budget), and, given the records of an earlier frontier, the
-    hours: FLOPs over the training FLOP/s (3x forward rule, whole fit) its family's runs
-    at its largest budget reached, `jobs` runs at once."""
-    plan = progress.planned(bench)
-    if plan is None:
-        raise UserError("--plan sizes a frontier with FLOPs budgets (`budgets: [{flops: ...}]`)")
-    rates = _measured_rates(measured) if measured else {}
-    lines, hours = [], 0.0
-    for name, family in plan["families"].items():
-        line = f"{name}: {family['runs']} runs, {family['flops']:.3g} FLOPs"
-        if name in rates:
-            family_hours = family["flops"] / rates[name] / 3600
-            hours += family_hours
-            line += f", {family_hours:.1f} h on one core at {rates[name]:.3g} FLOP/s"
-        if rule := family["stop_after_behind"]:
-            line += (
-                f" (at most: it stops once behind {rule['family']} at {rule['budgets']} "
-                "budgets in a row)"
-            )
-        lines.append(line)
-    lines.append(
-        f"total: at least {plan['runs']} runs, {plan['flops']:.3g} training FLOPs (3x forward); "
-        "each best size at a window's edge adds a run at its budget, each sweep widened one"
-    )
-    if hours:
-        lines.append(
-            f"expected: {hours / bench.jobs:.1f} h of wall time, {bench.jobs} runs at once"
-        )
-    return lines
-
-
-def _measured_rates(results: Path) -> dict[str, float]:
-    """Per family, the median training FLOP/s (3x forward FLOPs x tokens / fit seconds) of
-    its runs at its largest budget in an earlier frontier's records."""
-    records = [r for r in previous_records(results) if r.get("status") == "ok"]
-    if not records:
-        raise UserError(f"--plan_from {results}: no finished runs in its metrics.json")
-    rates: dict[str, float] = {}
-    for family in {r.get("family") for r in records} - {None}:
-        runs = [r for r in records if r.get("family") == family and r.get("fit_time_s")]
-        largest = max(r["budget_flops"] for r in runs)
-        rates[family] = statistics.median(
-            3 * r["flops_per_token"] * r["train_tokens"] / r["fit_time_s"]
-            for r in runs
-            if r["budget_flops"] == largest
-        )
-    return rates
 
 
 def main(argv: list[str] | None = None) -> None:

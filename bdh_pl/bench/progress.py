@@ -2,131 +2,14 @@
 whether the budget is complete (its frontier point chosen, tested, and repeated on every seed
 the plan gives it), in progress, stopped or not started; each sweep complete or in progress;
 runs finished, in flight and left; training FLOPs done against the plan's. A summary read
-mid-way says this first, so that nothing partial reads as a result (frontier_report.py).
-
-The plan (`planned`) counts what a frontier will run before edge extensions and widened
-sweeps add to it: shapes and sweeps at the smallest budget, the second sweep, the windows,
-the repeats on the other seeds. Runs of an edge extension or a widened sweep are runs
-beyond it (the remaining count is then "at least")."""
+mid-way says this first, so that nothing partial reads as a result (frontier_report.py)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
-from bdh_pl.bench.budget import budget_text, budget_windows
-
 STOPPED = "stopped: "  # how a record of a budget a stop rule skipped begins its `bound`
-
-
-def planned(bench) -> dict[str, Any] | None:
-    """Per family and budget the runs the plan makes, their training FLOPs (each run spends
-    its budget) and the seeds its frontier point runs on; None for a benchmark that is not a
-    compute frontier with FLOPs budgets."""
-    if not bench.frontier or bench.budgets[0].flops is None:
-        return None
-    values = [b.flops for b in bench.budgets]
-    labels = [budget_text(b) for b in bench.budgets]
-    seeds = len(bench.seeds or [None])
-    repeated = set(values[len(values) - (bench.repeat_largest or len(values)) :])
-    families: dict[str, Any] = {}
-    for entry in bench.models:
-
-        def n(sweep) -> int:
-            return len(sweep.settings()) if sweep else 1
-
-        windows = budget_windows(entry.sizes, entry.sizes_per_budget, entry.windows, len(values))
-        runs = dict.fromkeys(values, 0)
-        runs[values[0]] += (
-            len(entry.shapes) * n(entry.shape_sweep or entry.sweep)
-            if entry.shapes
-            else n(entry.sweep)
-        )
-        if bench.lr_sweep_budget:
-            runs[bench.lr_sweep_budget] += n(entry.sweep)
-        for c, window in zip(values, windows, strict=True):
-            # a sweep's chosen run is its window's middle size: not run twice
-            runs[c] += len(window) - (c in (values[0], bench.lr_sweep_budget))
-            runs[c] += seeds - 1 if c in repeated else 0
-        families[entry.name] = {
-            "budgets": {
-                label: {
-                    "runs": runs[c],
-                    "flops": c * runs[c],
-                    "seeds": seeds if c in repeated else 1,
-                }
-                for label, c in zip(labels, values, strict=True)
-            },
-            "runs": sum(runs.values()),
-            "flops": sum(c * k for c, k in runs.items()),
-            "stop_after_behind": _stop_rule(entry),
-        }
-    return {
-        "budgets": labels,
-        "families": families,
-        "runs": sum(f["runs"] for f in families.values()),
-        "flops": sum(f["flops"] for f in families.values()),
-        "jobs": bench.jobs,
-        "dataset": list(bench.dataset) if not isinstance(bench.dataset, str) else [bench.dataset],
-        "precision": (bench.shared.get("trainer") or {}).get("precision"),
-    }
-
-
-def _stop_rule(entry) -> dict | None:
-    rule = getattr(entry, "stop_after_behind", None)
-    return {"family": rule.family, "budgets": rule.budgets} if rule else None
-
-
-_read: tuple[tuple, dict | None] | None = None  # the last benchmark.yaml read, and its plan
-_known: dict[str, dict | None] = {}  # plans of benchmarks running in this process, by folder
-
-
-def remember(out: Path, plan: dict[str, Any] | None) -> None:
-    """The plan of a benchmark this process runs into `out`: read_plan returns it without
-    parsing benchmark.yaml (jsonargparse moves the process into a config's folder while it
-    parses, which the runs' threads must not see)."""
-    _known[str(Path(out).resolve())] = plan
-
-
-def read_plan(out: Path) -> dict[str, Any] | None:
-    """The plan of the benchmark whose resolved config (benchmark.yaml) is in `out`, or None
-    (no such file, or one this code cannot read: the status then counts what the records
-    say, with no remaining runs or planned FLOPs)."""
-    global _read
-    if (known := str(Path(out).resolve())) in _known:
-        return _known[known]
-    path = Path(out) / "benchmark.yaml"
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if _read is None or _read[0] != key:
-        from bdh_pl.bench import spec  # jsonargparse: only when there is a file to read
-
-        try:
-            _read = (key, planned(spec.load_spec(path)))
-        except Exception as err:  # noqa: BLE001 — an older format, paths elsewhere: said so
-            _read = (key, {"error": f"{path} not read ({str(err).splitlines()[0][:160]})",
-                           **_plain(path)})  # fmt: skip
-    return _read[1]
-
-
-def _plain(path: Path) -> dict[str, Any]:
-    """The dataset and precision of a benchmark.yaml read as plain YAML (for the summary's
-    header where the spec itself cannot be read)."""
-    import yaml
-
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        dataset = config.get("dataset")
-        return {
-            "dataset": [dataset] if isinstance(dataset, str) else list(dataset or []),
-            "precision": (config.get("trainer") or {}).get("precision"),
-        }
-    except (OSError, ValueError, AttributeError, TypeError, yaml.YAMLError):
-        return {}
 
 
 def _ok(r: dict) -> bool:
@@ -263,3 +146,135 @@ def complete_budgets(status: dict[str, Any]) -> set[tuple[str, str]]:
         for b, cell in entry["budgets"].items()
         if cell["state"] == "complete"
     }
+
+
+def budget_key(r: dict) -> str:
+    """The budget a run belongs to: its label (`flops 2e+12`, `steps 6`), else its FLOPs."""
+    if r.get("budget"):
+        return str(r["budget"])
+    flops = r.get("budget_flops")
+    number = isinstance(flops, int | float) and not isinstance(flops, bool) and math.isfinite(flops)
+    return f"flops {flops:g}" if number else "?"
+
+
+def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
+    """The family's sweeps (each: the rates tried on one size at one budget, first seed, and
+    once it is complete the one chosen and whether it is the smallest or largest tried: the
+    best may lie beyond; before that its `selected` marks are no choice) and the rate every
+    budget's runs used, with where it came from (`learning_rate_source`). `runs`: all the
+    family's records, in flight too."""
+    sweeps = [
+        {"budget": budget_key(group[0]), "model": model, "sweep": label, **sweep_state(group)}
+        for (_, label, model), group in sweep_groups(runs).items()
+    ]
+    pending = {(s["sweep"], s["model"]) for s in sweeps if not s["complete"]}
+    groups: dict[tuple, list[dict]] = {}  # records before sweeps were labelled
+    for r in runs:
+        if (
+            r.get("learning_rate") is not None
+            and r.get("status", "ok") == "ok"
+            and not r.get("sweep")
+        ):
+            groups.setdefault((budget_key(r), r["model"], r.get("seed")), []).append(r)
+    for (budget, model, _), group in groups.items():
+        rates = sorted({r["learning_rate"] for r in group})
+        chosen = [r["learning_rate"] for r in group if r.get("selected")]
+        if len(rates) < 2 or len(chosen) != 1:
+            continue
+        edge = (
+            "largest" if chosen[0] == rates[-1] else "smallest" if chosen[0] == rates[0] else None
+        )
+        sweeps.append({"budget": budget, "model": model, "sweep": None, "tried": rates,
+                       "in_flight": 0, "complete": True, "chosen": chosen[0],
+                       "at_sweep_edge": edge})  # fmt: skip
+    per_budget: dict[str, Any] = {}
+    shapes = {r.get("shape") for r in runs if not r.get("sweep") and r.get("status") == "ok"}
+    for r in runs:
+        if r.get("status", "ok") != "ok" or not r.get("selected") or r.get("learning_rate") is None:
+            continue
+        if str(r.get("sweep") or "").startswith("shape@") and r.get("shape") not in shapes:
+            continue  # the best rate of a shape the ladder did not choose (or not yet)
+        if (r.get("sweep"), r["model"]) in pending:
+            continue  # a sweep still running has chosen nothing yet
+        per_budget.setdefault(budget_key(r), {"rate": r["learning_rate"],
+                                              "source": r.get("learning_rate_source")})  # fmt: skip
+    if not per_budget and not sweeps:
+        return None
+    rates = {v["rate"] for v in per_budget.values()}
+    return {
+        "chosen": rates.pop() if len(rates) == 1 and not pending else None,
+        "sweeps": sweeps,
+        "per_budget": per_budget,
+        "sweeps_in_progress": len(pending),
+    }
+
+
+def status_lines(status: dict) -> list[str]:
+    """The frontier's status: complete, or what is done and what is not (bench/progress.py)."""
+    runs, flops = status["runs"], status["flops"]
+    if status["complete"]:
+        return [
+            f"Status: complete ({runs['finished']} runs finished"
+            + (f", {runs['bound']} bound" if runs["bound"] else "")
+            + (f", {runs['failed']} failed" if runs["failed"] else "")
+            + f"; {flops['done']:.3g} training FLOPs).",
+            "",
+        ]
+    plan = status.get("plan") or {}
+    planned = (
+        f" of at least {runs['planned']} planned (at least {runs['left']} left)"
+        if runs["planned"] is not None
+        else f" (no plan to count against: {plan.get('error') or 'no benchmark.yaml'})"
+    )
+    of = f" of {flops['planned']:.3g} planned" if flops["planned"] else ""
+    lines = [
+        "## Status: partial",
+        "",
+        f"The benchmark is not complete: {runs['finished']} runs finished{planned}, "
+        f"{runs['in_flight']} queued or running at the last write"
+        + (f", {runs['bound']} bound" if runs["bound"] else "")
+        + (f", {runs['failed']} failed" if runs["failed"] else "")
+        + f"; {flops['done']:.3g} training FLOPs done{of} (finished runs, by the rule). Only "
+        "complete budgets (their frontier point chosen, tested and repeated on its seeds) "
+        "are frontier points below: a budget in progress has no best size yet.",
+        "",
+    ]
+    budgets = list(dict.fromkeys(b for f in status["families"].values() for b in f["budgets"]))
+    lines += [
+        "| family | " + " | ".join(budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for family, entry in status["families"].items():
+        cells = []
+        for b in budgets:
+            c = entry["budgets"].get(b)
+            if c is None:
+                cells.append("–")
+                continue
+            counts = f"{c['finished']}" + (f" of {c['planned']}+" if c["planned"] else "")
+            flying = f", {c['in_flight']} queued or running" if c["in_flight"] else ""
+            cells.append(
+                c["state"] if c["state"] in ("complete", "stopped", "not started")
+                else f"in progress: {counts} done{flying}"
+            )  # fmt: skip
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Runs per budget: finished of planned (+: edge extensions and widened sweeps add "
+        "runs beyond the plan).",
+        "",
+    ]
+    if sweeps := [s for s in status["sweeps"] if not s["complete"]]:
+        lines += [
+            "Sweeps in progress: "
+            + "; ".join(
+                f"{s['sweep']} on {s['model']} ({len(s['tried'])} "
+                f"rate{'s' * (len(s['tried']) != 1)} done"
+                + (f", {s['in_flight']} queued or running" if s["in_flight"] else "")
+                + ")"
+                for s in sweeps
+            )
+            + ".",
+            "",
+        ]
+    return lines

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bdh_pl.bench import frontier, progress, stats
+from bdh_pl.bench import plan as plan_
 from bdh_pl.bench.frontier_report import frontier_summary, partial_markdown
 from bdh_pl.bench.record import KEYS
 from bdh_pl.bench.tables import commits_line, table
@@ -69,7 +70,7 @@ def frontier_result(records: list[dict], out: Path | None = None) -> dict:
     benchmark.yaml): only complete budgets are points; the training split's size for
     records older than `epochs`."""
     global _last_frontier
-    plan = progress.read_plan(out) if out is not None else None
+    plan = plan_.read_plan(out) if out is not None else None
     text = json.dumps([records, plan], sort_keys=True, default=str)
     key = hashlib.sha256(text.encode()).hexdigest()
     if _last_frontier is None or _last_frontier[0] != key:

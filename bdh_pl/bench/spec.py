@@ -61,7 +61,7 @@ from bdh_pl.bench.budget import (
     Sweep,
     budget_text,
 )
-from bdh_pl.bench.ladder import StopRule, check_ladder, check_names, check_stop_rules
+from bdh_pl.bench.ladder import StopRule, check_ladder, check_names
 from bdh_pl.errors import UserError
 
 
@@ -97,8 +97,6 @@ class ModelEntry:
         shapes: shapes to compare at the smallest budget on `sweep_size`, each at its own
             best learning rate (`shape_sweep`); the ladder then uses the best one.
         shape_sweep: the learning-rate multipliers of each shape (default: `sweep`).
-        stop_after_behind: a frontier family's stop rule (ladder.StopRule): its larger
-            budgets are not run once it has been behind another family at N budgets in a row.
     """
 
     config: str | list[str]
@@ -112,7 +110,7 @@ class ModelEntry:
     sweep_size: str | None = None
     shapes: list[Shape] | None = None
     shape_sweep: Sweep | None = None
-    stop_after_behind: StopRule | None = None
+    stop_after_behind: StopRule | None = None  # a frontier family's stop (ladder.StopRule)
 
     @property
     def configs(self) -> list[str]:
@@ -258,8 +256,7 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         _check_entry(e, i, spec.budget, spec.sweep, spec.budgets)
         for i, e in enumerate(spec.entries)
     ]
-    check_names(entries)
-    check_stop_rules(entries)
+    check_names(entries)  # and their stop rules
     return dataclasses.replace(
         spec,
         dataset=datasets,
@@ -348,7 +345,6 @@ def _check_entry(
         if entry.budget is not None:
             raise UserError(f"{where}: a frontier's models take the benchmark's `budgets`")
         sizes, per_budget, sweep_size = check_ladder(entry, name, where, len(budgets))
-        rule = entry.stop_after_behind
         _check_sweep(entry.shape_sweep, f"{where}.shape_sweep")
         for shape in entry.shapes or []:
             if not NAME.match(shape.name):
@@ -357,11 +353,9 @@ def _check_entry(
                 )
         return ModelEntry(
             configs, name, entry.model_args, None, sweep, sizes, per_budget, entry.windows,
-            sweep_size, entry.shapes, entry.shape_sweep,
-            rule and StopRule(str(rule.family), int(rule.budgets)),  # plain int for YAML
+            sweep_size, entry.shapes, entry.shape_sweep, entry.stop_after_behind,
         )  # fmt: skip
-    if (entry.sizes or entry.sizes_per_budget or entry.sweep_size or entry.windows
-            or entry.shapes or entry.stop_after_behind):  # fmt: skip
+    if entry.sizes or entry.sizes_per_budget or entry.sweep_size or entry.windows or entry.shapes:
         raise UserError(
             f"{where}: sizes belong to a compute frontier: give `budgets: [...]` instead of "
             "`budget`"

@@ -4,7 +4,7 @@ PARTIAL.md the benchmark writes until the frontier is complete (and removes afte
 
 import json
 
-from bdh_pl.bench import progress, report
+from bdh_pl.bench import plan, progress, report
 
 PLAN = {  # by hand: two budgets; bdh's first has a 3-rate sweep and 2 more sizes
     "budgets": ["flops 1e+12", "flops 2e+12"],
@@ -112,7 +112,7 @@ def test_only_complete_budgets_are_points_and_partial_md_follows_the_status(tmp_
     assert result["families"]["bdh"]["in_progress"] == ["flops 2e+12"]
     assert result["families"]["bdh"]["learning_rate"]["chosen"] == 2e-3
 
-    monkeypatch.setattr(progress, "read_plan", lambda out: PLAN)  # the spec's, by hand
+    monkeypatch.setattr(plan, "read_plan", lambda out: PLAN)  # the spec's, by hand
     report.write_summaries(tmp_path, "f", before_repeat, "cmd")
     partial = (tmp_path / "PARTIAL.md").read_text()
     assert (
