@@ -1,5 +1,5 @@
 """How far a compute frontier has got, from its records and its plan: per family and budget
-whether the budget is complete (its frontier point chosen, tested, and repeated on every seed
+whether the budget is complete (its frontier point chosen and run on every seed
 the plan gives it), in progress, stopped or not started; each sweep complete or in progress;
 runs finished, in flight and left; training FLOPs done against the plan's. A summary read
 mid-way says this first, so that nothing partial reads as a result (frontier_report.py)."""
@@ -51,14 +51,13 @@ def sweep_state(runs: list[dict]) -> dict[str, Any]:
 
 
 def budget_state(runs: list[dict], seeds: int) -> str:
-    """`complete`: the frontier point tested on `seeds` seeds, nothing in flight; `stopped`:
+    """`complete`: the frontier point chosen and run on `seeds` seeds (its test only adds test
+    bpb), nothing in flight; `stopped`:
     a stop rule skipped it; `in progress` or `not started`."""
     if any(str(r.get("bound") or "").startswith(STOPPED) for r in runs):
         return "stopped"
     flying = any(r.get("status") == "running" for r in runs)
-    points = [
-        r for r in runs if r.get("frontier_point") and _ok(r) and r.get("test_bpb") is not None
-    ]
+    points = [r for r in runs if r.get("frontier_point") and _ok(r)]
     if points and not flying and len({r.get("seed") for r in points}) >= seeds:
         return "complete"
     return "in progress" if runs else "not started"
@@ -235,7 +234,7 @@ def status_lines(status: dict) -> list[str]:
         + (f", {runs['bound']} bound" if runs["bound"] else "")
         + (f", {runs['failed']} failed" if runs["failed"] else "")
         + f"; {flops['done']:.3g} training FLOPs done{of} (finished runs, by the rule). Only "
-        "complete budgets (their frontier point chosen, tested and repeated on its seeds) "
+        "complete budgets (their frontier point chosen and repeated on its seeds) "
         "are frontier points below: a budget in progress has no best size yet.",
         "",
     ]
