@@ -76,6 +76,8 @@ def measured(entries: dict[str, dict], reference: str = REFERENCE) -> dict[str, 
             row["against"] = best
             row["gap"] = others[best]["val_bpb"] - ref["val_bpb"]  # > 0: the reference ahead
             row["beyond_seed_spread"] = _apart(ref, others[best])
+            row["seeds_compared"] = min(len(ref["val_bpb_seeds"]),
+                                        len(others[best]["val_bpb_seeds"])) >= 2  # fmt: skip
             row["flops_ratio"] = (
                 ref["flops"] / others[best]["flops"]
                 if ref["flops"] and others[best]["flops"]
@@ -101,16 +103,30 @@ def _measured_statement(rows: list[dict], reference: str) -> dict[str, Any]:
     compared = [r for r in rows if "gap" in r]
     if not compared:
         return {"crossing_measured": None, "statement": f"{reference} has no budget to compare"}
-    signs = [("ahead" if r["gap"] > 0 else "behind") if r["beyond_seed_spread"] else "within"
+    signs = [("ahead" if r["gap"] > 0 else "behind") if r["beyond_seed_spread"] else
+             "within" if r.get("seeds_compared", True) else "one seed"
              for r in compared]  # fmt: skip
-    span = f"{compared[0]['budget']} to {compared[-1]['budget']}"
-    firm = [s for s in signs if s != "within"]
-    firm_rows = [(r["budget"], s) for r, s in zip(compared, signs, strict=True) if s != "within"]
+    span = (
+        f"{compared[0]['budget']} to {compared[-1]['budget']}"
+        if len(compared) > 1
+        else compared[0]["budget"]
+    )
+    ties = [r["budget"] for r, s in zip(compared, signs, strict=True) if s == "within"]
+    tie_text = f"; within the seed spread at {', '.join(ties)}" if ties else ""
+    single = [
+        f"{r['budget']} ({'ahead' if r['gap'] > 0 else 'behind'})"
+        for r, s in zip(compared, signs, strict=True)
+        if s == "one seed"
+    ]
+    if single:  # one seed has no spread: a lead there is a reading, not a firm lead
+        tie_text += f"; measured on one seed only at {', '.join(single)}"
+    firm = [s for s in signs if s in ("ahead", "behind")]
+    firm_rows = [
+        (r["budget"], s) for r, s in zip(compared, signs, strict=True) if s in ("ahead", "behind")
+    ]
     changes = [  # between the last firm lead of one side and the first of the other
         (a, b) for (a, sa), (b, sb) in zip(firm_rows, firm_rows[1:], strict=False) if sa != sb
     ]
-    ties = [r["budget"] for r, s in zip(compared, signs, strict=True) if s == "within"]
-    tie_text = f"; within the seed spread at {', '.join(ties)}" if ties else ""
     if changes:
         where = changes[0]
         statement = (
@@ -119,13 +135,23 @@ def _measured_statement(rows: list[dict], reference: str) -> dict[str, Any]:
         )
         return {"crossing_measured": True, "between": list(where), "statement": statement}
     if not firm:
+        if not ties:
+            return {
+                "crossing_measured": None,
+                "statement": f"no lead beyond the seed spread can be said at {span}: "
+                f"{reference} against the best other family on one seed only "
+                f"({', '.join(single)})",
+            }
+        every = "at every budget from" if len(compared) > 1 else "at"
         return {
             "crossing_measured": False,
             "statement": f"{reference} and the best other family are within the seed spread "
-            f"at every budget from {span}",
+            f"{every} {span}"
+            if not single
+            else f"no lead beyond the seed spread at {span}{tie_text}",
         }
     side = "behind" if firm[0] == "behind" else "ahead of"
-    others = sorted({r["against"] for r, s in zip(compared, signs, strict=True) if s != "within"})
+    others = sorted({r["against"] for r, s in zip(compared, signs, strict=True) if s in firm})
     return {
         "crossing_measured": False,
         "statement": f"no crossing measured from {span}: {reference} is {side} "

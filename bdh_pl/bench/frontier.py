@@ -42,6 +42,7 @@ from bdh_pl.bench.crossing import (
     trends,
     usable,
 )
+from bdh_pl.bench.progress import STOPPED, budget_key, chosen_learning_rate
 
 FLOPS_RULE = (
     "training FLOPs = 3 x forward FLOPs per token (the model's reference computation, every "
@@ -84,13 +85,6 @@ def families(records: list[dict], train_split_tokens: int | None = None) -> dict
     return out
 
 
-def budget_key(r: dict) -> str:
-    """The budget a run belongs to: its label (`flops 2e+12`, `steps 6`), else its FLOPs."""
-    if r.get("budget"):
-        return str(r["budget"])
-    return f"flops {r['budget_flops']:g}" if _number(r.get("budget_flops")) else "?"
-
-
 def _mean(values: list) -> float | None:
     values = [v for v in values if _number(v)]
     return statistics.fmean(values) if values else None
@@ -113,6 +107,13 @@ def frontier_points(runs: list[dict], optimum: str = "best") -> list[dict]:
     lies inside the sizes tried), its figures averaged over the seeds of its best run, and
     `excluded`: why the point stays out of the fit (None: it is used)."""
     first_seed = next((r.get("seed") for r in runs if not r.get("bound")), None)
+    # A shape search's runs are sizes of this budget only in the shape the ladder chose.
+    chosen_shapes = {r.get("shape") for r in runs if not r.get("sweep") and not r.get("bound")}
+    runs = [
+        r
+        for r in runs
+        if not str(r.get("sweep") or "").startswith("shape@") or r.get("shape") in chosen_shapes
+    ]
     points = []
     for key in _budgets(runs):
         here = [r for r in runs if budget_key(r) == key]
@@ -229,10 +230,14 @@ def frontier(
     optimum: str = "best",
     bootstrap_n: int | None = None,
     train_split_tokens: int | None = None,
+    complete: set[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """frontier.json: per family its runs, frontier points (used or excluded, and why), fit
     and band; what is measured; the fitted crossing; the compute multiplier; and the same
-    readings with the ladder-edge points kept (`with_edge_points`)."""
+    readings with the ladder-edge points kept (`with_edge_points`). `complete`: the (family,
+    budget) pairs whose runs are all in (bench/progress.py); a budget outside it has no point
+    yet (its best so far is no optimum: sizes and seeds are still to come); None: every
+    budget with runs is complete."""
     if optimum not in OPTIMA:
         raise ValueError(f"optimum must be one of {OPTIMA}, got {optimum!r}")
     bootstrap_n = scaling.BOOTSTRAP if bootstrap_n is None else bootstrap_n
@@ -253,6 +258,9 @@ def frontier(
     fits: dict[str, dict[str, dict | None]] = {"rule": {}, "edges": {}}
     for family, runs in families(records, train_split_tokens).items():
         points = frontier_points(runs, optimum)
+        pending = [p["budget"] for p in points if complete is not None
+                   and (family, p["budget"]) not in complete]  # fmt: skip
+        points = [p for p in points if p["budget"] not in pending]
         used, with_edges = usable(points), usable(points, keep_edges=True)
         fit, boot = fit_points(used, bootstrap_n)
         if len(with_edges) == len(used):
@@ -263,8 +271,11 @@ def frontier(
         fits["edges"][family], boots["edges"][family] = edge_fit, edge_boot
         out["families"][family] = {
             "runs": [_run_row(r) for r in runs],
-            "learning_rate": chosen_learning_rate(runs),
+            "learning_rate": chosen_learning_rate(
+                [with_rule(r) for r in records if r.get("family") == family]
+            ),
             "frontier": points,
+            "in_progress": pending,
             "excluded": [
                 {"budget": p["budget"], "model": p["model"], "reason": p["excluded"]}
                 for p in points
@@ -275,6 +286,9 @@ def frontier(
                 for r in runs
                 if r.get("bound")
             ],
+            "stopped": next(
+                (r["bound"] for r in runs if str(r.get("bound") or "").startswith(STOPPED)), None
+            ),
             "fit": fit,
             "fit_note": None if fit else _no_fit(points, used),
             "curve": fit and fit_curve(fit, boot),
@@ -299,9 +313,11 @@ def frontier(
 
 
 def _no_fit(points: list[dict], used: list[dict]) -> str:
+    if not points:
+        return "no complete budget yet (3 usable points needed)"
     return (
-        f"{len(used)} usable point{'s' * (len(used) != 1)} of {len(points)} (3 needed): "
-        + "; ".join(f"{p['budget']}: {p['excluded']}" for p in points if p["excluded"])
+        f"{len(used)} usable point{'s' * (len(used) != 1)} of {len(points)} (3 needed)"
+        + "".join(f"; {p['budget']}: {p['excluded']}" for p in points if p["excluded"])
     )
 
 
@@ -317,40 +333,6 @@ def fit_curve(fit: dict, boot: list[dict], n: int = 60) -> dict:
         "val_bpb": scaling.predict(fit, grid).tolist(),
         "low": None if low is None else low.tolist(),
         "high": None if high is None else high.tolist(),
-    }
-
-
-def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
-    """The family's sweeps (each: the rates tried on one size at one budget, first seed, the
-    one chosen, whether it is the smallest or largest tried: the best may lie beyond) and the
-    rate every budget's runs used, with where it came from (`learning_rate_source`)."""
-    sweeps = []
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        if r.get("learning_rate") is not None and not r.get("bound"):
-            groups.setdefault((budget_key(r), r["model"], r.get("seed")), []).append(r)
-    for (budget, model, _), group in groups.items():
-        rates = sorted({r["learning_rate"] for r in group})
-        chosen = [r["learning_rate"] for r in group if r.get("selected")]
-        if len(rates) < 2 or len(chosen) != 1:
-            continue
-        edge = (
-            "largest" if chosen[0] == rates[-1] else "smallest" if chosen[0] == rates[0] else None
-        )
-        sweeps.append({"budget": budget, "model": model, "tried": rates, "chosen": chosen[0],
-                       "at_sweep_edge": edge})  # fmt: skip
-    per_budget: dict[str, Any] = {}
-    for r in runs:
-        if r.get("selected") and r.get("learning_rate") is not None:
-            per_budget.setdefault(budget_key(r), {"rate": r["learning_rate"],
-                                                  "source": r.get("learning_rate_source")})  # fmt: skip
-    if not per_budget:
-        return None
-    rates = {v["rate"] for v in per_budget.values()}
-    return {
-        "chosen": rates.pop() if len(rates) == 1 else None,
-        "sweeps": sweeps,
-        "per_budget": per_budget,
     }
 
 

@@ -5,6 +5,7 @@ the fitted crossing and the compute multiplier, every point left out with its re
 from __future__ import annotations
 
 from bdh_pl.bench import frontier
+from bdh_pl.bench.progress import STOPPED, status_lines
 from bdh_pl.bench.tables import commits_line, table
 from bdh_pl.charts.frontier import FRONTIER_CHARTS
 
@@ -12,6 +13,7 @@ FRONTIER_RUN_COLUMNS = [
     ("family", "family", str),
     ("size", "model", str),
     ("budget", "budget", str),
+    ("status", "run_status", str),
     ("params", "params", "count"),
     ("lr", "learning_rate", "{:.3g}"),
     ("seed", "seed", "{}"),
@@ -24,39 +26,51 @@ FRONTIER_RUN_COLUMNS = [
     ("test bpb", "test_bpb", "{:.4f}"),
     ("fit s", "fit_time_s", "{:,.0f}"),
     ("frontier", "frontier_point", "{}"),
-    ("chosen lr", "selected", "{}"),
+    ("chosen lr", "chosen_lr", str),
 ]
+RUN_STATUS = {"ok": "done", "running": "queued/running", "bound": "bound", "failed": "failed"}
+
+
+def _header(records: list[dict], result: dict) -> str:
+    """Dataset, device and precision as the tested runs recorded them, else as the
+    benchmark's config gives them (the device is recorded by the first test run)."""
+    ok = [r for r in records if r["status"] == "ok"]
+    first = ([r for r in ok if r.get("test_run")] or ok or records)[0]
+    plan = result["status"].get("plan") or {}
+    dataset = first.get("dataset") or ", ".join(plan.get("dataset") or []) or "?"
+    device = first.get("device") or "not recorded yet (the first test run records it)"
+    precision = first.get("precision") or plan.get("precision") or "?"
+    return (
+        f"Dataset {dataset}; device {device}, precision {precision}; torch "
+        f"{first['torch_version']}, lightning {first['lightning_version']}; "
+        f"{commits_line(records)}."
+    )
 
 
 def frontier_summary(experiment: str, records: list[dict], command: str, result: dict) -> str:
-    ok = [r for r in records if r["status"] == "ok"]
-    first = ([r for r in ok if r.get("test_run")] or ok or records)[0]  # tested: data, device
+    status = result["status"]
     fits = [r["fit_time_s"] for r in records if r.get("fit_time_s")]
     loads = [v for r in records for v in (r.get("load_avg_start"), r.get("load_avg_end")) if v]
-    lines = [
-        f"# Compute frontier `{experiment}`",
-        "",
-        f"`{command}`",
-        "",
-        f"Dataset {first.get('dataset') or '?'}, {len(records)} runs ({len(ok)} finished); device "
-        f"{first.get('device') or '?'}, precision {first.get('precision') or '?'}; torch "
-        f"{first['torch_version']}, lightning {first['lightning_version']}; "
-        f"{commits_line(records)}.",
-    ]
+    lines = [f"# Compute frontier `{experiment}`", "", f"`{command}`", "", _header(records, result)]
     if fits:
         load = f", 1-minute load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
         lines.append(
-            f"Fit time {sum(fits) / 3600:.2f} h summed over runs (longest {max(fits):.0f} s){load}."
+            f"Fit time {sum(fits) / 3600:.2f} h summed over finished runs (longest "
+            f"{max(fits):.0f} s){load}."
         )
-    lines += ["", frontier_markdown(result), "## Runs", ""]
+    lines += ["", *status_lines(status), frontier_markdown(result), "## Runs", ""]
     split = result.get("train_split_tokens")
-    lines += table([frontier.with_rule(r, split) for r in records], FRONTIER_RUN_COLUMNS)
+    rows = [_run_row(frontier.with_rule(r, split), result) for r in records]
+    lines += table(rows, FRONTIER_RUN_COLUMNS)
     lines += [
         "",
-        "frontier: the run is its family's best size at its budget (tested, and repeated on "
-        "the other seeds); chosen lr: the learning-rate sweep's winner (no: a sweep run that "
-        "lost). val bpb: the lowest validation bpb of the run (its last validation for a run "
-        "that still improved).",
+        "status: done, queued/running (or stopped with the benchmark: it resumes from its "
+        "own checkpoint, else starts again), bound (not run: the reason is in frontier.json), "
+        "failed. frontier: the run is its family's best size at its budget (tested, and "
+        "repeated on the other seeds; set once the family's ladder is done); chosen lr: "
+        "the learning-rate sweep's winner (no: a sweep run that lost; pending: its sweep "
+        "is still running; –: not a sweep run). val bpb: the lowest validation bpb of the "
+        "run (its last validation for a run that still improved).",
     ]
     if failed := [r for r in records if r["status"] == "failed"]:
         lines += ["", "Failed:", ""]
@@ -66,6 +80,48 @@ def frontier_summary(experiment: str, records: list[dict], command: str, result:
             for r in failed
         ]
     return "\n".join(lines) + "\n"
+
+
+def _run_row(r: dict, result: dict) -> dict:
+    sweeps = (result["families"].get(r.get("family"), {}).get("learning_rate") or {}).get(
+        "sweeps", []
+    )
+    state = next((s for s in sweeps if (s["sweep"], s["model"]) == (r.get("sweep"), r["model"])),
+                 None)  # fmt: skip
+    labelled = "sweep" in r  # records before sweep labels: `selected` alone says it
+    if r.get("status") != "ok" or (labelled and not r["sweep"] and r.get("selected") is not False):
+        chosen = "–"
+    elif state is not None and not state["complete"]:
+        chosen = "pending"
+    else:
+        chosen = "**yes**" if r.get("selected") else "no"
+    return {
+        **r,
+        "run_status": RUN_STATUS.get(r.get("status"), r.get("status")),
+        "chosen_lr": chosen,
+    }
+
+
+def partial_markdown(experiment: str, records: list[dict], command: str, result: dict) -> str:
+    """PARTIAL.md: what a reader of a frontier's results folder must know first while the
+    frontier is incomplete (written by the benchmark after every run; removed when done)."""
+    return "\n".join(
+        [
+            f"# Partial: the frontier `{experiment}` in progress",
+            "",
+            f"`{command}`",
+            "",
+            _header(records, result),
+            "",
+            *status_lines(result["status"])[2:],
+            "Resume: the same command, from a checkout that has this folder; finished runs are "
+            "not run again, runs in flight continue from their own last.ckpt where their run "
+            "folder is kept (else they start again). summary.md and frontier.json are rewritten "
+            "after every run; until the status is complete they describe the budgets done so "
+            "far only.",
+            "",
+        ]
+    )
 
 
 def _flops(value: float | None) -> str:
@@ -78,7 +134,10 @@ def frontier_markdown(result: dict) -> str:
     named with its reason."""
     families = result["families"]
     measured = result["measured"]
+    states = {f: e["budgets"] for f, e in result.get("status", {}).get("families", {}).items()}
     budgets = [row["budget"] for row in measured["at_budgets"]]
+    budgets += [b for e in states.values() for b in e if b not in budgets]
+    budgets = list(dict.fromkeys(budgets))
     lines = [
         "## Compute frontier",
         "",
@@ -93,12 +152,14 @@ def frontier_markdown(result: dict) -> str:
         "| family | " + " | ".join(budgets) + " |",
         "|---|" + "---:|" * len(budgets),
     ]
-    for family, entry in families.items():
+    for family in dict.fromkeys([*families, *states]):
+        entry = families.get(family, {"frontier": []})
         by_budget = {p["budget"]: p for p in entry["frontier"]}
         cells = []
         for b in budgets:
             if (p := by_budget.get(b)) is None:
-                cells.append("–")
+                state = states.get(family, {}).get(b, {}).get("state")
+                cells.append(f"*{state}*" if state and state != "complete" else "–")
                 continue
             seeds = p["val_bpb_seeds"]
             spread = f" [{min(seeds):.3f}-{max(seeds):.3f}]" if len(seeds) > 1 else ""
@@ -111,20 +172,35 @@ def frontier_markdown(result: dict) -> str:
             )
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
     missing = [
-        f"{family} at {', '.join(b for b in budgets if b not in {p['budget'] for p in e['frontier']})}"
-        for family, e in families.items()
-        if len(e["frontier"]) < len(budgets)
-    ]
+        f"{family} at {', '.join(todo)}"
+        for family in families
+        if (todo := [b for b in budgets if states.get(family, {}).get(b, {}).get("state")
+                     in (None, "not started")
+                     and b not in {p["budget"] for p in families[family]["frontier"]}])
+    ]  # fmt: skip
     if missing:
         lines += ["", f"Not run: {'; '.join(missing)}."]
+    for family, entry in families.items():
+        if entry.get("stopped"):
+            stops = [
+                b for b in budgets if states.get(family, {}).get(b, {}).get("state") == "stopped"
+            ]
+            lines += ["", f"{family} stopped before {stops[0] if stops else '?'}: "
+                      f"{entry['stopped'].removeprefix(STOPPED)}."]  # fmt: skip
     lines += ["", "### Measured", ""]
+    if not measured["at_budgets"]:
+        lines += ["No budget is complete yet: nothing measured.", ""]
     for row in measured["at_budgets"]:
         if "gap" not in row:
             lines.append(f"- {row['budget']}: {row['leader']} lowest")
             continue
         ref, other = measured["reference"], row["against"]
         side = "behind" if row["gap"] < 0 else "ahead of"
-        spread = "more" if row["beyond_seed_spread"] else "less"
+        spread = (
+            "one seed: no seed spread to compare with"
+            if not row.get("seeds_compared", True)
+            else f"{'more' if row['beyond_seed_spread'] else 'less'} than the seed spread"
+        )
         ratio = (
             f"; {ref} trained {row['flops_ratio']:.2f}x {other}'s FLOPs"
             if row.get("flops_ratio")
@@ -132,9 +208,10 @@ def frontier_markdown(result: dict) -> str:
         )
         lines.append(
             f"- {row['budget']}: {row['leader']} lowest; {ref} {side} {other} by "
-            f"{abs(row['gap']):.3f} bpb, {spread} than the seed spread{ratio}"
+            f"{abs(row['gap']):.3f} bpb, {spread}{ratio}"
         )
-    lines += ["", f"So: {measured['statement']}.", ""]
+    if measured["at_budgets"]:
+        lines += ["", f"So: {measured['statement']}.", ""]
     lines += _rate_lines(families)
     lines += ["### Fits", "", f"{result['fit_method']}.", ""]
     for family, entry in families.items():
@@ -170,11 +247,19 @@ def frontier_markdown(result: dict) -> str:
         for family, entry in families.items()
         for e in entry["excluded"]
     ]
+    status = result.get("status") or {"complete": True, "families": {}}
+    drawn = any(
+        c["state"] == "complete" for e in status["families"].values() for c in e["budgets"].values()
+    )
+    charts = ", ".join(f"[{c}](charts/{c}.png)" for c in FRONTIER_CHARTS)
+    if not drawn and not status["complete"]:
+        charts = "none until a budget is complete"
+    elif not status["complete"]:
+        charts += " (complete budgets only)"
     lines += [
         "Left out of the fits: " + ("; ".join(excluded) if excluded else "none") + ".",
         "",
-        f"Charts: {', '.join(f'[{c}](charts/{c}.png)' for c in FRONTIER_CHARTS)}; numbers: "
-        "frontier.json, frontier.csv.",
+        f"Charts: {charts}; numbers: frontier.json, frontier.csv.",
         "",
     ]
     return "\n".join(lines)
@@ -185,17 +270,26 @@ def _rate_lines(families: dict) -> list[str]:
     for family, entry in families.items():
         if not (lr := entry.get("learning_rate")):
             continue
-        sweeps = [
-            f"{s['chosen']:g} of {', '.join(f'{t:g}' for t in s['tried'])} on {s['model']} at "
-            f"{s['budget']}" + (f" (the {s['at_sweep_edge']} tried: the best may lie beyond)"
-                                 if s["at_sweep_edge"] else "")
-            for s in lr["sweeps"]
-        ]  # fmt: skip
-        used = (
-            f"{lr['chosen']:g} at every budget"
-            if lr["chosen"] is not None
-            else ", ".join(f"{v['rate']:.3g} at {b}" for b, v in lr["per_budget"].items())
-        )
+        sweeps = []
+        for s in lr["sweeps"]:
+            where = f"on {s['model']} at {s['budget']}"
+            if not s["complete"]:
+                tried = ", ".join(f"{t:g}" for t in s["tried"]) or "none yet"
+                flying = f", {s['in_flight']} queued or running" if s["in_flight"] else ""
+                sweeps.append(f"in progress {where} (done: {tried}{flying})")
+                continue
+            edge = s["at_sweep_edge"]
+            sweeps.append(
+                f"{s['chosen']:g} of {', '.join(f'{t:g}' for t in s['tried'])} {where}"
+                + (f" (the {edge} tried: the best may lie beyond)" if edge else "")
+            )
+        if lr["chosen"] is not None:
+            used = f"{lr['chosen']:g} at every budget"
+        elif lr["per_budget"]:
+            used = ", ".join(f"{v['rate']:.3g} at {b}" for b, v in lr["per_budget"].items())
+            used += " so far" if lr.get("sweeps_in_progress") else ""
+        else:
+            used = "not chosen yet (sweep in progress)"
         rates.append(
             f"{family}: {used}; sweep{'s' * (len(sweeps) != 1)} {'; '.join(sweeps) or 'none'}"
         )

@@ -6,10 +6,33 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Protocol
+
+from jsonargparse.typing import PositiveInt, final
 
 from bdh_pl.bench.budget import NAME, Shape, Size, budget_windows
 from bdh_pl.errors import UserError
+
+
+@final
+@dataclass
+class StopRule:
+    """When a family stops climbing the budgets: once its best size has been worse (higher
+    validation bpb, first seed) than `family`'s best at `budgets` budgets in a row, its larger
+    budgets are not run (each recorded `bound: stopped: ...`). The family then runs its budgets
+    one after another, each after `family`'s same budget is done.
+
+    Args:
+        family: the family it is measured against (its name in `models`).
+        budgets: how many budgets in a row it must be behind.
+    """
+
+    family: str
+    budgets: PositiveInt = 3
+
+    def __post_init__(self) -> None:
+        self.budgets = int(self.budgets)  # a plain int (jsonargparse's subclass is no YAML)
 
 
 class Family(Protocol):
@@ -21,6 +44,7 @@ class Family(Protocol):
     windows: list[list[str]] | None
     sweep_size: str | None
     shapes: list[Shape] | None
+    stop_after_behind: StopRule | None
 
 
 def shapes_of(entry: Family) -> list[Shape | None]:
@@ -47,6 +71,30 @@ def check_names(entries: list[Family]) -> None:
             f"model and size names must be unique across the benchmark, {repeated} repeats "
             "(a size named like its family counts too): rename it with `name:`"
         )
+    check_stop_rules(entries)
+
+
+def check_stop_rules(entries: list[Family]) -> None:
+    """A stop rule names another family of the benchmark, one that has no rule of its own
+    (two families waiting on each other would wait for ever)."""
+    names = [e.name for e in entries]
+    ruled = {e.name for e in entries if e.stop_after_behind}
+    for e in entries:
+        if not (rule := e.stop_after_behind):
+            continue
+        if e.sizes is None:  # checked entries of a frontier have their ladder
+            raise UserError(f"{e.name}: stop_after_behind belongs to a compute frontier")
+        if rule.family == e.name or rule.family not in names:
+            others = [n for n in names if n != e.name]
+            raise UserError(
+                f"{e.name}.stop_after_behind.family {rule.family!r}: name another family of "
+                f"the benchmark, one of {others}"
+            )
+        if rule.family in ruled:
+            raise UserError(
+                f"{e.name}.stop_after_behind.family {rule.family!r} has a stop rule of its "
+                "own: the family measured against must run every budget"
+            )
 
 
 def check_ladder(

@@ -20,17 +20,29 @@ config) is not run again, so an interruption loses only the runs in flight.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
-import statistics
 import sys
+import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bdh_pl.bench import plan as plan_
+from bdh_pl.bench import record as records_
 from bdh_pl.bench import report, spec, stats
 from bdh_pl.bench.budget import Budget, Setting, Shape, Size, Sweep, budget_text, budget_windows
-from bdh_pl.bench.ladder import edge_reason, flops_text, next_size, rate_between, run_label
+from bdh_pl.bench.ladder import (
+    StopRule,
+    edge_reason,
+    flops_text,
+    next_size,
+    rate_between,
+    run_label,
+)
+from bdh_pl.bench.plan import plan_lines, previous_records
+from bdh_pl.bench.progress import STOPPED
+from bdh_pl.bench.record import Record
 from bdh_pl.bench.run_queue import Run, RunQueue, reusable, say, wait
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
@@ -45,10 +57,22 @@ class Matrix(RunQueue):
 
     def run(self) -> list[dict]:
         plan = self.run_family if self.bench.frontier else self.run_model
+        self._finals: dict[tuple[str, int], float | None] = {}  # (family, budget): best bpb
+        self._finals_changed = threading.Condition()
         n = len(self.bench.models)
         tagged = [
             (entry, f"[{i}/{n}] {entry.name}") for i, entry in enumerate(self.bench.models, 1)
         ]
+        if self.bench.frontier:  # a family that waits on another's budgets runs after it
+            tagged.sort(key=lambda t: t[0].stop_after_behind is not None)
+            family_plan = plan
+
+            def plan(entry: ModelEntry, tag: str) -> None:
+                try:
+                    family_plan(entry, tag)
+                finally:  # a family that ends, even failing, keeps no other waiting
+                    self.publish(entry.name, [], range(len(self.bench.budgets)))
+
         try:
             if self.bench.jobs == 1:
                 for entry, tag in tagged:
@@ -124,21 +148,78 @@ class Matrix(RunQueue):
             run.record.update({"learning_rate_source": rates[i][1], "shape": _name(shape)})
             return run
 
-        todo = [(i, k) for i, window in enumerate(windows) for k in window]
-        while todo:  # the windows, then each budget's next size while its best is at an edge
+        if (rule := entry.stop_after_behind) is None:
+            self.ladder(entry, cells, windows, start, range(len(budgets)), tag)
+            run = len(budgets)
+        else:  # one budget after another, each once the other family's is done
+            run = 0
+            while run < len(budgets) and not self.behind(entry, rule, run, tag):
+                self.ladder(entry, cells, windows, start, [run], tag)
+                run += 1
+        self.points(entry, cells[:run], tag)
+
+    def ladder(
+        self, entry: ModelEntry, cells: list[dict[int, Run]], windows: list[list[int]],
+        start: Callable[[int, int], Run], budgets: Iterable[int], tag: str,
+    ) -> None:  # fmt: skip
+        """The windows of `budgets`, then each budget's next size while its best is at an
+        edge; each budget's best published (for stop rules) once it is final."""
+        budgets, n = list(budgets), len(entry.sizes)
+        todo = [(i, k) for i in budgets for k in windows[i]]
+        while todo:
             new = [cells[i].setdefault(k, start(i, k)) for i, k in todo if k not in cells[i]]
             wait([self.submit(run, tag) for run in new])
-            todo = [
-                (i, k)
-                for i in range(len(budgets))
-                if (k := next_size(_results(cells[i]), len(sizes))) is not None
-            ]
-        self.points(entry, cells, tag)
+            todo = [(i, k) for i in budgets if (k := next_size(_results(cells[i]), n)) is not None]
+            self.publish(entry.name, cells, [i for i in budgets if i not in {j for j, _ in todo}])
+
+    def publish(self, family: str, cells: list[dict[int, Run]], budgets: Iterable[int]) -> None:
+        """Each budget's best validation bpb (first seed; None: no usable run, or none in
+        `cells`), once final."""
+        with self._finals_changed:
+            for i in budgets:
+                if (family, i) not in self._finals:
+                    cell = cells[i] if i < len(cells) else {}
+                    bpb = [r["best_val_bpb"] for r in _results(cell).values()
+                           if r.get("status") == "ok" and r.get("best_val_bpb") is not None]  # fmt: skip
+                    self._finals[family, i] = min(bpb) if bpb else None
+            self._finals_changed.notify_all()
+
+    def behind(self, entry: ModelEntry, rule: StopRule, i: int, tag: str) -> bool:
+        """Whether the family stops before budget i: behind `rule.family` (higher best bpb)
+        at the `rule.budgets` budgets before it; its budgets from i recorded as stopped."""
+        if i < rule.budgets:
+            return False
+        before = range(i - rule.budgets, i)
+        with self._finals_changed:
+            self._finals_changed.wait_for(
+                lambda: all((f, j) in self._finals for f in (entry.name, rule.family)
+                            for j in before)
+            )  # fmt: skip
+            pairs = [(self._finals[entry.name, j], self._finals[rule.family, j]) for j in before]
+        if not all(own is not None and other is not None and own > other for own, other in pairs):
+            return False
+        labels = [budget_text(self.bench.budgets[j]) for j in before]
+        why = (
+            f"{STOPPED}{entry.name} was behind {rule.family} at {rule.budgets} "
+            f"budget{'s' * (rule.budgets != 1)} in a row ("
+            + ", ".join(f"{b}: {own:.3f} against {other:.3f} bpb"
+                        for b, (own, other) in zip(labels, pairs, strict=True))
+            + f"): stop_after_behind {{family: {rule.family}, budgets: {rule.budgets}}}"
+        )  # fmt: skip
+        for budget in self.bench.budgets[i:]:
+            record = Record(model=entry.name, family=entry.name, status="bound", bound=why,
+                            budget=budget_text(budget), budget_flops=budget.flops,
+                            **records_.environment(self._cwd))  # fmt: skip
+            with self._lock:
+                self.records.append(record)
+        say(f"{tag}: {why}")
+        self.write()
+        return True
 
     def points(self, entry: ModelEntry, cells: list[dict[int, Run]], tag: str) -> None:
         """At each budget the best size is the frontier point: tested, and repeated (fit +
         test) on the other seeds at the `repeat_largest` largest budgets."""
-        seeds, n = list(self.bench.seeds or [None]), len(cells)
+        seeds, n = list(self.bench.seeds or [None]), len(self.bench.budgets)
         repeated = range(n - (self.bench.repeat_largest or n), n)
         names = [s.name for s in entry.sizes]
         futures = []
@@ -255,14 +336,6 @@ def _budget_group(budget: Budget) -> str:
     return budget_text(budget).replace(" ", "").replace("+", "")
 
 
-def previous_records(out: Path) -> list[dict]:
-    """The records of an earlier invocation into the same folder (none if unreadable)."""
-    try:
-        return json.loads((out / "metrics.json").read_text())["records"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-
-
 def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> list[dict]:
     out = bench.out_dir
     hint = "set output_dir (or --output_dir) to a writable folder"
@@ -279,71 +352,13 @@ def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> li
         )
     try:
         atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
+        plan_.remember(out, plan_.planned(bench))
         previous = previous_records(out) if resume else []
         if kept := sum(reusable(r) for r in previous):
             say(f"resuming: {kept} records of an earlier run in {out}/")
         return Matrix(bench, command, previous).run()
     finally:
         os.close(lock)
-
-
-def plan_lines(bench: BenchmarkSpec, measured: Path | None = None) -> list[str]:
-    """What a frontier will run before it runs: per family the runs of its plan (shapes,
-    sweeps, the windows, the repeats; edge extensions and widened sweeps add to these), their
-    FLOPs (each run spends its budget), and, given the records of an earlier frontier, the
-    hours: FLOPs over the training FLOP/s (3x forward rule, whole fit) its family's runs
-    at its largest budget reached, `jobs` runs at once."""
-    if not bench.frontier or bench.budgets[0].flops is None:
-        raise UserError("--plan sizes a frontier with FLOPs budgets (`budgets: [{flops: ...}]`)")
-    rates = _measured_rates(measured) if measured else {}
-    values = [b.flops for b in bench.budgets]
-    repeated = values[len(values) - (bench.repeat_largest or len(values)) :]
-    extra_seeds = len(bench.seeds or [None]) - 1
-    lines, total_runs, total_flops, hours = [], 0, 0.0, 0.0
-    for entry in bench.models:
-        n = lambda sweep: len(sweep.settings()) if sweep else 1  # noqa: E731
-        windows = budget_windows(entry.sizes, entry.sizes_per_budget, entry.windows, len(values))
-        runs = [(values[0], n(entry.shape_sweep or entry.sweep)) for _ in entry.shapes or []]
-        runs += [] if entry.shapes else [(values[0], n(entry.sweep))]
-        runs += [(bench.lr_sweep_budget, n(entry.sweep))] if bench.lr_sweep_budget else []
-        runs += [(c, len(w) - (c in (values[0], bench.lr_sweep_budget))) for c, w in
-                 zip(values, windows, strict=True)]  # fmt: skip
-        runs += [(c, extra_seeds) for c in repeated]
-        count, flops = sum(k for _, k in runs), sum(c * k for c, k in runs)
-        line = f"{entry.name}: {count} runs, {flops:.3g} FLOPs"
-        if entry.name in rates:
-            family_hours = flops / rates[entry.name] / 3600
-            hours += family_hours
-            line += f", {family_hours:.1f} h on one core at {rates[entry.name]:.3g} FLOP/s"
-        lines.append(line)
-        total_runs, total_flops = total_runs + count, total_flops + flops
-    lines.append(
-        f"total: at least {total_runs} runs, {total_flops:.3g} training FLOPs (3x forward); "
-        "each best size at a window's edge adds a run at its budget, each sweep widened one"
-    )
-    if hours:
-        lines.append(
-            f"expected: {hours / bench.jobs:.1f} h of wall time, {bench.jobs} runs at once"
-        )
-    return lines
-
-
-def _measured_rates(results: Path) -> dict[str, float]:
-    """Per family, the median training FLOP/s (3x forward FLOPs x tokens / fit seconds) of
-    its runs at its largest budget in an earlier frontier's records."""
-    records = [r for r in previous_records(results) if r.get("status") == "ok"]
-    if not records:
-        raise UserError(f"--plan_from {results}: no finished runs in its metrics.json")
-    rates: dict[str, float] = {}
-    for family in {r.get("family") for r in records} - {None}:
-        runs = [r for r in records if r.get("family") == family and r.get("fit_time_s")]
-        largest = max(r["budget_flops"] for r in runs)
-        rates[family] = statistics.median(
-            3 * r["flops_per_token"] * r["train_tokens"] / r["fit_time_s"]
-            for r in runs
-            if r["budget_flops"] == largest
-        )
-    return rates
 
 
 def main(argv: list[str] | None = None) -> None:

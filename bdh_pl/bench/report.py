@@ -11,8 +11,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bdh_pl.bench import frontier, stats
-from bdh_pl.bench.frontier_report import frontier_summary
+from bdh_pl.bench import frontier, progress, stats
+from bdh_pl.bench import plan as plan_
+from bdh_pl.bench.frontier_report import frontier_summary, partial_markdown
 from bdh_pl.bench.record import KEYS
 from bdh_pl.bench.tables import commits_line, table
 from bdh_pl.charts.benchmark import BenchmarkRecords, chart_names, write_benchmark_charts
@@ -43,28 +44,42 @@ def write_results(
 def write_summaries(out: Path, experiment: str, records: list[dict], command: str) -> None:
     """summary.md, and a compute frontier's frontier.json and frontier.csv, from the records
     (`plot --results` rewrites them with the current code)."""
-    if frontier.families(records):
-        result = frontier_result(records)
+    partial = out / PARTIAL
+    if any(r.get("family") for r in records):
+        result = frontier_result(records, out)
         write_json(out / "frontier.json", result)
         rows = frontier.frontier_rows(result)
         atomic_write_text(out / "frontier.csv", _csv(rows, frontier.CSV_COLUMNS))
         summary = frontier_summary(experiment, records, command, result)
+        if result["status"]["complete"]:
+            partial.unlink(missing_ok=True)
+        else:
+            atomic_write_text(partial, partial_markdown(experiment, records, command, result))
     else:
         summary = summary_markdown(experiment, records, command)
     atomic_write_text(out / "summary.md", summary)
 
 
+PARTIAL = "PARTIAL.md"  # a frontier's status while it is incomplete; removed once complete
 _last_frontier: tuple[str, dict] | None = None  # the summaries and the charts share one fit
 
 
-def frontier_result(records: list[dict]) -> dict:
+def frontier_result(records: list[dict], out: Path | None = None) -> dict:
     """frontier.frontier of the records (computed once for the summaries and the charts of
-    the same records), with the training split's size for records older than `epochs`."""
+    the same records) with its `status` (bench/progress.py, against the plan of `out`'s
+    benchmark.yaml): only complete budgets are points; the training split's size for
+    records older than `epochs`."""
     global _last_frontier
-    key = hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+    plan = plan_.read_plan(out) if out is not None else None
+    text = json.dumps([records, plan], sort_keys=True, default=str)
+    key = hashlib.sha256(text.encode()).hexdigest()
     if _last_frontier is None or _last_frontier[0] != key:
         split = train_split_tokens(records)
-        _last_frontier = (key, frontier.frontier(records, train_split_tokens=split))
+        status = progress.progress([frontier.with_rule(r, split) for r in records], plan)
+        complete = progress.complete_budgets(status)
+        result = frontier.frontier(records, train_split_tokens=split, complete=complete)
+        result["status"] = {**status, "plan": plan}
+        _last_frontier = (key, result)
     return _last_frontier[1]
 
 
@@ -113,7 +128,15 @@ def write_charts(
     """charts/*.png under `out` (or in `charts_dir`); a compute frontier's own charts (dozens
     of runs: the frontier, not every curve)."""
     if frontier.families(records):
-        return write_frontier_charts(frontier_result(records), charts_dir or out / "charts")
+        result = frontier_result(records, out)
+        complete = progress.complete_budgets(result["status"])
+        if not complete:
+            return []  # nothing final to draw: the summary says so
+        families = {  # complete budgets only: a budget in progress has no curve yet
+            f: {**e, "runs": [r for r in e["runs"] if (f, r["budget"]) in complete]}
+            for f, e in result["families"].items()
+        }
+        return write_frontier_charts({**result, "families": families}, charts_dir or out / "charts")
     return write_benchmark_charts(chart_records(experiment, records), charts_dir or out / "charts")
 
 

@@ -61,7 +61,7 @@ from bdh_pl.bench.budget import (
     Sweep,
     budget_text,
 )
-from bdh_pl.bench.ladder import check_ladder, check_names
+from bdh_pl.bench.ladder import StopRule, check_ladder, check_names
 from bdh_pl.errors import UserError
 
 
@@ -110,6 +110,7 @@ class ModelEntry:
     sweep_size: str | None = None
     shapes: list[Shape] | None = None
     shape_sweep: Sweep | None = None
+    stop_after_behind: StopRule | None = None  # a frontier family's stop (ladder.StopRule)
 
     @property
     def configs(self) -> list[str]:
@@ -255,7 +256,7 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         _check_entry(e, i, spec.budget, spec.sweep, spec.budgets)
         for i, e in enumerate(spec.entries)
     ]
-    check_names(entries)
+    check_names(entries)  # and their stop rules
     return dataclasses.replace(
         spec,
         dataset=datasets,
@@ -352,7 +353,7 @@ def _check_entry(
                 )
         return ModelEntry(
             configs, name, entry.model_args, None, sweep, sizes, per_budget, entry.windows,
-            sweep_size, entry.shapes, entry.shape_sweep,
+            sweep_size, entry.shapes, entry.shape_sweep, entry.stop_after_behind,
         )  # fmt: skip
     if entry.sizes or entry.sizes_per_budget or entry.sweep_size or entry.windows or entry.shapes:
         raise UserError(

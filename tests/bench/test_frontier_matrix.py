@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from bdh_pl.bench import budget, matrix, run_queue, spec
+from bdh_pl.bench import budget, matrix, run_queue, scaling, spec
 from bdh_pl.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -483,3 +483,57 @@ def test_plan_counts_runs_flops_and_hours_without_running(tmp_path, capsys):
     assert lines[1].startswith(f"total: at least {runs_} runs, {flops:.3g} training FLOPs")
     assert lines[2] == f"expected: {hours:.1f} h of wall time, 1 runs at once"
     assert not (tmp_path / "results").exists()  # nothing ran, nothing written
+
+
+def b_is_worse(config: dict) -> float:
+    """Family b (one head) is worse than a (two heads) by 0.5 at every size and budget."""
+    model = config["model"]["init_args"]
+    return 2.0 + abs(model["n_embd"] - 24) / 100 + 0.5 * (model["n_head"] == 1)
+
+
+@pytest.mark.slow  # a matrix of 9 stand-in runs (~15 s of CPU)
+def test_a_family_behind_at_n_budgets_in_a_row_stops_and_says_so(data_dir, tmp_path, monkeypatch):
+    """Issue 27 (6): GPT-2 may stop where it has been worse than LLaMA at 3 budgets in a row;
+    here b stops once behind a at 1 budget: its second budget is not run, recorded `bound`."""
+    stages = FakeStages(loss=b_is_worse)
+    monkeypatch.setattr(runs, "run_stage", stages)
+    monkeypatch.setattr(scaling, "BOOTSTRAP", 10)  # the summaries rewritten after every run
+    ladder = [{"name": f"{{}}-{d}", "model_args": {"n_embd": d}} for d in (16, 24, 32)]
+
+    def family(name, heads, **rule):
+        sizes = [{**s, "name": s["name"].format(name)} for s in ladder]
+        return {"name": name, "config": "bdh", "model_args": {"n_head": heads},
+                "sizes": sizes, **rule}  # fmt: skip
+
+    b = family("b", 1, stop_after_behind={"family": "a", "budgets": 1})
+    budgets = BUDGETS[:2]
+    bench = one_budget_spec(
+        tmp_path, models=[family("a", 2), b], budgets=[{"flops": c} for c in budgets], jobs=2
+    )
+    records = matrix.run_benchmark(bench, "cmd")
+    ran = {(r["family"], r["budget_flops"]) for r in records if r["status"] == "ok"}
+    assert ran == {("a", budgets[0]), ("a", budgets[1]), ("b", budgets[0])}
+    (stop,) = [r for r in records if r["status"] == "bound"]
+    assert (stop["family"], stop["budget_flops"]) == ("b", budgets[1])
+    assert stop["bound"].startswith("stopped: b was behind a at 1 budget in a row (flops 2e+09: ")
+    assert not [c for _, c in stages.calls if "/b-" in c and "flops6e9" in c]  # never run
+    result = json.loads((bench.out_dir / "frontier.json").read_text())
+    assert result["families"]["b"]["stopped"] == stop["bound"]
+    assert result["status"]["families"]["b"]["budgets"]["flops 6e+09"]["state"] == "stopped"
+    assert result["status"]["complete"]  # a stopped budget is done with
+    summary = (bench.out_dir / "summary.md").read_text()
+    assert "b stopped before flops 6e+09: b was behind a at 1 budget in a row" in summary
+    # b's point tested at the budget it ran, none at the other
+    points = [r for r in records if r["family"] == "b" and r["frontier_point"]]
+    assert [r["budget_flops"] for r in points] == budgets[:1]
+
+
+def test_a_stop_rule_names_another_family_that_runs_every_budget(tmp_path):
+    family = {"name": "b", "config": "bdh", "sizes": [{"name": "b-16"}, {"name": "b-24"},
+              {"name": "b-32"}], "stop_after_behind": {"family": "gpt2"}}  # fmt: skip
+    with pytest.raises(UserError, match=r"b.stop_after_behind.family 'gpt2': name another"):
+        one_budget_spec(tmp_path, models=[family])
+    a = {**family, "name": "a", "sizes": [{"name": f"a-{d}"} for d in (16, 24, 32)],
+         "stop_after_behind": {"family": "b"}}  # fmt: skip
+    with pytest.raises(UserError, match="has a stop rule of its own"):
+        one_budget_spec(tmp_path, models=[a, {**family, "stop_after_behind": {"family": "a"}}])

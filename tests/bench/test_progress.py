@@ -1,0 +1,129 @@
+"""A frontier's status read mid-way, on a tiny hand-made record set: which budgets are complete,
+what is left, the FLOPs done against the plan, sweeps that have chosen nothing yet, and the
+PARTIAL.md the benchmark writes until the frontier is complete (and removes after)."""
+
+import json
+
+from bdh_pl.bench import plan, progress, report
+
+PLAN = {  # by hand: two budgets; bdh's first has a 3-rate sweep and 2 more sizes
+    "budgets": ["flops 1e+12", "flops 2e+12"],
+    "families": {
+        "bdh": {
+            "budgets": {
+                "flops 1e+12": {"runs": 5, "flops": 5e12, "seeds": 1},
+                "flops 2e+12": {"runs": 4, "flops": 8e12, "seeds": 2},
+            },
+            "runs": 9,
+            "flops": 13e12,
+            "stop_after_behind": None,
+        },
+    },
+    "runs": 9,
+    "flops": 13e12,
+    "jobs": 2,
+    "dataset": ["configs/shakespeare.yaml"],
+    "precision": "32-true",
+}
+
+
+def run(model, budget, lr, status="ok", bpb=2.0, **extra) -> dict:
+    flops = float(budget.split()[1])
+    done = status == "ok"
+    return {
+        "family": "bdh", "model": model, "budget": budget, "budget_flops": flops,
+        "status": status, "learning_rate": lr, "seed": 1, "selected": True, "params": 1000,
+        "best_val_bpb": bpb if done else None, "train_tokens": 10 if done else None,
+        "train_flops": flops if done else None, "train_flops_measured": None,
+        "flops_per_token": flops / 30, "torch_version": "2", "lightning_version": "2",
+        "git_commit": "abc", "git_dirty": False, "sweep": None, **extra,
+    }  # fmt: skip
+
+
+def partial_records() -> list[dict]:
+    """The sweep at 1e12 on bdh-b: two rates done (both still `selected`: the record's
+    default until the sweep chooses), one running; nothing at 2e12 yet."""
+    sweep = {"sweep": "lr@1e12"}
+    return [
+        run("bdh-b", "flops 1e+12", 1e-3, bpb=2.5, **sweep),
+        run("bdh-b", "flops 1e+12", 2e-3, bpb=2.4, **sweep),
+        run("bdh-b", "flops 1e+12", 4e-3, status="running", **sweep),
+    ]
+
+
+def test_a_partial_frontier_says_what_is_done_left_and_chosen():
+    status = progress.progress(partial_records(), PLAN)
+    assert not status["complete"]
+    cells = status["families"]["bdh"]["budgets"]
+    assert cells["flops 1e+12"] == {
+        "state": "in progress", "finished": 2, "in_flight": 1, "planned": 5
+    }  # fmt: skip
+    assert cells["flops 2e+12"]["state"] == "not started"
+    assert status["runs"] == {"finished": 2, "in_flight": 1, "bound": 0, "failed": 0,
+                              "planned": 9, "left": 9 - 2 - 1}  # fmt: skip
+    assert status["flops"] == {"done": 2e12, "planned": 13e12}  # the two finished runs
+    (sweep,) = status["sweeps"]
+    assert sweep["complete"] is False and sweep["chosen"] is None
+    assert sweep["tried"] == [1e-3, 2e-3] and sweep["in_flight"] == 1
+
+
+def test_a_sweep_at_its_edge_is_complete_only_once_widening_is_spent():
+    sweep = [run("m", "flops 1e+12", lr, bpb=b, sweep="lr@1e12", selected=lr == 4e-3)
+             for lr, b in ((1e-3, 2.5), (2e-3, 2.4), (4e-3, 2.3))]  # fmt: skip
+    assert progress.sweep_state(sweep)["complete"] is False  # x8 comes next
+    sweep[2]["learning_rate_source"] = "sweep@1e12, still at the sweep's edge after 3 widenings"
+    state = progress.sweep_state(sweep)
+    assert state["complete"] and state["chosen"] == 4e-3 and state["at_sweep_edge"] == "largest"
+    sweep[2]["selected"], sweep[1]["selected"] = False, True
+    assert progress.sweep_state(sweep)["chosen"] == 2e-3  # interior: complete at once
+
+
+def complete_records() -> list[dict]:
+    """Every planned budget done: at 1e12 the sweep (x2 chosen) and two more sizes, the
+    point tested; at 2e12 three sizes, the point tested on both seeds."""
+    records = []
+    for lr, bpb in ((1e-3, 2.5), (2e-3, 2.4), (4e-3, 2.45)):
+        records.append(run("bdh-b", "flops 1e+12", lr, bpb=bpb, sweep="lr@1e12",
+                           selected=lr == 2e-3, frontier_point=lr == 2e-3,
+                           test_bpb=2.41 if lr == 2e-3 else None))  # fmt: skip
+    for model, bpb in (("bdh-a", 2.6), ("bdh-c", 2.5)):
+        records.append(run(model, "flops 1e+12", 2e-3, bpb=bpb, frontier_point=False))
+    for model, bpb, params in (("bdh-a", 2.4, 500), ("bdh-b", 2.2, 1000), ("bdh-c", 2.3, 2000)):
+        records.append(run(model, "flops 2e+12", 2e-3, bpb=bpb, params=params,
+                           frontier_point=model == "bdh-b",
+                           test_bpb=2.21 if model == "bdh-b" else None))  # fmt: skip
+    repeat = run("bdh-b", "flops 2e+12", 2e-3, bpb=2.25, frontier_point=True, test_bpb=2.26)
+    records.append({**repeat, "seed": 2})
+    for r in records[3:]:
+        r["params"] = {"bdh-a": 500, "bdh-b": 1000, "bdh-c": 2000}[r["model"]]
+    return records
+
+
+def test_only_complete_budgets_are_points_and_partial_md_follows_the_status(tmp_path, monkeypatch):
+    records = complete_records()
+    before_repeat = records[:-1]  # 2e12's point not yet repeated on its second seed
+    status = progress.progress(before_repeat, PLAN)
+    assert progress.complete_budgets(status) == {("bdh", "flops 1e+12")}
+    result = report.frontier.frontier(
+        before_repeat, bootstrap_n=0, complete=progress.complete_budgets(status)
+    )
+    (point,) = result["families"]["bdh"]["frontier"]
+    assert (point["budget"], point["model"]) == ("flops 1e+12", "bdh-b")
+    assert result["families"]["bdh"]["in_progress"] == ["flops 2e+12"]
+    assert result["families"]["bdh"]["learning_rate"]["chosen"] == 2e-3
+
+    monkeypatch.setattr(plan, "read_plan", lambda out: PLAN)  # the spec's, by hand
+    report.write_summaries(tmp_path, "f", before_repeat, "cmd")
+    partial = (tmp_path / "PARTIAL.md").read_text()
+    assert (
+        "8 runs finished of at least 9 planned (at least 1 left), 0 queued or running at" in partial
+    )
+    assert "| bdh | complete | in progress: 3 of 4+ done |" in partial
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Status: partial" in summary and "Dataset configs/shakespeare.yaml" in summary
+    assert "*in progress*" in summary  # 2e12 has no point yet
+    assert json.loads((tmp_path / "frontier.json").read_text())["status"]["complete"] is False
+
+    report.write_summaries(tmp_path, "f", records, "cmd")
+    assert not (tmp_path / "PARTIAL.md").exists()  # complete: the partial note goes
+    assert "Status: complete (9 runs finished" in (tmp_path / "summary.md").read_text()
