@@ -496,7 +496,7 @@ def test_a_family_behind_at_n_budgets_in_a_row_stops_and_says_so(data_dir, tmp_p
     """Issue 27 (6): GPT-2 may stop where it has been worse than LLaMA at 3 budgets in a row;
     here b stops once behind a at 1 budget: its second budget is not run, recorded `bound`."""
     stages = FakeStages(loss=b_is_worse)
-    monkeypatch.setattr(runs, "run_stage", stages)
+    monkeypatch.setattr(run_queue, "run_stage", stages)
     monkeypatch.setattr(scaling, "BOOTSTRAP", 10)  # the summaries rewritten after every run
     ladder = [{"name": f"{{}}-{d}", "model_args": {"n_embd": d}} for d in (16, 24, 32)]
 
