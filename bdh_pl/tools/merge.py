@@ -84,7 +84,7 @@ def describe(loaded: LoadedModel) -> dict:
     return {
         **dataclasses.asdict(loaded.model.network.config),
         "tokenizer": loaded.tokenizer,
-        "block_size": int(loaded.model.hparams.block_size),
+        "block_size": loaded.model.block_size,
     }
 
 
@@ -133,6 +133,6 @@ def main(argv: list[str]) -> None:
 
     tokenizer = get_tokenizer(a.tokenizer, resolve_data_dir(a.data_dir))
     with atomic_folder(out, "(another --out)") as folder:  # whole or absent, never half
-        save_bdh(network, folder, int(a.model.hparams.block_size), tokenizer.name, tokenizer.bos_id)
+        save_bdh(network, folder, a.model.block_size, tokenizer.name, tokenizer.bos_id)
     C = network.config
     print(f"merged {args.a} and {args.b} into {out}: {C.n_head} heads of {C.n_neurons} neurons")
