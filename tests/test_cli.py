@@ -103,7 +103,7 @@ def test_seed_everything_sets_the_data_and_dropout_seed(seed, tmp_path, monkeypa
         run=False,
         args=[*SMOKE, "--seed_everything", str(seed), "--trainer.default_root_dir", str(tmp_path)],
     )
-    assert cli.datamodule.seed == seed and cli.model.hparams.seed == seed
+    assert cli.datamodule.seed == seed and cli.model.training_config.seed == seed
 
 
 def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, monkeypatch):

@@ -118,16 +118,19 @@ class LanguageModel(L.LightningModule):
     def config_types(cls) -> dict[str, type]:
         """The typed configs `cls(...)` takes, by argument name (its __init__'s annotations)."""
         hints = typing.get_type_hints(cls.__init__)
+        params = inspect.signature(cls.__init__).parameters.values()
         return {
-            name: hints[name]
-            for name in inspect.signature(cls.__init__).parameters
-            if name != "self"
+            p.name: hints[p.name]
+            for p in params
+            if p.kind == p.POSITIONAL_OR_KEYWORD and p.name != "self"
         }
 
     @classmethod
     def from_hparams(cls, hparams: Mapping[str, Any]) -> LanguageModel:
-        """The model of saved hyperparameters ({group: {field: value}}, as __init__ saves them)."""
-        return cls(**{name: kind(**hparams[name]) for name, kind in cls.config_types().items()})
+        """The model of hyperparameters as __init__ saves them ({config name: {field: value}});
+        a config not given, or a field, keeps its default."""
+        kinds = cls.config_types().items()
+        return cls(**{name: kind(**hparams.get(name, {})) for name, kind in kinds})
 
     @property
     def block_size(self) -> int:

@@ -13,8 +13,13 @@ from helpers import SMOKE
 
 # Written by bdh-pl 0.1.0 (commit c9f942f): a 2-step fit of a tiny BDH on tiny Shakespeare.
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
-SIZES = ["--model.init_args.n_embd", "16", "--model.init_args.n_head", "1"]
-SIZES += ["--model.init_args.mlp_internal_dim_multiplier", "4", "--data.init_args.block_size", "16"]
+SIZES = ["--model.init_args.config.n_embd", "16", "--model.init_args.config.n_head", "1"]
+SIZES += [
+    "--model.init_args.config.mlp_internal_dim_multiplier",
+    "4",
+    "--data.init_args.block_size",
+    "16",
+]
 
 
 def test_the_old_class_path_resolves_to_the_same_class():

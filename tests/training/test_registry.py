@@ -15,6 +15,8 @@ import yaml
 
 from bdh_pl.cli import main
 from bdh_pl.errors import UserError
+from bdh_pl.models.bdh import BDHConfig
+from bdh_pl.models.hf import LlamaSize
 from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
 from bdh_pl.training.registry import build_model, get_spec, model_config_path, models
 
@@ -48,15 +50,15 @@ def test_a_model_is_its_yaml(tmp_path, monkeypatch):
     # A new file is a new model: name from the stem, class and defaults from the file.
     (tmp_path / "small-llama.yaml").write_text(
         "# A small LLaMA\nmodel:\n  class_path: bdh_pl.training.lit_models.LlamaLM\n"
-        "  init_args: {n_layer: 1, n_head: 2, n_embd: 32, intermediate_size: 64}\n"
+        "  init_args: {config: {n_layer: 1, n_head: 2, n_embd: 32, intermediate_size: 64}}\n"
     )
     monkeypatch.setattr("bdh_pl.training.registry.CONFIG_DIR", tmp_path)
     models.cache_clear()
     try:
         spec = get_spec("small-llama")
         assert spec.lit_class is LlamaLM and spec.about == "A small LLaMA"
-        assert spec.init_args["n_layer"] == 1 and spec.accepts("gpt2")
-        model = build_model("small-llama", vocab_size=300, block_size=16)
+        assert spec.init_args["config"]["n_layer"] == 1 and spec.accepts("gpt2")
+        model = build_model("small-llama", config={"vocab_size": 300, "block_size": 16})
         assert model.network.hf.config.num_hidden_layers == 1
         assert model.network.hf.config.vocab_size == 300
         assert set(models()) == {"small-llama"}
@@ -73,11 +75,11 @@ def test_tokenizer_needs():
 def test_the_data_is_held_to_the_models_tokenizer_need():
     """Where data meets model (before a run starts): BDH reads bytes, the baselines either."""
     bpe = SimpleNamespace(tokenizer_name="gpt2")
-    bdh = BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4)
+    bdh = BDHLM(BDHConfig(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4))
     with pytest.raises(UserError, match="BDHLM reads byte tokens, data.tokenizer gives gpt2"):
         bdh.check_data(bpe, trainer=None)
     bdh.check_data(SimpleNamespace(tokenizer_name="byte"), trainer=None)
-    LlamaLM(n_layer=1, n_head=2, n_embd=32, intermediate_size=64).check_data(bpe, trainer=None)
+    LlamaLM(LlamaSize(n_layer=1, n_head=2, n_embd=32, intermediate_size=64)).check_data(bpe, None)
 
 
 def wheel_builder() -> str | None:
@@ -129,11 +131,12 @@ def test_a_wheel_resolves_model_names_outside_the_repository(tmp_path):
 
 @pytest.mark.parametrize("name, lit_class", [("gpt2-scratch", GPT2LM), ("llama-tiny", LlamaLM)])
 def test_build_model_with_overrides(name, lit_class):
-    model = build_model(name, n_layer=1, n_embd=32, n_head=2, vocab_size=50257, block_size=32)
+    sizes = {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 50257, "block_size": 32}
+    model = build_model(name, config=sizes)
     assert isinstance(model, lit_class)
     yaml_args = yaml.safe_load(model_config_path(name).read_text())["model"]["init_args"]
-    assert model.hparams.learning_rate == yaml_args["learning_rate"]
-    assert model.hparams.n_layer == 1 and yaml_args["n_layer"] == 8
+    assert model.training_config.learning_rate == yaml_args["training"]["learning_rate"]
+    assert model.config.n_layer == 1 and yaml_args["config"]["n_layer"] == 8
     assert model.network.hf.config.vocab_size == 50257
 
 
@@ -254,7 +257,7 @@ def test_gpt2_checkpoint_with_byte_data_is_one_line_error(capsys, tmp_path):
         main(
             [
                 *("test", "--config", WIKITEXT2, "--config", str(model_config_path("gpt2"))),
-                *("--model.init_args.name_or_path", str(tmp_path)),
+                *("--model.init_args.config.name_or_path", str(tmp_path)),
                 *("--data.init_args.tokenizer", "byte", "--data.init_args.block_size", "64"),
             ]
         )
