@@ -174,7 +174,7 @@ class BigramLM(LanguageModel):
     block size or batching, and a hand loop over (previous, next) pairs gives it exactly."""
 
     def __init__(self, config: DataSized, training: TrainingConfig = TRAINING) -> None:
-        super().__init__(config, training)
+        super().__init__(config=config, training=training)
 
     def build_network(self) -> nn.Module:
         torch.manual_seed(0)

@@ -113,7 +113,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         callbacks=[checkpoint],
         limit_val_batches=0,
     )
-    model = Exploding(DataSized(vocab_size=256, block_size=16), TrainingConfig())
+    model = Exploding(config=DataSized(vocab_size=256, block_size=16), training=TrainingConfig())
     with pytest.raises(UserError, match="training loss is nan at step 2"):
         trainer.fit(model, datamodule=TinyShakespeare(block_size=16, batch_size=2))
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)

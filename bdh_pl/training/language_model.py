@@ -91,13 +91,15 @@ class LanguageModel(L.LightningModule):
     # is computed, not which: a checkpoint may be evaluated with other values of these.
     execution_options: ClassVar[frozenset[str]] = frozenset({"training.compile"})
 
-    def __init__(self, config: Any, training: TrainingConfig, **configs: Any) -> None:
+    def __init__(self, **configs: Any) -> None:
+        # Keywords only, untyped here: each subclass's signature types them (a typed or
+        # positional `config` here would be LightningCLI's default for every subclass).
         super().__init__()
-        self.config = config
-        self.training_config = training
+        self.config = configs.pop("config")
+        self.training_config = configs.pop("training")
         for name, value in configs.items():
             setattr(self, name, value)
-        groups = {"config": config, **configs, "training": training}
+        groups = {"config": self.config, **configs, "training": self.training_config}
         cls = type(self)
         self.save_hyperparameters(
             {"_class_path": f"{cls.__module__}.{cls.__qualname__}"}

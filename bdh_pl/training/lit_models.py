@@ -61,7 +61,7 @@ class BDHLM(LanguageModel):
         execution: BDHExecution = BDHExecution(),  # noqa: B008
         training: TrainingConfig = TrainingConfig(),  # noqa: B008
     ) -> None:
-        super().__init__(config, training, execution=execution)
+        super().__init__(config=config, execution=execution, training=training)
         keys = [f"{a}_l{i}" for i in range(config.n_layer) for a in ("x", "y")]
         self.sparsity = nn.ModuleDict({k: MeanMetric() for k in keys})
 
@@ -115,7 +115,7 @@ class GPT2LM(LanguageModel):
         config: GPT2Size = GPT2Size(),  # noqa: B008 (defaults, never changed)
         training: TrainingConfig = TrainingConfig(),  # noqa: B008
     ) -> None:
-        super().__init__(config, training)
+        super().__init__(config=config, training=training)
 
     def build_network(self) -> nn.Module:
         return from_config(gpt2_config(self.config))
@@ -131,7 +131,7 @@ class LlamaLM(LanguageModel):
         config: LlamaSize = LlamaSize(),  # noqa: B008 (defaults, never changed)
         training: TrainingConfig = TrainingConfig(),  # noqa: B008
     ) -> None:
-        super().__init__(config, training)
+        super().__init__(config=config, training=training)
 
     def build_network(self) -> nn.Module:
         return from_config(llama_config(self.config))
@@ -171,7 +171,7 @@ class PretrainedGPT2LM(LanguageModel):
                 f"GPT-2 {name!r}: use data.block_size <= {positions}"
             )
         config = dataclasses.replace(config, vocab_size=vocab_size, block_size=block_size)
-        super().__init__(config, training)
+        super().__init__(config=config, training=training)
 
     def build_network(self) -> nn.Module:
         return gpt2_from_pretrained(self.config.name_or_path, self.config.dropout)

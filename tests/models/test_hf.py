@@ -125,7 +125,7 @@ def test_llama_parameter_counts():
 def test_default_sizes_match_bdh():
     # The paper's BDH has 25.3M parameters; the scratch baselines are built to match it.
     for lit_class in (GPT2LM, LlamaLM):
-        total, non_embedding = lit_class(vocab_size=256, block_size=512).parameter_counts
+        total, non_embedding = scratch(lit_class, vocab_size=256, block_size=512).parameter_counts
         assert 25.0e6 < non_embedding <= total < 26.0e6
 
 
@@ -146,10 +146,10 @@ def test_optimizer_groups_with_tied_head():
     "lit_class, bad, message",
     [
         (GPT2LM, {"n_head": 3}, "divisible"),
-        (GPT2LM, {"n_layer": 0}, "model.n_layer must be a positive integer"),
-        (GPT2LM, {"dropout": 1.0}, "model.dropout"),
+        (GPT2LM, {"n_layer": 0}, "model.config.n_layer must be a positive integer"),
+        (GPT2LM, {"dropout": 1.0}, "model.config.dropout"),
         (LlamaLM, {"n_query_groups": 3}, "n_query_groups"),
-        (LlamaLM, {"intermediate_size": -1}, "model.intermediate_size"),
+        (LlamaLM, {"intermediate_size": -1}, "model.config.intermediate_size"),
     ],
 )
 def test_bad_shapes_are_user_errors(lit_class, bad, message):
