@@ -4,7 +4,7 @@
 # Same-size models on WikiText-2 (tokens variant, byte level), each trained on the same number
 # of tokens (STEPS x BATCH x 256 bytes):
 #   bdh-windows          today's BDH on random windows (the usual way)
-#   bdh-damped-windows   BDH with damped attention (model.attn_decay learned, from ALiBi's
+#   bdh-damped-windows   BDH with damped attention (model.config.attn_decay learned, from ALiBi's
 #                        slopes) on random windows
 #   bdh-damped-articles  the same with the state carried from batch to batch (data.train_mode
 #                        stream, truncated BPTT) and reset where each article starts

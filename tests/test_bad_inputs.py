@@ -121,7 +121,7 @@ CASES = {
     "zero steps": (lambda t, c: ["fit", "--trainer.max_steps", "0"], "max_steps must be positive"),
     "zero decay steps": (
         lambda t, c: ["fit", "--model.init_args.training.lr_decay_steps", "0"],
-        "model.lr_decay_steps must be >= 1",
+        "model.training.lr_decay_steps must be >= 1",
     ),
     "zero validation interval": (
         lambda t, c: ["fit", "--trainer.val_check_interval", "0"],
@@ -198,7 +198,7 @@ CASES = {
         lambda t, c: [
             "fit",
             "--config",
-            yaml_file(t, "model:\n  init_args:\n    learning_rate: .nan\n"),
+            yaml_file(t, "model:\n  init_args:\n    training:\n      learning_rate: .nan\n"),
         ],
         "learning_rate > 0",
     ),
@@ -323,7 +323,7 @@ def test_the_checkpoints_hyperparameters_define_the_model(good_ckpt, data_dir, t
         record = json.loads((root / "version_0" / "test_metrics.json").read_text())
         return record["metrics"]["test/bpb"], err
 
-    four = yaml_file(tmp_path, "model:\n  init_args:\n    n_layer: 4\n")
+    four = yaml_file(tmp_path, "model:\n  init_args:\n    config:\n      n_layer: 4\n")
     expected, _ = test_bpb(SMOKE, tmp_path / "as-trained")
     got, err = test_bpb([*SMOKE, "--config", four], tmp_path / "config-says-4")
     assert got == pytest.approx(expected, abs=1e-6)

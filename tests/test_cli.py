@@ -82,7 +82,7 @@ def test_print_config_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_config_typo_is_one_clear_line(tmp_path):
-    result = bdh_pl("fit", *SMOKE, "--model.init_args.n_layr", "3", check=False)
+    result = bdh_pl("fit", *SMOKE, "--model.init_args.config.n_layr", "3", check=False)
     assert result.returncode != 0
     assert "n_layr" in result.stderr
 

@@ -35,8 +35,8 @@ def frontier_spec(tmp_path, **changes) -> spec.BenchmarkSpec:
         "dataset": "configs/shakespeare.yaml",
         "trainer": {"precision": "32-true"},
         "data": {"init_args": {"block_size": 32, "batch_size": 4}},
-        "model": {"init_args": {"warmup_fraction": 0.1, "n_layer": 1,
-                                "mlp_internal_dim_multiplier": 4}},
+        "model": {"init_args": {"training": {"warmup_fraction": 0.1},
+                                "config": {"n_layer": 1, "mlp_internal_dim_multiplier": 4}}},
         "budgets": [{"flops": b} for b in BUDGETS],
         "sweep": {"lr": [0.5, 1, 2]},
         "seeds": [1, 2],
@@ -54,8 +54,8 @@ def fake_loss(config: dict) -> float:
     the base: configs/model/bdh.yaml's 1e-3)."""
     model = config["model"]["init_args"]
     steps = config["trainer"]["max_steps"]
-    width = model["n_embd"]
-    lr_penalty = abs(math.log2(model["learning_rate"] / 1e-3)) * 0.05
+    width = model["config"]["n_embd"]
+    lr_penalty = abs(math.log2(model["training"]["learning_rate"] / 1e-3)) * 0.05
     return 1.0 + 30 / steps**0.5 + abs(width - 0.05 * steps**0.9) / 50 + lr_penalty
 
 
@@ -358,7 +358,7 @@ def one_budget_spec(tmp_path, sizes=SIZES, **changes) -> spec.BenchmarkSpec:
 
 
 def wider_is_better(config: dict) -> float:
-    return 3.0 - config["model"]["init_args"]["n_embd"] / 100
+    return 3.0 - config["model"]["init_args"]["config"]["n_embd"] / 100
 
 
 def test_an_edge_optimum_adds_the_next_size_until_the_ladder_ends(data_dir, tmp_path, monkeypatch):
