@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import Namespace
+from jsonargparse import Namespace, _typehints
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -51,6 +51,30 @@ from bdh_pl.training.runs import (
 from bdh_pl.training.trainer_options import check_trainer_options
 
 DEFAULT_ROOT_DIR = "lightning_logs"
+
+
+def _discard_foreign_config_fields(parser_or_action, prev_val, value) -> None:
+    """A class swap (a model YAML or `--model` after another model's settings) drops the init
+    args the new class does not take; jsonargparse checks them at the top level only, so a
+    typed config (`config`, `training`) would carry the old class's fields into the new one's
+    and fail (`Group 'config' does not accept option 'mlp_internal_dim_multiplier'`). Here the
+    same rule reaches one level down: fields the new class's config lacks are dropped too."""
+    if prev_val and "init_args" in prev_val and prev_val["class_path"] != value["class_path"]:
+        cls = import_class(str(value["class_path"]))
+        if isinstance(cls, type) and issubclass(cls, LanguageModel):
+            init_args = prev_val["init_args"]
+            for name, kind in cls.config_types().items():
+                group = init_args.get(name) if name in init_args else None
+                if isinstance(group, Namespace | dict):
+                    taken = {f.name for f in dataclasses.fields(kind)}
+                    for key in [k for k in group.keys() if k not in taken]:  # noqa: SIM118
+                        del group[key]
+    _jsonargparse_discard(parser_or_action, prev_val, value)
+
+
+# jsonargparse's own rule, called through its module global (a private name, jsonargparse 4.x).
+_jsonargparse_discard = _typehints.discard_init_args_on_class_path_change
+_typehints.discard_init_args_on_class_path_change = _discard_foreign_config_fields
 
 
 class BDHLightningCLI(LightningCLI):

@@ -214,11 +214,11 @@ CASES = {
     # --- issue 10.5: the checkpoint's hyperparameters are the model ------------------------
     "n_layer on the command line differs from the checkpoint": (
         lambda t, c: ["test", "--ckpt_path", str(c), "--model.init_args.config.n_layer", "4"],
-        "trained with n_layer=2, the command line asks for 4",
+        "trained with config.n_layer=2, the command line asks for 4",
     ),
     "resume with another n_layer": (
         lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.config.n_layer=6"],
-        "trained with n_layer=2",
+        "trained with config.n_layer=2",
     ),
     "checkpoint with an unknown hyperparameter": (
         lambda t, c: [
