@@ -106,6 +106,32 @@ def test_seed_everything_sets_the_data_and_dropout_seed(seed, tmp_path, monkeypa
     assert cli.datamodule.seed == seed and cli.model.training_config.seed == seed
 
 
+@pytest.mark.parametrize("prefix", ["--model.init_args.", "--model."])
+def test_a_config_field_set_on_the_command_line_reaches_the_network(prefix, tmp_path, monkeypatch):
+    """`--model.init_args.config.n_embd` and its short form `--model.config.n_embd` set the
+    BDHConfig the network is built from; the data's sizes are linked into the same object."""
+    from bdh_pl.data.datamodule import TextDataModule
+    from bdh_pl.lightning_cli import BDHLightningCLI
+    from bdh_pl.training.language_model import LanguageModel
+
+    monkeypatch.chdir(REPO)
+    cli = BDHLightningCLI(
+        LanguageModel,
+        TextDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        run=False,
+        args=[*SMOKE, f"{prefix}config.n_embd", "48", f"{prefix}training.learning_rate", "0.01"]
+        + ["--data.init_args.block_size", "24", "--trainer.default_root_dir", str(tmp_path)],
+    )
+    model = cli.model
+    assert model.network.config is model.config and model.config.n_embd == 48
+    assert tuple(model.network.embed.weight.shape) == (256, 48)  # vocab from the data, width
+    assert model.config.block_size == 24 and model.config.n_layer == 2  # configs/cpu/bdh.yaml
+    assert model.configure_optimizers()["optimizer"].defaults["lr"] == 0.01
+
+
 def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, monkeypatch):
     from bdh_pl.cli import TOOLS, main
     from bdh_pl.lightning_cli import BDHLightningCLI
