@@ -5,8 +5,6 @@ root. cli.py dispatches to it; bench/resolve.py builds the same CLI to resolve c
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import logging
 import re
 import sys
@@ -14,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import Namespace, _typehints
+from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -41,6 +39,7 @@ from bdh_pl.training.loading import (
     read_model_file,
 )
 from bdh_pl.training.memory import MicroBatchCounters, fit_to_memory
+from bdh_pl.training.model_args import constructor_defaults, import_class
 from bdh_pl.training.runs import (
     RUN,
     make_loggers,
@@ -51,30 +50,6 @@ from bdh_pl.training.runs import (
 from bdh_pl.training.trainer_options import check_trainer_options
 
 DEFAULT_ROOT_DIR = "lightning_logs"
-
-
-def _discard_foreign_config_fields(parser_or_action, prev_val, value) -> None:
-    """A class swap (a model YAML or `--model` after another model's settings) drops the init
-    args the new class does not take; jsonargparse checks them at the top level only, so a
-    typed config (`config`, `training`) would carry the old class's fields into the new one's
-    and fail (`Group 'config' does not accept option 'mlp_internal_dim_multiplier'`). Here the
-    same rule reaches one level down: fields the new class's config lacks are dropped too."""
-    if prev_val and "init_args" in prev_val and prev_val["class_path"] != value["class_path"]:
-        cls = import_class(str(value["class_path"]))
-        if isinstance(cls, type) and issubclass(cls, LanguageModel):
-            init_args = prev_val["init_args"]
-            for name, kind in cls.config_types().items():
-                group = init_args.get(name) if name in init_args else None
-                if isinstance(group, Namespace | dict):
-                    taken = {f.name for f in dataclasses.fields(kind)}
-                    for key in [k for k in group.keys() if k not in taken]:  # noqa: SIM118
-                        del group[key]
-    _jsonargparse_discard(parser_or_action, prev_val, value)
-
-
-# jsonargparse's own rule, called through its module global (a private name, jsonargparse 4.x).
-_jsonargparse_discard = _typehints.discard_init_args_on_class_path_change
-_typehints.discard_init_args_on_class_path_change = _discard_foreign_config_fields
 
 
 class BDHLightningCLI(LightningCLI):
@@ -321,28 +296,6 @@ def explicit_options(argv: list[str]) -> set[str]:
         group, name = match.group(1), match.group(2).lstrip(".")
         found.add(group if name in ("", "class_path") else f"{group}.{name}")
     return found
-
-
-def constructor_defaults(cls: type) -> Namespace:
-    """The init_args of `cls` at their defaults: each of its configs' defaults, but the ones
-    linked from the data (vocab_size, block_size, seed)."""
-    linked = ("vocab_size", "block_size", "seed")
-    return Namespace(
-        **{
-            name: Namespace(
-                **{f.name: f.default for f in dataclasses.fields(kind) if f.name not in linked}
-            )
-            for name, kind in cls.config_types().items()
-        }
-    )
-
-
-def import_class(class_path: str) -> type | None:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
 
 
 def plain_value(value: Any) -> Any:

@@ -18,8 +18,9 @@ from torch import nn
 
 from bdh_pl.models.bdh import BDHConfig
 from bdh_pl.models.hf import GPT2Size, LlamaSize
-from bdh_pl.training.language_model import LanguageModel, TrainingConfig
+from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
+from bdh_pl.training.training_config import TrainingConfig
 
 from helpers import REPO, DataSized
 

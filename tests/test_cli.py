@@ -132,6 +132,21 @@ def test_a_config_field_set_on_the_command_line_reaches_the_network(prefix, tmp_
     assert model.configure_optimizers()["optimizer"].defaults["lr"] == 0.01
 
 
+def test_a_class_swap_drops_the_fields_the_new_config_lacks():
+    """After BDH's sizes (configs/cpu/bdh.yaml), `--model LlamaLM` keeps the fields LLaMA's
+    config has (n_layer 2, n_embd 64) and drops BDH's own (mlp_internal_dim_multiplier), as
+    jsonargparse drops a top-level init arg the new class does not take."""
+    from bdh_pl.bench.resolve import parse_lightning
+
+    cli = parse_lightning([*SMOKE, "--model", "bdh_pl.training.lit_models.LlamaLM"])
+    init_args = cli.config.model.init_args
+    assert cli.config.model.class_path == "bdh_pl.training.lit_models.LlamaLM"
+    assert (init_args.config.n_layer, init_args.config.n_embd) == (2, 64)
+    assert "mlp_internal_dim_multiplier" not in init_args.config and "execution" not in init_args
+    assert init_args.config.intermediate_size == 1376  # LlamaSize's default
+    assert init_args.training.learning_rate == 0.003  # configs/cpu/bdh.yaml's recipe, kept
+
+
 def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, monkeypatch):
     from bdh_pl.cli import TOOLS, main
     from bdh_pl.lightning_cli import BDHLightningCLI

@@ -20,7 +20,8 @@ from torch import nn
 from bdh_pl.data import TinyShakespeare
 from bdh_pl.errors import UserError
 from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
-from bdh_pl.training.language_model import LanguageModel, TrainingConfig
+from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.training_config import TrainingConfig
 
 from helpers import REPO, SMOKE, DataSized
 

@@ -37,7 +37,8 @@ from bdh_pl.models.hf import (
     llama_config,
     load_gpt2_config,
 )
-from bdh_pl.training.language_model import LanguageModel, TrainingConfig
+from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.training_config import TrainingConfig
 
 
 class BDHLM(LanguageModel):

@@ -10,8 +10,8 @@ from bdh_pl.charts import figure_problems
 from bdh_pl.models.bdh import BDH, BDHConfig
 from bdh_pl.tools.inspect import default_labels, init_twin
 from bdh_pl.tools.inspect_report import figures
-from bdh_pl.training.language_model import TrainingConfig
 from bdh_pl.training.lit_models import BDHLM
+from bdh_pl.training.training_config import TrainingConfig
 
 from helpers import digit_text
 

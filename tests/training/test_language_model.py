@@ -12,9 +12,9 @@ from bdh_pl.data import TinyShakespeare, WikiText2
 from bdh_pl.data.sources import SplitText
 from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDHConfig, BDHExecution
-from bdh_pl.training.language_model import TrainingConfig
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
+from bdh_pl.training.training_config import TrainingConfig
 
 TRAINING = TrainingConfig()
 TINY = BDHConfig(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4)

@@ -17,9 +17,9 @@ from bdh_pl.cli import main
 from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDHConfig
 from bdh_pl.models.hf import LlamaSize
-from bdh_pl.training.language_model import TrainingConfig
 from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
 from bdh_pl.training.registry import build_model, get_spec, model_config_path, models
+from bdh_pl.training.training_config import TrainingConfig
 
 from helpers import tiny_gpt2_folder
 
