@@ -115,9 +115,9 @@ DRY = Sizes(
     reference_args=(
         *("--config", "configs/cpu.yaml", "--config", "configs/cpu/bdh.yaml"),
         *("--trainer.max_steps", "6", "--trainer.val_check_interval", "2"),
-        *("--trainer.limit_val_batches", "2", "--model.init_args.n_embd", "32"),
-        *("--model.init_args.mlp_internal_dim_multiplier", "4"),
-        *("--model.init_args.warmup_steps", "1", "--data.init_args.block_size", "16"),
+        *("--trainer.limit_val_batches", "2", "--model.init_args.config.n_embd", "32"),
+        *("--model.init_args.config.mlp_internal_dim_multiplier", "4"),
+        *("--model.init_args.training.warmup_steps", "1", "--data.init_args.block_size", "16"),
         *("--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "4"),
     ),
     anchor_step=4,

@@ -38,21 +38,21 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread: the machine is share
 common=(--config configs/shakespeare.yaml --config configs/cpu.yaml --trainer.val_check_interval 25
   --data.init_args.block_size 128 --data.init_args.batch_size 32
   --trainer.enable_progress_bar false)
-recipe=(--model.init_args.dropout 0.0 --model.init_args.warmup_steps 10
-  --model.init_args.weight_decay 0.1 --model.init_args.lr_decay_steps "$STEPS")
-bdh=(--config configs/cpu/bdh.yaml --model.init_args.n_layer 4 --model.init_args.n_embd 192
-  --model.init_args.n_head 4 --model.init_args.mlp_internal_dim_multiplier 16
-  --model.init_args.learning_rate 0.004 --model.init_args.min_learning_rate 0.0004)
+recipe=(--model.init_args.config.dropout 0.0 --model.init_args.training.warmup_steps 10
+  --model.init_args.training.weight_decay 0.1 --model.init_args.training.lr_decay_steps "$STEPS")
+bdh=(--config configs/cpu/bdh.yaml --model.init_args.config.n_layer 4 --model.init_args.config.n_embd 192
+  --model.init_args.config.n_head 4 --model.init_args.config.mlp_internal_dim_multiplier 16
+  --model.init_args.training.learning_rate 0.004 --model.init_args.training.min_learning_rate 0.0004)
 bdh_small=(--config configs/cpu/bdh.yaml)
-llama=(--config configs/model/llama-tiny.yaml --model.init_args.n_layer 4
-  --model.init_args.n_head 4 --model.init_args.n_embd 192 --model.init_args.intermediate_size 512
-  --model.init_args.learning_rate 0.002 --model.init_args.min_learning_rate 0.0002)
-llama_small=(--config configs/model/llama-tiny.yaml --model.init_args.n_layer 2
-  --model.init_args.n_head 2 --model.init_args.n_embd 64 --model.init_args.intermediate_size 448
-  --model.init_args.learning_rate 0.002 --model.init_args.min_learning_rate 0.0002)
-gpt2=(--config configs/model/gpt2-scratch.yaml --model.init_args.n_layer 4
-  --model.init_args.n_head 4 --model.init_args.n_embd 192
-  --model.init_args.learning_rate 0.004 --model.init_args.min_learning_rate 0.0004)
+llama=(--config configs/model/llama-tiny.yaml --model.init_args.config.n_layer 4
+  --model.init_args.config.n_head 4 --model.init_args.config.n_embd 192 --model.init_args.config.intermediate_size 512
+  --model.init_args.training.learning_rate 0.002 --model.init_args.training.min_learning_rate 0.0002)
+llama_small=(--config configs/model/llama-tiny.yaml --model.init_args.config.n_layer 2
+  --model.init_args.config.n_head 2 --model.init_args.config.n_embd 64 --model.init_args.config.intermediate_size 448
+  --model.init_args.training.learning_rate 0.002 --model.init_args.training.min_learning_rate 0.0002)
+gpt2=(--config configs/model/gpt2-scratch.yaml --model.init_args.config.n_layer 4
+  --model.init_args.config.n_head 4 --model.init_args.config.n_embd 192
+  --model.init_args.training.learning_rate 0.004 --model.init_args.training.min_learning_rate 0.0004)
 
 fit() {  # name, steps, then its arguments; the run's arguments are kept in runs/NAME/recipe
   local name=$1 steps=$2

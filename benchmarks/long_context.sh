@@ -4,7 +4,7 @@
 # Same-size models on WikiText-2 (tokens variant, byte level), each trained on the same number
 # of tokens (STEPS x BATCH x 256 bytes):
 #   bdh-windows          today's BDH on random windows (the usual way)
-#   bdh-damped-windows   BDH with damped attention (model.attn_decay learned, from ALiBi's
+#   bdh-damped-windows   BDH with damped attention (model.config.attn_decay learned, from ALiBi's
 #                        slopes) on random windows
 #   bdh-damped-articles  the same with the state carried from batch to batch (data.train_mode
 #                        stream, truncated BPTT) and reset where each article starts
@@ -28,18 +28,18 @@ MAX_TOKENS=${MAX_TOKENS:-}  # score only the first N bytes of the test split (de
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 common=(--config configs/wikitext2.yaml --config configs/cpu.yaml
-  --trainer.max_steps "$STOP_AT" --model.init_args.lr_decay_steps "$STEPS"
+  --trainer.max_steps "$STOP_AT" --model.init_args.training.lr_decay_steps "$STEPS"
   --trainer.val_check_interval 100
   --data.init_args.block_size 256 --data.init_args.batch_size "$BATCH"
   --trainer.limit_val_batches 2 --trainer.enable_progress_bar false)
 # BDH 2 x 128 x 4 heads, multiplier 8: 458,752 parameters (+4 decay rates when damped)
-bdh=(--config configs/cpu/bdh.yaml --model.init_args.n_layer 2 --model.init_args.n_embd 128
-  --model.init_args.n_head 4 --model.init_args.mlp_internal_dim_multiplier 8)
-damped=(--model.init_args.attn_decay learned)
+bdh=(--config configs/cpu/bdh.yaml --model.init_args.config.n_layer 2 --model.init_args.config.n_embd 128
+  --model.init_args.config.n_head 4 --model.init_args.config.mlp_internal_dim_multiplier 8)
+damped=(--model.init_args.config.attn_decay learned)
 # LLaMA 2 x 128, SwiGLU 320: 443,008 parameters
 llama=(--config configs/model/llama-tiny.yaml --config configs/cpu/llama-tiny.yaml
-  --model.init_args.n_layer 2 --model.init_args.n_head 4 --model.init_args.n_embd 128
-  --model.init_args.intermediate_size 320)
+  --model.init_args.config.n_layer 2 --model.init_args.config.n_head 4 --model.init_args.config.n_embd 128
+  --model.init_args.config.intermediate_size 320)
 names=(bdh-windows bdh-damped-windows bdh-damped-articles llama)
 labels=("BDH on windows" "damped BDH on windows" "damped BDH, carried state, reset per article"
   "LLaMA on windows")

@@ -37,10 +37,10 @@ def resident(field: str) -> int:
 
 def measure(name: str, batch: int, block: int, sizes: dict) -> dict:
     torch.manual_seed(0)
-    model = getattr(lit_models, name)(block_size=block, **sizes)
+    model = getattr(lit_models, name).from_hparams({"config": {**sizes, "block_size": block}})
     estimate = step_memory(model, block, "32-true", torch.device("cpu")).bytes(batch)
     optimizer = torch.optim.AdamW(model.network.parameters())
-    ids = torch.randint(0, model.hparams.vocab_size, (batch, block))
+    ids = torch.randint(0, model.config.vocab_size, (batch, block))
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")  # the high-water mark from here

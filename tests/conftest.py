@@ -16,10 +16,15 @@ import pytest
 import torch
 from torch import nn
 
+from bdh_pl.models.bdh import BDHConfig
+from bdh_pl.models.hf import GPT2Size, LlamaSize
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
+from bdh_pl.training.training_config import TrainingConfig
 
-from helpers import REPO
+from helpers import REPO, DataSized
+
+TRAINING = TrainingConfig()
 
 DATA_DIR_ENV = "BDH_PL_DATA_DIR"
 # Set by .ci/run: a test that would be skipped for want of real data fails instead, so CI can
@@ -169,15 +174,19 @@ class BigramLM(LanguageModel):
     """A model that sees only the current token: its NLL over a split does not depend on
     block size or batching, and a hand loop over (previous, next) pairs gives it exactly."""
 
+    def __init__(self, config: DataSized, training: TrainingConfig = TRAINING) -> None:
+        super().__init__(config=config, training=training)
+
     def build_network(self) -> nn.Module:
         torch.manual_seed(0)
-        vocab = self.hparams.vocab_size
+        vocab = self.config.vocab_size
         return nn.Sequential(nn.Embedding(vocab, 8), nn.Linear(8, vocab))
 
 
 @pytest.fixture
-def bigram_lm() -> type[LanguageModel]:
-    return BigramLM
+def bigram_lm():
+    """bigram_lm(vocab_size, block_size) -> a BigramLM"""
+    return lambda vocab_size, block_size: BigramLM(DataSized(vocab_size, block_size))
 
 
 # --- tiny checkpoints -------------------------------------------------------------------------
@@ -185,11 +194,13 @@ def bigram_lm() -> type[LanguageModel]:
 TINY = {
     "bdh": (
         BDHLM,
+        BDHConfig,
         {"n_layer": 2, "n_embd": 32, "n_head": 2, "mlp_internal_dim_multiplier": 8, "dropout": 0.0},
     ),
-    "gpt2": (GPT2LM, {"n_layer": 2, "n_head": 2, "n_embd": 32, "dropout": 0.0}),
+    "gpt2": (GPT2LM, GPT2Size, {"n_layer": 2, "n_head": 2, "n_embd": 32, "dropout": 0.0}),
     "llama": (
         LlamaLM,
+        LlamaSize,
         {"n_layer": 2, "n_head": 4, "n_embd": 32, "n_query_groups": 2, "intermediate_size": 64},
     ),
 }
@@ -199,9 +210,9 @@ def _save_checkpoint(
     path: Path, kind: str, tokenizer: str = "byte", vocab_size: int = 256, block_size: int = 32
 ) -> torch.nn.Module:
     """A bdh-pl checkpoint as Lightning writes it, with randomly initialised weights."""
-    cls, hparams = TINY[kind]
+    cls, config, sizes = TINY[kind]
     torch.manual_seed(0)
-    model = cls(**hparams, vocab_size=vocab_size, block_size=block_size)
+    model = cls(config(**sizes, vocab_size=vocab_size, block_size=block_size))
     # Non-trivial values everywhere (some inits are zeros or ones), so the round trip can fail.
     with torch.no_grad():
         for p in model.parameters():
@@ -211,12 +222,7 @@ def _save_checkpoint(
             "pytorch-lightning_version": "2.6.0",
             "global_step": 7,
             "state_dict": model.state_dict(),
-            "hyper_parameters": {
-                **hparams,
-                "vocab_size": vocab_size,
-                "block_size": block_size,
-                "_class_path": f"bdh_pl.training.lit_models.{cls.__name__}",
-            },
+            "hyper_parameters": dict(model.hparams),
             "datamodule_hyper_parameters": {
                 "_class_path": "bdh_pl.data.TinyShakespeare",
                 "tokenizer": tokenizer,

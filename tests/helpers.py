@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,14 @@ SMOKE = [
     *("--config", str(REPO / "configs/cpu.yaml")),
     *("--config", str(REPO / "configs/cpu/bdh.yaml")),
 ]
+
+
+@dataclass
+class DataSized:
+    """The config of the test-only LanguageModels: sized by the data alone."""
+
+    vocab_size: int = 256
+    block_size: int = 256
 
 
 def bdh_pl_process(

@@ -102,7 +102,7 @@ CASES = {
         "does not match the model config",
     ),
     "fit resumes with a mismatched config": (
-        lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.n_embd", "32"],
+        lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.config.n_embd", "32"],
         "does not match the model config",
     ),
     "no best checkpoint to test": (lambda t, c: ["test", "--ckpt_path", "best"], "no best.ckpt"),
@@ -120,8 +120,8 @@ CASES = {
     ),
     "zero steps": (lambda t, c: ["fit", "--trainer.max_steps", "0"], "max_steps must be positive"),
     "zero decay steps": (
-        lambda t, c: ["fit", "--model.init_args.lr_decay_steps", "0"],
-        "model.lr_decay_steps must be >= 1",
+        lambda t, c: ["fit", "--model.init_args.training.lr_decay_steps", "0"],
+        "model.training.lr_decay_steps must be >= 1",
     ),
     "zero validation interval": (
         lambda t, c: ["fit", "--trainer.val_check_interval", "0"],
@@ -132,19 +132,19 @@ CASES = {
         "trainer.gradient_clip_val must be a finite number >= 0",
     ),
     "negative learning rate": (
-        lambda t, c: ["fit", "--model.init_args.learning_rate=-1e-3"],
+        lambda t, c: ["fit", "--model.init_args.training.learning_rate=-1e-3"],
         "learning_rate > 0",
     ),
     "negative weight decay": (
-        lambda t, c: ["fit", "--model.init_args.weight_decay=-0.1"],
+        lambda t, c: ["fit", "--model.init_args.training.weight_decay=-0.1"],
         "weight_decay",
     ),
     "dropout of one": (
-        lambda t, c: ["fit", "--model.init_args.dropout", "1.0"],
+        lambda t, c: ["fit", "--model.init_args.config.dropout", "1.0"],
         "dropout must be in [0, 1)",
     ),
     "heads do not divide width": (
-        lambda t, c: ["fit", "--model.init_args.n_head", "3"],
+        lambda t, c: ["fit", "--model.init_args.config.n_head", "3"],
         "divisible by n_head",
     ),
     "option typo": (
@@ -173,7 +173,7 @@ CASES = {
             "test",
             "--model",
             "bdh_pl.training.lit_models.PretrainedGPT2LM",
-            "--model.init_args.name_or_path",
+            "--model.init_args.config.name_or_path",
             str(tiny_gpt2_folder(t / "gpt2")),
             "--data.init_args.tokenizer",
             "gpt2",
@@ -198,12 +198,12 @@ CASES = {
         lambda t, c: [
             "fit",
             "--config",
-            yaml_file(t, "model:\n  init_args:\n    learning_rate: .nan\n"),
+            yaml_file(t, "model:\n  init_args:\n    training:\n      learning_rate: .nan\n"),
         ],
         "learning_rate > 0",
     ),
     "beta above one": (
-        lambda t, c: ["fit", "--model.init_args.betas", "[0.9, 1.5]"],
+        lambda t, c: ["fit", "--model.init_args.training.betas", "[0.9, 1.5]"],
         "betas must be two numbers in [0, 1)",
     ),
     "negative data seed": (lambda t, c: ["fit", "--data.init_args.seed=-1"], "data.seed"),
@@ -213,12 +213,12 @@ CASES = {
     ),
     # --- issue 10.5: the checkpoint's hyperparameters are the model ------------------------
     "n_layer on the command line differs from the checkpoint": (
-        lambda t, c: ["test", "--ckpt_path", str(c), "--model.init_args.n_layer", "4"],
-        "trained with n_layer=2, the command line asks for 4",
+        lambda t, c: ["test", "--ckpt_path", str(c), "--model.init_args.config.n_layer", "4"],
+        "trained with config.n_layer=2, the command line asks for 4",
     ),
     "resume with another n_layer": (
-        lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.n_layer=6"],
-        "trained with n_layer=2",
+        lambda t, c: ["fit", "--ckpt_path", str(c), "--model.init_args.config.n_layer=6"],
+        "trained with config.n_layer=2",
     ),
     "checkpoint with an unknown hyperparameter": (
         lambda t, c: [
@@ -323,7 +323,7 @@ def test_the_checkpoints_hyperparameters_define_the_model(good_ckpt, data_dir, t
         record = json.loads((root / "version_0" / "test_metrics.json").read_text())
         return record["metrics"]["test/bpb"], err
 
-    four = yaml_file(tmp_path, "model:\n  init_args:\n    n_layer: 4\n")
+    four = yaml_file(tmp_path, "model:\n  init_args:\n    config:\n      n_layer: 4\n")
     expected, _ = test_bpb(SMOKE, tmp_path / "as-trained")
     got, err = test_bpb([*SMOKE, "--config", four], tmp_path / "config-says-4")
     assert got == pytest.approx(expected, abs=1e-6)
@@ -331,7 +331,12 @@ def test_the_checkpoints_hyperparameters_define_the_model(good_ckpt, data_dir, t
     _, err = test_bpb(["--config", str(REPO / "configs/wikitext2.yaml")], tmp_path / "wikitext")
     assert "n_embd=64 (config: 256)" in err
     # How, not what: the command line may evaluate it with other execution switches.
-    switches = ["--model.init_args.fused", "false", "--model.init_args.chunk_size", "8"]
+    switches = [
+        "--model.init_args.execution.fused",
+        "false",
+        "--model.init_args.execution.chunk_size",
+        "8",
+    ]
     got, _ = test_bpb([*SMOKE, *switches], tmp_path / "reference-layer")
     assert got == pytest.approx(expected, abs=1e-5)
 
@@ -401,10 +406,12 @@ def test_a_config_too_big_for_free_memory_is_refused_in_one_line_before_training
 
 
 def test_the_activation_estimate_scales_with_batch_and_block():
+    from bdh_pl.models.bdh import BDHConfig
     from bdh_pl.training.lit_models import BDHLM
     from bdh_pl.training.memory import activation_bytes
 
-    model = BDHLM(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, block_size=128)
+    sizes = {"n_layer": 2, "n_embd": 32, "n_head": 2, "mlp_internal_dim_multiplier": 8}
+    model = BDHLM(BDHConfig(**sizes, block_size=128))
     one = activation_bytes(model, 1, 64)
     assert one > 0
     assert activation_bytes(model, 4, 128) == pytest.approx(8 * one)

@@ -139,16 +139,16 @@ def test_layers_dataset_then_model_then_shared_then_init_args(tmp_path):
     config = base(
         trainer={"precision": "32-true", "accumulate_grad_batches": 2},
         data={"init_args": {"block_size": 32, "batch_size": 3}},
-        model={"init_args": {"learning_rate": 0.005, "n_layer": 3}},
+        model={"init_args": {"training": {"learning_rate": 0.005}, "config": {"n_layer": 3}}},
         models=[{"name": "a", "config": "bdh", "model_args": {"n_layer": 1}}],
     )
     bench = spec.load_spec(write(tmp_path, config))
     resolved = resolve.lightning_config(bench, bench.models[0])
     model = resolved["model"]
     assert model["class_path"] == "bdh_pl.training.lit_models.BDHLM"
-    assert model["init_args"]["n_layer"] == 1  # the entry's init_args win
-    assert model["init_args"]["n_embd"] == 256  # from the model YAML
-    assert model["init_args"]["learning_rate"] == 0.005  # the shared recipe
+    assert model["init_args"]["config"]["n_layer"] == 1  # the entry's model_args win
+    assert model["init_args"]["config"]["n_embd"] == 256  # from the model YAML
+    assert model["init_args"]["training"]["learning_rate"] == 0.005  # the shared recipe
     assert resolved["data"]["init_args"]["block_size"] == 32  # shared data settings win
     assert resolved["trainer"]["precision"] == "32-true"
     assert tokens_per_step(resolved) == 3 * 32 * 2
@@ -209,24 +209,26 @@ def test_seconds_schedule_counts_validation_at_its_share(monkeypatch):
 
 
 def test_apply_setting_scales_the_schedule_and_sets_the_seed(tmp_path):
-    bench = spec.load_spec(write(tmp_path, base(model={"init_args": {"learning_rate": 0.002}})))
+    shared = {"init_args": {"training": {"learning_rate": 0.002}}}
+    bench = spec.load_spec(write(tmp_path, base(model=shared)))
     config = resolve.lightning_config(bench, bench.models[0])
-    lr, floor = 0.002, config["model"]["init_args"]["min_learning_rate"]
+    lr, floor = 0.002, config["model"]["init_args"]["training"]["min_learning_rate"]
     setting = budget.Setting(lr_scale=4.0, dropout=0.2, weight_decay=0.0)
     changed = resolve.apply_setting(config, setting, seed=7)
-    model = changed["model"]["init_args"]
-    assert (model["learning_rate"], model["min_learning_rate"]) == (
+    training = changed["model"]["init_args"]["training"]
+    assert (training["learning_rate"], training["min_learning_rate"]) == (
         4 * lr,
         pytest.approx(4 * floor),
     )
-    assert (model["dropout"], model["weight_decay"]) == (0.2, 0.0)
+    dropout = changed["model"]["init_args"]["config"]["dropout"]
+    assert (dropout, training["weight_decay"]) == (0.2, 0.0)
     assert changed["seed_everything"] == 7 and changed["data"]["init_args"]["seed"] == 7
     assert resolve.run_seed(changed) == 7
-    assert config["model"]["init_args"]["learning_rate"] == lr  # the input is not changed
+    assert config["model"]["init_args"]["training"]["learning_rate"] == lr  # input unchanged
     assert setting.label == "lr4x_do0.2_wd0"
     assert resolve.apply_setting(config, budget.Setting(), None) == config  # the recipe as is
-    del config["model"]["init_args"]["dropout"]
-    with pytest.raises(UserError, match="no dropout to sweep"):
+    del config["model"]["init_args"]["config"]["dropout"]
+    with pytest.raises(UserError, match="no config.dropout to sweep"):
         resolve.apply_setting(config, budget.Setting(dropout=0.1), None)
 
 

@@ -82,7 +82,7 @@ def test_print_config_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_config_typo_is_one_clear_line(tmp_path):
-    result = bdh_pl("fit", *SMOKE, "--model.init_args.n_layr", "3", check=False)
+    result = bdh_pl("fit", *SMOKE, "--model.init_args.config.n_layr", "3", check=False)
     assert result.returncode != 0
     assert "n_layr" in result.stderr
 
@@ -103,7 +103,48 @@ def test_seed_everything_sets_the_data_and_dropout_seed(seed, tmp_path, monkeypa
         run=False,
         args=[*SMOKE, "--seed_everything", str(seed), "--trainer.default_root_dir", str(tmp_path)],
     )
-    assert cli.datamodule.seed == seed and cli.model.hparams.seed == seed
+    assert cli.datamodule.seed == seed and cli.model.training_config.seed == seed
+
+
+@pytest.mark.parametrize("prefix", ["--model.init_args.", "--model."])
+def test_a_config_field_set_on_the_command_line_reaches_the_network(prefix, tmp_path, monkeypatch):
+    """`--model.init_args.config.n_embd` and its short form `--model.config.n_embd` set the
+    BDHConfig the network is built from; the data's sizes are linked into the same object."""
+    from bdh_pl.data.datamodule import TextDataModule
+    from bdh_pl.training.glue.cli import BDHLightningCLI
+    from bdh_pl.training.language_model import LanguageModel
+
+    monkeypatch.chdir(REPO)
+    cli = BDHLightningCLI(
+        LanguageModel,
+        TextDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        run=False,
+        args=[*SMOKE, f"{prefix}config.n_embd", "48", f"{prefix}training.learning_rate", "0.01"]
+        + ["--data.init_args.block_size", "24", "--trainer.default_root_dir", str(tmp_path)],
+    )
+    model = cli.model
+    assert model.network.config is model.config and model.config.n_embd == 48
+    assert tuple(model.network.embed.weight.shape) == (256, 48)  # vocab from the data, width
+    assert model.config.block_size == 24 and model.config.n_layer == 2  # configs/cpu/bdh.yaml
+    assert model.configure_optimizers()["optimizer"].defaults["lr"] == 0.01
+
+
+def test_a_class_swap_drops_the_fields_the_new_config_lacks():
+    """After BDH's sizes (configs/cpu/bdh.yaml), `--model LlamaLM` keeps the fields LLaMA's
+    config has (n_layer 2, n_embd 64) and drops BDH's own (mlp_internal_dim_multiplier), as
+    jsonargparse drops a top-level init arg the new class does not take."""
+    from bdh_pl.bench.resolve import parse_lightning
+
+    cli = parse_lightning([*SMOKE, "--model", "bdh_pl.training.lit_models.LlamaLM"])
+    init_args = cli.config.model.init_args
+    assert cli.config.model.class_path == "bdh_pl.training.lit_models.LlamaLM"
+    assert (init_args.config.n_layer, init_args.config.n_embd) == (2, 64)
+    assert "mlp_internal_dim_multiplier" not in init_args.config and "execution" not in init_args
+    assert init_args.config.intermediate_size == 1376  # LlamaSize's default
+    assert init_args.training.learning_rate == 0.003  # configs/cpu/bdh.yaml's recipe, kept
 
 
 def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, monkeypatch):

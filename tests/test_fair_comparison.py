@@ -15,6 +15,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
 from bdh_pl.cli import main
 from bdh_pl.data import WikiText2
+from bdh_pl.models.bdh import BDHConfig
+from bdh_pl.models.hf import PretrainedGPT2
 from bdh_pl.training.lit_models import BDHLM, PretrainedGPT2LM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +87,9 @@ def run_test(model: L.LightningModule, text_root, session_cache, **data_args) ->
 
 @pytest.fixture(scope="module")
 def gpt2_metrics(gpt2_dir, text_root, session_cache) -> dict:
-    model = PretrainedGPT2LM(name_or_path=str(gpt2_dir), vocab_size=50257, block_size=BLOCK)
+    model = PretrainedGPT2LM(
+        PretrainedGPT2(name_or_path=str(gpt2_dir), vocab_size=50257, block_size=BLOCK)
+    )
     return run_test(model, text_root, session_cache, tokenizer="gpt2")
 
 
@@ -133,7 +137,9 @@ def sliding_window_nll(model, stream: list[int], block: int, stride: int) -> tup
 
 def test_sliding_window(gpt2_dir, gpt2_metrics, hf_model, stream, text_root, session_cache):
     def lm():
-        return PretrainedGPT2LM(name_or_path=str(gpt2_dir), vocab_size=50257, block_size=BLOCK)
+        return PretrainedGPT2LM(
+            PretrainedGPT2(name_or_path=str(gpt2_dir), vocab_size=50257, block_size=BLOCK)
+        )
 
     full_stride = run_test(lm(), text_root, session_cache, tokenizer="gpt2", eval_stride=BLOCK)
     for key in ("test/loss", "test/tokens", "test/bytes", "test/words", "test/bpb"):
@@ -148,9 +154,8 @@ def test_sliding_window(gpt2_dir, gpt2_metrics, hf_model, stream, text_root, ses
 
 
 def test_bdh_and_gpt2_count_the_same_bytes_and_words(gpt2_metrics, text_root, session_cache):
-    bdh = BDHLM(
-        n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, dropout=0.0, block_size=BLOCK
-    )
+    sizes = {"n_layer": 1, "n_embd": 32, "n_head": 2, "mlp_internal_dim_multiplier": 4}
+    bdh = BDHLM(BDHConfig(**sizes, dropout=0.0, block_size=BLOCK))
     bdh_metrics = run_test(bdh, text_root, session_cache, tokenizer="byte")
     assert bdh_metrics["test/tokens"] == bdh_metrics["test/bytes"]  # one token per byte
     for key in ("test/bytes", "test/words"):
@@ -167,7 +172,7 @@ def test_cli_zero_shot_gpt2_matches(gpt2_dir, gpt2_metrics, text_root, data_dir,
             "test",
             *("--config", str(REPO / "configs" / "wikitext2.yaml")),
             *("--config", str(REPO / "configs" / "model" / "gpt2.yaml")),
-            *("--model.init_args.name_or_path", str(gpt2_dir)),
+            *("--model.init_args.config.name_or_path", str(gpt2_dir)),
             *("--data.init_args.data_dir", str(text_root), "--data.init_args.variant", "raw"),
             *("--data.init_args.block_size", str(BLOCK), "--trainer.precision", "32-true"),
             *("--trainer.default_root_dir", str(tmp_path)),

@@ -21,14 +21,15 @@ from bdh_pl.data import TinyShakespeare
 from bdh_pl.errors import UserError
 from bdh_pl.training.glue.checkpoint_io import saved_step
 from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.training_config import TrainingConfig
 
-from helpers import REPO, SMOKE, slow_saves
+from helpers import REPO, SMOKE, DataSized, slow_saves
 
 RUN = [
     *(sys.executable, "-m", "bdh_pl", "fit", *SMOKE),
     "--trainer.max_steps",
     "30",
-    "--model.init_args.dropout",
+    "--model.init_args.config.dropout",
     "0.1",  # dropout masks must resume too
     "--trainer.enable_progress_bar",
     "false",
@@ -97,7 +98,7 @@ class Exploding(LanguageModel):
     """Finite for two steps, then NaN: a stand-in for a diverging run."""
 
     def build_network(self) -> nn.Module:
-        return nn.Embedding(self.hparams.vocab_size, self.hparams.vocab_size)
+        return nn.Embedding(self.config.vocab_size, self.config.vocab_size)
 
     def forward(self, input_ids):
         logits = self.network(input_ids)
@@ -113,7 +114,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         callbacks=[checkpoint],
         limit_val_batches=0,
     )
-    model = Exploding(vocab_size=256, block_size=16)
+    model = Exploding(config=DataSized(vocab_size=256, block_size=16), training=TrainingConfig())
     with pytest.raises(UserError, match="training loss is nan at step 2"):
         trainer.fit(model, datamodule=TinyShakespeare(block_size=16, batch_size=2))
     saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
@@ -149,7 +150,7 @@ def worsening_args(data: Path, root: Path) -> list[str]:
         str(EVERY),
         "--trainer.num_sanity_val_steps",
         "0",
-        "--model.init_args.dropout",
+        "--model.init_args.config.dropout",
         "0.1",  # dropout masks must resume too
         "--trainer.enable_progress_bar",
         "false",

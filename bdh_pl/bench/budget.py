@@ -144,7 +144,7 @@ class Size:
 
     Args:
         name: its label in the results (letters, digits, . _ -), unique in the benchmark.
-        model_args: its model.init_args, applied after the family's model_args.
+        model_args: its model.init_args.config fields.config fields, applied after the family's.
     """
 
     name: str
@@ -159,7 +159,7 @@ class Shape:
 
     Args:
         name: its label (letters, digits, . _ -), appended to each size's name.
-        model_args: its model.init_args.
+        model_args: its model.init_args.config fields.
         published: the shape the model's authors published (its result is reported beside
             the best one's).
     """

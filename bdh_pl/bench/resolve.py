@@ -20,12 +20,13 @@ from bdh_pl.errors import UserError, config_error_line
 
 def layers(spec: BenchmarkSpec, entry: ModelEntry) -> list[str]:
     """The `--config` layers, in order: the dataset YAMLs, the model YAMLs, the
-    benchmark's shared trainer/data/model settings, the entry's model_args."""
+    benchmark's shared trainer/data/model settings, the entry's model_args (fields of the
+    model's config: `model.init_args.config`)."""
     result = [*spec.dataset, *entry.configs]
     if spec.shared:
         result.append(yaml.safe_dump(spec.shared))
     if entry.model_args:
-        result.append(yaml.safe_dump({"model": {"init_args": entry.model_args}}))
+        result.append(yaml.safe_dump({"model": {"init_args": {"config": entry.model_args}}}))
     return result
 
 
@@ -67,14 +68,18 @@ def apply_setting(config: dict[str, Any], setting: Setting, seed: int | None) ->
     (the CLI links data.seed to the model's dropout seed)."""
     config = yaml.safe_load(yaml.safe_dump(config))  # a copy
     model = config["model"]["init_args"]
-    for key, value in [("dropout", setting.dropout), ("weight_decay", setting.weight_decay)]:
+    swept = [
+        ("config", "dropout", setting.dropout),
+        ("training", "weight_decay", setting.weight_decay),
+    ]
+    for group, key, value in swept:
         if value is not None:
-            if key not in model:
-                raise UserError(f"{config['model']['class_path']} has no {key} to sweep")
-            model[key] = value
+            if key not in model.get(group, {}):
+                raise UserError(f"{config['model']['class_path']} has no {group}.{key} to sweep")
+            model[group][key] = value
     if setting.lr_scale != 1:
-        model["learning_rate"] *= setting.lr_scale
-        model["min_learning_rate"] *= setting.lr_scale
+        model["training"]["learning_rate"] *= setting.lr_scale
+        model["training"]["min_learning_rate"] *= setting.lr_scale
     if seed is not None:
         config["seed_everything"] = seed
         config["data"]["init_args"]["seed"] = seed

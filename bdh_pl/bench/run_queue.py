@@ -148,8 +148,9 @@ class RunQueue:
         bench, entry, record = self.bench, run.entry, run.record
         config = resolve.apply_setting(resolve.lightning_config(bench, entry), run.setting, seed)
         model = config["model"]["init_args"]
+        keys = [("training", "learning_rate"), ("config", "dropout"), ("training", "weight_decay")]
         record.update(
-            {k: model.get(k) for k in ("learning_rate", "dropout", "weight_decay")}
+            {k: model.get(group, {}).get(k) for group, k in keys}
             | {"seed": resolve.run_seed(config)}
         )
         per_step = tokens_per_step(config)
@@ -206,7 +207,7 @@ class RunQueue:
         steps = budget.max_steps(
             record.tokens_per_step, record.train_flops_per_token, seconds_per_step
         )
-        trainer, model_args = config["trainer"], config["model"]["init_args"]
+        trainer, training = config["trainer"], config["model"]["init_args"].get("training", {})
         if budget.seconds is not None:
             trainer["max_time"] = {"seconds": math.ceil(budget.seconds)}
             trainer["max_steps"] = -1  # the clock ends the run
@@ -216,18 +217,18 @@ class RunQueue:
             )
         else:
             trainer["max_steps"] = steps
-        if "lr_decay_steps" in model_args:
-            model_args["lr_decay_steps"] = steps
+        if "lr_decay_steps" in training:
+            training["lr_decay_steps"] = steps
         if self.bench.validations:
             trainer["val_check_interval"] = max(1, steps // self.bench.validations)
         self.cap_epochs(run, steps)
-        if "warmup_steps" in model_args:
-            fraction = model_args.get("warmup_fraction")
-            record.warmup_steps = warmup_length(steps, model_args["warmup_steps"], fraction)
+        if "warmup_steps" in training:
+            fraction = training.get("warmup_fraction")
+            record.warmup_steps = warmup_length(steps, training["warmup_steps"], fraction)
             if fraction is None and record.warmup_steps > 0.2 * steps:
                 say(
                     f"warning: {run.entry.name} warms up for {record.warmup_steps} of its "
-                    f"{steps} steps: set model.init_args.warmup_fraction (e.g. 0.05) to size "
+                    f"{steps} steps: set model.init_args.training.warmup_fraction (e.g. 0.05) to size "
                     "the warmup to each run"
                 )
 

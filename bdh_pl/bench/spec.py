@@ -7,7 +7,7 @@
     dataset: configs/shakespeare.yaml   # the data (and trainer) config: a YAML or a list
     trainer: {...}                      # optional, for every model, applied after the model's
     data: {init_args: {...}}            #   own YAMLs: all models see the same data and steps
-    model: {init_args: {...}}           #   and the same recipe (learning rate, schedule)
+    model: {init_args: {training: {...}}}  # and the same recipe (learning rate, schedule)
     budget: {flops: 6.0e13}             # default for every model: tokens, steps, flops or
                                         #   seconds; {zero_shot: true}: test only
     sweep: {lr: [0.5, 1, 2, 4]}         # optional: lr multipliers, dropout, weight_decay
@@ -18,7 +18,7 @@
     models:
       - name: bdh-tiny                  # label; default: the model name or the YAML's stem
         config: bdh                     # model name, model YAML, or a list of them
-        model_args: {n_layer: 2}        # optional model.init_args, applied last
+        model_args: {n_layer: 2}        # optional model.init_args.config fields, applied last
         budget: {zero_shot: true}       # optional, this model's own
         sweep: {lr: [1, 2]}             # optional, this model's own
 
@@ -81,7 +81,7 @@ class ModelEntry:
     Args:
         config: a model name (configs/model/<name>.yaml), a model YAML, or a list of them.
         name: its label in the results (default: the last config's stem).
-        model_args: this model's model.init_args, applied after everything else.
+        model_args: this model's config fields (`model.init_args.config`), applied last.
         budget: this model's budget (default: the benchmark's).
         sweep: this model's sweep (default: the benchmark's); on a frontier, run on
             `sweep_size` at the smallest budget, its best setting reused for every run.

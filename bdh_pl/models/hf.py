@@ -9,6 +9,7 @@ model itself is `.hf`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -87,12 +88,80 @@ class HFCausalLM(nn.Module):
         return idx
 
 
-def _check_shape(dropout: float, **sizes: int) -> None:
+SIZES = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size")
+
+
+def _check_shape(dropout: float | None, **sizes: int | None) -> None:
     for name, value in sizes.items():
-        if value <= 0:
-            raise UserError(f"model.{name} must be a positive integer, got {value}")
-    if not 0.0 <= dropout < 1.0:
-        raise UserError(f"model.dropout must be in [0, 1), got {dropout}")
+        if value is not None and value <= 0:
+            raise UserError(f"model.config.{name} must be a positive integer, got {value}")
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise UserError(f"model.config.dropout must be in [0, 1), got {dropout}")
+
+
+@dataclass
+class GPT2Size:
+    """GPT-2 from scratch (GPT2LM's `config`). Defaults: ~25M parameters at byte level (8
+    layers, 512 wide), BDH's size; vocab_size and block_size (positions) come from the data."""
+
+    n_layer: int = 8
+    n_head: int = 8
+    n_embd: int = 512
+    dropout: float = 0.1  # residual, embedding and attention dropout
+    vocab_size: int = 256
+    block_size: int = 256
+
+    def __post_init__(self) -> None:
+        sizes = (self.n_layer, self.n_head, self.n_embd, self.vocab_size, self.block_size)
+        _check_shape(self.dropout, **dict(zip(SIZES, sizes, strict=True)))
+        if self.n_embd % self.n_head:
+            raise UserError(
+                f"model.config.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+
+
+@dataclass
+class LlamaSize:
+    """A LLaMA from scratch (LlamaLM's `config`). Defaults: ~25M parameters at byte level (8
+    layers, 512 wide, SwiGLU of 1376 = 8/3 x 512 rounded up to a multiple of 32), BDH's size."""
+
+    n_layer: int = 8
+    n_head: int = 8
+    n_embd: int = 512
+    n_query_groups: int | None = None  # None: n_head (multi-head attention, no GQA)
+    intermediate_size: int = 1376
+    rope_theta: float = 10000.0
+    dropout: float = 0.0  # attention dropout, the only dropout the Hugging Face LLaMA has
+    vocab_size: int = 256
+    block_size: int = 256
+
+    def __post_init__(self) -> None:
+        sizes = (self.n_layer, self.n_head, self.n_embd, self.vocab_size, self.block_size)
+        _check_shape(self.dropout, **dict(zip(SIZES, sizes, strict=True)))
+        _check_shape(
+            None, n_query_groups=self.n_query_groups, intermediate_size=self.intermediate_size
+        )
+        groups = self.n_query_groups or self.n_head
+        if self.n_embd % self.n_head or self.n_head % groups:
+            raise UserError(
+                f"model.config.n_embd ({self.n_embd}) must be divisible by n_head "
+                f"({self.n_head}), and n_head by n_query_groups ({groups})"
+            )
+
+
+@dataclass
+class PretrainedGPT2:
+    """Published GPT-2 weights (PretrainedGPT2LM's `config`): a hub name (`gpt2`, ...) or a
+    folder written by save_pretrained; dropout None keeps the checkpoint's; vocab_size and
+    block_size, the data's (linked by the CLI), None: the checkpoint's."""
+
+    name_or_path: str = "gpt2"
+    dropout: float | None = None
+    vocab_size: int | None = None
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_shape(self.dropout, vocab_size=self.vocab_size, block_size=self.block_size)
 
 
 # --- pretrained ---------------------------------------------------------------------------
@@ -176,65 +245,34 @@ def causal_lm_from_folder(path: str | Path) -> tuple[HFCausalLM, int]:
 # --- from scratch -------------------------------------------------------------------------
 
 
-def gpt2_config(
-    *, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, dropout: float
-) -> GPT2Config:
+def gpt2_config(size: GPT2Size) -> GPT2Config:
     """GPT-2's architecture (pre-norm, learned positions, tied embeddings, GELU MLP of 4x)."""
-    _check_shape(dropout, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-    if n_embd % n_head:
-        raise UserError(f"model.n_embd ({n_embd}) must be divisible by model.n_head ({n_head})")
     return GPT2Config(
-        vocab_size=vocab_size,
-        n_positions=block_size,
-        n_layer=n_layer,
-        n_head=n_head,
-        n_embd=n_embd,
-        resid_pdrop=dropout,
-        embd_pdrop=dropout,
-        attn_pdrop=dropout,
+        vocab_size=size.vocab_size,
+        n_positions=size.block_size,
+        n_layer=size.n_layer,
+        n_head=size.n_head,
+        n_embd=size.n_embd,
+        resid_pdrop=size.dropout,
+        embd_pdrop=size.dropout,
+        attn_pdrop=size.dropout,
         bos_token_id=None,
         eos_token_id=None,
     )
 
 
-def llama_config(
-    *,
-    vocab_size: int,
-    block_size: int,
-    n_layer: int,
-    n_head: int,
-    n_embd: int,
-    n_query_groups: int | None,
-    intermediate_size: int,
-    rope_theta: float,
-    dropout: float,
-) -> LlamaConfig:
-    """LLaMA's architecture (RMSNorm, RoPE, SwiGLU, no biases, untied head); `dropout` is
-    attention dropout, the only dropout the Hugging Face LLaMA has."""
-    n_query_groups = n_query_groups or n_head
-    _check_shape(
-        dropout,
-        n_layer=n_layer,
-        n_head=n_head,
-        n_embd=n_embd,
-        n_query_groups=n_query_groups,
-        intermediate_size=intermediate_size,
-    )
-    if n_embd % n_head or n_head % n_query_groups:
-        raise UserError(
-            f"model.n_embd ({n_embd}) must be divisible by model.n_head ({n_head}), and n_head by "
-            f"model.n_query_groups ({n_query_groups})"
-        )
+def llama_config(size: LlamaSize) -> LlamaConfig:
+    """LLaMA's architecture (RMSNorm, RoPE, SwiGLU, no biases, untied head)."""
     return LlamaConfig(
-        vocab_size=vocab_size,
-        max_position_embeddings=block_size,
-        num_hidden_layers=n_layer,
-        num_attention_heads=n_head,
-        num_key_value_heads=n_query_groups,
-        hidden_size=n_embd,
-        intermediate_size=intermediate_size,
-        rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
-        attention_dropout=dropout,
+        vocab_size=size.vocab_size,
+        max_position_embeddings=size.block_size,
+        num_hidden_layers=size.n_layer,
+        num_attention_heads=size.n_head,
+        num_key_value_heads=size.n_query_groups or size.n_head,
+        hidden_size=size.n_embd,
+        intermediate_size=size.intermediate_size,
+        rope_parameters={"rope_type": "default", "rope_theta": size.rope_theta},
+        attention_dropout=size.dropout,
         rms_norm_eps=1e-5,
         bos_token_id=None,
         eos_token_id=None,

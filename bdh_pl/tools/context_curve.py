@@ -180,7 +180,7 @@ def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
     split = data.split_tokens("test")
     tokens = split[: args.max_tokens]
     token_bytes, token_words = count_bytes_and_words(data.tokenizer, tokens)
-    block = model.hparams.block_size
+    block = model.block_size
     modes = ["stream", *(["windows"] if args.windows else [])] if model.has_state else ["sliding"]
     spans = [(0, len(tokens))]
     if args.per_article:  # the articles of the split, up to --max_tokens

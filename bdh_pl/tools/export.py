@@ -27,7 +27,6 @@ from bdh_pl.tools.options import parse
 
 if TYPE_CHECKING:  # the work imports torch and Lightning, --help neither
     from bdh_pl.models.bdh import BDH
-    from bdh_pl.training.language_model import LanguageModel
     from bdh_pl.training.loading import LoadedModel
 
 
@@ -145,7 +144,7 @@ def export(
         )
     loaded = load_model(ckpt_path)
     model = loaded.model
-    block_size = int(model.hparams.block_size)
+    block_size = model.block_size
     root = resolve_data_dir(data_dir or loaded.data_dir)
     tokenizer = get_tokenizer(loaded.tokenizer, root)
     tokenizer_hf = hf_tokenizer(loaded.tokenizer, root, block_size)
@@ -203,9 +202,8 @@ def model_card(
     from bdh_pl.models.bdh import BDH
     from bdh_pl.training.metrics import count_parameters
 
-    hparams = dict(loaded.checkpoint["hyper_parameters"])
-    sizes = architecture_keys(loaded.model)
-    class_path = hparams.pop("_class_path", "")
+    sizes = dataclasses.asdict(loaded.model.config)
+    class_path = loaded.checkpoint["hyper_parameters"].get("_class_path", "")
     data = {
         k: v
         for k, v in loaded.checkpoint.get("datamodule_hyper_parameters", {}).items()
@@ -220,9 +218,9 @@ def model_card(
         f"Exported by bdh-pl from `{ckpt_path}`.",
         "",
         f"* **Architecture**: {architecture}; `{class_path}`: "
-        + ", ".join(f"{k}={v}" for k, v in hparams.items() if k in sizes),
+        + ", ".join(f"{k}={v}" for k, v in sizes.items()),
         f"* **Parameters**: {total:,} ({non_embedding:,} non-embedding)",
-        f"* **Data**: `{dataset}`, tokenizer `{tokenizer}`, block size {hparams.get('block_size')}"
+        f"* **Data**: `{dataset}`, tokenizer `{tokenizer}`, block size {sizes.get('block_size')}"
         + (f", batch size {data['batch_size']}" if "batch_size" in data else ""),
         f"* **Training steps**: {loaded.checkpoint.get('global_step', 'unknown')}",
     ]
@@ -288,21 +286,6 @@ def read_test_metrics(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def architecture_keys(model: LanguageModel) -> set[str]:
-    """The hyperparameters that size a model: BDHConfig's fields for BDH, a baseline's own
-    constructor arguments (not LanguageModel's training options) otherwise."""
-    from bdh_pl.models.bdh import BDH
-    from bdh_pl.training.language_model import LanguageModel
-    from bdh_pl.training.loading import ARCHITECTURE, init_arguments
-
-    if isinstance(model.network, BDH):
-        return {*ARCHITECTURE, "block_size"}
-    return init_arguments(type(model)) - init_arguments(LanguageModel) | {
-        "vocab_size",
-        "block_size",
-    }
 
 
 def export_command(args: Export) -> None:

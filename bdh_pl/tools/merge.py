@@ -83,7 +83,7 @@ def describe(loaded: LoadedModel) -> dict:
     return {
         **dataclasses.asdict(loaded.model.network.config),
         "tokenizer": loaded.tokenizer,
-        "block_size": int(loaded.model.hparams.block_size),
+        "block_size": loaded.model.block_size,
     }
 
 
@@ -146,8 +146,7 @@ def merge_command(a: str, b: str, reading: Reading, output: Output) -> None:
         loaded.tokenizer, resolve_data_dir(reading.data_dir or loaded.data_dir)
     )
     with atomic_folder(out, "(another --out)") as folder:  # whole or absent, never half
-        block_size = int(loaded.model.hparams.block_size)
-        save_bdh(network, folder, block_size, tokenizer.name, tokenizer.bos_id)
+        save_bdh(network, folder, loaded.model.block_size, tokenizer.name, tokenizer.bos_id)
     C = network.config
     print(f"merged {a} and {b} into {out}: {C.n_head} heads of {C.n_neurons} neurons")
 

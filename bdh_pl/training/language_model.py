@@ -7,9 +7,12 @@ optimiser and schedule, lives here once for BDH and every baseline.
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import inspect
 import time
-from typing import ClassVar
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -28,66 +31,34 @@ COUNTS = ("tokens", "bytes", "words")  # what a split holds, not how well it is 
 class LanguageModel(L.LightningModule):
     """Training and evaluation shared by all models.
 
-    Args:
-        vocab_size: set from the DataModule's tokenizer (linked by the CLI).
-        block_size: context length, set from the DataModule (linked by the CLI).
-        learning_rate: peak learning rate after warmup.
-        min_learning_rate: floor of the cosine decay.
-        warmup_steps: linear warmup from 0, in steps.
-        warmup_fraction: the warmup as a share of the run's steps (lr_decay_steps, else
-            trainer.max_steps), replacing warmup_steps when given: runs of any length spend the
-            same share warming up (every budgeted benchmark sets it).
-        lr_decay_steps: steps of cosine decay (default: trainer.max_steps).
-        weight_decay: AdamW decay, applied to matrices only (not to norms, biases, embeddings).
-        betas: AdamW betas.
-        seed: seeds the dropout masks of each step, so a resumed run repeats them exactly;
-            the CLI links it to data.seed.
-        compile: torch.compile the network (same state_dict keys).
-
-    Subclasses take their network's sizes, pass these arguments on, and build the network in
-    `build_network` from `self.hparams` (theirs and these).
+    A subclass takes its typed configs whole and passes them here: `config`, the network's
+    (its sizes, with vocab_size and block_size set from the data by the CLI), `training`, a
+    TrainingConfig, and any other (BDH's `execution`); it builds its network from them in
+    `build_network`. Each is kept as an attribute of the same name (`training` as
+    `training_config`: nn.Module's `training` is the train/eval flag) and saved as a plain
+    dict in the checkpoint's hyperparameters.
     """
 
     # The data tokenizer the network needs: "byte", "gpt2", or "any" (sized from the data).
     tokenizer_need: ClassVar[str] = "any"
-    # Init arguments that change how the same function is computed, not which: a checkpoint
-    # may be evaluated with other values of these than it was trained with.
-    execution_options: ClassVar[frozenset[str]] = frozenset({"compile"})
+    # The config fields ("group.field", or a whole "group") that change how the same function
+    # is computed, not which: a checkpoint may be evaluated with other values of these.
+    execution_options: ClassVar[frozenset[str]] = frozenset({"training.compile"})
 
-    def __init__(
-        self,
-        *,
-        vocab_size: int = 256,
-        block_size: int = 256,
-        learning_rate: float = 1e-3,
-        min_learning_rate: float = 1e-4,
-        warmup_steps: int = 100,
-        warmup_fraction: float | None = None,
-        lr_decay_steps: int | None = None,
-        weight_decay: float = 0.1,
-        betas: tuple[float, float] = (0.9, 0.95),
-        seed: int = 1337,
-        compile: bool = False,
-    ) -> None:
+    def __init__(self, **configs: Any) -> None:
+        # Keywords only, untyped here: each subclass's signature types them (a typed or
+        # positional `config` here would be LightningCLI's default for every subclass).
         super().__init__()
-        # `not x >= 0` also catches NaN, which passes every plain comparison check.
-        if not (0 <= min_learning_rate <= learning_rate < math.inf and learning_rate > 0):
-            raise UserError(
-                f"need 0 <= min_learning_rate <= learning_rate and learning_rate > 0, got "
-                f"{min_learning_rate} and {learning_rate}"
-            )
-        if warmup_steps < 0 or not 0 <= weight_decay < math.inf:
-            raise UserError("warmup_steps and weight_decay must be >= 0")
-        if warmup_fraction is not None and not 0 <= warmup_fraction < 1:
-            raise UserError(
-                f"model.warmup_fraction is a share of the run's steps in [0, 1), got "
-                f"{warmup_fraction} (for a number of steps use model.warmup_steps)"
-            )
-        if lr_decay_steps is not None and lr_decay_steps < 1:  # 0 would mean the default
-            raise UserError(f"model.lr_decay_steps must be >= 1 (or unset), got {lr_decay_steps}")
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise UserError(f"model.betas must be two numbers in [0, 1), got {list(betas)}")
-        self.save_hyperparameters()
+        self.config = configs.pop("config")
+        self.training_config = configs.pop("training")
+        for name, value in configs.items():
+            setattr(self, name, value)
+        groups = {"config": self.config, **configs, "training": self.training_config}
+        cls = type(self)
+        self.save_hyperparameters(
+            {"_class_path": f"{cls.__module__}.{cls.__qualname__}"}
+            | {name: dataclasses.asdict(value) for name, value in groups.items()}
+        )
         self.network = self.build_network()
         self.val_metric = LanguageModelingMetric()
         self.test_metric = LanguageModelingMetric()
@@ -99,11 +70,34 @@ class LanguageModel(L.LightningModule):
         # forward FLOPs per token, set by the Throughput callback at setup (training/glue/callbacks.py)
         self.flops_per_token: float | None = None
 
+    @classmethod
+    def config_types(cls) -> dict[str, type]:
+        """The typed configs `cls(...)` takes, by argument name (its __init__'s annotations)."""
+        hints = typing.get_type_hints(cls.__init__)
+        params = inspect.signature(cls.__init__).parameters.values()
+        return {
+            p.name: hints[p.name]
+            for p in params
+            if p.kind == p.POSITIONAL_OR_KEYWORD and p.name != "self"
+        }
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> LanguageModel:
+        """The model of hyperparameters as __init__ saves them ({config name: {field: value}});
+        a config not given, or a field, keeps its default."""
+        kinds = cls.config_types().items()
+        return cls(**{name: kind(**hparams.get(name, {})) for name, kind in kinds})
+
+    @property
+    def block_size(self) -> int:
+        """The context length the model was trained on (the data's windows)."""
+        return int(self.config.block_size)
+
     def build_network(self) -> nn.Module:
         raise NotImplementedError("subclasses build their network")
 
     def configure_model(self) -> None:
-        if self.hparams.compile:
+        if self.training_config.compile:
             self.network.compile()  # in place: parameter names do not change
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -211,7 +205,7 @@ class LanguageModel(L.LightningModule):
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # Dropout masks follow the batch's position in the training stream, which the batch
         # carries (the data owns that count, resume included).
-        key = (self.hparams.seed, int(batch["index"]), self.global_rank)
+        key = (self.training_config.seed, int(batch["index"]), self.global_rank)
         if "part" in batch:  # a micro-batch: its own masks (a batch's would need all its rows)
             key += (int(batch["part"]),)
         torch.manual_seed(hash(key) % (1 << 62))
@@ -336,7 +330,7 @@ class LanguageModel(L.LightningModule):
     # --- optimisation ---------------------------------------------------------------------
 
     def configure_optimizers(self):
-        hp = self.hparams
+        hp = self.training_config
         # Matrices decay; embeddings, norms and biases do not (nanoGPT/litgpt). A weight tied
         # to an embedding (GPT-2's output head) counts as the embedding, and once only.
         embeddings = {
@@ -366,20 +360,20 @@ class LanguageModel(L.LightningModule):
     def schedule_steps(self) -> tuple[int, int]:
         """(warmup steps, decay steps) of this run: the decay length is lr_decay_steps, else
         trainer.max_steps (0: unknown, constant after warmup)."""
-        hp = self.hparams
+        hp = self.training_config
         decay_steps = hp.lr_decay_steps or (
             self.trainer.max_steps if self._trainer is not None else 0
         )
         fraction = hp.warmup_fraction
         if fraction is not None and decay_steps <= 0:
             raise UserError(
-                "model.warmup_fraction needs the run's length: set trainer.max_steps or "
-                "model.lr_decay_steps (or give model.warmup_steps instead)"
+                "model.training.warmup_fraction needs the run's length: set trainer.max_steps "
+                "or model.training.lr_decay_steps (or give warmup_steps instead)"
             )
         return warmup_length(max(decay_steps, 0), hp.warmup_steps, fraction), decay_steps
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup, then cosine decay to min_learning_rate (training/schedule.py)."""
         warmup, decay_steps = self.schedule_steps()
-        floor = self.hparams.min_learning_rate / self.hparams.learning_rate
+        floor = self.training_config.min_learning_rate / self.training_config.learning_rate
         return lr_factor(step, warmup, decay_steps, floor)

@@ -1,19 +1,24 @@
 """The concrete LightningModules: each says how to build its network, nothing more.
 
 Select one in YAML with `model: {class_path: bdh_pl.training.lit_models.BDHLM, init_args: {...}}`
-(configs/model/ names them). Each takes its network's sizes, keyword-only; vocab_size and
-block_size come from the data (linked by the CLI); training options (learning rate, schedule,
-weight decay, seed, compile) go on to LanguageModel. `tokenizer_need` says which data tokenizer
-the network needs: "byte", "gpt2", or "any" (sized from the data).
+(configs/model/ names them). Each takes its typed configs whole: `config`, the network's (BDH:
+BDHConfig; the baselines: their size dataclasses of models/hf.py), with vocab_size and
+block_size set from the data by the CLI, and `training`, a TrainingConfig (learning rate,
+schedule, weight decay, seed, compile); BDH also an `execution` (BDHExecution). In YAML:
+
+    model:
+      class_path: bdh_pl.training.lit_models.BDHLM
+      init_args:
+        config: {n_layer: 6, n_embd: 256}       # BDHConfig
+        training: {learning_rate: 1.0e-3}       # TrainingConfig
+
+`tokenizer_need` says which data tokenizer the network needs: "byte", "gpt2", or "any".
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -21,8 +26,11 @@ from torchmetrics import MeanMetric
 
 from bdh_pl.errors import UserError
 from bdh_pl.hub import require_hub
-from bdh_pl.models.bdh import BDH, AttentionMode, AttnDecay, BDHConfig, BDHExecution
+from bdh_pl.models.bdh import BDH, BDHConfig, BDHExecution
 from bdh_pl.models.hf import (
+    GPT2Size,
+    LlamaSize,
+    PretrainedGPT2,
     from_config,
     gpt2_config,
     gpt2_from_pretrained,
@@ -30,15 +38,15 @@ from bdh_pl.models.hf import (
     load_gpt2_config,
 )
 from bdh_pl.training.language_model import LanguageModel
+from bdh_pl.training.training_config import TrainingConfig
 
 
 class BDHLM(LanguageModel):
     """BDH (Kosowski et al. 2025), arXiv 2509.26507; defaults are the paper code's 25.3M model.
 
-    The architecture arguments are BDHConfig's fields, the execution switches (fused,
-    attention, chunk_size, activation_checkpointing, compile_elementwise) BDHExecution's, with
-    their defaults; `fused: false` runs the reference forward of models/bdh/model.py. Training
-    options (learning rate, schedule, weight decay, seed, compile) are LanguageModel's.
+    `config` is the architecture (BDHConfig), `execution` how its layers run (BDHExecution:
+    fused, attention, chunk_size, activation_checkpointing, compile_elementwise; `fused: false`
+    runs the reference forward of models/bdh/model.py), `training` a TrainingConfig.
 
     During validation and test it also logs the fraction of non-zero sparse activations per
     layer (`val/active_fraction_x_l{i}`, `val/active_fraction_y_l{i}`, and their means): the
@@ -46,38 +54,20 @@ class BDHLM(LanguageModel):
     """
 
     tokenizer_need = "byte"
-    execution_options = LanguageModel.execution_options | {
-        f.name for f in dataclasses.fields(BDHExecution)
-    }
+    execution_options = LanguageModel.execution_options | {"execution"}
 
     def __init__(
         self,
-        *,
-        n_layer: int = BDHConfig.n_layer,
-        n_embd: int = BDHConfig.n_embd,
-        n_head: int = BDHConfig.n_head,
-        mlp_internal_dim_multiplier: int = BDHConfig.mlp_internal_dim_multiplier,
-        dropout: float = BDHConfig.dropout,
-        fused: bool = BDHExecution.fused,
-        attention: AttentionMode = BDHExecution.attention,
-        chunk_size: int = BDHExecution.chunk_size,
-        activation_checkpointing: bool = BDHExecution.activation_checkpointing,
-        compile_elementwise: bool = BDHExecution.compile_elementwise,
-        vocab_size: int = BDHConfig.vocab_size,
-        attn_decay: AttnDecay = BDHConfig.attn_decay,
-        block_size: int = 256,
-        **training: Any,
+        config: BDHConfig = BDHConfig(),  # noqa: B008 (defaults, never changed)
+        execution: BDHExecution = BDHExecution(),  # noqa: B008
+        training: TrainingConfig = TrainingConfig(),  # noqa: B008
     ) -> None:
-        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
-        keys = [f"{a}_l{i}" for i in range(n_layer) for a in ("x", "y")]
+        super().__init__(config=config, execution=execution, training=training)
+        keys = [f"{a}_l{i}" for i in range(config.n_layer) for a in ("x", "y")]
         self.sparsity = nn.ModuleDict({k: MeanMetric() for k in keys})
 
     def build_network(self) -> nn.Module:
-        try:
-            network = BDH(dataclass_from_hparams(BDHConfig, self.hparams))
-            return dataclass_from_hparams(BDHExecution, self.hparams).apply(network)
-        except ValueError as err:
-            raise UserError(f"model: {err}") from None
+        return self.execution.apply(BDH(self.config))
 
     def eval_forward(self, input_ids: torch.Tensor, state=None) -> torch.Tensor:
         stats: dict[str, torch.Tensor] = {}
@@ -108,18 +98,6 @@ class BDHLM(LanguageModel):
         self._log_sparsity("test")
 
 
-def dataclass_from_hparams(cls: type, hparams: Mapping[str, Any]) -> Any:
-    """`cls(...)` with each of its fields taken from the hyperparameter of the same name."""
-    return cls(**{f.name: hparams[f.name] for f in dataclasses.fields(cls)})
-
-
-def call_with_hparams(builder: Callable[..., Any], hparams: Mapping[str, Any]) -> Any:
-    """`builder(**kwargs)` with each keyword-only argument taken from the hyperparameter of
-    the same name: the constructor's arguments are the config builder's."""
-    names = inspect.signature(builder).parameters
-    return builder(**{name: hparams[name] for name in names})
-
-
 def check_vocab(model_vocab: int, data_vocab: int, what: str) -> None:
     if model_vocab != data_vocab:
         raise UserError(
@@ -135,19 +113,13 @@ class GPT2LM(LanguageModel):
 
     def __init__(
         self,
-        *,
-        n_layer: int = 8,
-        n_head: int = 8,
-        n_embd: int = 512,
-        dropout: float = 0.1,
-        vocab_size: int = 256,
-        block_size: int = 256,
-        **training: Any,
+        config: GPT2Size = GPT2Size(),  # noqa: B008 (defaults, never changed)
+        training: TrainingConfig = TrainingConfig(),  # noqa: B008
     ) -> None:
-        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
+        super().__init__(config=config, training=training)
 
     def build_network(self) -> nn.Module:
-        return from_config(call_with_hparams(gpt2_config, self.hparams))
+        return from_config(gpt2_config(self.config))
 
 
 class LlamaLM(LanguageModel):
@@ -157,33 +129,23 @@ class LlamaLM(LanguageModel):
 
     def __init__(
         self,
-        *,
-        n_layer: int = 8,
-        n_head: int = 8,
-        n_embd: int = 512,
-        n_query_groups: int | None = None,
-        intermediate_size: int = 1376,
-        rope_theta: float = 10000.0,
-        dropout: float = 0.0,
-        vocab_size: int = 256,
-        block_size: int = 256,
-        **training: Any,
+        config: LlamaSize = LlamaSize(),  # noqa: B008 (defaults, never changed)
+        training: TrainingConfig = TrainingConfig(),  # noqa: B008
     ) -> None:
-        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
+        super().__init__(config=config, training=training)
 
     def build_network(self) -> nn.Module:
-        return from_config(call_with_hparams(llama_config, self.hparams))
+        return from_config(llama_config(self.config))
 
 
 class PretrainedGPT2LM(LanguageModel):
     """GPT-2 with published weights: zero-shot `test`, or fine-tune with `fit`.
 
-    Args:
-        name_or_path: hub name (`gpt2`, `gpt2-medium`, ...) or a folder written by
-            `save_pretrained`. Restoring a Lightning checkpoint loads this first, then the
-            checkpoint's weights over it.
-        dropout: replaces the checkpoint's dropouts (GPT-2 ships 0.1) when fine-tuning.
-        vocab_size, block_size: the data's (linked by the CLI); default: the checkpoint's.
+    `config` (PretrainedGPT2): name_or_path, a hub name (`gpt2`, `gpt2-medium`, ...) or a
+    folder written by `save_pretrained` (restoring a Lightning checkpoint loads this first, then
+    the checkpoint's weights over it); dropout, replacing the checkpoint's dropouts (GPT-2 ships
+    0.1) when fine-tuning; vocab_size and block_size, the data's (linked by the CLI), by
+    default the checkpoint's.
 
     The data must use the checkpoint's tokenizer (`data.tokenizer: gpt2`, or the same folder),
     and block_size must fit the checkpoint's positions (1024 for GPT-2).
@@ -193,26 +155,24 @@ class PretrainedGPT2LM(LanguageModel):
 
     def __init__(
         self,
-        *,
-        name_or_path: str = "gpt2",
-        dropout: float | None = None,
-        vocab_size: int | None = None,
-        block_size: int | None = None,
-        **training: Any,
+        config: PretrainedGPT2 = PretrainedGPT2(),  # noqa: B008 (defaults, never changed)
+        training: TrainingConfig = TrainingConfig(),  # noqa: B008
     ) -> None:
-        if not Path(name_or_path).expanduser().exists():  # a hub name: one line if offline
-            require_hub(f"GPT-2 {name_or_path!r}", "give a folder written by save_pretrained")
-        checkpoint = load_gpt2_config(name_or_path)
+        name = config.name_or_path
+        if not Path(name).expanduser().exists():  # a hub name: one line if offline
+            require_hub(f"GPT-2 {name!r}", "give a folder written by save_pretrained")
+        checkpoint = load_gpt2_config(name)
         positions = checkpoint.n_positions
-        vocab_size = checkpoint.vocab_size if vocab_size is None else vocab_size
-        block_size = positions if block_size is None else block_size
-        check_vocab(checkpoint.vocab_size, vocab_size, f"GPT-2 {name_or_path!r}")
+        vocab_size = checkpoint.vocab_size if config.vocab_size is None else config.vocab_size
+        block_size = positions if config.block_size is None else config.block_size
+        check_vocab(checkpoint.vocab_size, vocab_size, f"GPT-2 {name!r}")
         if block_size > positions:
             raise UserError(
                 f"data.block_size {block_size} exceeds the {positions} positions of "
-                f"GPT-2 {name_or_path!r}: use data.block_size <= {positions}"
+                f"GPT-2 {name!r}: use data.block_size <= {positions}"
             )
-        super().__init__(vocab_size=vocab_size, block_size=block_size, **training)
+        config = dataclasses.replace(config, vocab_size=vocab_size, block_size=block_size)
+        super().__init__(config=config, training=training)
 
     def build_network(self) -> nn.Module:
-        return gpt2_from_pretrained(self.hparams.name_or_path, self.hparams.dropout)
+        return gpt2_from_pretrained(self.config.name_or_path, self.config.dropout)

@@ -18,7 +18,6 @@ call load_model (a LightningModule) or load_network (any network to score or sam
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import pickle
 import re
@@ -42,7 +41,8 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CHECKPOINT_FIX = "use the model and tokenizer settings it was trained with (its run's config.yaml)"
 FOLDER_FIX = f"the folder's {CONFIG} does not describe its weights: export the checkpoint again"
-ARCHITECTURE = tuple(f.name for f in dataclasses.fields(BDHConfig))  # what config.json holds
+# What config.json holds: BDHConfig's fields (block_size among them).
+ARCHITECTURE = tuple(f.name for f in dataclasses.fields(BDHConfig))
 LATER_FIELDS = {"attn_decay": "none"}  # added after format 1; a file without them: undamped
 
 Kind = Literal["checkpoint", "weights", "bdh-folder", "hf-folder"]
@@ -147,7 +147,7 @@ def read_bdh_config(path: str | Path) -> dict[str, Any]:
             f"(with {CONFIG} of model_type 'bdh' and {WEIGHTS}): check --ckpt_path"
         )
     config = {**LATER_FIELDS, **json.loads((path / CONFIG).read_text())}
-    missing = [name for name in (*ARCHITECTURE, "block_size") if name not in config]
+    missing = [name for name in ARCHITECTURE if name not in config]
     if missing:
         raise UserError(
             f"{str(path / CONFIG)!r} lacks {', '.join(missing)}: export the checkpoint again"
@@ -189,8 +189,8 @@ class ModelFile:
     config: dict[str, Any] = dataclasses.field(default_factory=dict)  # a folder's config.json
 
     def bdh_sizes(self) -> dict[str, Any]:
-        """BDH's architecture as the file gives it: all of it for a folder; without n_layer
-        (and dropout) for plain weights."""
+        """BDH's architecture as the file gives it: all of it for a folder; without n_layer,
+        dropout and block_size for plain weights."""
         if self.kind == "bdh-folder":
             return {name: self.config[name] for name in ARCHITECTURE}
         return infer_bdh_dims(self.weights)
@@ -221,7 +221,8 @@ def read_model_file(path: str | Path) -> ModelFile:
 
 
 def model_class(class_path: str) -> type:
-    """Only bdh-pl's own LightningModules: a checkpoint cannot make us import anything else."""
+    """Only bdh-pl's own LightningModules: a checkpoint cannot make us import anything else.
+    Checkpoints from before the training/ room name LEGACY_MODULE: the same classes."""
     from bdh_pl.training import lit_models
     from bdh_pl.training.language_model import LanguageModel
 
@@ -233,37 +234,49 @@ def model_class(class_path: str) -> type:
     return cls
 
 
-def init_arguments(cls: type) -> set[str]:
-    """The keyword arguments `cls(...)` accepts, through the `**kwargs` of its bases."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        names.update(
-            p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
-        )
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    names.discard("self")
-    return names
+def nest_flat_hparams(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters in today's layout, {"config": {...}, "training": {...}, ...}: a
+    checkpoint written before the configs were passed whole holds them flat ({"n_embd": 256,
+    "learning_rate": 0.001, ...}); each goes to the one config of `cls` with a field of its
+    name (a field an older file lacks keeps its default). A name no config has stays top-level
+    (check_hparams refuses it)."""
+    if "training" in hparams:  # today's layout
+        return hparams
+    owners = {
+        f.name: name for name, kind in cls.config_types().items() for f in dataclasses.fields(kind)
+    }
+    nested: dict[str, Any] = {name: {} for name in cls.config_types()}
+    for key, value in hparams.items():
+        if key in owners:
+            nested[owners[key]][key] = value
+        else:
+            nested[key] = value
+    return nested
 
 
 def check_hparams(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The model a Lightning checkpoint was saved from: {"_class": class or None, arg: value}.
-    A hyperparameter its class does not take (a file from another version) is refused."""
+    """The model a Lightning checkpoint was saved from: {"_class": class or None, "config":
+    {...}, "training": {...}, ...} (each of the class's configs as a dict), an older flat
+    layout nested. A hyperparameter its class does not take (a file from another version) is
+    refused."""
+    from bdh_pl.training.lit_models import BDHLM
+
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None)
     cls = model_class(class_path) if class_path else None
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    if cls is not None:
-        unknown = sorted(set(hparams) - init_arguments(cls))
-        if unknown:
-            raise UserError(
-                f"checkpoint {str(path)!r} has hyperparameters {unknown} that {cls.__name__} does "
-                "not take: it was written by another version of bdh-pl"
-            )
+    kinds = (cls or BDHLM).config_types()
+    hparams = nest_flat_hparams(cls or BDHLM, hparams)
+    unknown = sorted(k for k in hparams if k not in kinds)
+    for name, kind in kinds.items():
+        given = hparams.setdefault(name, {})
+        taken = {f.name for f in dataclasses.fields(kind)}
+        unknown += sorted(f"{name}.{k}" for k in given if k not in taken)
+    if unknown:
+        raise UserError(
+            f"checkpoint {str(path)!r} has hyperparameters {unknown} that "
+            f"{(cls or BDHLM).__name__} does not take: it was written by another version of bdh-pl"
+        )
     return {"_class": cls, **hparams}
 
 
@@ -280,9 +293,10 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path):
     return model
 
 
-def build(cls: type, init_args: dict[str, Any], path: str | Path):
+def build(cls: type, hparams: dict[str, Any], path: str | Path):
+    """`cls` built from hyperparameters in today's layout ({config name: {field: value}})."""
     try:
-        return cls(**init_args)
+        return cls.from_hparams(hparams)
     except (TypeError, ValueError, KeyError, UserError) as err:
         raise UserError(f"{str(path)!r} describes no valid model: {err}") from None
 
@@ -328,10 +342,11 @@ def load_model(path: str | Path, n_layer: int | None = None, how: str = "--n_lay
     else:
         model = bdh_model(found, n_layer, how)
         tokenizer, data_dir = found.config.get("tokenizer", "byte"), None
-    if n_layer is not None and found.kind != "weights" and n_layer != model.hparams.n_layer:
+    layers = getattr(model.config, "n_layer", None)
+    if n_layer is not None and found.kind != "weights" and n_layer != layers:
         raise UserError(
-            f"n_layer {n_layer} was given, but {found.path!r} holds a model of "
-            f"{model.hparams.get('n_layer')} layers: drop n_layer (only plain weights need it)"
+            f"n_layer {n_layer} was given, but {found.path!r} holds a model of {layers} layers: "
+            "drop n_layer (only plain weights need it)"
         )
     return LoadedModel(model.eval(), tokenizer, data_dir, found.checkpoint)
 
@@ -343,9 +358,7 @@ def bdh_model(found: ModelFile, n_layer: int | None = None, how: str = "--n_laye
     sizes = found.bdh_sizes()
     if found.kind == "weights":
         sizes["n_layer"] = check_n_layer(n_layer, found.path, how)
-    else:
-        sizes["block_size"] = found.config["block_size"]
-    model = build(BDHLM, sizes, found.path)
+    model = build(BDHLM, {"config": sizes}, found.path)
     fix = FOLDER_FIX if found.kind == "bdh-folder" else CHECKPOINT_FIX
     check_matches(model.network.state_dict(), found.weights, found.path, fix)
     model.network.load_state_dict(found.weights, strict=True)
@@ -379,5 +392,5 @@ def load_network(
     loaded = load_model(path, n_layer, how="n_layer=N")
     tokenizer = get_tokenizer(loaded.tokenizer, resolve_data_dir(data_dir or loaded.data_dir))
     plain = n_layer is not None and not loaded.checkpoint and not is_bdh_folder(path)
-    block_size = None if plain else int(loaded.model.hparams.block_size)  # plain: not recorded
+    block_size = None if plain else loaded.model.block_size  # plain: not recorded
     return EvalModel(loaded.model.network, tokenizer, block_size)

@@ -3,7 +3,7 @@ like litgpt's config hub; `configs/model/` in the repository links to it), and n
 
 A model's name is its file's stem (`gpt2-scratch.yaml` is `gpt2-scratch`), its LightningModule
 the file's `model.class_path`, its default size and optimiser recipe the file's
-`model.init_args`. The tokenizer it needs is its class's `tokenizer_need`, which
+`model.init_args` (`config` and `training`). The tokenizer it needs is its class's `tokenizer_need`, which
 LanguageModel.check_data holds the data to before a run starts:
 
     "byte"  byte-level only (BDH)
@@ -16,7 +16,8 @@ through the CLI's own parser. In Python:
 
     spec = get_spec("gpt2-scratch")
     dm = WikiText2(tokenizer=spec.default_tokenizer, ...)
-    model = build_model("gpt2-scratch", vocab_size=dm.vocab_size, block_size=dm.block_size)
+    sizes = {"vocab_size": dm.vocab_size, "block_size": dm.block_size}
+    model = build_model("gpt2-scratch", config=sizes)
 
 A new model is a new file there.
 """
@@ -91,11 +92,14 @@ def get_spec(name: str) -> ModelSpec:
     return specs[name]
 
 
-def build_model(name: str, **overrides: Any) -> LanguageModel:
-    """The LightningModule `name` with its default init args, updated by `overrides`
-    (e.g. vocab_size and block_size from the DataModule, learning_rate, ...)."""
+def build_model(name: str, **overrides: dict[str, Any]) -> LanguageModel:
+    """The LightningModule `name` with its YAML's init args, each config's fields updated by
+    `overrides` (e.g. `config={"vocab_size": ..., "block_size": ...}` from the DataModule,
+    `training={"learning_rate": ...}`)."""
     spec = get_spec(name)
-    return spec.lit_class(**{**spec.init_args, **overrides})
+    groups = {**spec.init_args, **overrides}
+    merged = {k: {**spec.init_args.get(k, {}), **overrides.get(k, {})} for k in groups}
+    return spec.lit_class.from_hparams(merged)
 
 
 def model_config_path(name: str) -> Path:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from bdh_pl.analysis.activations import NeuronRecorder, neurons_per_layer, windows
-from bdh_pl.models.hf import from_config, gpt2_config, llama_config
+from bdh_pl.models.hf import GPT2Size, LlamaSize, from_config, gpt2_config, llama_config
 
 
 def test_bdh_x_sparse_of_layer_0_is_relu_of_the_encoded_embedding(tiny_bdh):
@@ -38,11 +38,11 @@ def test_transformer_neurons_are_the_input_of_the_mlp_output_projection(kind):
         "dropout": 0.0,
     }
     if kind == "gpt2":
-        network = from_config(gpt2_config(**sizes))
+        network = from_config(gpt2_config(GPT2Size(**sizes)))
         mlps = [block.mlp for block in network.hf.transformer.h]
         project = [m.c_proj for m in mlps]
     else:
-        config = llama_config(**sizes, n_query_groups=None, intermediate_size=24, rope_theta=1e4)
+        config = llama_config(LlamaSize(**sizes, intermediate_size=24, rope_theta=1e4))
         network = from_config(config)
         mlps = [layer.mlp for layer in network.hf.model.layers]
         project = [m.down_proj for m in mlps]

@@ -35,8 +35,8 @@ def frontier_spec(tmp_path, **changes) -> spec.BenchmarkSpec:
         "dataset": "configs/shakespeare.yaml",
         "trainer": {"precision": "32-true"},
         "data": {"init_args": {"block_size": 32, "batch_size": 4}},
-        "model": {"init_args": {"warmup_fraction": 0.1, "n_layer": 1,
-                                "mlp_internal_dim_multiplier": 4}},
+        "model": {"init_args": {"training": {"warmup_fraction": 0.1},
+                                "config": {"n_layer": 1, "mlp_internal_dim_multiplier": 4}}},
         "budgets": [{"flops": b} for b in BUDGETS],
         "sweep": {"lr": [0.5, 1, 2]},
         "seeds": [1, 2],
@@ -54,8 +54,8 @@ def fake_loss(config: dict) -> float:
     the base: configs/model/bdh.yaml's 1e-3)."""
     model = config["model"]["init_args"]
     steps = config["trainer"]["max_steps"]
-    width = model["n_embd"]
-    lr_penalty = abs(math.log2(model["learning_rate"] / 1e-3)) * 0.05
+    width = model["config"]["n_embd"]
+    lr_penalty = abs(math.log2(model["training"]["learning_rate"] / 1e-3)) * 0.05
     return 1.0 + 30 / steps**0.5 + abs(width - 0.05 * steps**0.9) / 50 + lr_penalty
 
 
@@ -358,7 +358,7 @@ def one_budget_spec(tmp_path, sizes=SIZES, **changes) -> spec.BenchmarkSpec:
 
 
 def wider_is_better(config: dict) -> float:
-    return 3.0 - config["model"]["init_args"]["n_embd"] / 100
+    return 3.0 - config["model"]["init_args"]["config"]["n_embd"] / 100
 
 
 def test_an_edge_optimum_adds_the_next_size_until_the_ladder_ends(data_dir, tmp_path, monkeypatch):
@@ -376,7 +376,7 @@ def test_an_edge_optimum_adds_the_next_size_until_the_ladder_ends(data_dir, tmp_
 
 
 def test_the_epoch_cap_marks_a_run_bound_and_never_runs_it(data_dir, tmp_path, monkeypatch):
-    stages = FakeStages(loss=lambda c: 2.0 + c["model"]["init_args"]["n_embd"] / 100)
+    stages = FakeStages(loss=lambda c: 2.0 + c["model"]["init_args"]["config"]["n_embd"] / 100)
     monkeypatch.setattr(run_queue, "run_stage", stages)
     # The smallest size reads the most tokens: at this cap bdh-16 would exceed it.
     bench = one_budget_spec(tmp_path, max_epochs_of_data=0.025)
@@ -396,7 +396,7 @@ def lr_depends_on_budget(config: dict) -> float:
     """Best multiplier x4 at the smallest budget (2e9), x1 at 2e10: x2 steps apart."""
     model, steps = config["model"]["init_args"], config["trainer"]["max_steps"]
     best = 4e-3 if steps < 1000 else 1e-3  # 2e9: 148 steps of bdh-24, 2e10: 1475
-    return 2.0 + abs(math.log2(model["learning_rate"] / best)) * 0.1 + 10 / steps
+    return 2.0 + abs(math.log2(model["training"]["learning_rate"] / best)) * 0.1 + 10 / steps
 
 
 def test_two_lr_sweeps_widen_until_interior_and_rates_follow_the_budget(
@@ -429,9 +429,12 @@ def test_two_lr_sweeps_widen_until_interior_and_rates_follow_the_budget(
 
 def shape_matters(config: dict) -> float:
     """One layer beats two; each depth has its own best rate (1e-3 and 2e-3)."""
-    model = config["model"]["init_args"]
-    best = 1e-3 * model["n_layer"]
-    return 2.0 + abs(math.log2(model["learning_rate"] / best)) * 0.1 + 0.3 * (model["n_layer"] - 1)
+    layers, lr = (
+        config["model"]["init_args"]["config"]["n_layer"],
+        config["model"]["init_args"]["training"]["learning_rate"],
+    )
+    best = 1e-3 * layers
+    return 2.0 + abs(math.log2(lr / best)) * 0.1 + 0.3 * (layers - 1)
 
 
 def test_shapes_are_compared_each_at_its_own_rate_and_the_best_is_used(
@@ -454,7 +457,10 @@ def test_shapes_are_compared_each_at_its_own_rate_and_the_best_is_used(
     assert ("bdh-24-l2", "lr4x") in tried
     (point,) = [r for r in records if r["frontier_point"]]
     assert (point["model"], point["setting"]) == ("bdh-24-l1", "lr1x")  # the best shape
-    assert yaml.safe_load(Path(point["config"]).read_text())["model"]["init_args"]["n_layer"] == 1
+    assert (
+        yaml.safe_load(Path(point["config"]).read_text())["model"]["init_args"]["config"]["n_layer"]
+        == 1
+    )
 
 
 def test_plan_counts_runs_flops_and_hours_without_running(tmp_path, capsys):

@@ -9,11 +9,16 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast, LlamaCo
 
 from bdh_pl.data.tokenizers import get_tokenizer
 from bdh_pl.errors import UserError
-from bdh_pl.models.hf import from_config
+from bdh_pl.models.hf import GPT2Size, LlamaSize, PretrainedGPT2, from_config
 from bdh_pl.training.lit_models import GPT2LM, LlamaLM, PretrainedGPT2LM
 
 TINY_GPT2 = {"n_layer": 2, "n_head": 2, "n_embd": 32}
 TINY_LLAMA = {"n_layer": 2, "n_head": 4, "n_embd": 32, "n_query_groups": 2, "intermediate_size": 64}
+
+
+def scratch(lit_class: type, **fields):
+    """GPT2LM or LlamaLM with a config of these fields."""
+    return lit_class({GPT2LM: GPT2Size, LlamaLM: LlamaSize}[lit_class](**fields))
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,8 @@ def test_pretrained_loads_safetensors_folder(gpt2_dir):
     assert (gpt2_dir / "model.safetensors").is_file()
     assert not list(gpt2_dir.glob("*.bin"))
     reference = GPT2LMHeadModel.from_pretrained(gpt2_dir).eval()
-    model = PretrainedGPT2LM(name_or_path=str(gpt2_dir), block_size=64).eval()
-    assert model.hparams.vocab_size == 50257  # the checkpoint's, when the data gives none
+    model = PretrainedGPT2LM(PretrainedGPT2(name_or_path=str(gpt2_dir), block_size=64)).eval()
+    assert model.config.vocab_size == 50257  # the checkpoint's, when the data gives none
     ids = torch.randint(0, 50257, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(model(ids), reference(ids).logits, rtol=0, atol=0)
@@ -51,7 +56,7 @@ def test_pretrained_loads_safetensors_folder(gpt2_dir):
 
 
 def test_pretrained_dropout_override(gpt2_dir):
-    model = PretrainedGPT2LM(name_or_path=str(gpt2_dir), block_size=64, dropout=0.0)
+    model = PretrainedGPT2LM(PretrainedGPT2(name_or_path=str(gpt2_dir), block_size=64, dropout=0.0))
     config = model.network.hf.config
     assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.0
 
@@ -65,16 +70,16 @@ def test_pretrained_dropout_override(gpt2_dir):
 )
 def test_pretrained_rejects_mismatched_data(gpt2_dir, kwargs, message):
     with pytest.raises(UserError, match=message):
-        PretrainedGPT2LM(name_or_path=str(gpt2_dir), **kwargs)
+        PretrainedGPT2LM(PretrainedGPT2(name_or_path=str(gpt2_dir), **kwargs))
 
 
 def test_pretrained_missing_or_wrong_checkpoint(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        PretrainedGPT2LM(name_or_path=str(tmp_path / "missing"))
+        PretrainedGPT2LM(PretrainedGPT2(name_or_path=str(tmp_path / "missing")))
     llama = from_config(LlamaConfig(vocab_size=50257, hidden_size=32, **_llama_shape()))
     llama.hf.save_pretrained(tmp_path / "llama")
     with pytest.raises(UserError, match="not GPT-2"):
-        PretrainedGPT2LM(name_or_path=str(tmp_path / "llama"))
+        PretrainedGPT2LM(PretrainedGPT2(name_or_path=str(tmp_path / "llama")))
 
 
 def _llama_shape() -> dict:
@@ -89,7 +94,7 @@ def _llama_shape() -> dict:
 @pytest.mark.parametrize("lit_class, shape", [(GPT2LM, TINY_GPT2), (LlamaLM, TINY_LLAMA)])
 @pytest.mark.parametrize("vocab_size", [256, 50257])
 def test_scratch_sized_from_data(lit_class, shape, vocab_size):
-    model = lit_class(**shape, vocab_size=vocab_size, block_size=48)
+    model = scratch(lit_class, **shape, vocab_size=vocab_size, block_size=48)
     logits = model(torch.randint(0, vocab_size, (3, 48)))
     assert logits.shape == (3, 48, vocab_size)
     hf = model.network.hf
@@ -99,7 +104,7 @@ def test_scratch_sized_from_data(lit_class, shape, vocab_size):
 
 
 def test_gpt2_parameter_counts():
-    model = GPT2LM(**TINY_GPT2, vocab_size=256, block_size=64)
+    model = scratch(GPT2LM, **TINY_GPT2, vocab_size=256, block_size=64)
     hf = model.network.hf
     assert hf.lm_head.weight is hf.transformer.wte.weight  # tied: counted once
     total = sum(p.numel() for p in hf.parameters())  # parameters() yields a tied weight once
@@ -108,7 +113,7 @@ def test_gpt2_parameter_counts():
 
 
 def test_llama_parameter_counts():
-    model = LlamaLM(**TINY_LLAMA, vocab_size=256, block_size=64)
+    model = scratch(LlamaLM, **TINY_LLAMA, vocab_size=256, block_size=64)
     hf = model.network.hf
     d, n_layer, kv = 32, 2, 2 * 32 // 4  # key/value width: 2 groups of head_dim 8
     per_layer = d * d * 2 + d * kv * 2 + 3 * d * 64 + 2 * d  # q,o; k,v; SwiGLU; two RMSNorms
@@ -120,12 +125,12 @@ def test_llama_parameter_counts():
 def test_default_sizes_match_bdh():
     # The paper's BDH has 25.3M parameters; the scratch baselines are built to match it.
     for lit_class in (GPT2LM, LlamaLM):
-        total, non_embedding = lit_class(vocab_size=256, block_size=512).parameter_counts
+        total, non_embedding = scratch(lit_class, vocab_size=256, block_size=512).parameter_counts
         assert 25.0e6 < non_embedding <= total < 26.0e6
 
 
 def test_optimizer_groups_with_tied_head():
-    model = GPT2LM(**TINY_GPT2, vocab_size=256, block_size=64)
+    model = scratch(GPT2LM, **TINY_GPT2, vocab_size=256, block_size=64)
     optimizer = model.configure_optimizers()["optimizer"]
     groups = {g["name"]: {id(p) for p in g["params"]} for g in optimizer.param_groups}
     every = {id(p) for p in model.parameters()}
@@ -141,22 +146,22 @@ def test_optimizer_groups_with_tied_head():
     "lit_class, bad, message",
     [
         (GPT2LM, {"n_head": 3}, "divisible"),
-        (GPT2LM, {"n_layer": 0}, "model.n_layer must be a positive integer"),
-        (GPT2LM, {"dropout": 1.0}, "model.dropout"),
+        (GPT2LM, {"n_layer": 0}, "model.config.n_layer must be a positive integer"),
+        (GPT2LM, {"dropout": 1.0}, "model.config.dropout"),
         (LlamaLM, {"n_query_groups": 3}, "n_query_groups"),
-        (LlamaLM, {"intermediate_size": -1}, "model.intermediate_size"),
+        (LlamaLM, {"intermediate_size": -1}, "model.config.intermediate_size"),
     ],
 )
 def test_bad_shapes_are_user_errors(lit_class, bad, message):
     shape = {**(TINY_GPT2 if lit_class is GPT2LM else TINY_LLAMA), **bad}
     with pytest.raises(UserError, match=message):
-        lit_class(**shape, vocab_size=256, block_size=32)
+        scratch(lit_class, **shape, vocab_size=256, block_size=32)
 
 
 @pytest.mark.parametrize("lit_class, shape", [(GPT2LM, TINY_GPT2), (LlamaLM, TINY_LLAMA)])
 def test_greedy_generate_matches_a_hand_loop(lit_class, shape):
     torch.manual_seed(0)
-    model = lit_class(**shape, vocab_size=256, block_size=32).eval()
+    model = scratch(lit_class, **shape, vocab_size=256, block_size=32).eval()
     prompt = torch.randint(0, 256, (2, 5))
     out = model.generate(prompt, 6, top_k=1)  # LanguageModel.generate -> transformers' generate
     idx = prompt
@@ -169,7 +174,7 @@ def test_greedy_generate_matches_a_hand_loop(lit_class, shape):
 
 def test_generate_continues_past_gpt2_positions(gpt2_dir):
     torch.manual_seed(0)  # a random GPT-2 could sample its end-of-text token and stop early
-    model = PretrainedGPT2LM(name_or_path=str(gpt2_dir), block_size=64).eval()
+    model = PretrainedGPT2LM(PretrainedGPT2(name_or_path=str(gpt2_dir), block_size=64)).eval()
     prompt = torch.randint(0, 50256, (2, 10))
     out = model.generate(prompt, 8, temperature=0.8, top_k=5)
     assert out.shape == (2, 18) and torch.equal(out[:, :10], prompt)

@@ -94,8 +94,12 @@ def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli, save_
         root = tmp_path / f"runs{i}"
         args = ["test", *SMOKE]
         args += ["--trainer.default_root_dir", str(root), "--data.init_args.block_size", "32"]
-        args += ["--model.init_args.n_layer", "2", "--model.init_args.n_embd", "32"]
-        args += ["--model.init_args.n_head", "2", "--model.init_args.mlp_internal_dim_multiplier"]
+        args += ["--model.init_args.config.n_layer", "2", "--model.init_args.config.n_embd", "32"]
+        args += [
+            "--model.init_args.config.n_head",
+            "2",
+            "--model.init_args.config.mlp_internal_dim_multiplier",
+        ]
         args += ["8", "--ckpt_path", str(ckpt)]
         code, err = run_cli(args)
         assert code == 0, err

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bdh_pl.errors import UserError
+from bdh_pl.models.bdh import BDHConfig
 from bdh_pl.tools.generate import main
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.loading import model_class
@@ -28,13 +29,13 @@ def naive_greedy(network, prompt: bytes, n: int) -> bytes:
 @pytest.fixture
 def checkpoint(tmp_path):
     torch.manual_seed(0)
-    model = BDHLM(**HPARAMS)
+    model = BDHLM(BDHConfig(**HPARAMS))
     path = tmp_path / "tiny.ckpt"
     torch.save(
         {
             "pytorch-lightning_version": "2.6.0",
             "state_dict": model.state_dict(),
-            "hyper_parameters": {**HPARAMS, "_class_path": "bdh_pl.training.lit_models.BDHLM"},
+            "hyper_parameters": dict(model.hparams),
             "datamodule_hyper_parameters": {"tokenizer": "byte"},
         },
         path,

@@ -17,9 +17,9 @@ from helpers import SMOKE
 TINY = BDHConfig(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=8, dropout=0.0)
 ARGS = [
     *SMOKE,
-    "--model.init_args.n_embd",
+    "--model.init_args.config.n_embd",
     "64",  # deliberately wrong: sizes must come from the weights
-    "--model.init_args.n_head",
+    "--model.init_args.config.n_head",
     "4",
 ]
 

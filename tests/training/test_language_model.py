@@ -14,19 +14,52 @@ from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDHConfig, BDHExecution
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.metrics import LanguageModelingMetric, count_parameters
+from bdh_pl.training.training_config import TrainingConfig
+
+TRAINING = TrainingConfig()
+TINY = BDHConfig(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4)
 
 
-def test_bdhlm_takes_every_bdh_field_with_its_default():
-    """BDHLM's arguments are BDHConfig's (architecture) and BDHExecution's (how it runs), with
-    their defaults, each one reaching the network: a field added there is a CLI option here."""
+def test_bdhlm_takes_its_configs_whole_and_each_reaches_the_network():
+    """BDHLM takes a BDHConfig (architecture), a BDHExecution (how it runs) and a
+    TrainingConfig, whole: each is what the network and the optimiser get, unchanged, and what
+    the checkpoint's hyperparameters save (plain dicts, loadable with weights_only)."""
     params = inspect.signature(BDHLM.__init__).parameters
-    for cls in (BDHConfig, BDHExecution):
-        for field in dataclasses.fields(cls):
-            assert params[field.name].default == field.default, field.name
-    model = BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, chunk_size=8)
-    assert model.network.config == BDHConfig(1, 32, 0.1, 2, 4, 256)
+    assert list(params) == ["self", "config", "execution", "training"]
+    assert params["config"].default == BDHConfig() and params["training"].default == TRAINING
+    config = BDHConfig(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4)
+    training = TrainingConfig(learning_rate=2e-3, min_learning_rate=2e-4, betas=(0.8, 0.9))
+    model = BDHLM(config, BDHExecution(chunk_size=8), training)
+    assert model.network.config is config and model.config is config
     assert model.network.layer_runner == BDHExecution(chunk_size=8)
-    assert BDHLM.execution_options >= {f.name for f in dataclasses.fields(BDHExecution)}
+    optimizer = model.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["lr"] == 2e-3 and optimizer.defaults["betas"] == (0.8, 0.9)
+    assert model.hparams["config"] == dataclasses.asdict(config)
+    assert model.hparams["execution"]["chunk_size"] == 8
+    assert model.hparams["training"]["learning_rate"] == 2e-3
+    assert BDHLM.from_hparams(model.hparams).config == config
+    assert BDHLM.config_types() == {
+        "config": BDHConfig,
+        "execution": BDHExecution,
+        "training": TrainingConfig,
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"learning_rate": 0.0}, "learning_rate > 0"),
+        ({"learning_rate": math.nan}, "learning_rate > 0"),
+        ({"min_learning_rate": 1.0}, "min_learning_rate <= learning_rate"),
+        ({"warmup_steps": -1}, "warmup_steps and weight_decay must be >= 0"),
+        ({"lr_decay_steps": 0}, "lr_decay_steps must be >= 1"),
+        ({"betas": (0.9, 1.0)}, "betas must be two numbers in"),
+    ],
+)
+def test_a_bad_training_config_is_one_line_naming_its_field(fields, message):
+    with pytest.raises(UserError, match=message) as err:
+        TrainingConfig(**fields)
+    assert "model.training." in str(err.value) and "\n" not in str(err.value)
 
 
 def run_test(model, datamodule) -> dict[str, float]:
@@ -49,7 +82,7 @@ def test_test_loss_is_the_mean_nll_over_the_whole_split(
     bigram_lm, block_size, batch_size, data_dir
 ):
     dm = TinyShakespeare(block_size=block_size, eval_batch_size=batch_size)
-    model = bigram_lm(vocab_size=256, block_size=block_size)
+    model = bigram_lm(256, block_size)
     metrics = run_test(model, dm)
     tokens = np.asarray(dm.split_tokens("test"))
     total = hand_nll(model, tokens, dm.tokenizer.bos_id)
@@ -70,7 +103,7 @@ class WikiSlice(WikiText2):
 
 def test_word_perplexity_and_bpb_on_bpe_tokens(bigram_lm, data_dir):
     dm = WikiSlice(variant="raw", tokenizer="gpt2", block_size=256, eval_batch_size=8)
-    model = bigram_lm(vocab_size=dm.vocab_size, block_size=256)
+    model = bigram_lm(dm.vocab_size, 256)
     metrics = run_test(model, dm)
     text = (data_dir / "wikitext-2-raw" / "wiki.test.raw").read_bytes()[:30_000]
     total = hand_nll(model, np.asarray(dm.split_tokens("test")), dm.tokenizer.bos_id)
@@ -93,7 +126,7 @@ def test_metric_formulas():
 
 
 def test_weight_decay_skips_embeddings_norms_and_vectors():
-    model = BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, weight_decay=0.1)
+    model = _bdh(weight_decay=0.1)
     optimizer = model.configure_optimizers()["optimizer"]
     decay, no_decay = optimizer.param_groups
     names = {id(p): n for n, p in model.network.named_parameters()}
@@ -103,16 +136,7 @@ def test_weight_decay_skips_embeddings_norms_and_vectors():
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():
-    model = BDHLM(
-        n_layer=1,
-        n_embd=32,
-        n_head=2,
-        mlp_internal_dim_multiplier=4,
-        learning_rate=1e-3,
-        min_learning_rate=1e-4,
-        warmup_steps=10,
-        lr_decay_steps=110,
-    )
+    model = _bdh(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=10, lr_decay_steps=110)
     factors = [model._lr_factor(s) for s in range(200)]
     assert factors[0] < factors[5] < factors[9] <= 1.0
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
@@ -120,14 +144,14 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
 
 
 def test_non_embedding_parameter_count():
-    model = BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4)
+    model = _bdh()
     total, non_embedding = count_parameters(model.network)
     assert total == sum(p.numel() for p in model.network.parameters())
     assert total - non_embedding == 256 * 32
 
 
 def _bdh(**schedule):
-    return BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, **schedule)
+    return BDHLM(TINY, training=TrainingConfig(**schedule))
 
 
 @pytest.mark.parametrize("steps", [51, 210, 2000])

@@ -52,7 +52,7 @@ def test_official_weights_need_an_explicit_n_layer(files):
         load_model(root / "official.pt")
     with pytest.raises(UserError, match="n_layer=N"):
         load_network(root / "official.pt")
-    assert load_model(root / "official.pt", n_layer=3).model.hparams.n_layer == 3
+    assert load_model(root / "official.pt", n_layer=3).model.config.n_layer == 3
     with pytest.raises(UserError, match="n_layer 3 was given, but .* of 2 layers"):
         load_model(root / "m.ckpt", n_layer=3)
 

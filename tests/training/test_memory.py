@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bdh_pl.models.bdh import BDHConfig
 from bdh_pl.training.glue.checkpoint_io import saved_step
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.memory import HEADROOM, LIMIT_ENV, step_memory
@@ -28,7 +29,7 @@ def tiny_fit(tmp: Path, root: Path, *extra: str) -> list[str]:
     return [
         "fit", *SMOKE, "--data", "bdh_pl.data.TextFile", "--data.init_args.path", str(text),
         *("--data.init_args.block_size", str(BLOCK), "--data.init_args.batch_size", str(BATCH)),
-        *("--trainer.max_steps", "4", "--model.init_args.lr_decay_steps", "4"),
+        *("--trainer.max_steps", "4", "--model.init_args.training.lr_decay_steps", "4"),
         *("--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1"),
         *("--trainer.log_every_n_steps", "1", "--trainer.num_sanity_val_steps", "0"),
         *("--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root)),
@@ -39,7 +40,8 @@ def tiny_fit(tmp: Path, root: Path, *extra: str) -> list[str]:
 def limit_for(windows: int) -> str:
     """A $BDH_PL_MEMORY_LIMIT_GB under which micro-batches of `windows` fit, and no larger ones
     (the smoke BDH: 2 layers of 64, CPU size)."""
-    model = BDHLM(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK)
+    sizes = {"n_layer": 2, "n_embd": 64, "n_head": 2, "mlp_internal_dim_multiplier": 16}
+    model = BDHLM(BDHConfig(**sizes, block_size=BLOCK))
     step = step_memory(model, BLOCK, "32-true", torch.device("cpu"))
     between = (step.bytes(windows) + step.bytes(windows + 1)) / 2
     return str(between / HEADROOM / 2**30)
@@ -133,7 +135,7 @@ def test_sigkill_mid_accumulation_then_resume_is_exact(tmp_path, run_cli, monkey
     """A split run (4 x 1, dropout on: the masks resume too) killed after its step-2
     checkpoint, while it accumulates step 3, resumes to the uninterrupted run's losses."""
     monkeypatch.setenv(LIMIT_ENV, limit_for(1))
-    dropout = ("--model.init_args.dropout", "0.1", "--trainer.max_steps", "8")
+    dropout = ("--model.init_args.config.dropout", "0.1", "--trainer.max_steps", "8")
     code, err = run_cli(tiny_fit(tmp_path, tmp_path / "straight", *dropout))
     assert code == 0, err[-2000:]
     expected = logged(tmp_path / "straight")

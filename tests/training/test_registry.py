@@ -15,8 +15,11 @@ import yaml
 
 from bdh_pl.cli import main
 from bdh_pl.errors import UserError
+from bdh_pl.models.bdh import BDHConfig
+from bdh_pl.models.hf import LlamaSize
 from bdh_pl.training.lit_models import BDHLM, GPT2LM, LlamaLM
 from bdh_pl.training.registry import build_model, get_spec, model_config_path, models
+from bdh_pl.training.training_config import TrainingConfig
 
 from helpers import tiny_gpt2_folder
 
@@ -48,15 +51,15 @@ def test_a_model_is_its_yaml(tmp_path, monkeypatch):
     # A new file is a new model: name from the stem, class and defaults from the file.
     (tmp_path / "small-llama.yaml").write_text(
         "# A small LLaMA\nmodel:\n  class_path: bdh_pl.training.lit_models.LlamaLM\n"
-        "  init_args: {n_layer: 1, n_head: 2, n_embd: 32, intermediate_size: 64}\n"
+        "  init_args: {config: {n_layer: 1, n_head: 2, n_embd: 32, intermediate_size: 64}}\n"
     )
     monkeypatch.setattr("bdh_pl.training.registry.CONFIG_DIR", tmp_path)
     models.cache_clear()
     try:
         spec = get_spec("small-llama")
         assert spec.lit_class is LlamaLM and spec.about == "A small LLaMA"
-        assert spec.init_args["n_layer"] == 1 and spec.accepts("gpt2")
-        model = build_model("small-llama", vocab_size=300, block_size=16)
+        assert spec.init_args["config"]["n_layer"] == 1 and spec.accepts("gpt2")
+        model = build_model("small-llama", config={"vocab_size": 300, "block_size": 16})
         assert model.network.hf.config.num_hidden_layers == 1
         assert model.network.hf.config.vocab_size == 300
         assert set(models()) == {"small-llama"}
@@ -73,11 +76,11 @@ def test_tokenizer_needs():
 def test_the_data_is_held_to_the_models_tokenizer_need():
     """Where data meets model (before a run starts): BDH reads bytes, the baselines either."""
     bpe = SimpleNamespace(tokenizer_name="gpt2")
-    bdh = BDHLM(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4)
+    bdh = BDHLM(BDHConfig(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4))
     with pytest.raises(UserError, match="BDHLM reads byte tokens, data.tokenizer gives gpt2"):
         bdh.check_data(bpe, trainer=None)
     bdh.check_data(SimpleNamespace(tokenizer_name="byte"), trainer=None)
-    LlamaLM(n_layer=1, n_head=2, n_embd=32, intermediate_size=64).check_data(bpe, trainer=None)
+    LlamaLM(LlamaSize(n_layer=1, n_head=2, n_embd=32, intermediate_size=64)).check_data(bpe, None)
 
 
 def wheel_builder() -> str | None:
@@ -129,11 +132,12 @@ def test_a_wheel_resolves_model_names_outside_the_repository(tmp_path):
 
 @pytest.mark.parametrize("name, lit_class", [("gpt2-scratch", GPT2LM), ("llama-tiny", LlamaLM)])
 def test_build_model_with_overrides(name, lit_class):
-    model = build_model(name, n_layer=1, n_embd=32, n_head=2, vocab_size=50257, block_size=32)
+    sizes = {"n_layer": 1, "n_embd": 32, "n_head": 2, "vocab_size": 50257, "block_size": 32}
+    model = build_model(name, config=sizes)
     assert isinstance(model, lit_class)
     yaml_args = yaml.safe_load(model_config_path(name).read_text())["model"]["init_args"]
-    assert model.hparams.learning_rate == yaml_args["learning_rate"]
-    assert model.hparams.n_layer == 1 and yaml_args["n_layer"] == 8
+    assert model.training_config.learning_rate == yaml_args["training"]["learning_rate"]
+    assert model.config.n_layer == 1 and yaml_args["config"]["n_layer"] == 8
     assert model.network.hf.config.vocab_size == 50257
 
 
@@ -149,10 +153,19 @@ def test_overlay_replaces_the_dataset_model(capsys, name):
     )
     spec = get_spec(name)
     assert config["model"]["class_path"].endswith(spec.lit_class.__name__)
-    for key, value in spec.init_args.items():  # nothing of BDH's config leaks through
-        assert config["model"]["init_args"][key] == (list(value) if key == "betas" else value)
+    given = flat(config["model"]["init_args"])
+    for key, value in flat(spec.init_args).items():
+        assert given[key] == value, key
+    # nothing of BDH's config leaks through: the swap replaces the class and its configs
+    assert "execution" not in config["model"]["init_args"]
+    assert "config.mlp_internal_dim_multiplier" not in given
     assert config["data"]["init_args"]["tokenizer"] == spec.default_tokenizer
     assert config["data"]["class_path"] == "bdh_pl.data.WikiText2"
+
+
+def flat(init_args: dict) -> dict:
+    """{"config.n_embd": 64, "training.learning_rate": ...} of nested init_args."""
+    return {f"{g}.{k}": v for g, values in init_args.items() for k, v in values.items()}
 
 
 def configs(*names: str) -> list[str]:
@@ -189,10 +202,11 @@ def test_every_model_composes_by_concern_and_has_a_cpu_size(capsys, name, data):
     )
     assert config["data"]["init_args"]["block_size"] == 64
     cpu = yaml.safe_load((REPO / "configs" / "cpu" / f"{name}.yaml").read_text())
-    for key, value in (cpu.get("model") or {}).get("init_args", {}).items():
-        assert config["model"]["init_args"][key] == value
-    if "n_embd" in config["model"]["init_args"]:
-        assert config["model"]["init_args"]["n_embd"] <= 96  # CPU-sized
+    given = flat(config["model"]["init_args"])
+    for key, value in flat((cpu.get("model") or {}).get("init_args", {})).items():
+        assert given[key] == value
+    if "config.n_embd" in given:
+        assert given["config.n_embd"] <= 96  # CPU-sized
 
 
 @pytest.mark.parametrize(
@@ -210,7 +224,7 @@ def test_a_recipe_is_data_model_and_trainer(capsys, recipe, parts, extra):
     whole = print_config(capsys, "fit", *configs(recipe))
     composed = print_config(capsys, "fit", *configs(*parts), "--seed_everything", "1337", *extra)
     assert whole == composed
-    assert whole["model"]["init_args"]["n_embd"] == 256  # the reference run's BDH
+    assert whole["model"]["init_args"]["config"]["n_embd"] == 256  # the reference run's BDH
 
 
 def test_the_cpu_overlay_follows_a_baseline(capsys):
@@ -219,14 +233,15 @@ def test_the_cpu_overlay_follows_a_baseline(capsys):
         capsys, "fit", *configs("shakespeare", "model/llama-tiny", "cpu", "cpu/llama-tiny")
     )
     assert config["model"]["class_path"].endswith("LlamaLM")
-    assert config["model"]["init_args"]["intermediate_size"] == 256
+    assert config["model"]["init_args"]["config"]["intermediate_size"] == 256
 
 
 def test_nanogpt_recipe_parses(capsys):
     config = print_config(capsys, "fit", "--config", RECIPE)
-    model, data = config["model"]["init_args"], config["data"]["init_args"]
+    sizes, model = config["model"]["init_args"]["config"], config["model"]["init_args"]["training"]
+    data = config["data"]["init_args"]
     assert config["model"]["class_path"] == "bdh_pl.training.lit_models.GPT2LM"
-    assert (model["n_layer"], model["n_head"], model["n_embd"], model["dropout"]) == (4, 4, 128, 0)
+    assert (sizes["n_layer"], sizes["n_head"], sizes["n_embd"], sizes["dropout"]) == (4, 4, 128, 0)
     assert (model["learning_rate"], model["min_learning_rate"]) == (1e-3, 1e-4)
     assert (model["warmup_steps"], model["lr_decay_steps"]) == (100, 2000)
     assert model["betas"] == [0.9, 0.99] and model["weight_decay"] == 0.1
@@ -254,7 +269,7 @@ def test_gpt2_checkpoint_with_byte_data_is_one_line_error(capsys, tmp_path):
         main(
             [
                 *("test", "--config", WIKITEXT2, "--config", str(model_config_path("gpt2"))),
-                *("--model.init_args.name_or_path", str(tmp_path)),
+                *("--model.init_args.config.name_or_path", str(tmp_path)),
                 *("--data.init_args.tokenizer", "byte", "--data.init_args.block_size", "64"),
             ]
         )
@@ -263,3 +278,13 @@ def test_gpt2_checkpoint_with_byte_data_is_one_line_error(capsys, tmp_path):
     assert "Traceback" not in err
     (line,) = [x for x in err.splitlines() if x.startswith("error: ")]
     assert "vocabulary of 50257" in line and "256" in line and "data.tokenizer" in line
+
+
+def test_the_bdh_yaml_spells_out_the_code_defaults_the_dataset_configs_name():
+    """configs/shakespeare.yaml names BDHLM at its defaults (a model YAML after it replaces the
+    class whole); configs/model/bdh.yaml writes the same values out."""
+    spec = get_spec("bdh")
+    model = BDHLM.from_hparams(spec.init_args)
+    assert model.config == BDHConfig() and model.training_config == TrainingConfig()
+    dataset = yaml.safe_load((REPO / "configs" / "shakespeare.yaml").read_text())
+    assert dataset["model"] == {"class_path": "bdh_pl.training.lit_models.BDHLM"}

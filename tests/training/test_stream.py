@@ -13,14 +13,15 @@ from torch.utils.data import DataLoader
 from bdh_pl.data import TextFile
 from bdh_pl.data.articles import article_spans, article_starts, token_offsets
 from bdh_pl.data.windows import ArticleLanes, EvalWindows, StreamLanes
+from bdh_pl.models.bdh import BDHConfig, BDHExecution
 from bdh_pl.training.lit_models import BDHLM
 
 TINY = dict(n_layer=2, n_embd=32, n_head=2, mlp_internal_dim_multiplier=4, dropout=0.0)
 
 
-def tiny_bdh(**overrides) -> BDHLM:
+def tiny_bdh(fused: bool = True, **overrides) -> BDHLM:
     torch.manual_seed(0)
-    model = BDHLM(**{**TINY, "block_size": 16, **overrides})
+    model = BDHLM(BDHConfig(**{**TINY, "block_size": 16, **overrides}), BDHExecution(fused))
     return model.eval()
 
 
@@ -179,7 +180,12 @@ def test_resuming_a_stream_run_with_another_batch_size_is_one_line(tmp_path, run
         *("--config", "configs/cpu/bdh.yaml"),
         *("--data", "bdh_pl.data.TextFile", "--data.init_args.path", str(data)),
         *("--data.init_args.train_mode", "stream", "--data.init_args.block_size", "16"),
-        *("--model.init_args.n_embd", "32", "--model.init_args.mlp_internal_dim_multiplier", "4"),
+        *(
+            "--model.init_args.config.n_embd",
+            "32",
+            "--model.init_args.config.mlp_internal_dim_multiplier",
+            "4",
+        ),
         *("--trainer.max_steps", "4", "--trainer.val_check_interval", "2"),
         *("--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0"),
         *("--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root)),

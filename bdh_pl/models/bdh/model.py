@@ -55,11 +55,15 @@ class BDHConfig:
     mlp_internal_dim_multiplier: int = 128  # N = multiplier * D / nh neurons per head
     vocab_size: int = 256
     attn_decay: AttnDecay = "none"  # damped attention: see the module docstring
+    # The training windows' length (set from the data). RoPE needs no table of positions, so
+    # no weight depends on it: a BDH reads any length; tools use it as the default context.
+    block_size: int = 256
 
     def __post_init__(self) -> None:
         if self.attn_decay not in ATTN_DECAYS:
             raise ValueError(f"attn_decay must be one of {ATTN_DECAYS}, got {self.attn_decay!r}")
-        for name in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier", "vocab_size"):
+        sizes = ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier", "vocab_size")
+        for name in (*sizes, "block_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:

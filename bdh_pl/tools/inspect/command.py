@@ -146,10 +146,9 @@ def init_twin(model: LanguageModel) -> LanguageModel:
     `fit` drew them (seed_everything(seed), then the constructor)."""
     import torch
 
-    hparams = dict(model.hparams)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(hparams.get("seed", 1337)))
-        return type(model)(**hparams)
+        torch.manual_seed(model.training_config.seed)
+        return type(model).from_hparams(model.hparams)
 
 
 def require_bdh(model: LanguageModel, path: str, measures: list[str]) -> None:
@@ -240,10 +239,16 @@ def inspect(args: Inspect) -> dict:
     data, source = checkpoint_data(loaded, args.ckpt_path, args.text, args.data_dir)
     tokens = np.asarray(data.split_tokens("test"))
     token_bytes = data.tokenizer.token_bytes()
-    block = int(model.hparams.block_size)
+    block = model.block_size
     idx = text_windows(tokens, block, args.max_tokens, "the held-out text")
     keep = min(args.selectivity_tokens, idx.numel()) if "selectivity" in args.measures else 0
-    hparams = {k: v for k, v in model.hparams.items() if isinstance(v, int | float | str | bool)}
+    hparams = {
+        f"{group}.{k}": v
+        for group, values in model.hparams.items()
+        if isinstance(values, dict)
+        for k, v in values.items()
+        if isinstance(v, int | float | str | bool)
+    }
     report: dict = {
         "checkpoint": args.ckpt_path,
         "label": label,

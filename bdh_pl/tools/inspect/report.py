@@ -154,8 +154,7 @@ def degree_figure(report: dict):
 def modularity_figure(report: dict):
     """Louvain modularity of each variant against the edges kept (the signal level beta)."""
     sweep = report["graph"]["sweep"]
-    fig = new_figure(1, width=7)
-    ax = fig.subplots()
+    ax = (fig := new_figure(1, width=7)).subplots()
     degrees = np.array([p["mean_degree"] for p in sweep])
     names = list(sweep[0]["modularity"])
     for i, name in enumerate(names):
@@ -179,8 +178,7 @@ def modularity_figure(report: dict):
 
 def selectivity_figure(report: dict):
     sel = report["selectivity"]
-    fig = new_figure(2, width=12)
-    axes = fig.subplots(1, 2)
+    axes = (fig := new_figure(2, width=12)).subplots(1, 2)
     ax = axes[0]
     for i, (name, entry) in enumerate(sel["models"].items()):
         best = np.sort(np.array(entry["best_scores"]))[::-1]

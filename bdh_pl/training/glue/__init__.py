@@ -21,6 +21,10 @@ console.py        StepRichProgressBar, StepTQDMProgressBar: the bar counts optim
                   FlopsModelSummary: no `Total FLOPs: 0` column, the FLOPs per batch instead
 loggers.py        TensorBoard(TensorBoardLogger): the HParams table without a fake step-0 point;
                   CSVWriter(ExperimentWriter), CSV(CSVLogger): a full disk never costs a row
+model_args.py     not Lightning's but jsonargparse's: its private
+                  _typehints.discard_init_args_on_class_path_change wrapped so that a model swap
+                  (`--model LlamaLM` after a BDH config) also drops the nested config fields the
+                  new class lacks (jsonargparse drops unknown names at the top level only)
 
 Elsewhere, kept beside what they serve: training/memory.py MicroBatchCounters(Callback) (a
 resume with another micro-batch split moves Lightning's batch counters), data/datamodule.py

@@ -5,8 +5,6 @@ root. cli.py dispatches to it; bench/resolve.py builds the same CLI to resolve c
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 import re
 import sys
@@ -32,6 +30,7 @@ from bdh_pl.training.glue.callbacks import (
 )
 from bdh_pl.training.glue.checkpoint_io import AtomicCheckpointIO, LastCheckpoint, check_lanes
 from bdh_pl.training.glue.console import swap_default_console
+from bdh_pl.training.glue.model_args import constructor_defaults, import_class
 from bdh_pl.training.glue.trainer import Trainer
 from bdh_pl.training.language_model import LanguageModel
 from bdh_pl.training.loading import (
@@ -65,15 +64,13 @@ class BDHLightningCLI(LightningCLI):
         return subcommands
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments(
-            "data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.block_size", "model.init_args.block_size", apply_on="instantiate"
-        )
-        # One seed for data order and dropout masks (and no clash when Lightning merges the
-        # model's and the data's hyperparameters).
-        parser.link_arguments("data.seed", "model.init_args.seed", apply_on="instantiate")
+        # The data sizes the model's config; one seed for data order and dropout masks.
+        for source, target in [
+            ("data.vocab_size", "model.init_args.config.vocab_size"),
+            ("data.block_size", "model.init_args.config.block_size"),
+            ("data.seed", "model.init_args.training.seed"),
+        ]:
+            parser.link_arguments(source, target, apply_on="instantiate")
         parser.add_argument(
             "--memory_fit",
             choices=["auto", "off"],
@@ -165,7 +162,7 @@ class BDHLightningCLI(LightningCLI):
         (BDH shares weights across layers), nor dropout or the schedule."""
         path = config.ckpt_path
         explicit = explicit_options(self.argv)
-        wanted = check_hparams(self._checkpoint, path)  # class and init args, checked
+        wanted = check_hparams(self._checkpoint, path)  # class and configs, checked
         cls = wanted.pop("_class")
         # How the same function is computed, not which: the command line may set these
         # whatever the checkpoint says.
@@ -181,24 +178,31 @@ class BDHLightningCLI(LightningCLI):
                 )
             config.model = Namespace(class_path=f"{cls.__module__}.{cls.__qualname__}")
             # its own defaults, not the config's class's: the checkpoint's values go on top
-            config.model.init_args = Namespace(**constructor_defaults(cls))
+            config.model.init_args = constructor_defaults(cls)
+        wanted = {
+            f"{group}.{name}": value
+            for group, values in wanted.items()
+            for name, value in values.items()
+        }
         data_hparams = self._checkpoint.get("datamodule_hyper_parameters") or {}
         if "tokenizer" in data_hparams:
             wanted["data.tokenizer"] = data_hparams["tokenizer"]
         taken = []
         for key, value in wanted.items():
-            group, _, name = key.rpartition(".")
-            group = group or "model"
-            if name == "vocab_size" or (name == "seed" and self.subcommand != "fit"):
+            name = key.rpartition(".")[2]
+            group, name = ("data", name) if key.startswith("data.") else ("model", key)
+            if name == "config.vocab_size" or (
+                name == "training.seed" and self.subcommand != "fit"
+            ):
                 continue  # the vocabulary follows the tokenizer; the seed matters to training only
-            if name in ("block_size", "seed"):
-                group = "data"  # linked from data to the model
+            if name in ("config.block_size", "training.seed"):
+                group, name = "data", name.rpartition(".")[2]  # linked from data to the model
             holder = config[group].init_args
             current = holder.get(name) if name in holder else None
             if name in holder and plain_value(current) == plain_value(value):
                 continue  # (a class just switched to has no init_args yet: all are set)
             if f"{group}.{name}" in explicit:
-                if name in execution:
+                if name in execution or name.partition(".")[0] in execution:
                     continue
                 raise UserError(
                     f"checkpoint {path!r} does not match the model config: it was trained with "
@@ -236,13 +240,14 @@ class BDHLightningCLI(LightningCLI):
         sizes = found.bdh_sizes()
         vocab = sizes.pop("vocab_size")
         sizes.pop("dropout", None)  # a training setting: the config's
+        sizes.pop("block_size", None)  # the data's (linked)
         for key, value in sizes.items():
-            config.model.init_args[key] = value
+            config.model.init_args[f"config.{key}"] = value
         note = (
             ""
             if "n_layer" in sizes
-            else f"; n_layer={config.model.init_args.n_layer} from the config (weights shared "
-            "across layers do not tell it)"
+            else f"; n_layer={config.model.init_args.config.n_layer} from the config (weights "
+            "shared across layers do not tell it)"
         )
         print(
             f"{self.subcommand}: sizes from {what}: {sizes}, vocab {vocab}{note}", file=sys.stderr
@@ -283,35 +288,15 @@ class BDHLightningCLI(LightningCLI):
 
 def explicit_options(argv: list[str]) -> set[str]:
     """`group.name` of every option set on the command line itself (not in a --config file),
-    e.g. {"model.n_layer", "data.tokenizer", "model"}."""
+    e.g. {"model.config.n_layer", "data.tokenizer", "model"}."""
     found = set()
     for arg in argv:
-        match = re.match(r"--(model|data)(?:\.init_args)?(?:\.([A-Za-z_]\w*))?(?:=|$)", arg)
+        match = re.match(r"--(model|data)(?:\.init_args)?((?:\.[A-Za-z_]\w*)*)(?:=|$)", arg)
         if not match:
             continue
-        group, name = match.groups()
-        found.add(group if name in (None, "class_path") else f"{group}.{name}")
+        group, name = match.group(1), match.group(2).lstrip(".")
+        found.add(group if name in ("", "class_path") else f"{group}.{name}")
     return found
-
-
-def constructor_defaults(cls: type) -> dict[str, Any]:
-    """The default of every keyword `cls(...)` takes (through its bases' `**kwargs`), but the
-    ones linked from the data (vocab_size, block_size, seed)."""
-    defaults: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        init = klass.__dict__.get("__init__")
-        for param in inspect.signature(init).parameters.values() if init else ():
-            if param.default is not param.empty and param.kind is not param.VAR_KEYWORD:
-                defaults[param.name] = param.default
-    return {k: v for k, v in defaults.items() if k not in ("vocab_size", "block_size", "seed")}
-
-
-def import_class(class_path: str) -> type | None:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
 
 
 def plain_value(value: Any) -> Any:

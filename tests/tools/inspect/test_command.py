@@ -11,6 +11,7 @@ from bdh_pl.models.bdh import BDH, BDHConfig
 from bdh_pl.tools.inspect.command import default_labels, init_twin
 from bdh_pl.tools.inspect.report import figures
 from bdh_pl.training.lit_models import BDHLM
+from bdh_pl.training.training_config import TrainingConfig
 
 from helpers import digit_text
 
@@ -171,11 +172,12 @@ def test_replot_of_a_malformed_report_is_one_line(tmp_path, run_cli):
 
 def test_the_init_control_is_the_constructor_under_the_run_s_seed():
     torch.manual_seed(1234)
-    trained = BDHLM(n_layer=1, n_embd=16, n_head=2, mlp_internal_dim_multiplier=4, seed=7)
+    config = BDHConfig(n_layer=1, n_embd=16, n_head=2, mlp_internal_dim_multiplier=4)
+    trained = BDHLM(config, training=TrainingConfig(seed=7))
     with torch.no_grad():
         trained.network.encoder.add_(1.0)  # "training"
     torch.manual_seed(7)  # what seed_everything(7) does to torch before the CLI builds the model
-    fresh = BDHLM(n_layer=1, n_embd=16, n_head=2, mlp_internal_dim_multiplier=4, seed=7)
+    fresh = BDHLM(config, training=TrainingConfig(seed=7))
     twin = init_twin(trained)
     for name, value in fresh.state_dict().items():
         assert torch.equal(twin.state_dict()[name], value), name
