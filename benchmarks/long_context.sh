@@ -25,6 +25,8 @@ BATCH=${BATCH:-8}
 OUT=${OUT:-results/long-context/per-article}
 STOP_AT=${STOP_AT:-$STEPS}  # stop the fits at this step of the STEPS-step schedule (for time)
 MAX_TOKENS=${MAX_TOKENS:-}  # score only the first N bytes of the test split (default: all)
+CURVES=${CURVES:-bdh-damped-articles bdh-damped-windows bdh-windows llama}  # scored, in this order
+CURVE_JOBS=${CURVE_JOBS:-4}  # curves scored at once (fewer: the first ones finish sooner)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 common=(--config configs/wikitext2.yaml --config configs/cpu.yaml
@@ -67,14 +69,21 @@ wait
 echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 
 limit=(${MAX_TOKENS:+--max_tokens "$MAX_TOKENS"})
-for i in "${!names[@]}"; do
+scored=()
+for name in $CURVES; do
+  for i in "${!names[@]}"; do
+    if [ "${names[$i]}" = "$name" ]; then label=${labels[$i]}; fi
+  done
+  while [ "$(jobs -rp | wc -l)" -ge "$CURVE_JOBS" ]; do wait -n || true; done
   python -m bdh_pl context-curve --per_article --windows "${limit[@]}" \
-    --out "$OUT/curves/${names[$i]}" \
-    --label "${labels[$i]}" --ckpt_path "$OUT/runs/${names[$i]}/version_0/checkpoints/last.ckpt" \
-    >"$OUT/curves-${names[$i]}.log" 2>&1 &
+    --out "$OUT/curves/$name" --label "$label" \
+    --ckpt_path "$OUT/runs/$name/version_0/checkpoints/last.ckpt" \
+    >"$OUT/curves-$name.log" 2>&1 &
+  scored+=("$name")
 done
 wait
-python - "$OUT" "${names[@]}" <<'PY'  # the four tables in one, and the success line
+echo "scored in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+python - "$OUT" "${scored[@]}" <<'PY'  # the tables in one, and the success line
 import json, sys
 out, names = sys.argv[1], sys.argv[2:]
 tables = [json.load(open(f"{out}/curves/{n}/context_curve.json")) for n in names]
