@@ -16,7 +16,8 @@
 #   bash benchmarks/long_context.sh                      # -> results/long-context/per-article/
 #   STEPS=300 BATCH=8 OUT=results/long-context/per-article bash benchmarks/long_context.sh
 #   STOP_AT=100 MAX_TOKENS=300000 bash benchmarks/long_context.sh   # what fitted in the time
-#   STOP_AT=100 MODELS="bdh-damped-articles llama" CURVE_JOBS=1 bash benchmarks/long_context.sh
+#   STOP_AT=100 MODELS="bdh-damped-articles bdh-damped-windows llama" CURVE_JOBS=2 \
+#     OUT=results/long-context/whole-split bash benchmarks/long_context.sh  # the whole split
 # A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it), nor
 # a curve whose curves/NAME/context_curve.json exists (delete it to rescore).
 # Issue 13's measurement (2 x 176 x 4 BDH, 400 steps of 16, the first 300K bytes scored as one
