@@ -16,7 +16,10 @@
 #   bash benchmarks/long_context.sh                      # -> results/long-context/per-article/
 #   STEPS=300 BATCH=8 OUT=results/long-context/per-article bash benchmarks/long_context.sh
 #   STOP_AT=100 MAX_TOKENS=300000 bash benchmarks/long_context.sh   # what fitted in the time
-# A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it).
+#   STOP_AT=100 MODELS="bdh-damped-articles bdh-damped-windows llama" CURVE_JOBS=2 \
+#     OUT=results/long-context/whole-split bash benchmarks/long_context.sh  # the whole split
+# A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it), nor
+# a curve whose curves/NAME/context_curve.json exists (delete it to rescore).
 # Issue 13's measurement (2 x 176 x 4 BDH, 400 steps of 16, the first 300K bytes scored as one
 # stream) is in results/long-context/ itself: `git show 45ef88e:benchmarks/long_context.sh`.
 set -euo pipefail
@@ -25,6 +28,8 @@ BATCH=${BATCH:-8}
 OUT=${OUT:-results/long-context/per-article}
 STOP_AT=${STOP_AT:-$STEPS}  # stop the fits at this step of the STEPS-step schedule (for time)
 MAX_TOKENS=${MAX_TOKENS:-}  # score only the first N bytes of the test split (default: all)
+MODELS=${MODELS:-bdh-damped-articles bdh-damped-windows bdh-windows llama}  # fitted and scored
+CURVE_JOBS=${CURVE_JOBS:-4}  # curves scored at once, in MODELS' order (fewer: the first finish sooner)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 common=(--config configs/wikitext2.yaml --config configs/cpu.yaml
@@ -56,25 +61,47 @@ fit() {  # name, then its arguments
   fi
 }
 
+train() {  # one of names
+  case $1 in
+    bdh-windows) fit "$1" "${bdh[@]}" --data.init_args.train_mode random ;;
+    bdh-damped-windows) fit "$1" "${bdh[@]}" "${damped[@]}" --data.init_args.train_mode random ;;
+    bdh-damped-articles)
+      fit "$1" "${bdh[@]}" "${damped[@]}" --data.init_args.train_mode stream \
+        --data.init_args.stream_reset_articles true
+      ;;
+    llama) fit "$1" "${llama[@]}" ;;
+  esac
+}
+for name in $MODELS; do
+  case " ${names[*]} " in
+    *" $name "*) ;;
+    *) echo "MODELS: no model $name; give some of: ${names[*]}" >&2 && exit 2 ;;
+  esac
+done
+
 start=$(date +%s)
 mkdir -p "$OUT/runs"
-fit bdh-windows "${bdh[@]}" --data.init_args.train_mode random &
-fit bdh-damped-windows "${bdh[@]}" "${damped[@]}" --data.init_args.train_mode random &
-fit bdh-damped-articles "${bdh[@]}" "${damped[@]}" --data.init_args.train_mode stream \
-  --data.init_args.stream_reset_articles true &
-fit llama "${llama[@]}" &
+for name in $MODELS; do train "$name" & done
 wait
 echo "trained in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 
 limit=(${MAX_TOKENS:+--max_tokens "$MAX_TOKENS"})
-for i in "${!names[@]}"; do
+scored=()
+for name in $MODELS; do
+  for i in "${!names[@]}"; do
+    if [ "${names[$i]}" = "$name" ]; then label=${labels[$i]}; fi
+  done
+  scored+=("$name")
+  [ -f "$OUT/curves/$name/context_curve.json" ] && continue  # scored already
+  while [ "$(jobs -rp | wc -l)" -ge "$CURVE_JOBS" ]; do wait -n || true; done
   python -m bdh_pl context-curve --per_article --windows "${limit[@]}" \
-    --out "$OUT/curves/${names[$i]}" \
-    --label "${labels[$i]}" --ckpt_path "$OUT/runs/${names[$i]}/version_0/checkpoints/last.ckpt" \
-    >"$OUT/curves-${names[$i]}.log" 2>&1 &
+    --out "$OUT/curves/$name" --label "$label" \
+    --ckpt_path "$OUT/runs/$name/version_0/checkpoints/last.ckpt" \
+    >"$OUT/curves-$name.log" 2>&1 &
 done
 wait
-python - "$OUT" "${names[@]}" <<'PY'  # the four tables in one, and the success line
+echo "scored in $(($(date +%s) - start)) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+python - "$OUT" "${scored[@]}" <<'PY'  # the tables in one, and the success line
 import json, sys
 out, names = sys.argv[1], sys.argv[2:]
 tables = [json.load(open(f"{out}/curves/{n}/context_curve.json")) for n in names]

@@ -328,3 +328,63 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     state = RunState()
     state.lock(tmp_path / "version_0")  # free again once the holder ended
     state.release()
+
+
+# --- the damped BDH trained with the carried state, reset per article: a real kill ---------
+
+
+def train_losses(root: Path) -> list[tuple[int, float]]:
+    """Every logged training loss, (step, loss) in the order of metrics.csv."""
+    with open(root / "version_0" / "metrics.csv") as f:
+        return [
+            (int(r["step"]), float(r["train/loss"])) for r in csv.DictReader(f) if r["train/loss"]
+        ]
+
+
+def articles_file(path: Path, n: int = 40) -> Path:
+    """WikiText-like text: n articles of 300-1,500 random letters, each under its ` = Title = `
+    line, enough for the CPU config's 16 lanes."""
+    rng = random.Random(0)
+    body = lambda: "".join(rng.choice("abcde fgh") for _ in range(rng.randint(300, 1500)))  # noqa: E731
+    path.write_text("".join(f" = Title {i} = \n \n {body()} \n \n" for i in range(n)))
+    return path
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_damped_carried_state_run_resumes_every_loss(tmp_path, run_cli):
+    """Damped attention, state carried across batches and emptied where an article starts: after
+    a SIGKILL mid-fit and `--ckpt_path last`, every step's training loss equals the uninterrupted
+    run's. A resume that restarted the lanes or emptied the carried state would change the
+    losses of the steps after the checkpoint (the decayed state still holds the bytes before)."""
+    data = articles_file(tmp_path / "articles.txt")
+    damped = [
+        *("--model.init_args.attn_decay", "learned"),
+        *(
+            "--data.init_args.train_mode",
+            "stream",
+            "--data.init_args.stream_reset_articles",
+            "true",
+        ),
+        *("--trainer.log_every_n_steps", "1"),
+    ]
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    code, err = run_cli([*worsening_args(data, straight), *damped])
+    assert code == 0, err[-2000:]
+    expected = val_losses(straight)
+    assert list(expected) == [EVERY * k - 1 for k in range(1, STEPS // EVERY + 1)]
+
+    args = [*worsening_args(data, crashed), *damped]
+    proc = start(args, tmp_path / "stderr", **{SAVE_DELAY_ENV: "2"})
+    last = crashed / "version_0" / "checkpoints" / "last.ckpt"
+    wait_for(lambda: last.is_file() and (saved_step(last) or 0) >= EVERY, proc)
+    proc.kill()  # between checkpoints: the steps after EVERY are lost and redone
+    proc.wait()
+    killed_at = saved_step(last)
+    assert killed_at < STEPS, killed_at
+    resume_and_compare(crashed, [*args, "--ckpt_path", "last"], expected, killed_at, run_cli)
+
+    reference, resumed = train_losses(straight), train_losses(crashed)
+    assert [s for s, _ in reference] == list(range(STEPS)), "a loss logged at every step"
+    assert [s for s, _ in resumed] == [s for s, _ in reference], "each step once, in order"
+    for (step, want), (_, got) in zip(reference, resumed, strict=True):
+        assert got == pytest.approx(want, abs=1e-6), step
