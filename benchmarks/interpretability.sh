@@ -67,7 +67,9 @@ fit() {  # name, steps, then its arguments; the run's arguments are kept in runs
 }
 
 fit_config() {  # name, a run's full config from the frontier (its own root dir replaced), more
-  local name=$1 args=(--config "$2" --trainer.default_root_dir "$OUT/runs/$1" "${@:3}")
+  # The frontier's configs hold the model's init_args flat (their commit's layout): nested first.
+  mkdir -p "$OUT/configs" && python scripts/nest_config.py "$2" "$OUT/configs/$1.yaml"
+  local name=$1 args=(--config "$OUT/configs/$1.yaml" --trainer.default_root_dir "$OUT/runs/$1" "${@:3}")
   if [ ! -f "$OUT/runs/$name/version_0/checkpoints/last.ckpt" ] \
     || [ "$(cat "$OUT/runs/$name/recipe" 2>/dev/null)" != "${args[*]}" ]; then
     rm -rf "$OUT/runs/$name"

@@ -358,7 +358,7 @@ def test_sigkill_of_a_damped_carried_state_run_resumes_every_loss(tmp_path, run_
     losses of the steps after the checkpoint (the decayed state still holds the bytes before)."""
     data = articles_file(tmp_path / "articles.txt")
     damped = [
-        *("--model.init_args.attn_decay", "learned"),
+        *("--model.init_args.config.attn_decay", "learned"),
         *(
             "--data.init_args.train_mode",
             "stream",
