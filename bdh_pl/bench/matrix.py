@@ -336,7 +336,13 @@ def _budget_group(budget: Budget) -> str:
     return budget_text(budget).replace(" ", "").replace("+", "")
 
 
-def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> list[dict]:
+def run_benchmark(
+    bench: BenchmarkSpec, command: str, resume: bool = True, rekey: bool = False
+) -> list[dict]:
+    """Run `bench`, keeping the finished runs of an earlier invocation into its folder. Runs are
+    known by their run key (the text of their config layers); `rekey` also takes an earlier
+    record by its run's folder, for a change of the configs' text that keeps what each run is
+    (a layout change): the record and its checkpoints are kept, under today's key."""
     out = bench.out_dir
     hint = "set output_dir (or --output_dir) to a writable folder"
     check_writable(out, hint)
@@ -356,15 +362,15 @@ def run_benchmark(bench: BenchmarkSpec, command: str, resume: bool = True) -> li
         previous = previous_records(out) if resume else []
         if kept := sum(reusable(r) for r in previous):
             say(f"resuming: {kept} records of an earlier run in {out}/")
-        return Matrix(bench, command, previous).run()
+        return Matrix(bench, command, previous, rekey=rekey).run()
     finally:
         os.close(lock)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    plan, measured = "--plan" in argv, None
-    argv = [a for a in argv if a != "--plan"]
+    plan, rekey, measured = "--plan" in argv, "--rekey" in argv, None
+    argv = [a for a in argv if a not in ("--plan", "--rekey")]
     if "--plan_from" in argv:
         i = argv.index("--plan_from")
         if i + 1 >= len(argv):
@@ -377,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         for line in plan_lines(bench, measured):
             print(line)
         return
-    records = run_benchmark(bench, shlex.join(["python", "-m", "bdh_pl", "benchmark", *argv]))
+    command = shlex.join(["python", "-m", "bdh_pl", "benchmark", *argv])
+    records = run_benchmark(bench, command, rekey=rekey)
     if all(r["status"] != "ok" for r in records):
         sys.exit(1)

@@ -73,12 +73,17 @@ class RunQueue:
     """The runs of a benchmark and their records: a pool of `jobs` workers, the results
     rewritten after every run, finished runs of an earlier invocation kept."""
 
-    def __init__(self, bench: BenchmarkSpec, command: str, previous: Iterable[dict] = ()) -> None:
+    def __init__(
+        self, bench: BenchmarkSpec, command: str, previous: Iterable[dict] = (), rekey: bool = False
+    ) -> None:
         self.bench, self.command = bench, command
         self.records: list[Record] = []
         self._seconds_per_step: dict[str, float] = {}
-        # Finished runs of an earlier, interrupted invocation, by what they ran.
-        self._previous = {r["config_hash"]: r for r in previous if reusable(r)}
+        # Finished runs of an earlier, interrupted invocation, by what they ran; with `rekey`
+        # (the config files' text changed, not what the runs are) also by their run's folder.
+        previous = [r for r in previous if reusable(r)]
+        self._previous = {r["config_hash"]: r for r in previous}
+        self._rekey = {r.get("config"): r for r in previous} if rekey else {}
         self._lock = threading.Lock()  # records and result files
         self._build_lock = threading.Lock()  # config parsing and model building
         self._pool = ThreadPoolExecutor(bench.jobs, thread_name_prefix="run")
@@ -140,7 +145,8 @@ class RunQueue:
         except Exception as err:
             self.fail(run, err)
         record.wall_time_s = round(time.perf_counter() - start, 1)
-        if run.ok and (previous := self._previous.get(record.config_hash)):
+        previous = self._previous.get(record.config_hash) or self._rekey.get(record.config)
+        if run.ok and previous:
             self.resume(run, previous)
         return run
 
@@ -178,7 +184,7 @@ class RunQueue:
     def resume(self, run: Run, previous: dict) -> None:
         """Take an earlier invocation's record of this very run: its fit is not run again
         when its checkpoint is still there, nor its test when it has one."""
-        kept = {k: v for k, v in previous.items() if k in records_.KEYS}
+        kept = {k: v for k, v in previous.items() if k in records_.KEYS and k != "config_hash"}
         kept.update(model=run.record.model, selected=run.record.selected)
         run.record.update(kept)
         if not run.fitted or not run.entry.budget.trains:
@@ -298,7 +304,7 @@ class RunQueue:
             key = (root / RUN_KEY_FILE).read_text()
         except OSError:
             return None
-        if key != run.record.config_hash:
+        if key != run.record.config_hash and not self._rekey:
             return None
         return newest_checkpoint(root)
 

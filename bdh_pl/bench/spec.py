@@ -185,8 +185,7 @@ class BenchmarkSpec:
         return [ModelEntry(m) if isinstance(m, str) else m for m in self.models]
 
     @property
-    def shared(self) -> dict[str, Any]:
-        """The trainer/data/model settings every model gets."""
+    def shared(self) -> dict[str, Any]:  # the trainer/data/model settings every model gets
         return {k: v for k in ("trainer", "data", "model") if (v := getattr(self, k))}
 
 
@@ -194,8 +193,9 @@ def parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m bdh_pl benchmark",
         description=(
-            "Train and test every model of a benchmark config; write results/. With --plan "
-            "(and --plan_from RESULTS): print a frontier's runs, FLOPs and hours, run nothing."
+            "Train and test every model of a benchmark config; write results/. --plan (and "
+            "--plan_from RESULTS): print a frontier's runs, FLOPs and hours, run nothing. --rekey: "
+            "keep earlier records by run folder (the configs' text changed, not the runs)."
         ),
         exit_on_error=False,
     )

@@ -543,3 +543,31 @@ def test_a_stop_rule_names_another_family_that_runs_every_budget(tmp_path):
          "stop_after_behind": {"family": "b"}}  # fmt: skip
     with pytest.raises(UserError, match="has a stop rule of its own"):
         one_budget_spec(tmp_path, models=[a, {**family, "stop_after_behind": {"family": "a"}}])
+
+
+def test_rekey_keeps_finished_runs_whose_configs_text_changed(data_dir, tmp_path, monkeypatch):
+    """A change of the config files' text (a new layout) changes every run key: a resumed
+    benchmark runs everything again, unless --rekey takes the records by their run's folder."""
+    bench = frontier_spec(tmp_path)
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages())
+    first = matrix.run_benchmark(bench, "cmd")
+    old_keys = {r["config_hash"] for r in first}
+    key = run_queue.run_key
+    monkeypatch.setattr(run_queue, "run_key", lambda *a: "new-" + key(*a))  # the text changed
+
+    again = FakeStages()
+    monkeypatch.setattr(run_queue, "run_stage", again)
+    rekeyed = matrix.run_benchmark(bench, "cmd", rekey=True)
+    assert [s for s, _ in again.calls if s == "fit"] == []  # nothing trained again
+    assert {r["config_hash"] for r in rekeyed} == {"new-" + k for k in old_keys}
+    assert sorted(_runs(rekeyed)) == sorted(_runs(first))
+    best = {_runs([r])[0]: r["best_val_loss"] for r in first}
+    assert {_runs([r])[0]: r["best_val_loss"] for r in rekeyed} == best
+
+    monkeypatch.setattr(run_queue, "run_key", lambda *a: "newer-" + key(*a))
+    plain = FakeStages()
+    monkeypatch.setattr(run_queue, "run_stage", plain)
+    matrix.run_benchmark(bench, "cmd")  # without --rekey: every run is new
+    assert len([s for s, _ in plain.calls if s == "fit"]) == len(
+        [r for r in first if r["train_steps"]]
+    )
