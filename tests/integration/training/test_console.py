@@ -16,7 +16,7 @@ from bdh_pl.training.console import OUR_KINDS, swap_default_console
 
 from helpers import SMOKE
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STEPS = 4
 TINY = [
     "fit",

@@ -12,7 +12,7 @@ from bdh_pl.bench import budget, matrix, report, resolve, runs, spec, stats
 from bdh_pl.charts.benchmark import COMPARISON_CHARTS, CURVE_CHARTS, SWEEP_CHART, chart_names
 from bdh_pl.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REQUIRED = [
     "model", "params", "non_embedding_params", "dataset", "tokenizer", "train_tokens",
     "test_loss", "test_ppl", "test_bpb", "test_word_ppl", "train_tokens_per_sec",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "bdh_pl"
+PACKAGE = Path(__file__).resolve().parents[2] / "bdh_pl"
 FILES = sorted(PACKAGE.rglob("*.py"))
 
 

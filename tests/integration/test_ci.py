@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-A_DATA_TEST = "tests/data/test_tokenizers.py::test_gpt2_tokenizer_from_local_folder"
+REPO = Path(__file__).resolve().parents[2]
+A_DATA_TEST = "tests/unit/data/test_tokenizers.py::test_gpt2_tokenizer_from_local_folder"
 
 
 def pytest_without_data(**env: str) -> subprocess.CompletedProcess:

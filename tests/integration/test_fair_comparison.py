@@ -17,7 +17,7 @@ from bdh_pl.cli import main
 from bdh_pl.data import WikiText2
 from bdh_pl.training.lit_models import BDHLM, PretrainedGPT2LM
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BLOCK = 64
 EOS = 50256  # GPT-2's <|endoftext|>: the context of the first token, as in lm-evaluation-harness
 

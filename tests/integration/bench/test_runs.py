@@ -15,7 +15,7 @@ import yaml
 from bdh_pl.bench import matrix, runner, runs, spec
 from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STEPS = 40  # validated at 10, 20, 30, 40
 
 

@@ -12,7 +12,7 @@ from bdh_pl.training.loading import model_class
 from helpers import SMOKE
 
 # Written by bdh-pl 0.1.0 (commit c9f942f): a 2-step fit of a tiny BDH on tiny Shakespeare.
-LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
+LEGACY = Path(__file__).resolve().parents[2] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
 SIZES = ["--model.init_args.n_embd", "16", "--model.init_args.n_head", "1"]
 SIZES += ["--model.init_args.mlp_internal_dim_multiplier", "4", "--data.init_args.block_size", "16"]
 

@@ -20,7 +20,7 @@ from bdh_pl.training.registry import build_model, get_spec, model_config_path, m
 
 from helpers import tiny_gpt2_folder
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RECIPE = str(REPO / "configs" / "recipes" / "nanogpt-shakespeare-cpu.yaml")
 WIKITEXT2 = str(REPO / "configs" / "wikitext2.yaml")
 

@@ -13,7 +13,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 LEAD = ["model", "params", "n_layer", "n_embd", "n_head", "learning_rate", "dropout",
         "weight_decay", "dataset", "tokenizer", "block_size", "batch_size", "seed"]  # fmt: skip
 

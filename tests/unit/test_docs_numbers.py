@@ -12,7 +12,7 @@ from pathlib import Path
 from bdh_pl.bench import report, stats
 from bdh_pl.bench.tables import cell as table_cell
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))]
 
 

@@ -498,11 +498,11 @@ def test_generate_sampling_shapes_and_seeded_determinism():
 
 # ---------------------------------------------------------------- today's BDH, bit for bit
 
-# A checkpoint of bdh-pl 0.1.0 (tests/training/test_legacy_checkpoint.py) and what the code of
+# A checkpoint of bdh-pl 0.1.0 (tests/unit/training/test_legacy_checkpoint.py) and what the code of
 # before the damped attention (commit 45ef88e) computed from it, written by
-#   OMP_NUM_THREADS=1 python -c "import sys; sys.path[:0] = ['tests', 'tests/models'];
+#   OMP_NUM_THREADS=1 python -c "import sys; sys.path[:0] = ['tests', 'tests/unit/models'];
 #   import test_bdh; test_bdh.write_legacy_outputs()"
-LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
+LEGACY = Path(__file__).resolve().parents[2] / "fixtures" / "bdh-tiny-v0.1.0.ckpt"
 LEGACY_OUTPUTS = LEGACY.with_name("bdh-tiny-v0.1.0-outputs.pt")
 
 

@@ -24,7 +24,7 @@ import torch
 from bdh_pl.training import checkpoint_io
 from bdh_pl.training.checkpoint_io import LAST, SAVE_DELAY_ENV, saved_step
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVERY, STEPS = 5, 20  # validations at steps 5 and 10; early stopping (patience 1) stops at 10
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu  # noqa: E402
 import gpu_steps  # noqa: E402

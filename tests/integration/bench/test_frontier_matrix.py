@@ -17,7 +17,7 @@ import yaml
 from bdh_pl.bench import budget, matrix, runs, spec
 from bdh_pl.errors import UserError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SIZES = [16, 24, 32, 48, 64]  # n_embd of the ladder
 BUDGETS = [2e9, 6e9, 2e10]
 
