@@ -1,10 +1,10 @@
 """The house rules of the README's Architecture section, checked on the code: who may import
-whom, no import cycle, one module reading model files, a command line that starts at once, and
-no file too long to read."""
+whom, no import cycle, one module reading model files, no file too long to read, and tests laid
+out like the package (that the command line starts at once needs a process:
+tests/integration/test_architecture.py)."""
 
 import ast
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -155,22 +155,16 @@ def test_no_file_is_too_long_to_read(path):
     assert len(path.read_text().splitlines()) <= 400
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "args", [["--help"], ["fitt"], ["predict"]], ids=["help", "typo", "predict"]
-)
-def test_the_command_line_answers_without_torch_or_lightning(args):
-    """`--help` and the top-level errors import neither torch nor Lightning (-X importtime
-    lists every module a process imported)."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "bdh_pl", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=PACKAGE.parent,
-    )
-    assert result.returncode == (0 if args == ["--help"] else 2), result.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
-    heavy = {name for name in imported if name.split(".")[0] in ("torch", "lightning")}
-    assert not heavy, sorted(heavy)[:5]
-    assert "bdh_pl.cli" in imported  # the check can fail: it sees bdh-pl's own modules
+def test_the_tests_mirror_the_package():
+    """Two tiers, each laid out like the package: tests/unit/<subpackage>/test_<module>.py (no
+    process, no fit past a few steps, no compile, no tmpfs: `make test-fast`) and
+    tests/integration/ (the rest), at the same relative paths."""
+    tests = PACKAGE.parent / "tests"
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    folders.add("benchmarks")  # the scripts of benchmarks/
+    misplaced = []
+    for path in tests.rglob("test_*.py"):
+        tier, *parts = path.relative_to(tests).parts
+        if tier not in ("unit", "integration") or (len(parts) > 1 and parts[0] not in folders):
+            misplaced.append(str(path.relative_to(tests)))
+    assert not misplaced, f"under tests/unit/ or tests/integration/, as in bdh_pl/: {misplaced}"
