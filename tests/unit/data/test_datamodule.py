@@ -14,14 +14,6 @@ def test_shakespeare_splits_are_90_5_5_and_contiguous(data_dir, tmp_path):
     assert b"".join(parts) == raw
 
 
-def test_wikitext2_uses_the_official_files(data_dir):
-    dm = WikiText2(variant="raw", tokenizer="gpt2", block_size=128)
-    assert len(dm.split_tokens("test")) == 286_221  # the number shared/data/README states
-    assert dm.vocab_size == 50257
-    tokens = WikiText2(variant="tokens").split_tokens("val")
-    assert len(tokens) == (data_dir / "wikitext-2" / "wiki.valid.tokens").stat().st_size
-
-
 def test_second_setup_reads_the_cache(data_dir, tmp_path, monkeypatch):
     TinyShakespeare(cache_dir=str(tmp_path)).split_tokens("val")
 
@@ -31,12 +23,6 @@ def test_second_setup_reads_the_cache(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(ByteTokenizer, "encode", fail)
     tokens = TinyShakespeare(cache_dir=str(tmp_path)).split_tokens("val")
     assert len(tokens) == 55_770
-
-
-def test_caches_are_per_tokenizer(data_dir, tmp_path):
-    WikiText2(variant="raw", cache_dir=str(tmp_path)).split_tokens("test")
-    WikiText2(variant="raw", tokenizer="gpt2", cache_dir=str(tmp_path)).split_tokens("test")
-    assert sorted(p.name.split("-")[1] for p in tmp_path.glob("*.bin")) == ["byte.bin", "gpt2.bin"]
 
 
 def test_setup_for_test_does_not_need_the_train_split(data_dir):

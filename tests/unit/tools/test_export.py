@@ -12,8 +12,6 @@ from bdh_pl.errors import UserError
 from bdh_pl.tools.export import export
 from bdh_pl.training.loading import load_bdh
 
-from helpers import SMOKE
-
 
 def ids(vocab_size: int) -> torch.Tensor:
     return torch.randint(0, vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
@@ -37,21 +35,6 @@ def test_baselines_round_trip_through_auto_classes(tmp_path, kind, save_checkpoi
     assert tokenizer.bos_token_id == ord("\n")  # bdh-pl's context for the first byte
     card = (out / "README.md").read_text()
     assert "Training steps**: 7" in card and "Parameters" in card
-
-
-def test_gpt2_bpe_tokenizer_knows_its_bos_and_eos(tmp_path, data_dir, save_checkpoint):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    network = save_checkpoint(tmp_path / "m.ckpt", "gpt2", tokenizer="gpt2", vocab_size=50257)
-    out = export(str(tmp_path / "m.ckpt"), tmp_path / "hf")
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    assert type(tokenizer).__name__.startswith("GPT2Tokenizer")
-    assert tokenizer.bos_token_id == tokenizer.eos_token_id == 50256
-    hf = AutoModelForCausalLM.from_pretrained(out).eval()
-    assert hf.config.eos_token_id == 50256
-    x = ids(50257)
-    with torch.no_grad():
-        torch.testing.assert_close(hf(x).logits, network(x), rtol=0, atol=1e-6)
 
 
 def test_bdh_round_trip(tmp_path, save_checkpoint):
@@ -83,25 +66,6 @@ def test_bdh_folder_works_with_generate(tmp_path, capsys, save_checkpoint):
             idx = torch.cat([idx, network(idx)[:, -1:].argmax(-1)], dim=1)
     expected = "To be" + bytes(idx[0, 5:].tolist()).decode("utf-8", "replace")
     assert capsys.readouterr().out == expected + "\n"
-
-
-@pytest.mark.slow
-def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli, save_checkpoint):
-    save_checkpoint(tmp_path / "m.ckpt", "bdh")
-    out = export(str(tmp_path / "m.ckpt"), tmp_path / "bdh")
-    results = []
-    for i, ckpt in enumerate([tmp_path / "m.ckpt", out]):
-        root = tmp_path / f"runs{i}"
-        args = ["test", *SMOKE]
-        args += ["--trainer.default_root_dir", str(root), "--data.init_args.block_size", "32"]
-        args += ["--model.init_args.n_layer", "2", "--model.init_args.n_embd", "32"]
-        args += ["--model.init_args.n_head", "2", "--model.init_args.mlp_internal_dim_multiplier"]
-        args += ["8", "--ckpt_path", str(ckpt)]
-        code, err = run_cli(args)
-        assert code == 0, err
-        record = json.loads(next(root.glob("version_*/test_metrics.json")).read_text())
-        results.append(record["metrics"]["test/bpb"])
-    assert results[0] == pytest.approx(results[1], abs=1e-6)
 
 
 def test_model_card_reports_the_test_run(tmp_path, save_checkpoint):
