@@ -47,18 +47,14 @@ def val_losses(root: Path) -> dict[int, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("train_mode", ["random", "stream"])
-def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path, train_mode):
+def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path, train_mode, run_cli):
     """Random windows, and consecutive windows with the state carried (truncated BPTT): the
-    lanes' place and the carried state resume too."""
+    lanes' place and the carried state resume too. The killed run is a real process; the
+    uninterrupted run and the resume run in this one (no process start each)."""
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     run = [*RUN, "--data.init_args.train_mode", train_mode]
-    subprocess.run(
-        [*run, "--trainer.default_root_dir", str(straight)],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    code, err = run_cli([*run[3:], "--trainer.default_root_dir", str(straight)])
+    assert code == 0, err[-2000:]
 
     proc = subprocess.Popen(
         [*run, "--trainer.default_root_dir", str(crashed)],
@@ -78,13 +74,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path, tr
     killed_at = max(val_losses(crashed))
     assert killed_at < 29, "the run finished before it could be killed"
 
-    subprocess.run(
-        [*run, "--trainer.default_root_dir", str(crashed), "--ckpt_path", "last"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        timeout=600,
+    code, err = run_cli(
+        [*run[3:], "--trainer.default_root_dir", str(crashed), "--ckpt_path", "last"]
     )
+    assert code == 0, err[-2000:]
     expected, resumed = val_losses(straight), val_losses(crashed)
     assert resumed.keys() == expected.keys()  # validations at the same steps, through the end
     after_kill = [step for step in expected if step > killed_at]
