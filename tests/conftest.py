@@ -244,6 +244,25 @@ def save_checkpoint():
     return _save_checkpoint
 
 
+@pytest.fixture
+def featurizer_dir(tmp_path) -> Path:
+    """A random 2-layer GPT-2 over bytes, saved like any Hugging Face causal LM (a tiny local
+    MAUVE featurizer)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bdh_pl.tools.export import byte_tokenizer_hf
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=256, n_positions=512, n_layer=2, n_head=2, n_embd=32, bos_token_id=None
+    )
+    config.eos_token_id = None
+    path = tmp_path / "featurizer"
+    GPT2LMHeadModel(config).save_pretrained(path)
+    byte_tokenizer_hf(512).save_pretrained(path)
+    return path
+
+
 # --- a real small filesystem (full-disk tests) ----------------------------------------------
 
 

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+pytest.importorskip("mauve")
+
 from bdh_pl.tools.mauve import load_featurizer, mauve_score  # noqa: E402
 
 

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("mauve")
 
-from bdh_pl.tools.export import byte_tokenizer_hf  # noqa: E402
 from bdh_pl.tools.mauve import load_featurizer  # noqa: E402
-
-
-@pytest.fixture
-def featurizer_dir(tmp_path) -> Path:
-    """A random 2-layer GPT-2 over bytes, saved like any Hugging Face causal LM."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=256, n_positions=512, n_layer=2, n_head=2, n_embd=32, bos_token_id=None
-    )
-    config.eos_token_id = None
-    path = tmp_path / "featurizer"
-    GPT2LMHeadModel(config).save_pretrained(path)
-    byte_tokenizer_hf(512).save_pretrained(path)
-    return path
 
 
 def test_featurizer_that_is_not_a_causal_lm(tmp_path, run_cli, save_checkpoint):
