@@ -46,3 +46,24 @@ def test_bdh_folder_tests_like_its_checkpoint(tmp_path, data_dir, run_cli, save_
         record = json.loads(next(root.glob("version_*/test_metrics.json")).read_text())
         results.append(record["metrics"]["test/bpb"])
     assert results[0] == pytest.approx(results[1], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["bdh", "gpt2"])
+def test_a_real_full_disk_leaves_nothing_and_a_retry_works(
+    kind, tmp_path, run_cli, save_checkpoint, small_disk
+):
+    """safetensors reports ENOSPC as its own error; the folder must not stay half-written
+    (a retry would refuse it as not empty)."""
+    save_checkpoint(tmp_path / "m.ckpt", kind)
+    disk = small_disk(64)  # the weights alone are about 150 KB
+    out = disk / "models" / "tiny"
+    args = ["export", "--ckpt_path", str(tmp_path / "m.ckpt"), "--out", str(out)]
+    code, err = run_cli(args)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err[-3000:]
+    assert err.startswith(f"error: no space left on the device of '{out.parent}'")
+    assert list(out.parent.iterdir()) == [], "a half-written folder or temp folder was left"
+    small_disk.grow(disk, 4096)
+    code, err = run_cli(args)
+    assert code == 0, err[-3000:]
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+    assert [p.name for p in out.parent.iterdir()] == ["tiny"]

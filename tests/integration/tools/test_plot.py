@@ -5,6 +5,7 @@ import math
 
 from unit.tools.test_plot import write_run
 
+from bdh_pl import charts
 from bdh_pl.bench import report
 from bdh_pl.charts.benchmark import CURVE_CHARTS, benchmark_figures
 
@@ -35,3 +36,15 @@ def test_benchmark_figures_one_line_or_bar_per_model(tmp_path):
     assert len(figures["bpb_vs_params"].axes[0].collections) == 3
     paths = report.write_charts(tmp_path, "exp", records)
     assert sorted(p.name for p in paths) == sorted(f"{c}.png" for c in names)
+
+
+def test_tensorboard_events_are_the_fallback(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path)) as writer:
+        for step in range(3):
+            writer.add_scalar("train/loss", 3.0 - step, step)
+        writer.add_scalar("val/loss", 2.5, 2)
+    curves = charts.read_metrics(tmp_path)
+    assert curves["train/loss"] == [(0, 3.0), (1, 2.0), (2, 1.0)]
+    assert curves["val/loss"] == [(2, 2.5)]

@@ -64,18 +64,6 @@ def test_without_hparams_only_the_step_axis(tmp_path):
     assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 2
 
 
-def test_tensorboard_events_are_the_fallback(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(tmp_path)) as writer:
-        for step in range(3):
-            writer.add_scalar("train/loss", 3.0 - step, step)
-        writer.add_scalar("val/loss", 2.5, 2)
-    curves = charts.read_metrics(tmp_path)
-    assert curves["train/loss"] == [(0, 3.0), (1, 2.0), (2, 1.0)]
-    assert curves["val/loss"] == [(2, 2.5)]
-
-
 def test_a_folder_without_logs_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="metrics.csv"):
         charts.read_metrics(tmp_path)
