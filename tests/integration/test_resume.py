@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
+from bdh_pl.cli import main
 from bdh_pl.data import TinyShakespeare
 from bdh_pl.errors import UserError
 from bdh_pl.training.checkpoint_io import SAVE_DELAY_ENV, saved_step
@@ -155,17 +156,12 @@ def worsening_args(data: Path, root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def worsening(tmp_path_factory) -> tuple[Path, dict[int, float]]:
-    """The data file and the validation losses of an uninterrupted run."""
+    """The data file and the validation losses of an uninterrupted run (in this process: the
+    kills below are of real processes)."""
     tmp = tmp_path_factory.mktemp("worsening")
     data = worsening_text(tmp / "worse.txt")
     root = tmp / "straight"
-    subprocess.run(
-        [sys.executable, "-m", "bdh_pl", *worsening_args(data, root)],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    main(worsening_args(data, root))
     losses = val_losses(root)
     assert list(losses) == [EVERY * k - 1 for k in range(1, STEPS // EVERY + 1)]
     values = list(losses.values())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
-pytest.importorskip("mauve")
+from bdh_pl.tools.mauve import load_featurizer
 
-from bdh_pl.tools.mauve import load_featurizer  # noqa: E402
+# Skipped without the mauve extra, found without importing it (its scikit-learn costs seconds).
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("mauve") is None, reason="needs mauve")
 
 
 def test_featurizer_that_is_not_a_causal_lm(tmp_path, run_cli, save_checkpoint):
