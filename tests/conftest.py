@@ -1,6 +1,8 @@
-"""Shared fixtures: the real data root (read-only), a per-session token cache, the CLI in this
-process, tiny bdh-pl checkpoints of each model kind, and the rule that a test starting a process
-is marked slow. Plain helpers (the smoke configs, a child `python -m bdh_pl`) are in helpers.py."""
+"""Shared fixtures of both tiers: the real data root (read-only), a per-session token cache, the
+CLI in this process, tiny bdh-pl checkpoints of each model kind, and the tiers themselves: every
+test under tests/integration/ is marked `slow` (so `-m "not slow"` is the unit tier), and only a
+slow test may start a process. tests/unit/conftest.py holds the unit tier's other rules. Plain
+helpers (the smoke configs, a child `python -m bdh_pl`) are in helpers.py."""
 
 from __future__ import annotations
 
@@ -113,13 +115,20 @@ def _data_only_when_asked(request, monkeypatch) -> None:
 
 # Arguments that start one of these in a child process make a test slow.
 PROCESS_MARKS = ("bdh_pl", "pytest", "pip")
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.slow)
 
 
 @contextlib.contextmanager
 def _processes_refused(item: pytest.Item) -> Iterator[None]:
     """While a test without the slow mark sets up (its module fixtures too) and runs, starting
-    `python -m bdh_pl`, a pytest or pip fails it, naming the command: `make test-fast`
-    (-m "not slow") is the edit loop."""
+    `python -m bdh_pl`, a pytest or pip fails it, naming the command: `make test-fast` (the
+    unit tier) is the edit loop."""
     if item.get_closest_marker("slow"):
         yield
         return
@@ -129,7 +138,7 @@ def _processes_refused(item: pytest.Item) -> Iterator[None]:
         argv = [str(a) for a in (args if isinstance(args, list | tuple) else [args])]
         if any(Path(a).name in PROCESS_MARKS for a in argv) and "download-data" not in argv:
             raise AssertionError(
-                f"{item.nodeid} starts `{' '.join(argv[:4])} ...`: mark it @pytest.mark.slow"
+                f"{item.nodeid} starts `{' '.join(argv[:4])} ...`: it belongs in tests/integration/"
             )
         start(self, args, *rest, **kwargs)
 
@@ -239,6 +248,25 @@ def _save_checkpoint(
 def save_checkpoint():
     """save_checkpoint(path, kind, tokenizer="byte", vocab_size=256, block_size=32) -> network"""
     return _save_checkpoint
+
+
+@pytest.fixture
+def featurizer_dir(tmp_path) -> Path:
+    """A random 2-layer GPT-2 over bytes, saved like any Hugging Face causal LM (a tiny local
+    MAUVE featurizer)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from bdh_pl.tools.export import byte_tokenizer_hf
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=256, n_positions=512, n_layer=2, n_head=2, n_embd=32, bos_token_id=None
+    )
+    config.eos_token_id = None
+    path = tmp_path / "featurizer"
+    GPT2LMHeadModel(config).save_pretrained(path)
+    byte_tokenizer_hf(512).save_pretrained(path)
+    return path
 
 
 # --- a real small filesystem (full-disk tests) ----------------------------------------------
