@@ -204,7 +204,7 @@ def test_the_config_is_the_architecture_and_the_reference_knows_no_fast_path():
     """BDHConfig holds what a checkpoint describes; a bare BDH runs model.py's own layer."""
     assert [f.name for f in dataclasses.fields(BDHConfig)] == [
         "n_layer", "n_embd", "dropout", "n_head", "mlp_internal_dim_multiplier", "vocab_size",
-        "attn_decay",
+        "attn_decay", "block_size",
     ]  # fmt: skip
     assert BDH(tiny()).layer_runner.__module__ == "bdh_pl.models.bdh.model"
     assert make_model().layer_runner == BDHExecution()  # fused, applied from outside
@@ -518,7 +518,7 @@ def write_legacy_outputs() -> None:
 
 def test_an_old_checkpoint_loads_undamped_and_computes_what_it_did_bit_for_bit():
     loaded = load_model(LEGACY)
-    assert loaded.model.hparams.attn_decay == "none" == loaded.model.network.config.attn_decay
+    assert loaded.model.config.attn_decay == "none" == loaded.model.network.config.attn_decay
     assert "attn.decay_rate" not in loaded.model.network.state_dict()
     outputs = legacy_outputs()
     expected = torch.load(LEGACY_OUTPUTS, weights_only=True)
