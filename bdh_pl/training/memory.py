@@ -144,10 +144,13 @@ def fit_to_memory(
     device = trainer.strategy.root_device
     if not batch or not block:
         return 1
+    # a CPU's processes (DDP ranks on one host) share its memory; each GPU has its own
+    sharing = trainer.num_devices if device.type == "cpu" else 1
     try:
         available = available_bytes(device)
         if available is None:
             return 1
+        available //= sharing
         step = step_memory(model, block, str(trainer.precision), device)
     except UserError:
         raise
@@ -158,6 +161,8 @@ def fit_to_memory(
         return 1
     need = f"batch {batch} x block {block} needs about {gib(step.bytes(batch))}"
     have = f"{gib(available)} {'set by ' + LIMIT_ENV if os.environ.get(LIMIT_ENV) else 'free'}"
+    if sharing > 1:
+        have += f" per process ({sharing} share this machine)"
     cpu = f"on a CPU add --config {CPU_OVERLAY}; " if device.type == "cpu" else ""
     parts = micro_batches(batch, step, budget)
     if mode == "off" or parts is None or getattr(datamodule, "train_mode", "random") != "random":
@@ -172,10 +177,7 @@ def fit_to_memory(
             "data.init_args.block_size or batch_size"
             + (", or drop --memory_fit off" if mode == "off" and parts is not None else "")
         )
-    datamodule.micro_batches = parts
-    trainer.accumulate_grad_batches *= parts
-    if isinstance(trainer.val_check_interval, int):
-        trainer.val_check_interval *= parts  # Lightning counts it in batches, not steps
+    resplit(datamodule, trainer, parts)
     print(
         f"memory: batch {batch} = {parts} x {batch // parts} micro-batches with gradient "
         f"accumulation, to fit {have} ({need}; --memory_fit off to refuse instead)",
@@ -184,10 +186,40 @@ def fit_to_memory(
     return parts
 
 
+def resplit(datamodule, trainer: L.Trainer, parts: int) -> None:
+    """Runs each batch as `parts` micro-batches instead of the present split: the gradient is
+    accumulated over them, and the validation interval, which Lightning counts in batches,
+    keeps its optimizer steps."""
+    old = getattr(datamodule, "micro_batches", 1)
+    datamodule.micro_batches = parts
+    trainer.accumulate_grad_batches = trainer.accumulate_grad_batches // old * parts
+    if isinstance(trainer.val_check_interval, int):
+        trainer.val_check_interval = trainer.val_check_interval // old * parts
+
+
 class MicroBatchCounters(L.Callback):
-    """A resumed run may split its batches otherwise than the run it resumes (other free
-    memory): Lightning's batch counters, which place accumulation and validation, are counted
-    in micro-batches, so they are moved to this run's count at the checkpoint's step."""
+    """The split across ranks and runs. DDP ranks chose theirs each from its own free memory
+    (before any process group): at setup they take the most micro-batches any rank needs, so
+    that every rank accumulates as many. A resumed run may split its batches otherwise than
+    the run it resumes (other free memory): Lightning's batch counters, which place
+    accumulation and validation, are counted in micro-batches, so they are moved to this run's
+    count at the checkpoint's step."""
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if stage != "fit" or trainer.world_size < 2 or datamodule is None:
+            return
+        parts = getattr(datamodule, "micro_batches", 1)
+        count = torch.tensor(parts, device=trainer.strategy.root_device)
+        most = int(trainer.strategy.reduce(count, reduce_op="max"))
+        if most != parts:
+            resplit(datamodule, trainer, most)
+            print(
+                f"memory: rank {trainer.global_rank} runs batch {datamodule.batch_size} as "
+                f"{most} micro-batches as the rank with the least memory does (its own "
+                f"estimate: {parts})",
+                file=sys.stderr,
+            )
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
         loop = checkpoint.get("loops", {}).get("fit_loop", {})
