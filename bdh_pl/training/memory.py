@@ -138,8 +138,9 @@ def fit_to_memory(
     model: LanguageModel, datamodule, trainer: L.Trainer, mode: MemoryFit = "auto"
 ) -> int:
     """Before a fit: run each batch as micro-batches with gradient accumulation when its
-    activations do not fit (mode "auto"; one line says so), or refuse in one line when nothing
-    fits (or mode "off" and the batch does not). Returns the number of micro-batches."""
+    activations do not fit, and evaluate in smaller batches when an evaluation batch might not
+    (mode "auto"; one line says so), or refuse in one line when nothing fits (or mode "off" and
+    a batch does not). Returns the number of micro-batches."""
     batch, block = getattr(datamodule, "batch_size", None), getattr(datamodule, "block_size", None)
     device = trainer.strategy.root_device
     if not batch or not block:
@@ -157,30 +158,49 @@ def fit_to_memory(
     except Exception:  # an estimate only: never a reason to stop
         return 1
     budget = available * HEADROOM
-    if step.bytes(batch) <= budget:
+    # A no-grad evaluation forward holds less than a training step's estimate of as many
+    # windows: the estimate bounds it (and the validation batches of a fit come beside the
+    # gradients and AdamW moments, which the estimate counts).
+    evaluation = getattr(datamodule, "eval_batch_size", None) or batch
+    if step.bytes(batch) <= budget and step.bytes(evaluation) <= budget:
         return 1
     need = f"batch {batch} x block {block} needs about {gib(step.bytes(batch))}"
+    if step.bytes(batch) <= budget:
+        need = (
+            f"an evaluation batch of {evaluation} needs at most about {gib(step.bytes(evaluation))}"
+        )
     have = f"{gib(available)} {'set by ' + LIMIT_ENV if os.environ.get(LIMIT_ENV) else 'free'}"
     if sharing > 1:
         have += f" per process ({sharing} share this machine)"
     cpu = f"on a CPU add --config {CPU_OVERLAY}; " if device.type == "cpu" else ""
     parts = micro_batches(batch, step, budget)
-    if mode == "off" or parts is None or getattr(datamodule, "train_mode", "random") != "random":
+    windows = max((w for w in range(1, evaluation + 1) if step.bytes(w) <= budget), default=0)
+    stream = getattr(datamodule, "train_mode", "random") != "random"
+    if mode == "off" or parts is None or (parts > 1 and stream):
         if parts is None:
             why = f"not even one window of {block} fits (about {gib(step.bytes(1))})"
-        elif mode == "off":
+        elif mode == "off" and parts > 1:
             why = f"{batch // parts}-window micro-batches would fit, but memory_fit is off"
+        elif mode == "off":
+            why = f"evaluation batches of {windows} would fit, but memory_fit is off"
         else:
             why = "data.train_mode stream cannot be split into micro-batches"
         raise UserError(
             f"this run does not fit in memory: {need} and {have}; {why}: {cpu}lower "
-            "data.init_args.block_size or batch_size"
+            f"data.init_args.block_size or {'batch_size' if parts != 1 else 'eval_batch_size'}"
             + (", or drop --memory_fit off" if mode == "off" and parts is not None else "")
         )
-    resplit(datamodule, trainer, parts)
+    done = []
+    if parts > 1:
+        resplit(datamodule, trainer, parts)
+        done.append(
+            f"batch {batch} = {parts} x {batch // parts} micro-batches with gradient accumulation"
+        )
+    if windows < evaluation:
+        datamodule.eval_batch_size = windows  # windows are scored each on its own: same losses
+        done.append(f"evaluation in batches of {windows} (not {evaluation})")
     print(
-        f"memory: batch {batch} = {parts} x {batch // parts} micro-batches with gradient "
-        f"accumulation, to fit {have} ({need}; --memory_fit off to refuse instead)",
+        f"memory: {', '.join(done)}, to fit {have} ({need}; --memory_fit off to refuse instead)",
         file=sys.stderr,
     )
     return parts
