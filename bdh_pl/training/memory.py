@@ -174,7 +174,8 @@ def fit_to_memory(
         have += f" per process ({sharing} share this machine)"
     cpu = f"on a CPU add --config {CPU_OVERLAY}; " if device.type == "cpu" else ""
     parts = micro_batches(batch, step, budget)
-    windows = max((w for w in range(1, evaluation + 1) if step.bytes(w) <= budget), default=0)
+    eval_parts = micro_batches(evaluation, step, budget) or evaluation
+    windows = evaluation // eval_parts
     stream = getattr(datamodule, "train_mode", "random") != "random"
     if mode == "off" or parts is None or (parts > 1 and stream):
         if parts is None:
@@ -196,8 +197,13 @@ def fit_to_memory(
         done.append(
             f"batch {batch} = {parts} x {batch // parts} micro-batches with gradient accumulation"
         )
-    if windows < evaluation:
-        datamodule.eval_batch_size = windows  # windows are scored each on its own: same losses
+    if eval_parts > 1:
+        # Each window is scored on its own, and the batch counts grow with the split: the
+        # same windows are evaluated, with the same losses.
+        datamodule.eval_batch_size = windows
+        for limit in ("limit_val_batches", "num_sanity_val_steps"):
+            if isinstance(getattr(trainer, limit, None), int) and getattr(trainer, limit) > 0:
+                setattr(trainer, limit, getattr(trainer, limit) * eval_parts)
         done.append(f"evaluation in batches of {windows} (not {evaluation})")
     print(
         f"memory: {', '.join(done)}, to fit {have} ({need}; --memory_fit off to refuse instead)",

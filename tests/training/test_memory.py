@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from bdh_pl.errors import UserError
 from bdh_pl.training.checkpoint_io import saved_step
 from bdh_pl.training.lit_models import BDHLM
 from bdh_pl.training.memory import (
@@ -216,3 +217,23 @@ def test_ranks_take_the_most_micro_batches_any_rank_needs(mine, other, capsys):
     assert (trainer.accumulate_grad_batches, trainer.val_check_interval) == (3 * most, 10 * most)
     err = capsys.readouterr().err
     assert ("as 4 micro-batches" in err) == (mine < other)
+
+
+def test_an_evaluation_batch_over_the_estimate_is_lowered_or_refused(monkeypatch, capsys):
+    """Training batches of 4 fit, evaluation batches of 16 might not: evaluation runs in
+    batches of the largest divisor of 16 whose estimate fits (4 of up to 5 windows), and twice
+    as many batches are validated, said in one line; with memory_fit off, one line refuses."""
+    model = BDHLM(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK)
+    monkeypatch.setenv(LIMIT_ENV, limit_for(5))
+    data = SimpleNamespace(batch_size=BATCH, block_size=BLOCK, micro_batches=1, eval_batch_size=16)
+    trainer = fake_trainer()
+    trainer.limit_val_batches, trainer.num_sanity_val_steps = 2, 1
+    assert fit_to_memory(model, data, trainer) == 1
+    assert (data.eval_batch_size, data.micro_batches, trainer.accumulate_grad_batches) == (4, 1, 1)
+    assert (trainer.limit_val_batches, trainer.num_sanity_val_steps) == (8, 4)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memory: evaluation in batches of 4 (not 16)")
+
+    data.eval_batch_size = 16
+    with pytest.raises(UserError, match="evaluation batches of 4 would fit, but memory_fit is off"):
+        fit_to_memory(model, data, trainer, "off")
