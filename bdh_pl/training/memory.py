@@ -162,6 +162,8 @@ def fit_to_memory(
     # windows: the estimate bounds it (and the validation batches of a fit come beside the
     # gradients and AdamW moments, which the estimate counts).
     evaluation = getattr(datamodule, "eval_batch_size", None) or batch
+    if getattr(datamodule, "eval_mode", "windows") == "stream":
+        evaluation = 1  # one window per batch, whatever eval_batch_size says
     if step.bytes(batch) <= budget and step.bytes(evaluation) <= budget:
         return 1
     need = f"batch {batch} x block {block} needs about {gib(step.bytes(batch))}"

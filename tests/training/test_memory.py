@@ -237,3 +237,5 @@ def test_an_evaluation_batch_over_the_estimate_is_lowered_or_refused(monkeypatch
     data.eval_batch_size = 16
     with pytest.raises(UserError, match="evaluation batches of 4 would fit, but memory_fit is off"):
         fit_to_memory(model, data, trainer, "off")
+    data.eval_mode = "stream"  # one window per batch whatever eval_batch_size says: no split
+    assert fit_to_memory(model, data, trainer, "off") == 1 and data.eval_batch_size == 16
