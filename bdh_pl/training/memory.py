@@ -138,56 +138,116 @@ def fit_to_memory(
     model: LanguageModel, datamodule, trainer: L.Trainer, mode: MemoryFit = "auto"
 ) -> int:
     """Before a fit: run each batch as micro-batches with gradient accumulation when its
-    activations do not fit (mode "auto"; one line says so), or refuse in one line when nothing
-    fits (or mode "off" and the batch does not). Returns the number of micro-batches."""
+    activations do not fit, and evaluate in smaller batches when an evaluation batch might not
+    (mode "auto"; one line says so), or refuse in one line when nothing fits (or mode "off" and
+    a batch does not). Returns the number of micro-batches."""
     batch, block = getattr(datamodule, "batch_size", None), getattr(datamodule, "block_size", None)
     device = trainer.strategy.root_device
     if not batch or not block:
         return 1
+    # a CPU's processes (DDP ranks on one host) share its memory; each GPU has its own
+    sharing = trainer.num_devices if device.type == "cpu" else 1
     try:
         available = available_bytes(device)
         if available is None:
             return 1
+        available //= sharing
         step = step_memory(model, block, str(trainer.precision), device)
     except UserError:
         raise
     except Exception:  # an estimate only: never a reason to stop
         return 1
     budget = available * HEADROOM
-    if step.bytes(batch) <= budget:
+    # A no-grad evaluation forward holds less than a training step's estimate of as many
+    # windows: the estimate bounds it (and the validation batches of a fit come beside the
+    # gradients and AdamW moments, which the estimate counts).
+    evaluation = getattr(datamodule, "eval_batch_size", None) or batch
+    if getattr(datamodule, "eval_mode", "windows") == "stream":
+        evaluation = 1  # one window per batch, whatever eval_batch_size says
+    if step.bytes(batch) <= budget and step.bytes(evaluation) <= budget:
         return 1
     need = f"batch {batch} x block {block} needs about {gib(step.bytes(batch))}"
+    if step.bytes(batch) <= budget:
+        need = (
+            f"an evaluation batch of {evaluation} needs at most about {gib(step.bytes(evaluation))}"
+        )
     have = f"{gib(available)} {'set by ' + LIMIT_ENV if os.environ.get(LIMIT_ENV) else 'free'}"
+    if sharing > 1:
+        have += f" per process ({sharing} share this machine)"
     cpu = f"on a CPU add --config {CPU_OVERLAY}; " if device.type == "cpu" else ""
     parts = micro_batches(batch, step, budget)
-    if mode == "off" or parts is None or getattr(datamodule, "train_mode", "random") != "random":
+    eval_parts = micro_batches(evaluation, step, budget) or evaluation
+    windows = evaluation // eval_parts
+    stream = getattr(datamodule, "train_mode", "random") != "random"
+    if mode == "off" or parts is None or (parts > 1 and stream):
         if parts is None:
             why = f"not even one window of {block} fits (about {gib(step.bytes(1))})"
-        elif mode == "off":
+        elif mode == "off" and parts > 1:
             why = f"{batch // parts}-window micro-batches would fit, but memory_fit is off"
+        elif mode == "off":
+            why = f"evaluation batches of {windows} would fit, but memory_fit is off"
         else:
             why = "data.train_mode stream cannot be split into micro-batches"
         raise UserError(
             f"this run does not fit in memory: {need} and {have}; {why}: {cpu}lower "
-            "data.init_args.block_size or batch_size"
+            f"data.init_args.block_size or {'batch_size' if parts != 1 else 'eval_batch_size'}"
             + (", or drop --memory_fit off" if mode == "off" and parts is not None else "")
         )
-    datamodule.micro_batches = parts
-    trainer.accumulate_grad_batches *= parts
-    if isinstance(trainer.val_check_interval, int):
-        trainer.val_check_interval *= parts  # Lightning counts it in batches, not steps
+    done = []
+    if parts > 1:
+        resplit(datamodule, trainer, parts)
+        done.append(
+            f"batch {batch} = {parts} x {batch // parts} micro-batches with gradient accumulation"
+        )
+    if eval_parts > 1:
+        # Each window is scored on its own, and the batch counts grow with the split: the
+        # same windows are evaluated, with the same losses.
+        datamodule.eval_batch_size = windows
+        for limit in ("limit_val_batches", "num_sanity_val_steps"):
+            if isinstance(getattr(trainer, limit, None), int) and getattr(trainer, limit) > 0:
+                setattr(trainer, limit, getattr(trainer, limit) * eval_parts)
+        done.append(f"evaluation in batches of {windows} (not {evaluation})")
     print(
-        f"memory: batch {batch} = {parts} x {batch // parts} micro-batches with gradient "
-        f"accumulation, to fit {have} ({need}; --memory_fit off to refuse instead)",
+        f"memory: {', '.join(done)}, to fit {have} ({need}; --memory_fit off to refuse instead)",
         file=sys.stderr,
     )
     return parts
 
 
+def resplit(datamodule, trainer: L.Trainer, parts: int) -> None:
+    """Runs each batch as `parts` micro-batches instead of the present split: the gradient is
+    accumulated over them, and the validation interval, which Lightning counts in batches,
+    keeps its optimizer steps."""
+    old = getattr(datamodule, "micro_batches", 1)
+    datamodule.micro_batches = parts
+    trainer.accumulate_grad_batches = trainer.accumulate_grad_batches // old * parts
+    if isinstance(trainer.val_check_interval, int):
+        trainer.val_check_interval = trainer.val_check_interval // old * parts
+
+
 class MicroBatchCounters(L.Callback):
-    """A resumed run may split its batches otherwise than the run it resumes (other free
-    memory): Lightning's batch counters, which place accumulation and validation, are counted
-    in micro-batches, so they are moved to this run's count at the checkpoint's step."""
+    """The split across ranks and runs. DDP ranks chose theirs each from its own free memory
+    (before any process group): at setup they take the most micro-batches any rank needs, so
+    that every rank accumulates as many. A resumed run may split its batches otherwise than
+    the run it resumes (other free memory): Lightning's batch counters, which place
+    accumulation and validation, are counted in micro-batches, so they are moved to this run's
+    count at the checkpoint's step."""
+
+    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if stage != "fit" or trainer.world_size < 2 or datamodule is None:
+            return
+        parts = getattr(datamodule, "micro_batches", 1)
+        count = torch.tensor(parts, device=trainer.strategy.root_device)
+        most = int(trainer.strategy.reduce(count, reduce_op="max"))
+        if most != parts:
+            resplit(datamodule, trainer, most)
+            print(
+                f"memory: rank {trainer.global_rank} runs batch {datamodule.batch_size} as "
+                f"{most} micro-batches as the rank with the least memory does (its own "
+                f"estimate: {parts})",
+                file=sys.stderr,
+            )
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module, checkpoint: dict) -> None:
         loop = checkpoint.get("loops", {}).get("fit_loop", {})

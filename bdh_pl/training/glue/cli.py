@@ -48,7 +48,7 @@ from bdh_pl.training.run_folders import (
     preempted_line,
     resolve_ckpt_alias,
 )
-from bdh_pl.training.trainer_options import check_trainer_options
+from bdh_pl.training.trainer_options import check_trainer_options, fit_precision
 
 DEFAULT_ROOT_DIR = "lightning_logs"
 
@@ -109,6 +109,7 @@ class BDHLightningCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
         check_trainer_options(config)
+        fit_precision(config)  # bf16 asked on a CPU without bf16 arithmetic: fp32, said
         # Placeholders: the run's folder is allocated in _check_run, once every check passed.
         self._own_loggers = config.get("logger") in (None, True)
         if self._own_loggers:

@@ -8,14 +8,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from bdh_pl.errors import UserError
 from bdh_pl.models.bdh import BDHConfig
 from bdh_pl.training.glue.checkpoint_io import saved_step
 from bdh_pl.training.lit_models import BDHLM
-from bdh_pl.training.memory import HEADROOM, LIMIT_ENV, step_memory
+from bdh_pl.training.memory import (
+    HEADROOM,
+    LIMIT_ENV,
+    MicroBatchCounters,
+    fit_to_memory,
+    step_memory,
+)
 
 from helpers import REPO, SMOKE, digit_text
 
@@ -162,3 +170,74 @@ def test_sigkill_mid_accumulation_then_resume_is_exact(tmp_path, run_cli, monkey
     assert sorted(got) == sorted(expected)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
+
+
+def fake_trainer(num_devices: int = 1, world_size: int = 1, **strategy) -> SimpleNamespace:
+    return SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device("cpu"), **strategy),
+        num_devices=num_devices,
+        world_size=world_size,
+        global_rank=1,
+        precision="32-true",
+        accumulate_grad_batches=1,
+        val_check_interval=2,
+        datamodule=None,
+    )
+
+
+def test_processes_on_one_cpu_split_its_memory_between_them(monkeypatch, capsys):
+    """Two DDP ranks on one host each get half of its memory: where one process would run
+    the batch whole, each of two runs it as 2 x 2."""
+    model = BDHLM(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK)
+    monkeypatch.setenv(LIMIT_ENV, str(2 * float(limit_for(2))))
+    parts = {}
+    for devices in (1, 2):
+        data = SimpleNamespace(batch_size=BATCH, block_size=BLOCK, micro_batches=1)
+        trainer = fake_trainer(num_devices=devices)
+        parts[devices] = fit_to_memory(model, data, trainer)
+        assert data.micro_batches == trainer.accumulate_grad_batches == parts[devices]
+        assert trainer.val_check_interval == 2 * parts[devices]
+    assert parts == {1: 1, 2: 2}
+    assert "per process (2 share this machine)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mine", "other"), [(2, 4), (4, 2), (1, 1)])
+def test_ranks_take_the_most_micro_batches_any_rank_needs(mine, other, capsys):
+    """At setup each rank learns the others' split (a fake all-reduce of two ranks) and runs
+    the finer one: the same number of micro-batches per step on every rank."""
+
+    def reduce(tensor, reduce_op):
+        assert reduce_op == "max"
+        return torch.tensor(mine if mine >= other else other)  # this rank's and the other's
+
+    trainer = fake_trainer(world_size=2, reduce=reduce)
+    trainer.datamodule = SimpleNamespace(batch_size=8, micro_batches=mine)
+    trainer.accumulate_grad_batches, trainer.val_check_interval = 3 * mine, 10 * mine
+    MicroBatchCounters().setup(trainer, None, "fit")
+    most = max(mine, other)
+    assert trainer.datamodule.micro_batches == most
+    assert (trainer.accumulate_grad_batches, trainer.val_check_interval) == (3 * most, 10 * most)
+    err = capsys.readouterr().err
+    assert ("as 4 micro-batches" in err) == (mine < other)
+
+
+def test_an_evaluation_batch_over_the_estimate_is_lowered_or_refused(monkeypatch, capsys):
+    """Training batches of 4 fit, evaluation batches of 16 might not: evaluation runs in
+    batches of the largest divisor of 16 whose estimate fits (4 of up to 5 windows), and twice
+    as many batches are validated, said in one line; with memory_fit off, one line refuses."""
+    model = BDHLM(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK)
+    monkeypatch.setenv(LIMIT_ENV, limit_for(5))
+    data = SimpleNamespace(batch_size=BATCH, block_size=BLOCK, micro_batches=1, eval_batch_size=16)
+    trainer = fake_trainer()
+    trainer.limit_val_batches, trainer.num_sanity_val_steps = 2, 1
+    assert fit_to_memory(model, data, trainer) == 1
+    assert (data.eval_batch_size, data.micro_batches, trainer.accumulate_grad_batches) == (4, 1, 1)
+    assert (trainer.limit_val_batches, trainer.num_sanity_val_steps) == (8, 4)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memory: evaluation in batches of 4 (not 16)")
+
+    data.eval_batch_size = 16
+    with pytest.raises(UserError, match="evaluation batches of 4 would fit, but memory_fit is off"):
+        fit_to_memory(model, data, trainer, "off")
+    data.eval_mode = "stream"  # one window per batch whatever eval_batch_size says: no split
+    assert fit_to_memory(model, data, trainer, "off") == 1 and data.eval_batch_size == 16
