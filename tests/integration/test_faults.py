@@ -189,7 +189,7 @@ class SignalAt(L.Callback):
 
 def signal_callback(moment: str, step: int, name: str = "SIGTERM") -> list[str]:
     return [
-        "--trainer.callbacks+=tests.test_faults.SignalAt",
+        "--trainer.callbacks+=tests.integration.test_faults.SignalAt",
         f"--trainer.callbacks.moment={moment}",
         f"--trainer.callbacks.step={step}",
         f"--trainer.callbacks.name={name}",
