@@ -4,7 +4,7 @@ time limit; a step writes what it has measured to {out}/{step}.json as it goes (
 a step stopped at its limit keeps its finished parts.
 
 Sizes: GPU (the reference run's 25.3M BDH, batch 32 x block 512) or DRY (a 2-layer, 32-wide BDH on
-the CPU, a few steps: the --dry-run that tests/benchmarks/test_gpu.py runs).
+the CPU, a few steps: the --dry-run that tests/integration/benchmarks/test_gpu.py runs).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ intra-op thread (time.thread_time: a busy neighbour does not inflate it) and wal
     python benchmarks/step_memory.py '[["BDHLM", 2, 512, {}]]'    # the card's 25.3M BDH
     OMP_NUM_THREADS=1 python benchmarks/step_memory.py '[["GPT2LM", 16, 128, {"n_layer": 2}]]'
 
-tests/training/test_memory.py runs it on small BDH, GPT-2 and LLaMA models.
+tests/integration/training/test_memory.py runs it on small BDH, GPT-2 and LLaMA models.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ sentence (a table counts as one); where that names none, by its paragraph and it
 its heading to the next); where those name none either, every file under results/ (JSON, CSV,
 Markdown, YAML). So a number whose sentence cites results/interpretability/bdh must be in that
 folder's files: one that matches only some other file fails. Integers without separators (400 steps, 2 cores) are settings, not
-results, and are not checked. Exit 1 when a number is unaccounted for. tests/test_docs_numbers.py
+results, and are not checked. Exit 1 when a number is unaccounted for. tests/integration/test_docs_numbers.py
 runs it.
 """
 
@@ -208,10 +208,10 @@ NOT_RESULTS: dict[str, dict[str, str]] = {
     "docs/fair_comparison.md": {
         "29.41": "GPT-2 paper, quoted", "22.76": "GPT-2 paper, quoted",
         "19.44": "Hugging Face guide, quoted", "16.44": "Hugging Face guide, quoted",
-        "1,290,590": "bytes of wiki.test.raw (tests/test_fair_comparison.py)",
-        "241,211": "words of wiki.test.raw (tests/test_fair_comparison.py)",
+        "1,290,590": "bytes of wiki.test.raw (tests/integration/test_fair_comparison.py)",
+        "241,211": "words of wiki.test.raw (tests/integration/test_fair_comparison.py)",
         "241,213": "lm-evaluation-harness's word count of it (re.split)",
-        "286,221": "GPT-2 tokens of wiki.test.raw (tests/data/test_datamodule.py)",
+        "286,221": "GPT-2 tokens of wiki.test.raw (tests/{unit,integration}/data/test_datamodule.py)",
     },
 }  # fmt: skip
 # Parameter counts of the models at their configs/model/*.yaml size (facts of the code).

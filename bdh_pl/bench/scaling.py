@@ -58,7 +58,7 @@ def minimise(
     """The Huber objective minimised from S starts at once: Levenberg-Marquardt on the
     iteratively reweighted least squares of the Huber loss (weights min(1, delta / |r|)),
     each start with its own damping, steps projected into [LOW, HIGH]. Returns (theta, objective),
-    (S, 3) and (S,). tests/bench/test_scaling.py checks it against scipy.optimize."""
+    (S, 3) and (S,). tests/unit/bench/test_scaling.py checks it against scipy.optimize."""
     theta = _project(np.array(theta, dtype=float))
     f = _objective(theta, x, y, delta)
     damping = np.full(len(theta), 1e-3)

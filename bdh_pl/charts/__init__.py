@@ -17,7 +17,7 @@ figures.py    the chart kinds: run curves by steps/tokens/epochs/FLOPs/seconds, 
               seeds' range, a value against size, bits per byte by context
 benchmark.py  a benchmark's charts from its records (given the benchmark's choices as values)
 
-Tests (tests/test_charts.py) draw every kind from small synthetic records and hold it to
+Tests (tests/{unit,integration}/test_charts.py) draw every kind from small synthetic records and hold it to
 `figure_problems`; each check has a figure made to fail it.
 """
 

@@ -3,7 +3,7 @@
 FLOPs are counted, not estimated: Lightning's `measure_flops` (torch's FlopCounterMode) records
 the matmuls and attention kernels the network actually runs on one (1, block_size) window. That
 covers BDH's sparse layers and the baselines with one method; `transformer_flops_per_token` is
-the textbook count for a GPT-2 block, kept to check the counter against (tests/training/test_flops.py).
+the textbook count for a GPT-2 block, kept to check the counter against (tests/{unit,integration}/training/test_flops.py).
 Counting runs on a meta-device copy when the network allows it, so it costs no real compute.
 The device's peak FLOP/s and MFU are Lightning's (`get_available_flops`, `ThroughputMonitor`:
 training/glue/callbacks.py).

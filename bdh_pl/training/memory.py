@@ -27,7 +27,7 @@ CPU_OVERLAY = "configs/cpu.yaml --config configs/cpu/<model>.yaml"
 LIMIT_ENV = "BDH_PL_MEMORY_LIMIT_GB"
 MemoryFit = Literal["auto", "off"]
 # A step's peak over its saved activations: backward holds the gradients of a layer's
-# activations beside them (tests/training/test_memory.py measures the peak against this).
+# activations beside them (tests/integration/training/test_memory.py measures the peak against this).
 BACKWARD_FACTOR = 1.5
 ONE_OFF_BYTES = 64 * 2**20  # the first step's allocations that do not grow with the batch
 HEADROOM = 0.9  # of the available memory, the share a step may plan to use
@@ -113,7 +113,7 @@ def step_memory(
     model: LanguageModel, block_size: int, precision: str, device: torch.device
 ) -> StepMemory:
     """The estimate behind the split and the refusal (checked against measured
-    peaks in tests/training/test_memory.py)."""
+    peaks in tests/integration/training/test_memory.py)."""
     per_window = activation_bytes(model, 1, block_size, precision) * BACKWARD_FACTOR
     weights = sum(p.numel() * p.element_size() for p in model.network.parameters())
     # gradients + two AdamW moments; on a GPU the weights are not there yet

@@ -1,7 +1,7 @@
 """The fast path of BDH: model.py's layer in fewer passes over memory, applied to a BDH from
 outside (like torchtitan's parallelize_llama): `BDHExecution(...).apply(model)`. The switches
 change speed and memory, never the parameters or (beyond fp rounding) the results; each is
-tested equal to BDH.layer, values and gradients (tests/models/test_bdh.py):
+tested equal to BDH.layer, values and gradients (tests/{unit,integration}/models/test_bdh.py):
 
 - fused (default): FusedLayer. Activations heads-first (nh, B, T, N), so no transpose copies;
   weights cast once per forward; custom autograd ops whose backwards need fewer passes

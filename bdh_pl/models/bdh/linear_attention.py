@@ -1,7 +1,7 @@
 """BDH's linear attention, fast: custom autograd ops on RoPE-rotated sparse activations, heads
 first (nh, B, T, N), in a quadratic form ((G + G^T) q for the symmetric scores) or chunk by chunk
 through a running state; `attention` picks one (the `attention` switch) and serves recurrent
-inference. Each form is tested equal to model.Attention (tests/models/test_bdh.py), damped
+inference. Each form is tested equal to model.Attention (tests/{unit,integration}/models/test_bdh.py), damped
 (log_decay, per head: model.py's attn_decay) or not.
 """
 

@@ -23,7 +23,7 @@ about 3 to 180 tokens with 4 heads); "learned": the same at first, then a traine
 This file is the reference: one plain forward (BDH.layer) in tensor math, and it knows nothing
 of the fast path. kernels.py computes the same thing in fewer passes over memory and is applied
 to a BDH from outside (kernels.BDHExecution, set as the model's `layer_runner`);
-tests/models/test_bdh.py checks each of its switches equal to this forward, values and gradients.
+tests/{unit,integration}/models/test_bdh.py checks each of its switches equal to this forward, values and gradients.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where bdh-pl bends Lightning: every subclass of a Lightning class that changes what Lightning
 does, with the reason. Lightning is pinned to one minor release (pyproject.toml);
-tests/training/test_glue.py lists every overridden method against Lightning's own signature,
+tests/integration/training/test_glue.py lists every overridden method against Lightning's own signature,
 so an upgrade that moves one fails there first.
 
 cli.py            BDHLightningCLI(LightningCLI): no `predict`; model sized from the data; the

@@ -6,7 +6,7 @@ class does not take. jsonargparse checks them at the top level only, so a typed 
 (`config`, `training`) would carry the old class's fields into the new one's and fail
 (`Group 'config' does not accept option 'mlp_internal_dim_multiplier'`). Importing this module
 makes the same rule reach one level down: it wraps a private jsonargparse function (4.x),
-called through its module global (tests/test_cli.py checks the swap).
+called through its module global (tests/integration/test_cli.py checks the swap).
 """
 
 from __future__ import annotations
