@@ -233,6 +233,7 @@ class MicroBatchCounters(L.Callback):
     accumulation and validation, are counted in micro-batches, so they are moved to this run's
     count at the checkpoint's step."""
 
+    # every DDP rank takes the most micro-batches any rank chose (Lightning's ranks plan alone)
     def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
         datamodule = trainer.datamodule
         if stage != "fit" or trainer.world_size < 2 or datamodule is None:

@@ -58,6 +58,7 @@ class TensorBoard(TensorBoardLogger):
         "weight_decay", "dataset", "tokenizer", "block_size", "batch_size", "seed",
     )  # fmt: skip
     INTERNAL_KEYS = ("_instantiator", "_class_path")
+    CONFIG_GROUPS = ("config", "execution", "training")
     COUNTERS = ("batches", "samples", "lengths", "time")
 
     # a full disk in the writer thread stays the one OSError of the main thread
@@ -99,7 +100,11 @@ class TensorBoard(TensorBoardLogger):
         from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
         from torch.utils.tensorboard.summary import hparams
 
-        flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        params = dict(_convert_params(params))
+        for group in self.CONFIG_GROUPS:  # a model's configs: their fields by name (unique)
+            if isinstance(params.get(group), dict):
+                params |= params.pop(group)
+        flat = self._sanitize_params(_flatten_dict(params))
         flat = {k: v for k, v in flat.items() if k not in self.INTERNAL_KEYS}
         ordered = {k: flat.pop(k) for k in self.LEAD if k in flat} | flat
         # the plugin takes numbers, strings and bools; anything else as its text; an unset

@@ -493,7 +493,7 @@ def test_plan_counts_runs_flops_and_hours_without_running(tmp_path, capsys):
 
 def b_is_worse(config: dict) -> float:
     """Family b (one head) is worse than a (two heads) by 0.5 at every size and budget."""
-    model = config["model"]["init_args"]
+    model = config["model"]["init_args"]["config"]
     return 2.0 + abs(model["n_embd"] - 24) / 100 + 0.5 * (model["n_head"] == 1)
 
 

@@ -140,6 +140,7 @@ OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
     ("loggers.TensorBoard", "log_metrics"): ("TensorBoardLogger", "metrics step"),
     ("loggers.CSVWriter", "save"): ("_ExperimentWriter", ""),
     ("loggers.CSV", "experiment"): ("CSVLogger", ""),
+    ("memory.MicroBatchCounters", "setup"): ("Callback", "trainer pl_module stage"),
     ("memory.MicroBatchCounters", "on_load_checkpoint"): (
         "Callback",
         "trainer pl_module checkpoint",
