@@ -188,7 +188,9 @@ def fake_trainer(num_devices: int = 1, world_size: int = 1, **strategy) -> Simpl
 def test_processes_on_one_cpu_split_its_memory_between_them(monkeypatch, capsys):
     """Two DDP ranks on one host each get half of its memory: where one process would run
     the batch whole, each of two runs it as 2 x 2."""
-    model = BDHLM(BDHConfig(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK))
+    model = BDHLM(
+        BDHConfig(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK)
+    )
     monkeypatch.setenv(LIMIT_ENV, str(2 * float(limit_for(2))))
     parts = {}
     for devices in (1, 2):
@@ -225,7 +227,9 @@ def test_an_evaluation_batch_over_the_estimate_is_lowered_or_refused(monkeypatch
     """Training batches of 4 fit, evaluation batches of 16 might not: evaluation runs in
     batches of the largest divisor of 16 whose estimate fits (4 of up to 5 windows), and twice
     as many batches are validated, said in one line; with memory_fit off, one line refuses."""
-    model = BDHLM(BDHConfig(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK))
+    model = BDHLM(
+        BDHConfig(n_layer=2, n_embd=64, n_head=2, mlp_internal_dim_multiplier=16, block_size=BLOCK)
+    )
     monkeypatch.setenv(LIMIT_ENV, limit_for(5))
     data = SimpleNamespace(batch_size=BATCH, block_size=BLOCK, micro_batches=1, eval_batch_size=16)
     trainer = fake_trainer()
