@@ -170,11 +170,12 @@ def test_figures(test_dir: Path) -> dict[str, Any]:
 
 def environment(cwd: Path | None = None) -> dict[str, Any]:
     """Which code ran: git commit and whether tracked files differ from it (of the repository
-    at `cwd`, default this process's folder), torch, Lightning."""
+    at `cwd`, default this process's folder), torch, Lightning. Files under results/ do not
+    count: a benchmark rewrites its own committed snapshot as it runs, which changes no code."""
     import lightning
     import torch
 
-    status = git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", cwd=cwd)
     return {
         "git_commit": git("rev-parse", "HEAD", cwd=cwd),
         "git_dirty": bool(status) if status is not None else None,
