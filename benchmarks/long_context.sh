@@ -18,6 +18,8 @@
 #   STOP_AT=100 MAX_TOKENS=300000 bash benchmarks/long_context.sh   # what fitted in the time
 #   STOP_AT=100 MODELS="bdh-damped-articles bdh-damped-windows llama" CURVE_JOBS=2 \
 #     OUT=results/long-context/whole-split bash benchmarks/long_context.sh  # the whole split
+#   OUT=results/long-context/whole-split-300 bash benchmarks/long_context.sh  # all four, 300 steps
+#   SEED=2 OUT=results/long-context/whole-split-300-seed2 bash benchmarks/long_context.sh
 # A fit whose last.ckpt and steps file exist is not redone (delete runs/NAME to redo it), nor
 # a curve whose curves/NAME/context_curve.json exists (delete it to rescore).
 # Issue 13's measurement (2 x 176 x 4 BDH, 400 steps of 16, the first 300K bytes scored as one
@@ -30,9 +32,10 @@ STOP_AT=${STOP_AT:-$STEPS}  # stop the fits at this step of the STEPS-step sched
 MAX_TOKENS=${MAX_TOKENS:-}  # score only the first N bytes of the test split (default: all)
 MODELS=${MODELS:-bdh-damped-articles bdh-damped-windows bdh-windows llama}  # fitted and scored
 CURVE_JOBS=${CURVE_JOBS:-4}  # curves scored at once, in MODELS' order (fewer: the first finish sooner)
+SEED=${SEED:-1337}  # seed_everything of every fit (a second seed: SEED=2 OUT=...-seed2)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-common=(--config configs/wikitext2.yaml --config configs/cpu.yaml
+common=(--config configs/wikitext2.yaml --config configs/cpu.yaml --seed_everything "$SEED"
   --trainer.max_steps "$STOP_AT" --model.init_args.training.lr_decay_steps "$STEPS"
   --trainer.val_check_interval 100
   --data.init_args.block_size 256 --data.init_args.batch_size "$BATCH"
