@@ -51,7 +51,7 @@ class Curve(Loading):
         label: a name per checkpoint
         text: test text file (default: test split)
         stride: sliding stride (default: half a block)
-        windows: stateful models: also disjoint windows
+        windows: also disjoint windows of the block (every model)
         per_article: each article its own stream (` = Title = `)
         buckets: the buckets' edges, in bytes of context
         batch_size: windows per batch
@@ -168,7 +168,8 @@ def bucket_table(
 
 
 def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
-    """The rows of one checkpoint: stream (stateful) or sliding windows, plus --windows."""
+    """The rows of one checkpoint: stream (stateful) or sliding windows, plus disjoint windows
+    with --windows."""
     from bdh_pl.data.tokenizers import count_bytes_and_words
     from bdh_pl.data.windows import EvalWindows
     from bdh_pl.tools.common import checkpoint_data
@@ -181,7 +182,9 @@ def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
     tokens = split[: args.max_tokens]
     token_bytes, token_words = count_bytes_and_words(data.tokenizer, tokens)
     block = model.block_size
-    modes = ["stream", *(["windows"] if args.windows else [])] if model.has_state else ["sliding"]
+    # --windows: disjoint windows of the block for every model, so that each bucket pools every
+    # window's positions (sliding windows put only an article's opening bytes under 64 bytes)
+    modes = ["stream" if model.has_state else "sliding", *(["windows"] if args.windows else [])]
     spans = [(0, len(tokens))]
     if args.per_article:  # the articles of the split, up to --max_tokens
         spans = [(a, min(b, len(tokens))) for a, b in data.article_spans("test") if a < len(tokens)]

@@ -37,17 +37,22 @@ def test_stream_and_sliding_curves_score_like_hand_loops(tmp_path, save_checkpoi
     table = json.loads((out / "context_curve.json").read_text())
     assert (out / "context_curve.png").stat().st_size > 0
     rows = {(r["label"], r["mode"]): r for r in table["runs"]}
-    assert set(rows) == {("bdh", "stream"), ("bdh", "windows"), ("llama", "sliding")}
+    assert set(rows) == {
+        ("bdh", "stream"), ("bdh", "windows"), ("llama", "sliding"), ("llama", "windows")
+    }  # fmt: skip
 
     stream = torch.tensor([10, *text.read_bytes()])  # byte tokenizer: bos, then the bytes
     with torch.no_grad():
         prefix = [F.cross_entropy(bdh(stream[None, : t + 1])[0, -1:], stream[t + 1 : t + 2])
                   for t in range(200)]  # fmt: skip
         windows = []  # llama: windows of 32 every 16 tokens; token t in the first that ends after it
+        disjoint = []  # llama --windows: windows of 32 every 32 tokens
         for t in range(200):
             start = 0 if t < 32 else (t - 16) // 16 * 16
             logits = llama(stream[None, start : t + 1])[0, -1:]
             windows.append(F.cross_entropy(logits, stream[t + 1 : t + 2]))
+            logits = llama(stream[None, t // 32 * 32 : t + 1])[0, -1:]
+            disjoint.append(F.cross_entropy(logits, stream[t + 1 : t + 2]))
     total = rows["bdh", "stream"]
     assert total["bpb"] == pytest.approx(float(sum(prefix)) / math.log(2) / 200, abs=1e-5)
     assert [b["bytes"] for b in total["buckets"]] == [16, 48, 136]  # context = position
@@ -57,6 +62,13 @@ def test_stream_and_sliding_curves_score_like_hand_loops(tmp_path, save_checkpoi
     assert rows["llama", "sliding"]["bpb"] == pytest.approx(
         float(sum(windows)) / math.log(2) / 200, abs=1e-5
     )
+    assert rows["llama", "windows"]["bpb"] == pytest.approx(
+        float(sum(disjoint)) / math.log(2) / 200, abs=1e-5
+    )
+    # the same disjoint windows as BDH's (same block): the same bytes in every bucket
+    assert [b["bytes"] for b in rows["llama", "windows"]["buckets"]] == [
+        b["bytes"] for b in rows["bdh", "windows"]["buckets"]
+    ]
 
 
 def test_per_article_reads_each_article_as_its_own_stream(tmp_path, save_checkpoint, run_cli):
