@@ -1,6 +1,7 @@
-"""Memory before and after the fact: before training, a step's memory estimated from a real
-forward and fitted to the memory at hand (the batch run as micro-batches with gradient
-accumulation, or one line refusing); after, one line naming the knobs when an allocation fails.
+"""Memory before and after the fact: before a run (fit, validate, test), a step's memory
+estimated from a real forward and fitted to the memory at hand (the batch run as micro-batches
+with gradient accumulation, evaluation in smaller batches, or one line refusing); after, one
+line naming the knobs when an allocation fails.
 """
 
 from __future__ import annotations
@@ -110,14 +111,20 @@ class StepMemory:
 
 
 def step_memory(
-    model: LanguageModel, block_size: int, precision: str, device: torch.device
+    model: LanguageModel,
+    block_size: int,
+    precision: str,
+    device: torch.device,
+    training: bool = True,
 ) -> StepMemory:
     """The estimate behind the split and the refusal (checked against measured
-    peaks in tests/integration/training/test_memory.py)."""
+    peaks in tests/integration/training/test_memory.py). Not `training` (validate, test): no
+    gradients nor AdamW moments; the per-window part, a training step's, bounds a no-grad
+    forward of as many windows."""
     per_window = activation_bytes(model, 1, block_size, precision) * BACKWARD_FACTOR
     weights = sum(p.numel() * p.element_size() for p in model.network.parameters())
     # gradients + two AdamW moments; on a GPU the weights are not there yet
-    fixed = weights * (4 if device.type == "cuda" else 3) + ONE_OFF_BYTES
+    fixed = weights * ((3 if training else 0) + (device.type == "cuda")) + ONE_OFF_BYTES
     return StepMemory(per_window, fixed)
 
 
@@ -134,17 +141,38 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+# Lightning's counts of evaluation batches, per stage: multiplied by an evaluation split so
+# that the same windows are evaluated.
+EVAL_LIMITS = {
+    "fit": ("limit_val_batches", "num_sanity_val_steps"),
+    "validate": ("limit_val_batches",),
+    "test": ("limit_test_batches",),
+}
+
+
 def fit_to_memory(
-    model: LanguageModel, datamodule, trainer: L.Trainer, mode: MemoryFit = "auto"
+    model: LanguageModel,
+    datamodule,
+    trainer: L.Trainer,
+    mode: MemoryFit = "auto",
+    stage: str = "fit",
 ) -> int:
-    """Before a fit: run each batch as micro-batches with gradient accumulation when its
-    activations do not fit, and evaluate in smaller batches when an evaluation batch might not
-    (mode "auto"; one line says so), or refuse in one line when nothing fits (or mode "off" and
-    a batch does not). Returns the number of micro-batches."""
+    """Before a run: run each training batch as micro-batches with gradient accumulation when
+    its activations do not fit (`stage` fit), and evaluate in smaller batches when an
+    evaluation batch might not (every stage: fit, validate, test), saying so in one line (mode
+    "auto"); or refuse in one line when nothing fits (or mode "off" and a batch does not).
+    Returns the number of training micro-batches."""
     batch, block = getattr(datamodule, "batch_size", None), getattr(datamodule, "block_size", None)
     device = trainer.strategy.root_device
     if not batch or not block:
         return 1
+    training = stage == "fit"
+    # A no-grad evaluation forward holds less than a training step's estimate of as many
+    # windows: the estimate bounds it (and the validation batches of a fit come beside the
+    # gradients and AdamW moments, which the estimate counts).
+    evaluation = getattr(datamodule, "eval_batch_size", None) or batch
+    if getattr(datamodule, "eval_mode", "windows") == "stream":
+        evaluation = 1  # one window per batch, whatever eval_batch_size says
     # a CPU's processes (DDP ranks on one host) share its memory; each GPU has its own
     sharing = trainer.num_devices if device.type == "cpu" else 1
     try:
@@ -152,22 +180,17 @@ def fit_to_memory(
         if available is None:
             return 1
         available //= sharing
-        step = step_memory(model, block, str(trainer.precision), device)
+        step = step_memory(model, block, str(trainer.precision), device, training)
     except UserError:
         raise
     except Exception:  # an estimate only: never a reason to stop
         return 1
     budget = available * HEADROOM
-    # A no-grad evaluation forward holds less than a training step's estimate of as many
-    # windows: the estimate bounds it (and the validation batches of a fit come beside the
-    # gradients and AdamW moments, which the estimate counts).
-    evaluation = getattr(datamodule, "eval_batch_size", None) or batch
-    if getattr(datamodule, "eval_mode", "windows") == "stream":
-        evaluation = 1  # one window per batch, whatever eval_batch_size says
-    if step.bytes(batch) <= budget and step.bytes(evaluation) <= budget:
+    train_fits = not training or step.bytes(batch) <= budget
+    if train_fits and step.bytes(evaluation) <= budget:
         return 1
     need = f"batch {batch} x block {block} needs about {gib(step.bytes(batch))}"
-    if step.bytes(batch) <= budget:
+    if train_fits:
         need = (
             f"an evaluation batch of {evaluation} needs at most about {gib(step.bytes(evaluation))}"
         )
@@ -175,10 +198,12 @@ def fit_to_memory(
     if sharing > 1:
         have += f" per process ({sharing} share this machine)"
     cpu = f"on a CPU add --config {CPU_OVERLAY}; " if device.type == "cpu" else ""
-    parts = micro_batches(batch, step, budget)
-    eval_parts = micro_batches(evaluation, step, budget) or evaluation
-    windows = evaluation // eval_parts
-    stream = getattr(datamodule, "train_mode", "random") != "random"
+    parts = micro_batches(batch, step, budget) if training else 1
+    eval_parts = micro_batches(evaluation, step, budget)
+    if eval_parts is None:  # not even one window fits
+        parts = None
+    windows = evaluation // (eval_parts or evaluation)
+    stream = training and getattr(datamodule, "train_mode", "random") != "random"
     if mode == "off" or parts is None or (parts > 1 and stream):
         if parts is None:
             why = f"not even one window of {block} fits (about {gib(step.bytes(1))})"
@@ -188,9 +213,10 @@ def fit_to_memory(
             why = f"evaluation batches of {windows} would fit, but memory_fit is off"
         else:
             why = "data.train_mode stream cannot be split into micro-batches"
+        knob = "batch_size" if training and parts != 1 else "eval_batch_size"
         raise UserError(
             f"this run does not fit in memory: {need} and {have}; {why}: {cpu}lower "
-            f"data.init_args.block_size or {'batch_size' if parts != 1 else 'eval_batch_size'}"
+            f"data.init_args.block_size or {knob}"
             + (", or drop --memory_fit off" if mode == "off" and parts is not None else "")
         )
     done = []
@@ -203,7 +229,7 @@ def fit_to_memory(
         # Each window is scored on its own, and the batch counts grow with the split: the
         # same windows are evaluated, with the same losses.
         datamodule.eval_batch_size = windows
-        for limit in ("limit_val_batches", "num_sanity_val_steps"):
+        for limit in EVAL_LIMITS[stage]:
             if isinstance(getattr(trainer, limit, None), int) and getattr(trainer, limit) > 0:
                 setattr(trainer, limit, getattr(trainer, limit) * eval_parts)
         done.append(f"evaluation in batches of {windows} (not {evaluation})")

@@ -75,8 +75,9 @@ class BDHLightningCLI(LightningCLI):
             "--memory_fit",
             choices=["auto", "off"],
             default="auto",
-            help="fit: when a batch's activations do not fit in the free memory, run it as "
-            "micro-batches with gradient accumulation (auto), or refuse in one line (off)",
+            help="when a batch's activations do not fit in the free memory, run it as "
+            "micro-batches with gradient accumulation (fit) and evaluate in smaller batches "
+            "(fit, validate, test) (auto), or refuse in one line (off)",
         )
 
     def parse_arguments(self, parser, args) -> None:
@@ -274,8 +275,9 @@ class BDHLightningCLI(LightningCLI):
             path = config["ckpt_path"]
             check_matches(self.model.state_dict(), self._checkpoint["state_dict"], path)
             check_lanes(self._checkpoint, path, self.datamodule, self.trainer.world_size)
+        memory_fit = config.get("memory_fit")
+        fit_to_memory(self.model, self.datamodule, self.trainer, memory_fit, self.subcommand)
         if self.subcommand == "fit":
-            fit_to_memory(self.model, self.datamodule, self.trainer, config.get("memory_fit"))
             self.trainer.callbacks.append(MicroBatchCounters())
         RUN.trainer, RUN.argv = self.trainer, self.argv
         if self._own_loggers and rank_zero_only.rank == 0:

@@ -53,9 +53,9 @@ def test_a_fit_says_the_fallback_once_and_estimates_memory_in_fp32(tmp_path, run
     estimated = []
     step_memory = memory.step_memory
 
-    def recording(model, block_size, precision, device):
+    def recording(model, block_size, precision, device, training=True):
         estimated.append(precision)
-        return step_memory(model, block_size, precision, device)
+        return step_memory(model, block_size, precision, device, training)
 
     monkeypatch.setattr(memory, "step_memory", recording)
     text = tmp_path / "text.txt"
