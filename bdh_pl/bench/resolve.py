@@ -144,8 +144,11 @@ def seconds_per_step(
     """Wall-clock seconds per optimizer step, validation included at its share, timed here on
     a few steps of random windows (after one untimed step): what sizes the learning-rate
     schedule of a `seconds` budget. On the GPU when the config would use one; with the
-    fit's intra-op threads."""
+    fit's intra-op threads, at the precision the fit will run (bf16 on a CPU without it: fp32,
+    as the fit's own line will say)."""
     import torch
+
+    from bdh_pl.training.trainer_options import run_precision
 
     trainer = config["trainer"]
     use_cuda = torch.cuda.is_available() and trainer.get("accelerator") in (
@@ -155,7 +158,7 @@ def seconds_per_step(
         "cuda",
     )
     device = torch.device("cuda" if use_cuda else "cpu")
-    precision = str(trainer.get("precision") or "32")
+    precision = str(run_precision(trainer)[0] or "32")
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
     autocast = (
         torch.autocast(device.type, dtype=dtype)

@@ -117,20 +117,26 @@ def cpu_precision(
 
 
 def fit_precision(options: MutableMapping[str, Any]) -> None:
-    """Sets the `trainer` section's precision to the one this machine runs (cpu_precision),
+    """Sets the `trainer` section's precision to the one this machine runs (run_precision),
     saying so in one line when it changes."""
+    precision, line = run_precision(options)
+    if line:
+        options["precision"] = precision
+        print(line, file=sys.stderr)
+
+
+def run_precision(options: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The precision a run of the `trainer` section `options` runs on this machine, and the
+    line saying why where it is not the one asked for (cpu_precision)."""
     accelerator = str(options.get("accelerator") or "auto")
     precision = options.get("precision")
     if precision is None:
-        return
+        return None, None
     on_cpu = accelerator == "cpu" or (
         accelerator == "auto" and not torch.cuda.is_available() and not mps_available()
     )
     force = os.environ.get(FORCE_BF16_ENV, "") not in ("", "0")
-    precision, line = cpu_precision(precision, on_cpu, cpu_flags() if on_cpu else None, force)
-    if line:
-        options["precision"] = precision
-        print(line, file=sys.stderr)
+    return cpu_precision(precision, on_cpu, cpu_flags() if on_cpu else None, force)
 
 
 def mps_available() -> bool:
