@@ -13,6 +13,8 @@
 # Then `context-curve --per_article --windows` scores the WHOLE test split, each article its own
 # stream (BDH: from an empty state; LLaMA: sliding windows of its block, stride 128); bits per
 # byte by context in context_curve.json/png. Fits and curves run side by side (one thread each).
+# verdict.json: the success line, and per bucket the same bytes read in windows
+# (`windows_same_bytes_bpb`): a gain there is not a difference between early and late bytes.
 #   bash benchmarks/long_context.sh                      # -> results/long-context/per-article/
 #   STEPS=300 BATCH=8 OUT=results/long-context/per-article bash benchmarks/long_context.sh
 #   STOP_AT=100 MAX_TOKENS=300000 bash benchmarks/long_context.sh   # what fitted in the time
@@ -111,10 +113,14 @@ tables = [json.load(open(f"{out}/curves/{n}/context_curve.json")) for n in names
 runs = [r for t in tables for r in t["runs"]]
 json.dump({"buckets": tables[0]["buckets"], "runs": runs}, open(f"{out}/context_curve.json", "w"), indent=1)
 
-def pooled(run, lo, hi):  # bpb of the bytes whose context is in [lo, hi)
-    bs = [b for b in run["buckets"] if b["from"] >= lo and (b["to"] or 1e18) <= hi and b["bytes"]]
+def pooled(buckets, lo, hi):  # bpb of the bytes whose context is in [lo, hi)
+    bs = [b for b in buckets if b["from"] >= lo and (b["to"] or 1e18) <= hi and b["bytes"]]
     n = sum(b["bytes"] for b in bs)
     return {"bytes": n, "bpb": sum(b["bpb"] * b["bytes"] for b in bs) / n if n else None}
+
+def bucket(stream, lo, hi):  # the stream's bpb there, and the same bytes read in windows
+    same = pooled(stream.get("windows_same_bytes", []), lo, hi)["bpb"]
+    return {**pooled(stream["buckets"], lo, hi), "windows_same_bytes_bpb": same}
 
 verdict = []
 for label in dict.fromkeys(r["label"] for r in runs):
@@ -122,7 +128,7 @@ for label in dict.fromkeys(r["label"] for r in runs):
     if "stream" not in mine:
         continue
     row = {"label": label, "windows_bpb": mine["windows"]["bpb"], "stream_bpb": mine["stream"]["bpb"],
-           **{k: pooled(mine["stream"], lo, hi) for k, lo, hi in
+           **{k: bucket(mine["stream"], lo, hi) for k, lo, hi in
               [("0-256", 0, 256), ("1k-4k", 1024, 4096), ("4k-16k", 4096, 16384)]}}
     row["gains_from_reading_further"] = all(
         row[k]["bpb"] is not None and row[k]["bpb"] < min(row["0-256"]["bpb"], row["windows_bpb"])

@@ -188,7 +188,7 @@ def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
     spans = [(0, len(tokens))]
     if args.per_article:  # the articles of the split, up to --max_tokens
         spans = [(a, min(b, len(tokens))) for a, b in data.article_spans("test") if a < len(tokens)]
-    rows = []
+    rows, nlls, contexts = [], {}, {}
     for mode in modes:
         stride = (args.stride or max(block // 2, 1)) if mode == "sliding" else block
         if stride > block:
@@ -201,6 +201,7 @@ def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
             )  # fmt: skip
 
         nll, context = score_pieces(model, windows, spans, token_bytes, args.batch_size)
+        nlls[mode], contexts[mode] = nll, context
         print(f"context-curve: {label} {mode}: {len(tokens):,} tokens scored", file=sys.stderr)
         rows.append(
             {
@@ -218,6 +219,13 @@ def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
                 "bpb": float(nll.sum() / math.log(2) / token_bytes.sum()),
                 "buckets": bucket_table(nll, context, token_bytes, args.buckets),
             }
+        )
+    if "stream" in nlls and "windows" in nlls:
+        # The same bytes read both ways: each stream bucket's bytes as the windows scored them
+        # (at most a block of context), so that a gain from reading further is not a difference
+        # between the bytes that sit early and late in an article.
+        rows[0]["windows_same_bytes"] = bucket_table(
+            nlls["windows"], contexts["stream"], token_bytes, args.buckets
         )
     return rows
 

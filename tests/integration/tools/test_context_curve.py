@@ -104,6 +104,22 @@ def test_per_article_reads_each_article_as_its_own_stream(tmp_path, save_checkpo
     assert [b["bytes"] for b in windows["buckets"]][1:] == [full_later_windows, 0]
     assert "Each of the 3 articles" in figure_note([stream])
 
+    # each stream bucket's bytes as disjoint windows of 16 read them (a hand loop), bucketed by
+    # their place in the article: the same bytes both ways
+    by_bucket = [[], [], []]
+    with torch.no_grad():
+        for article in articles:
+            ids = torch.tensor([10, *article])
+            for t in range(len(article)):
+                start = t // 16 * 16
+                nll_t = F.cross_entropy(bdh(ids[None, start : t + 1])[0, -1:], ids[t + 1 : t + 2])
+                by_bucket[(t >= 16) + (t >= 48)].append(float(nll_t))
+    same = stream["windows_same_bytes"]
+    assert [b["bytes"] for b in same] == counts
+    for row, hand in zip(same, by_bucket, strict=True):
+        assert row["bpb"] == pytest.approx(sum(hand) / math.log(2) / len(hand), abs=1e-5)
+    assert same[0]["bpb"] == pytest.approx(stream["buckets"][0]["bpb"], abs=1e-5)  # one read
+
 
 def test_replot_redraws_the_chart_from_the_json(tmp_path, run_cli):
     runs = [
