@@ -30,6 +30,7 @@ VARIANT_STYLE = {  # graph variants: colour, line style
     "erdos-renyi": ("C7", ":"),
     "low-rank": ("C5", (0, (5, 1, 1, 1))),
     "factors shuffled": ("C2", "-."),
+    "shuffled": ("C7", ":"),  # G's entries permuted: the control of reports before the protocol
 }
 
 
@@ -115,6 +116,12 @@ def _ccdf(counts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return k, np.cumsum(n[::-1])[::-1] / n.sum()  # P(K >= k) among k > 0
 
 
+def paper_protocol(graph: dict) -> bool:
+    """Whether a graph report follows the paper's protocol (a sweep of the signal level beta);
+    reports written before it cut each head's graph at one density and fitted it there."""
+    return "sweep" in graph
+
+
 def degree_figure(report: dict):
     pooled = report["graph"]["pooled"]
     fig = new_figure(2)
@@ -145,8 +152,13 @@ def degree_figure(report: dict):
         fraction_log_axis(ax, "y")
         finish_axes(ax, f"{kind}-degree, all heads pooled", f"{kind}-degree k (edges)",
                     "P(degree ≥ k) (% of neurons)")  # fmt: skip
-    suptitle(fig, f"{report['label']}: neuron graph G = decoder · encoder per head, "
-             f"{PAPER_MEAN_DEGREE:.2f} edges per neuron (the paper's); R > 0 favours the power law")  # fmt: skip
+    cut = (
+        f"{PAPER_MEAN_DEGREE:.2f} edges per neuron (the paper's)"
+        if paper_protocol(report["graph"])
+        else f"its top {report['graph']['density']:.0%} of entries as edges"
+    )
+    suptitle(fig, f"{report['label']}: neuron graph G = decoder · encoder per head, {cut}; "
+             "R > 0 favours the power law")  # fmt: skip
     legend_outside(fig, ncols=2)
     return fig
 
@@ -260,9 +272,10 @@ def figures(report: dict) -> dict:
     if "sparsity" in report:
         out["sparsity"] = sparsity_figure(report)
         out["frequency"] = frequency_figure(report)
-    if "graph" in report and "sweep" in report["graph"]:
+    if "graph" in report:
         out["degrees"] = degree_figure(report)
-        out["modularity"] = modularity_figure(report)
+        if paper_protocol(report["graph"]):  # older reports measured one density: no sweep
+            out["modularity"] = modularity_figure(report)
     if "selectivity" in report:
         out["selectivity"] = selectivity_figure(report)
         out["top_neurons"] = contexts_figure(report)
@@ -308,8 +321,8 @@ def readme(report: dict, charts: list[Path]) -> str:
         "",
     ]
     gr = report.get("graph")
-    if gr and "sweep" in gr:
-        lines += graph_tables(gr)
+    if gr:
+        lines += graph_tables(gr) if paper_protocol(gr) else density_graph_tables(gr)
     sel = report.get("selectivity")
     if sel:
         lines += [
@@ -398,3 +411,57 @@ def graph_tables(gr: dict) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def density_graph_tables(gr: dict) -> list[str]:
+    """The graph section of a report from before the paper's protocol: each head's graph cut at
+    one density (its top share of entries), the fits there, then alpha at other densities. It
+    has no beta sweep (so no modularity-by-beta table) and no 'preferred' distribution."""
+    lines = [
+        f"The neuron graph, G = decoder · encoder per head, its top {gr['density']:.0%} of "
+        "entries as edges (measured before the paper's protocol: one density, not a sweep of "
+        "beta); degrees of all heads pooled (inspect.json has each head). alpha is fitted "
+        f"within {powerlaw.ALPHA_RANGE[0]:g}-{powerlaw.ALPHA_RANGE[1]:g}: near "
+        f"{powerlaw.ALPHA_RANGE[1]:g} it says the tail falls faster than any power law "
+        "considered, not that it is heavy:",
+        "",
+        "| variant | modularity | degree | mean | max | alpha | k_min | tail "
+        "| power law vs exponential: R (p) | vs lognormal: R (p) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in gr["pooled"].items():
+        for kind, fit in entry["fits"].items():
+            alt = fit.get("alternatives", {})
+            cell = {k: f"{v['loglik_ratio']:.1f} ({v['p_value']:.2g})" for k, v in alt.items()}
+            lines.append(
+                f"| {name} | {entry['modularity_mean']:.3f} | {kind} | {fit['mean']:.1f} | "
+                f"{fit['max']} | {fit.get('alpha', float('nan')):.2f} | "
+                f"{fit.get('k_min', '-')} | {fit.get('n_tail', '-')} | "
+                f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} |"
+            )
+    lines.append("")
+    if gr.get("by_density"):
+        lines += [
+            "The same fits at other densities (alpha of the pooled degrees; * where the power "
+            "law beats the exponential):",
+            "",
+            "| density | variant | " + " | ".join(density_kinds(gr)) + " |",
+            "|---:|---|" + "---:|" * len(density_kinds(gr)),
+        ]
+        for density, variants in gr["by_density"].items():
+            for name, kinds in variants.items():
+                cells = [
+                    "-"
+                    if f.get("alpha") is None
+                    else f"{f['alpha']:.2f}" + ("*" if f.get("beats_exponential") else "")
+                    for f in kinds.values()
+                ]
+                lines.append(f"| {float(density):.1%} | {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def density_kinds(gr: dict) -> list[str]:
+    """The degree kinds of the other-density fits (out, in, total), as the report stores them."""
+    first = next(iter(gr["by_density"].values()))
+    return list(next(iter(first.values())))
