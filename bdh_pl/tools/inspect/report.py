@@ -22,7 +22,12 @@ from bdh_pl.charts import (
     suptitle,
 )
 from bdh_pl.tools.inspect.measures import claim_verdict
-from bdh_pl.tools.inspect.selectivity import dense_cell, equal_size_table, selectivity_curve_table
+from bdh_pl.tools.inspect.selectivity import (
+    dense_cell,
+    equal_size_table,
+    population_note,
+    selectivity_curve_table,
+)
 
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
@@ -339,6 +344,7 @@ def readme(report: dict, charts: list[Path]) -> str:
                 for k, v in sel["models"].items()
             ),  # fmt: skip
             "",
+            *population_note(sel),
             *selectivity_curve_table(sel),
             *equal_size_table(sel),
             "Share of neurons with nAP >= 0.5, by layer: "

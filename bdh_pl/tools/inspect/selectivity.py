@@ -167,6 +167,7 @@ def selectivity_claim(sel: dict, label: str) -> dict:
         "readings": readings,
         "evidence": f"share (%) of neurons with nAP >= {thresholds[0]:g} .. {thresholds[-1]:g}: "
         + curve
+        + f"; populations: {populations(models)}"
         + "; median nAP "
         + ", ".join(f"{k} {m['median']:.3f}" for k, m in models.items())
         + "; z at nAP >= 0.5: "
@@ -182,6 +183,36 @@ def selectivity_claim(sel: dict, label: str) -> dict:
         "test": "at each threshold, a larger share than every control's by z > 2 (standard "
         "errors clustered by weight vector: BDH's layers share one)",
     }
+
+
+def populations(models: dict) -> str:
+    """Each model's neuron count (and BDH's weight vectors): 'bdh 12,288 (3,072 vectors), ...'."""
+    return ", ".join(
+        f"{k} {m['neurons']:,}"
+        + (f" ({m['weight_vectors']:,} vectors)" if m.get("weight_vectors") else "")
+        for k, m in models.items()
+    )
+
+
+def population_note(sel: dict) -> list[str]:
+    """Where the models' neuron populations differ, what that does to each comparison."""
+    models = sel["models"]
+    if len({(m["neurons"], m.get("weight_vectors")) for m in models.values()}) == 1:
+        return []
+    bests = (
+        f"so each class's best is also compared among {sel['equal_size']:,} neurons below"
+        if "equal_size" in sel
+        else "and this report has no comparison at equal size (measured before it was added): "
+        "read its best-of-class and max columns as a larger population's advantage"
+    )
+    return [
+        f"Unequal populations (neurons, and the weight vectors BDH's are read from): "
+        f"{populations(models)}. The shares and medians are "
+        "fractions of each population, each with the standard error of its own size (clustered "
+        "by weight vector); the p99, the max and a class's best over all of a model's neurons "
+        f"rise with its size by chance alone, {bests}.",
+        "",
+    ]
 
 
 # --- README tables ------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 
 from bdh_pl.tools.inspect.measures import rescored
 from bdh_pl.tools.inspect.report import figures, readme
+from bdh_pl.tools.inspect.selectivity import population_note
 
 
 def old_fit(alpha: float, R: float) -> dict:
@@ -72,3 +73,15 @@ def test_an_old_format_graph_report_keeps_its_tables_and_degree_chart():
     finally:
         for fig in drawn.values():
             plt.close(fig)
+
+
+def test_unequal_populations_are_said_wherever_the_models_differ_in_size():
+    bdh = {"neurons": 12_288, "weight_vectors": 3_072}
+    sel = {"models": {"bdh": bdh, "llama": {"neurons": 2_048, "weight_vectors": None}}}
+    (note, _) = population_note(sel)
+    assert "Unequal populations" in note and "bdh 12,288 (3,072 vectors), llama 2,048" in note
+    assert "no comparison at equal size" in note  # an older report: its max is the larger's
+    sel["equal_size"] = 2_048
+    assert "compared among 2,048 neurons below" in population_note(sel)[0]
+    twins = {"models": {"bdh": bdh, "bdh (init)": dict(bdh)}}
+    assert population_note(twins) == []  # a model and its untrained twin: nothing to say
