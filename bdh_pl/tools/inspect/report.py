@@ -1,4 +1,5 @@
-"""The charts and the README of `inspect`, drawn from its report (inspect.json's dict)."""
+"""The charts and the README of `inspect`, drawn from its report (inspect.json's dict); the
+README's tables are in tables.py."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ from bdh_pl.charts import (
     suptitle,
 )
 from bdh_pl.tools.inspect.measures import claim_verdict
-from bdh_pl.tools.inspect.selectivity import (
+from bdh_pl.tools.inspect.tables import (
     dense_cell,
+    density_graph_tables,
     equal_size_table,
+    graph_tables,
+    paper_protocol,
     population_note,
     selectivity_curve_table,
 )
@@ -119,12 +123,6 @@ def _ccdf(counts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     k = np.array([c[0] for c in counts if c[0] > 0], dtype=float)
     n = np.array([c[1] for c in counts if c[0] > 0], dtype=float)
     return k, np.cumsum(n[::-1])[::-1] / n.sum()  # P(K >= k) among k > 0
-
-
-def paper_protocol(graph: dict) -> bool:
-    """Whether a graph report follows the paper's protocol (a sweep of the signal level beta);
-    reports written before it cut each head's graph at one density and fitted it there."""
-    return "sweep" in graph
 
 
 def degree_figure(report: dict):
@@ -369,105 +367,3 @@ def readme(report: dict, charts: list[Path]) -> str:
     if charts:
         lines += ["Charts: " + ", ".join(f"[{p.stem}](charts/{p.name})" for p in charts), ""]
     return "\n".join(lines)
-
-
-def graph_tables(gr: dict) -> list[str]:
-    """The README's graph section: the fits at the paper's mean degree, then the sweep."""
-    paper = gr["paper"]
-    lines = [
-        f"The neuron graph as the paper measures it: G = decoder · encoder per head "
-        f"({gr['neurons']:,} neurons), the entries above a signal level beta as edges. The "
-        f"paper's beta {paper['beta']:g} kept {paper['edges']:,} edges of {paper['neurons']:,} "
-        f"neurons ({paper['mean_degree']:.2f} per neuron); here beta {paper['beta']:g} keeps "
-        f"{', '.join(f'{e:,}' for e in gr['edges_at_paper_beta'])} edges (by head), so models are "
-        "compared at equal edge counts: the trained graph's beta for each mean degree, every "
-        "control cut to the same count. Degrees of all heads pooled, at the paper's mean degree; "
-        f"alpha is fitted within {powerlaw.ALPHA_RANGE[0]:g}-{powerlaw.ALPHA_RANGE[1]:g}:",
-        "",
-        "| variant | modularity | degree | mean | max | alpha | k_min | tail "
-        "| power law vs exponential: R (p) | vs lognormal: R (p) | preferred |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for name, entry in gr["pooled"].items():
-        for kind, fit in entry["fits"].items():
-            alt = fit.get("alternatives", {})
-            cell = {k: f"{v['loglik_ratio']:.1f} ({v['p_value']:.2g})" for k, v in alt.items()}
-            lines.append(
-                f"| {name} | {entry['modularity_mean']:.3f} | {kind} | {fit['mean']:.1f} | "
-                f"{fit['max']} | {fit.get('alpha', float('nan')):.2f} | "
-                f"{fit.get('k_min', '-')} | {fit.get('n_tail', '-')} | "
-                f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} | "
-                f"{fit['preferred']} |"
-            )
-    names = list(gr["sweep"][0]["modularity"])
-    lines += [
-        "",
-        f"Modularity (Louvain, best of {LOUVAIN_SEEDS} seeds; mean over heads) as beta varies:",
-        "",
-        "| edges per neuron | edges per head | trained beta (by head) | "
-        + " | ".join(names)
-        + " |",
-        "|---:|---:|---|" + "---:|" * len(names),
-    ]
-    for p in gr["sweep"]:
-        cells = [f"{np.mean(p['modularity'][name]):.3f}" for name in names]
-        betas = ", ".join(f"{b:.3g}" for b in p["beta"])
-        lines.append(
-            f"| {p['mean_degree']:.2f} | {p['edges']:,} | {betas} | " + " | ".join(cells) + " |"
-        )
-    lines.append("")
-    return lines
-
-
-def density_graph_tables(gr: dict) -> list[str]:
-    """The graph section of a report from before the paper's protocol: each head's graph cut at
-    one density (its top share of entries), the fits there, then alpha at other densities. It
-    has no beta sweep (so no modularity-by-beta table) and no 'preferred' distribution."""
-    lines = [
-        f"The neuron graph, G = decoder · encoder per head, its top {gr['density']:.0%} of "
-        "entries as edges (measured before the paper's protocol: one density, not a sweep of "
-        "beta); degrees of all heads pooled (inspect.json has each head). alpha is fitted "
-        f"within {powerlaw.ALPHA_RANGE[0]:g}-{powerlaw.ALPHA_RANGE[1]:g}: near "
-        f"{powerlaw.ALPHA_RANGE[1]:g} it says the tail falls faster than any power law "
-        "considered, not that it is heavy:",
-        "",
-        "| variant | modularity | degree | mean | max | alpha | k_min | tail "
-        "| power law vs exponential: R (p) | vs lognormal: R (p) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, entry in gr["pooled"].items():
-        for kind, fit in entry["fits"].items():
-            alt = fit.get("alternatives", {})
-            cell = {k: f"{v['loglik_ratio']:.1f} ({v['p_value']:.2g})" for k, v in alt.items()}
-            lines.append(
-                f"| {name} | {entry['modularity_mean']:.3f} | {kind} | {fit['mean']:.1f} | "
-                f"{fit['max']} | {fit.get('alpha', float('nan')):.2f} | "
-                f"{fit.get('k_min', '-')} | {fit.get('n_tail', '-')} | "
-                f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} |"
-            )
-    lines.append("")
-    if gr.get("by_density"):
-        lines += [
-            "The same fits at other densities (alpha of the pooled degrees; * where the power "
-            "law beats the exponential):",
-            "",
-            "| density | variant | " + " | ".join(density_kinds(gr)) + " |",
-            "|---:|---|" + "---:|" * len(density_kinds(gr)),
-        ]
-        for density, variants in gr["by_density"].items():
-            for name, kinds in variants.items():
-                cells = [
-                    "-"
-                    if f.get("alpha") is None
-                    else f"{f['alpha']:.2f}" + ("*" if f.get("beats_exponential") else "")
-                    for f in kinds.values()
-                ]
-                lines.append(f"| {float(density):.1%} | {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
-
-
-def density_kinds(gr: dict) -> list[str]:
-    """The degree kinds of the other-density fits (out, in, total), as the report stores them."""
-    first = next(iter(gr["by_density"].values()))
-    return list(next(iter(first.values())))

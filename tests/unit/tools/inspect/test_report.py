@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 
 from bdh_pl.tools.inspect.measures import rescored
 from bdh_pl.tools.inspect.report import figures, readme
-from bdh_pl.tools.inspect.selectivity import population_note
+from bdh_pl.tools.inspect.tables import population_note
 
 
 def old_fit(alpha: float, R: float) -> dict:
