@@ -300,6 +300,17 @@ def readings_cell(claim: dict) -> str:
     return ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in readings.items())
 
 
+def text_line(report: dict) -> str:
+    """The text the measures read; the graph alone reads none (it is of the weights)."""
+    text = report["text"]
+    if not {"sparsity", "selectivity"} & set(report):
+        return "the graph is of the weights alone: no text was read"
+    return (
+        f"held-out text {text['source']}, {text['tokens']:,} tokens in windows of "
+        f"{text['block_size']}"
+    )
+
+
 def readme(report: dict, charts: list[Path]) -> str:
     lines = [
         f"# What {report['label']} learned",
@@ -307,9 +318,7 @@ def readme(report: dict, charts: list[Path]) -> str:
         f"`{report.get('command', 'python -m bdh_pl inspect')}`",
         "",
         f"Checkpoint `{report['checkpoint']}` ({report['model']}, "
-        f"{count(report.get('parameters'))} parameters); held-out text "
-        f"{report['text']['source']}, {report['text']['tokens']:,} tokens in windows of "
-        f"{report['text']['block_size']}.",
+        f"{count(report.get('parameters'))} parameters); {text_line(report)}.",
         "",
         f"Verdicts by the one rule (bdh_pl/analysis/verdict.py): {RULE}. A reading is the "
         "claim's test at one choice (threshold, layer, degree, head) against every control.",

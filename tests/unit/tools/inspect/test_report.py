@@ -62,6 +62,7 @@ def test_an_old_format_graph_report_keeps_its_tables_and_degree_chart():
     evidence = report["claims"][0]["evidence"]  # a sub-test there, not a verdict
     assert "where it holds" not in evidence and "beats the exponential and no control" in evidence
     text = readme(report, [])
+    assert "no text was read" in text and "held-out" not in text  # the graph alone: weights
     assert "its top 2% of entries as edges" in text
     assert "| trained | 0.234 | in | 3.5 | 9 | 1.61 | 2 | 7 | 6.5 (0.04) | -0.2 (0.5) |" in text
     assert "| shuffled | 0.155 | out | 3.5 | 9 | 9.72 | 2 | 7 | -8.4 (0.04) | -0.2 (0.5) |" in text
