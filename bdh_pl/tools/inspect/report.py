@@ -321,7 +321,8 @@ def readme(report: dict, charts: list[Path]) -> str:
         f"{count(report.get('parameters'))} parameters); {text_line(report)}.",
         "",
         f"Verdicts by the one rule (bdh_pl/analysis/verdict.py): {RULE}. A reading is the "
-        "claim's test at one choice (threshold, layer, degree, head) against every control.",
+        "claim's test at one choice (threshold, layer, degree kind, mean degree or head) "
+        "against every control.",
         "",
         "| claim | verdict | evidence | test | readings (ahead of every control?) |",
         "|---|---|---|---|---|",
