@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from bdh_pl.charts import figure_problems
 from bdh_pl.tools.inspect.measures import rescored
 from bdh_pl.tools.inspect.report import figures, readme
 from bdh_pl.tools.inspect.tables import population_note
@@ -73,6 +74,7 @@ def test_an_old_format_graph_report_keeps_its_tables_and_degree_chart():
     try:
         assert set(drawn) == {"degrees"}  # no sweep of beta: no modularity-by-beta chart
         assert "top 2% of entries" in drawn["degrees"]._suptitle.get_text()
+        assert figure_problems(drawn["degrees"]) == []  # the house style, on the rendering
     finally:
         for fig in drawn.values():
             plt.close(fig)
