@@ -1,5 +1,6 @@
-"""inspect's README and charts from a report written before the paper's graph protocol (one
-density per head, no sweep of beta): `--replot` keeps its graph tables and degree chart."""
+"""inspect's README and charts: a report written before the paper's graph protocol (one density
+per head, no sweep of beta) keeps its graph tables and degree chart on `--replot`; models of
+unequal neuron populations are said to be so."""
 
 from __future__ import annotations
 
