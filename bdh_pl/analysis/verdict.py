@@ -3,9 +3,9 @@
     verdict([True, True, False])   # "holds weakly"
 
 A claim is measured by several readings: the same comparison at each choice an analyst could
-have made instead (each nAP threshold, each layer, each degree kind or graph density). A
-reading counts for the claim when the trained BDH is ahead of every control on it, by the
-claim's stated test (significance where the measure has one). Then the claim
+have made instead (each nAP threshold, each layer, each degree kind, each mean degree of the
+graph). A reading counts for the claim when the trained BDH is ahead of every control on it, by
+the claim's stated test (significance where the measure has one). Then the claim
 
 - **holds** when every reading counts for it;
 - **holds weakly** when some do and some do not (the claim depends on the choice: say which);

@@ -1,4 +1,5 @@
-"""The charts and the README of `inspect`, drawn from its report (inspect.json's dict)."""
+"""The charts and the README of `inspect`, drawn from its report (inspect.json's dict); the
+README's tables are in tables.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from bdh_pl.charts import (
     suptitle,
 )
 from bdh_pl.tools.inspect.measures import claim_verdict
-from bdh_pl.tools.inspect.selectivity import dense_cell, equal_size_table, selectivity_curve_table
+from bdh_pl.tools.inspect.tables import (
+    dense_cell,
+    density_graph_tables,
+    equal_size_table,
+    graph_tables,
+    paper_protocol,
+    population_note,
+    selectivity_curve_table,
+)
 
 VARIANT_STYLE = {  # graph variants: colour, line style
     "trained": ("C0", "-"),
@@ -30,6 +39,7 @@ VARIANT_STYLE = {  # graph variants: colour, line style
     "erdos-renyi": ("C7", ":"),
     "low-rank": ("C5", (0, (5, 1, 1, 1))),
     "factors shuffled": ("C2", "-."),
+    "shuffled": ("C7", ":"),  # G's entries permuted: the control of reports before the protocol
 }
 
 
@@ -145,8 +155,13 @@ def degree_figure(report: dict):
         fraction_log_axis(ax, "y")
         finish_axes(ax, f"{kind}-degree, all heads pooled", f"{kind}-degree k (edges)",
                     "P(degree ≥ k) (% of neurons)")  # fmt: skip
-    suptitle(fig, f"{report['label']}: neuron graph G = decoder · encoder per head, "
-             f"{PAPER_MEAN_DEGREE:.2f} edges per neuron (the paper's); R > 0 favours the power law")  # fmt: skip
+    cut = (
+        f"{PAPER_MEAN_DEGREE:.2f} edges per neuron (the paper's)"
+        if paper_protocol(report["graph"])
+        else f"its top {report['graph']['density']:.0%} of entries as edges"
+    )
+    suptitle(fig, f"{report['label']}: neuron graph G = decoder · encoder per head, {cut}; "
+             "R > 0 favours the power law")  # fmt: skip
     legend_outside(fig, ncols=2)
     return fig
 
@@ -260,9 +275,10 @@ def figures(report: dict) -> dict:
     if "sparsity" in report:
         out["sparsity"] = sparsity_figure(report)
         out["frequency"] = frequency_figure(report)
-    if "graph" in report and "sweep" in report["graph"]:
+    if "graph" in report:
         out["degrees"] = degree_figure(report)
-        out["modularity"] = modularity_figure(report)
+        if paper_protocol(report["graph"]):  # older reports measured one density: no sweep
+            out["modularity"] = modularity_figure(report)
     if "selectivity" in report:
         out["selectivity"] = selectivity_figure(report)
         out["top_neurons"] = contexts_figure(report)
@@ -284,6 +300,17 @@ def readings_cell(claim: dict) -> str:
     return ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in readings.items())
 
 
+def text_line(report: dict) -> str:
+    """The text the measures read; the graph alone reads none (it is of the weights)."""
+    text = report["text"]
+    if not {"sparsity", "selectivity"} & set(report):
+        return "the graph is of the weights alone: no text was read"
+    return (
+        f"held-out text {text['source']}, {text['tokens']:,} tokens in windows of "
+        f"{text['block_size']}"
+    )
+
+
 def readme(report: dict, charts: list[Path]) -> str:
     lines = [
         f"# What {report['label']} learned",
@@ -291,12 +318,11 @@ def readme(report: dict, charts: list[Path]) -> str:
         f"`{report.get('command', 'python -m bdh_pl inspect')}`",
         "",
         f"Checkpoint `{report['checkpoint']}` ({report['model']}, "
-        f"{count(report.get('parameters'))} parameters); held-out text "
-        f"{report['text']['source']}, {report['text']['tokens']:,} tokens in windows of "
-        f"{report['text']['block_size']}.",
+        f"{count(report.get('parameters'))} parameters); {text_line(report)}.",
         "",
         f"Verdicts by the one rule (bdh_pl/analysis/verdict.py): {RULE}. A reading is the "
-        "claim's test at one choice (threshold, layer, degree, head) against every control.",
+        "claim's test at one choice (threshold, layer, degree kind, mean degree or head) "
+        "against every control.",
         "",
         "| claim | verdict | evidence | test | readings (ahead of every control?) |",
         "|---|---|---|---|---|",
@@ -308,8 +334,8 @@ def readme(report: dict, charts: list[Path]) -> str:
         "",
     ]
     gr = report.get("graph")
-    if gr and "sweep" in gr:
-        lines += graph_tables(gr)
+    if gr:
+        lines += graph_tables(gr) if paper_protocol(gr) else density_graph_tables(gr)
     sel = report.get("selectivity")
     if sel:
         lines += [
@@ -326,6 +352,7 @@ def readme(report: dict, charts: list[Path]) -> str:
                 for k, v in sel["models"].items()
             ),  # fmt: skip
             "",
+            *population_note(sel),
             *selectivity_curve_table(sel),
             *equal_size_table(sel),
             "Share of neurons with nAP >= 0.5, by layer: "
@@ -350,51 +377,3 @@ def readme(report: dict, charts: list[Path]) -> str:
     if charts:
         lines += ["Charts: " + ", ".join(f"[{p.stem}](charts/{p.name})" for p in charts), ""]
     return "\n".join(lines)
-
-
-def graph_tables(gr: dict) -> list[str]:
-    """The README's graph section: the fits at the paper's mean degree, then the sweep."""
-    paper = gr["paper"]
-    lines = [
-        f"The neuron graph as the paper measures it: G = decoder · encoder per head "
-        f"({gr['neurons']:,} neurons), the entries above a signal level beta as edges. The "
-        f"paper's beta {paper['beta']:g} kept {paper['edges']:,} edges of {paper['neurons']:,} "
-        f"neurons ({paper['mean_degree']:.2f} per neuron); here beta {paper['beta']:g} keeps "
-        f"{', '.join(f'{e:,}' for e in gr['edges_at_paper_beta'])} edges (by head), so models are "
-        "compared at equal edge counts: the trained graph's beta for each mean degree, every "
-        "control cut to the same count. Degrees of all heads pooled, at the paper's mean degree; "
-        f"alpha is fitted within {powerlaw.ALPHA_RANGE[0]:g}-{powerlaw.ALPHA_RANGE[1]:g}:",
-        "",
-        "| variant | modularity | degree | mean | max | alpha | k_min | tail "
-        "| power law vs exponential: R (p) | vs lognormal: R (p) | preferred |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for name, entry in gr["pooled"].items():
-        for kind, fit in entry["fits"].items():
-            alt = fit.get("alternatives", {})
-            cell = {k: f"{v['loglik_ratio']:.1f} ({v['p_value']:.2g})" for k, v in alt.items()}
-            lines.append(
-                f"| {name} | {entry['modularity_mean']:.3f} | {kind} | {fit['mean']:.1f} | "
-                f"{fit['max']} | {fit.get('alpha', float('nan')):.2f} | "
-                f"{fit.get('k_min', '-')} | {fit.get('n_tail', '-')} | "
-                f"{cell.get('exponential', '-')} | {cell.get('lognormal', '-')} | "
-                f"{fit['preferred']} |"
-            )
-    names = list(gr["sweep"][0]["modularity"])
-    lines += [
-        "",
-        f"Modularity (Louvain, best of {LOUVAIN_SEEDS} seeds; mean over heads) as beta varies:",
-        "",
-        "| edges per neuron | edges per head | trained beta (by head) | "
-        + " | ".join(names)
-        + " |",
-        "|---:|---:|---|" + "---:|" * len(names),
-    ]
-    for p in gr["sweep"]:
-        cells = [f"{np.mean(p['modularity'][name]):.3f}" for name in names]
-        betas = ", ".join(f"{b:.3g}" for b in p["beta"])
-        lines.append(
-            f"| {p['mean_degree']:.2f} | {p['edges']:,} | {betas} | " + " | ".join(cells) + " |"
-        )
-    lines.append("")
-    return lines

@@ -1,6 +1,6 @@
 """Selectivity in `inspect`: each model's neurons scored for byte classes (inspect.json's
-`selectivity` section), its claim and the sparsity claim judged by the one rule, the README's
-selectivity tables, and an older report rescored from its stored numbers."""
+`selectivity` section), its claim and the sparsity claim judged by the one rule, each model's
+population in words (the README's tables are in tables.py)."""
 
 from __future__ import annotations
 
@@ -167,6 +167,7 @@ def selectivity_claim(sel: dict, label: str) -> dict:
         "readings": readings,
         "evidence": f"share (%) of neurons with nAP >= {thresholds[0]:g} .. {thresholds[-1]:g}: "
         + curve
+        + f"; populations: {populations(models)}"
         + "; median nAP "
         + ", ".join(f"{k} {m['median']:.3f}" for k, m in models.items())
         + "; z at nAP >= 0.5: "
@@ -184,56 +185,10 @@ def selectivity_claim(sel: dict, label: str) -> dict:
     }
 
 
-# --- README tables ------------------------------------------------------------------------
-
-
-def dense_cell(entry: dict) -> str:
-    dense = entry.get("dense")
-    return "-" if dense is None else f"{dense['neurons']:,} ({dense['share']:.1%})"
-
-
-def selectivity_curve_table(sel: dict) -> list[str]:
-    """Share of neurons with nAP >= t for each threshold t, per model (± its standard error,
-    clustered by weight vector)."""
-    models = {k: v for k, v in sel["models"].items() if "share_at_least" in v}
-    if not models:
-        return []
-    thresholds = next(iter(models.values()))["thresholds"]
-    rows = [
-        "Share of neurons at least as selective as each threshold (± standard error, clustered "
-        "by weight vector: BDH's layers share theirs):",
-        "",
-        "| model | " + " | ".join(f"nAP ≥ {t:g}" for t in thresholds) + " |",
-        "|---|" + "---:|" * len(thresholds),
-    ]
-    for name, m in models.items():
-        cells = [
-            f"{100 * p:.1f}% ± {100 * se:.1f}"
-            for p, se in zip(m["share_at_least"], m["share_se"], strict=True)
-        ]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return [*rows, ""]
-
-
-def equal_size_table(sel: dict) -> list[str]:
-    """Each class's best neuron among as many neurons as the smallest model has."""
-    models = {k: v for k, v in sel["models"].items() if "equal_size_best" in v}
-    if not models:
-        return []
-    classes = [c for c in sel["classes"] if any(c in m["equal_size_best"] for m in models.values())]
-    rows = [
-        f"Each class's best nAP among {sel['equal_size']:,} neurons drawn at random (the smallest "
-        "model's count; the mean of 20 draws; neurons on at more than half the positions never "
-        "count):",
-        "",
-        "| model | " + " | ".join(classes) + " |",
-        "|---|" + "---:|" * len(classes),
-    ]
-    for name, m in models.items():
-        best = m["equal_size_best"]
-        rows.append(
-            f"| {name} | "
-            + " | ".join(f"{best[c]:.3f}" if c in best else "-" for c in classes)
-            + " |"
-        )
-    return [*rows, ""]
+def populations(models: dict) -> str:
+    """Each model's neuron count (and BDH's weight vectors): 'bdh 12,288 (3,072 vectors), ...'."""
+    return ", ".join(
+        f"{k} {m['neurons']:,}"
+        + (f" ({m['weight_vectors']:,} vectors)" if m.get("weight_vectors") else "")
+        for k, m in models.items()
+    )

@@ -111,3 +111,31 @@ def test_a_given_selection_chooses_and_the_rest_tests(tiny_bdh):
     report = synapse_selectivity(network, sentences, labels, shuffles=1, selection=selection)
     assert report["selection"] == 8
     assert all(e["U_max"] == 15 for e in report["true_labels"])
+
+
+def test_synapse_selectivity_names_a_planted_synapse_by_layer_head_and_neurons(
+    tiny_bdh, monkeypatch
+):
+    """Every synapse of every layer and head noise, but (layer 1, head 1, x 3 -> y 5) higher
+    after lowercase sentences: the whole path (reading each sentence's state, the chunks, the
+    flat index) names that synapse and tests it near U_max."""
+    from bdh_pl.analysis import synapses as module
+
+    network = tiny_bdh(n_layer=2)  # 2 heads of N = 8 neurons
+    N = network.config.n_neurons
+
+    def planted(network, S, T, layer, head):
+        noise = torch.randn(N, N, generator=torch.Generator().manual_seed(int(S.sum()) + layer))
+        if (layer, head) == (1, 1) and bool((S >= 97).all()):  # S: the sentence itself
+            noise[3, 5] += 3.0
+        return noise
+
+    monkeypatch.setattr(module, "state_after", lambda network, idx: idx)
+    monkeypatch.setattr(module, "synapses", planted)
+    gen = torch.Generator().manual_seed(0)
+    sentences = [torch.randint(97, 123, (12,), generator=gen) for _ in range(40)]
+    sentences += [torch.randint(65, 91, (12,), generator=gen) for _ in range(40)]
+    labels = np.repeat([True, False], 40)
+    entry = synapse_selectivity(network, sentences, labels, shuffles=1)["true_labels"][0]
+    assert (entry["layer"], entry["head"], entry["x_neuron"], entry["y_neuron"]) == (1, 1, 3, 5)
+    assert entry["U_max"] == 400 and entry["U"] > 0.9 * 400
