@@ -1,7 +1,8 @@
 """How far a compute frontier has got, from its records and its plan: per family and budget
 whether the budget is complete (its frontier point chosen and run on every seed
 the plan gives it), in progress, stopped or not started; each sweep complete or in progress;
-runs finished, in flight and left; training FLOPs done against the plan's. A summary read
+runs finished, in flight and left; training FLOPs done against the plan's; the shape search
+(each shape's best so far, the chosen and the published one). A summary read
 mid-way says this first, so that nothing partial reads as a result (frontier_report.py)."""
 
 from __future__ import annotations
@@ -206,6 +207,58 @@ def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
         "per_budget": per_budget,
         "sweeps_in_progress": len(pending),
     }
+
+
+def chosen_shapes(runs: list[dict]) -> set:
+    """The shape(s) the ladder's runs (not a sweep's) are in: the search's choice, once made."""
+    return {r.get("shape") for r in runs if not r.get("sweep") and not r.get("bound")}
+
+
+def other_shape(run: dict, chosen: set) -> bool:
+    """A shape search's run of a shape the ladder did not choose (or has not chosen yet): not
+    a size of its budget's IsoFLOP curve."""
+    return str(run.get("sweep") or "").startswith("shape@") and run.get("shape") not in chosen
+
+
+def shape_search(
+    runs: list[dict], published: str | None = None, shapes: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The family's shape search (all its records, in flight too): per shape its best
+    validation bpb over the rates finished (first seed), that rate and its steps, whether its
+    rate sweep is complete (bench/progress.py), which shape the ladder chose and which is the
+    published one (`published`, from the plan); shapes of the plan not started yet are
+    listed too. None without a shape search."""
+    groups: dict[str, list[dict]] = {name: [] for name in shapes or []}
+    for r in runs:
+        if str(r.get("sweep") or "").startswith("shape@"):
+            groups.setdefault(r.get("shape"), []).append(r)
+    if not groups:
+        return None
+    chosen = chosen_shapes([r for r in runs if r.get("status") == "ok"]) & set(groups)
+    rows = []
+    for shape, group in groups.items():
+        state = sweep_state(group)
+        done = [r for r in group if _ok(r)]
+        best = min(done, key=lambda r: r["best_val_bpb"]) if done else None
+        rows.append(
+            {
+                "shape": shape,
+                "model": group[0]["model"] if group else None,
+                "budget": budget_key(group[0]) if group else None,
+                "params": (best or (group[0] if group else {})).get("params"),
+                "rates_done": state["tried"],
+                "in_flight": state["in_flight"],
+                "complete": state["complete"],
+                "rate": state["chosen"],
+                "at_sweep_edge": state["at_sweep_edge"],
+                "best_val_bpb": best["best_val_bpb"] if best else None,
+                "best_rate": best.get("learning_rate") if best else None,
+                "train_steps": best.get("train_steps") if best else None,
+                "chosen": shape in chosen,
+                "published": shape == published,
+            }
+        )
+    return {"chosen": next(iter(chosen), None), "published": published, "shapes": rows}
 
 
 def status_lines(status: dict) -> list[str]:
