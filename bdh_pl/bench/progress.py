@@ -51,17 +51,38 @@ def sweep_state(runs: list[dict]) -> dict[str, Any]:
     }
 
 
-def budget_state(runs: list[dict], seeds: int) -> str:
+def budget_state(runs: list[dict], seeds: int, final: bool = False) -> str:
     """`complete`: the frontier point chosen and run on `seeds` seeds (its test only adds test
-    bpb), nothing in flight; `stopped`:
+    bpb), nothing in flight; or, for a budget of one seed, its ladder `final` (ladder_final:
+    the matrix marks its points only once every budget's ladder is done); `stopped`:
     a stop rule skipped it; `in progress` or `not started`."""
     if any(str(r.get("bound") or "").startswith(STOPPED) for r in runs):
         return "stopped"
     flying = any(r.get("status") == "running" for r in runs)
     points = [r for r in runs if r.get("frontier_point") and _ok(r)]
-    if points and not flying and len({r.get("seed") for r in points}) >= seeds:
+    if not flying and (
+        (points and len({r.get("seed") for r in points}) >= seeds) or (final and seeds == 1)
+    ):
         return "complete"
     return "in progress" if runs else "not started"
+
+
+def ladder_final(runs: list[dict], sizes: list[str], seed: Any, shapes: set) -> bool:
+    """Whether one budget's sizes are all in (`runs`: its records; `sizes`: the family's
+    ladder, smallest first, from the plan): on the first seed, in the chosen shape, at least
+    three usable sizes (or the whole ladder) and no next size to add (ladder.next_size: the
+    best is interior, or its neighbour was tried or is bound, or the ladder ends)."""
+    from bdh_pl.bench.ladder import next_size
+
+    cell: dict[int, dict] = {}
+    for r in runs:
+        if r.get("seed") != seed or r.get("selected") is False or other_shape(r, shapes):
+            continue
+        name = r["model"].removesuffix(f"-{r['shape']}") if r.get("shape") else r["model"]
+        if name in sizes:
+            cell.setdefault(sizes.index(name), r)
+    usable = sum(_ok(r) for r in cell.values())
+    return usable >= min(3, len(sizes)) and next_size(cell, len(sizes)) is None
 
 
 def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]:
@@ -79,12 +100,16 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
             continue
         mine = [r for r in frontier if r["family"] == family]
         planned_f = (plan or {}).get("families", {}).get(family, {})
+        seed = next((r.get("seed") for r in mine if not r.get("bound")), None)
+        shapes = chosen_shapes([r for r in mine if _ok(r)])
+        sizes = planned_f.get("sizes")
         cells = {}
         for b in budgets:
             here = [r for r in mine if r.get("budget") == b]
             plan_b = planned_f.get("budgets", {}).get(b, {})
+            final = bool(sizes) and ladder_final(here, sizes, seed, shapes)
             cells[b] = {
-                "state": budget_state(here, plan_b.get("seeds", 1)),
+                "state": budget_state(here, plan_b.get("seeds", 1), final),
                 "finished": sum(_ok(r) for r in here),
                 "in_flight": sum(r.get("status") == "running" for r in here),
                 "planned": plan_b.get("runs"),

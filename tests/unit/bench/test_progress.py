@@ -34,6 +34,7 @@ def run(model, budget, lr, status="ok", bpb=2.0, **extra) -> dict:
         "family": "bdh", "model": model, "budget": budget, "budget_flops": flops,
         "status": status, "learning_rate": lr, "seed": 1, "selected": True, "params": 1000,
         "best_val_bpb": bpb if done else None, "train_tokens": 10 if done else None,
+        "best_val_loss": bpb * 0.6931 if done else None,  # nats: what the ladder compares
         "train_flops": flops if done else None, "train_flops_measured": None,
         "flops_per_token": flops / 30, "torch_version": "2", "lightning_version": "2",
         "git_commit": "abc", "git_dirty": False, "sweep": None, **extra,
@@ -180,3 +181,28 @@ def test_the_summary_of_a_shape_search_and_of_a_budget_only_one_family_reached(
     summary = (tmp_path / "summary.md").read_text()
     assert "- flops 1e+12: only bdh has a point so far" in summary  # not "bdh lowest"
     assert "Not started yet: bdh at flops 2e+12." in summary  # not "Not run": it will be
+
+
+def test_a_one_seed_budget_is_complete_once_its_ladder_is_final_before_the_points_are_marked():
+    """The matrix marks frontier points only after every budget's ladder: a budget of one
+    seed whose sizes are all in (the best interior, or nothing left to add) is complete
+    without them, so a partial snapshot has its points; an edge best waits for its next size."""
+    sized = {**PLAN["families"]["bdh"], "sizes": ["bdh-a", "bdh-b", "bdh-c", "bdh-d"]}
+    with_sizes = {**PLAN, "families": {"bdh": sized}}
+    records = [{**r, "frontier_point": None} for r in complete_records()[:5]]  # 1e12 only
+    status = progress.progress(records, with_sizes)
+    assert status["families"]["bdh"]["budgets"]["flops 1e+12"]["state"] == "complete"
+    assert progress.progress(records, PLAN)["families"]["bdh"]["budgets"]["flops 1e+12"][
+        "state"
+    ] == ("in progress")  # without the ladder in the plan: the marks decide, as before
+    edge = [{**r, "best_val_bpb": 2.0, "best_val_loss": 1.0} if r["model"] == "bdh-c" else r
+            for r in records]  # fmt: skip
+    status = progress.progress(edge, with_sizes)  # bdh-c the largest tried and best: bdh-d next
+    assert status["families"]["bdh"]["budgets"]["flops 1e+12"]["state"] == "in progress"
+    flying = [*records, run("bdh-d", "flops 1e+12", 2e-3, status="running")]
+    status = progress.progress(flying, with_sizes)
+    assert status["families"]["bdh"]["budgets"]["flops 1e+12"]["state"] == "in progress"
+    # a budget of two seeds still needs its repeat: complete_records' 2e12 without it
+    two = [{**r, "frontier_point": None} for r in complete_records()[:-1]]
+    status = progress.progress(two, with_sizes)
+    assert status["families"]["bdh"]["budgets"]["flops 2e+12"]["state"] == "in progress"
