@@ -316,8 +316,9 @@ def seconds_figure(result: dict) -> Figure:
         if loads
         else ""
     )
-    caption(fig, "Every run of the frontier, learning-rate sweeps included, each on one thread; "
-            "the step: the best loss reached by a run no longer than t. The runs were sized by "
+    caption(fig, "Every run of the complete budgets, learning-rate sweeps and shape search "
+            "included, each on one thread; the step: the best loss reached by a run no longer "
+            "than t. The runs were sized by "
             f"FLOPs, not time: a frontier of the runs made, not of runs planned by time.{load}"
             + _partial_note(result))  # fmt: skip
     return fig
