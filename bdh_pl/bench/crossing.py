@@ -254,11 +254,18 @@ def fitted_crossing(
     out["compute_optimal"] = {
         f: _compute_optimal(entries[f], where, which) for f in (REFERENCE, best_other)
     }
-    upper = f"{band[1]:.3g}" if band[1] else f"beyond {hi:.3g}"
+    # an end of the band may be beyond the search (resamples that never cross), and without
+    # bootstrap fits there is no band at all: said so, never formatted as a number
+    lower, upper = (f"{v:.3g}" if v is not None else f"beyond {hi:.3g}" for v in band)
+    spread = (
+        f"5-95%: {lower} to {upper}; {never:.0%} of resamples never cross within "
+        f"{CROSSING_RANGE:g}x"
+        if never is not None
+        else "no bootstrap fits: no band"
+    )
     out["statement"] = (
         f"the fits cross at {where:.3g} FLOPs ({where / largest:.3g}x the largest budget run; "
-        f"5-95%: {band[0]:.3g} to {upper}; {never:.0%} of resamples never cross within "
-        f"{CROSSING_RANGE:g}x); beyond it {lead} leads{left_out}"
+        f"{spread}); beyond it {lead} leads{left_out}"
     )
     return out
 
