@@ -194,11 +194,19 @@ def fitted_crossing(
     """Where the reference family's fit meets the lowest other fit between the smallest point
     and CROSSING_RANGE x the largest, with the 5-95% band over the paired bootstrap fits
     (resamples that never cross count as beyond the range) and the share that never cross;
-    at the crossing, each family's compute-optimal size and tokens by its trend."""
+    at the crossing, each family's compute-optimal size and tokens by its trend. A family
+    without a fit is left out of the others and named (`left_out`)."""
     ref = fits.get(REFERENCE)
     others = {f: v for f, v in fits.items() if f != REFERENCE and v}
     missing = [f for f, v in fits.items() if not v]
-    if not ref or not others or (which == "rule" and missing):
+    # A family without a fit (too few interior points; a family a stop rule ended) is left
+    # out of the lowest other curve and named, not a reason to drop the crossing of the rest.
+    left_out = (
+        f"; {', '.join(missing)} left out (no fit: too few usable points)"
+        if ref and others and missing
+        else ""
+    )
+    if not ref or not others:
         return {
             "budget_flops": None,
             "statement": "no fitted crossing: "
@@ -223,13 +231,14 @@ def fitted_crossing(
         "bootstrap_n": n,
         "search_range": [lo, hi],
         "largest_measured": largest,
+        "left_out": [f for f in missing if f != REFERENCE],
     }
     if not math.isfinite(where):
         ahead = "ahead" if scaling.predict(ref, lo) < min(scaling.predict(v, lo)
                                                             for v in others.values()) else "behind"  # fmt: skip
         out["statement"] = (
             f"the fits do not cross up to {CROSSING_RANGE:g}x the largest budget run "
-            f"({hi:.3g} FLOPs): {REFERENCE} stays {ahead}"
+            f"({hi:.3g} FLOPs): {REFERENCE} stays {ahead}{left_out}"
         )
         return out
     after = where * 1.01
@@ -245,11 +254,18 @@ def fitted_crossing(
     out["compute_optimal"] = {
         f: _compute_optimal(entries[f], where, which) for f in (REFERENCE, best_other)
     }
-    upper = f"{band[1]:.3g}" if band[1] else f"beyond {hi:.3g}"
+    # an end of the band may be beyond the search (resamples that never cross), and without
+    # bootstrap fits there is no band at all: said so, never formatted as a number
+    lower, upper = (f"{v:.3g}" if v is not None else f"beyond {hi:.3g}" for v in band)
+    spread = (
+        f"5-95%: {lower} to {upper}; {never:.0%} of resamples never cross within "
+        f"{CROSSING_RANGE:g}x"
+        if never is not None
+        else "no bootstrap fits: no band"
+    )
     out["statement"] = (
         f"the fits cross at {where:.3g} FLOPs ({where / largest:.3g}x the largest budget run; "
-        f"5-95%: {band[0]:.3g} to {upper}; {never:.0%} of resamples never cross within "
-        f"{CROSSING_RANGE:g}x); beyond it {lead} leads"
+        f"{spread}); beyond it {lead} leads{left_out}"
     )
     return out
 

@@ -42,7 +42,14 @@ from bdh_pl.bench.crossing import (
     trends,
     usable,
 )
-from bdh_pl.bench.progress import STOPPED, budget_key, chosen_learning_rate
+from bdh_pl.bench.progress import (
+    STOPPED,
+    budget_key,
+    chosen_learning_rate,
+    chosen_shapes,
+    other_shape,
+    shape_search,
+)
 
 FLOPS_RULE = (
     "training FLOPs = 3 x forward FLOPs per token (the model's reference computation, every "
@@ -108,12 +115,7 @@ def frontier_points(runs: list[dict], optimum: str = "best") -> list[dict]:
     `excluded`: why the point stays out of the fit (None: it is used)."""
     first_seed = next((r.get("seed") for r in runs if not r.get("bound")), None)
     # A shape search's runs are sizes of this budget only in the shape the ladder chose.
-    chosen_shapes = {r.get("shape") for r in runs if not r.get("sweep") and not r.get("bound")}
-    runs = [
-        r
-        for r in runs
-        if not str(r.get("sweep") or "").startswith("shape@") or r.get("shape") in chosen_shapes
-    ]
+    runs = [r for r in runs if not other_shape(r, chosen_shapes(runs))]
     points = []
     for key in _budgets(runs):
         here = [r for r in runs if budget_key(r) == key]
@@ -231,13 +233,15 @@ def frontier(
     bootstrap_n: int | None = None,
     train_split_tokens: int | None = None,
     complete: set[tuple[str, str]] | None = None,
+    shapes: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """frontier.json: per family its runs, frontier points (used or excluded, and why), fit
     and band; what is measured; the fitted crossing; the compute multiplier; and the same
     readings with the ladder-edge points kept (`with_edge_points`). `complete`: the (family,
     budget) pairs whose runs are all in (bench/progress.py); a budget outside it has no point
     yet (its best so far is no optimum: sizes and seeds are still to come); None: every
-    budget with runs is complete."""
+    budget with runs is complete. `shapes`: per family the plan's shape names and
+    `published_shape` (bench/plan.py), for the shape search's report."""
     if optimum not in OPTIMA:
         raise ValueError(f"optimum must be one of {OPTIMA}, got {optimum!r}")
     bootstrap_n = scaling.BOOTSTRAP if bootstrap_n is None else bootstrap_n
@@ -269,10 +273,14 @@ def frontier(
             edge_fit, edge_boot = fit_points(with_edges, bootstrap_n)
         fits["rule"][family], boots["rule"][family] = fit, boot
         fits["edges"][family], boots["edges"][family] = edge_fit, edge_boot
+        everything = [with_rule(r) for r in records if r.get("family") == family]
+        chosen = chosen_shapes(runs)
+        planned = (shapes or {}).get(family) or {}
         out["families"][family] = {
-            "runs": [_run_row(r) for r in runs],
-            "learning_rate": chosen_learning_rate(
-                [with_rule(r) for r in records if r.get("family") == family]
+            "runs": [_run_row(r, other_shape(r, chosen)) for r in runs],
+            "learning_rate": chosen_learning_rate(everything),
+            "shape_search": shape_search(
+                everything, planned.get("published_shape"), planned.get("shapes")
             ),
             "frontier": points,
             "in_progress": pending,
@@ -340,12 +348,15 @@ RUN_KEYS = (
     "model", "params", "budget_flops", "train_steps", "warmup_steps", "train_tokens",
     "train_flops", "train_flops_measured", "epochs", "bound", "seed", "learning_rate",
     "learning_rate_source", "best_val_bpb", "test_bpb", "wall_time_s", "fit_time_s",
-    "frontier_point", "selected", "load_avg_start", "load_avg_end",
+    "frontier_point", "selected", "load_avg_start", "load_avg_end", "sweep", "shape",
 )  # fmt: skip
 
 
-def _run_row(r: dict) -> dict:
+def _run_row(r: dict, other: bool = False) -> dict:
+    """A run in frontier.json; `other_shape`: a shape search's run of a shape the ladder did
+    not choose (no size of its budget's IsoFLOP curve: the charts leave it out)."""
     row = {k: r.get(k) for k in RUN_KEYS}
+    row["other_shape"] = other
     row["budget"] = budget_key(r)
     row["label"] = row.pop("model")
     row["val_bpb"] = row.pop("best_val_bpb")

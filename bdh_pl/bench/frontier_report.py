@@ -178,8 +178,9 @@ def frontier_markdown(result: dict) -> str:
                      in (None, "not started")
                      and b not in {p["budget"] for p in families[family]["frontier"]}])
     ]  # fmt: skip
-    if missing:
-        lines += ["", f"Not run: {'; '.join(missing)}."]
+    running = not (result.get("status") or {}).get("complete", True)
+    if missing:  # while the frontier runs, a budget not started is not one left out
+        lines += ["", f"{'Not started yet' if running else 'Not run'}: {'; '.join(missing)}."]
     for family, entry in families.items():
         if entry.get("stopped"):
             stops = [
@@ -192,7 +193,13 @@ def frontier_markdown(result: dict) -> str:
         lines += ["No budget is complete yet: nothing measured.", ""]
     for row in measured["at_budgets"]:
         if "gap" not in row:
-            lines.append(f"- {row['budget']}: {row['leader']} lowest")
+            alone = len(row["points"]) == 1  # no other family has a point there (yet)
+            what = (
+                f"only {row['leader']} has a point{' so far' if running else ''}"
+                if alone
+                else f"{row['leader']} lowest"
+            )
+            lines.append(f"- {row['budget']}: {what}")
             continue
         ref, other = measured["reference"], row["against"]
         side = "behind" if row["gap"] < 0 else "ahead of"
@@ -213,6 +220,7 @@ def frontier_markdown(result: dict) -> str:
     if measured["at_budgets"]:
         lines += ["", f"So: {measured['statement']}.", ""]
     lines += _rate_lines(families)
+    lines += _shape_lines(families)
     lines += ["### Fits", "", f"{result['fit_method']}.", ""]
     for family, entry in families.items():
         fit = entry["fit"]
@@ -296,6 +304,38 @@ def _rate_lines(families: dict) -> list[str]:
     if not rates:
         return []
     return ["Learning rate per family (first seed): " + ". ".join(rates) + ".", ""]
+
+
+def _shape_lines(families: dict) -> list[str]:
+    """Each family's shape search: every shape's best validation bpb at its best rate so far
+    (first seed, equal FLOPs at the smallest budget), the chosen shape and the published one
+    beside it; a shape whose sweep still runs has chosen nothing."""
+    lines = []
+    for family, entry in families.items():
+        if not (search := entry.get("shape_search")):
+            continue
+        cells = []
+        for row in search["shapes"]:
+            marks = [m for m, on in (("chosen", row["chosen"]), ("published", row["published"]))
+                     if on]  # fmt: skip
+            what = f"{row['shape']}{' (' + ', '.join(marks) + ')' if marks else ''}"
+            if row["best_val_bpb"] is None:
+                cells.append(f"{what}: no finished run")
+                continue
+            state = (
+                f"rate chosen {row['rate']:g}" if row["complete"] else "its rate sweep in progress"
+            )
+            cells.append(
+                f"{what}: {row['best_val_bpb']:.4f} at lr {row['best_rate']:g} after "
+                f"{row['train_steps']:,} steps ({state})"
+            )
+        chosen = search["chosen"] or "none yet (the search is in progress)"
+        lines += [
+            f"Shape search of {family} (each shape at the smallest budget, the same FLOPs, "
+            f"its best rate so far): chosen {chosen}; " + "; ".join(cells) + ".",
+            "",
+        ]
+    return lines
 
 
 def _crossing_text(crossing: dict) -> str:

@@ -59,6 +59,10 @@ def planned(bench) -> dict[str, Any] | None:
             "runs": sum(runs.values()),
             "flops": sum(c * k for c, k in runs.items()),
             "stop_after_behind": _stop_rule(entry),
+            "sizes": [s.name for s in entry.sizes],  # the ladder, smallest first
+            "shapes": [s.name for s in entry.shapes or []],
+            # the shape the model's authors published: reported beside the chosen one
+            "published_shape": next((s.name for s in entry.shapes or [] if s.published), None),
         }
     return {
         "budgets": labels,

@@ -1,7 +1,8 @@
 """How far a compute frontier has got, from its records and its plan: per family and budget
 whether the budget is complete (its frontier point chosen and run on every seed
 the plan gives it), in progress, stopped or not started; each sweep complete or in progress;
-runs finished, in flight and left; training FLOPs done against the plan's. A summary read
+runs finished, in flight and left; training FLOPs done against the plan's; the shape search
+(each shape's best so far, the chosen and the published one). A summary read
 mid-way says this first, so that nothing partial reads as a result (frontier_report.py)."""
 
 from __future__ import annotations
@@ -50,17 +51,38 @@ def sweep_state(runs: list[dict]) -> dict[str, Any]:
     }
 
 
-def budget_state(runs: list[dict], seeds: int) -> str:
+def budget_state(runs: list[dict], seeds: int, final: bool = False) -> str:
     """`complete`: the frontier point chosen and run on `seeds` seeds (its test only adds test
-    bpb), nothing in flight; `stopped`:
+    bpb), nothing in flight; or, for a budget of one seed, its ladder `final` (ladder_final:
+    the matrix marks its points only once every budget's ladder is done); `stopped`:
     a stop rule skipped it; `in progress` or `not started`."""
     if any(str(r.get("bound") or "").startswith(STOPPED) for r in runs):
         return "stopped"
     flying = any(r.get("status") == "running" for r in runs)
     points = [r for r in runs if r.get("frontier_point") and _ok(r)]
-    if points and not flying and len({r.get("seed") for r in points}) >= seeds:
+    if not flying and (
+        (points and len({r.get("seed") for r in points}) >= seeds) or (final and seeds == 1)
+    ):
         return "complete"
     return "in progress" if runs else "not started"
+
+
+def ladder_final(runs: list[dict], sizes: list[str], seed: Any, shapes: set) -> bool:
+    """Whether one budget's sizes are all in (`runs`: its records; `sizes`: the family's
+    ladder, smallest first, from the plan): on the first seed, in the chosen shape, at least
+    three usable sizes (or the whole ladder) and no next size to add (ladder.next_size: the
+    best is interior, or its neighbour was tried or is bound, or the ladder ends)."""
+    from bdh_pl.bench.ladder import next_size
+
+    cell: dict[int, dict] = {}
+    for r in runs:
+        if r.get("seed") != seed or r.get("selected") is False or other_shape(r, shapes):
+            continue
+        name = r["model"].removesuffix(f"-{r['shape']}") if r.get("shape") else r["model"]
+        if name in sizes:
+            cell.setdefault(sizes.index(name), r)
+    usable = sum(_ok(r) for r in cell.values())
+    return usable >= min(3, len(sizes)) and next_size(cell, len(sizes)) is None
 
 
 def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]:
@@ -78,12 +100,16 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
             continue
         mine = [r for r in frontier if r["family"] == family]
         planned_f = (plan or {}).get("families", {}).get(family, {})
+        seed = next((r.get("seed") for r in mine if not r.get("bound")), None)
+        shapes = chosen_shapes([r for r in mine if _ok(r)])
+        sizes = planned_f.get("sizes")
         cells = {}
         for b in budgets:
             here = [r for r in mine if r.get("budget") == b]
             plan_b = planned_f.get("budgets", {}).get(b, {})
+            final = bool(sizes) and ladder_final(here, sizes, seed, shapes)
             cells[b] = {
-                "state": budget_state(here, plan_b.get("seeds", 1)),
+                "state": budget_state(here, plan_b.get("seeds", 1), final),
                 "finished": sum(_ok(r) for r in here),
                 "in_flight": sum(r.get("status") == "running" for r in here),
                 "planned": plan_b.get("runs"),
@@ -206,6 +232,58 @@ def chosen_learning_rate(runs: list[dict]) -> dict[str, Any] | None:
         "per_budget": per_budget,
         "sweeps_in_progress": len(pending),
     }
+
+
+def chosen_shapes(runs: list[dict]) -> set:
+    """The shape(s) the ladder's runs (not a sweep's) are in: the search's choice, once made."""
+    return {r.get("shape") for r in runs if not r.get("sweep") and not r.get("bound")}
+
+
+def other_shape(run: dict, chosen: set) -> bool:
+    """A shape search's run of a shape the ladder did not choose (or has not chosen yet): not
+    a size of its budget's IsoFLOP curve."""
+    return str(run.get("sweep") or "").startswith("shape@") and run.get("shape") not in chosen
+
+
+def shape_search(
+    runs: list[dict], published: str | None = None, shapes: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The family's shape search (all its records, in flight too): per shape its best
+    validation bpb over the rates finished (first seed), that rate and its steps, whether its
+    rate sweep is complete (bench/progress.py), which shape the ladder chose and which is the
+    published one (`published`, from the plan); shapes of the plan not started yet are
+    listed too. None without a shape search."""
+    groups: dict[str, list[dict]] = {name: [] for name in shapes or []}
+    for r in runs:
+        if str(r.get("sweep") or "").startswith("shape@"):
+            groups.setdefault(r.get("shape"), []).append(r)
+    if not groups:
+        return None
+    chosen = chosen_shapes([r for r in runs if r.get("status") == "ok"]) & set(groups)
+    rows = []
+    for shape, group in groups.items():
+        state = sweep_state(group)
+        done = [r for r in group if _ok(r)]
+        best = min(done, key=lambda r: r["best_val_bpb"]) if done else None
+        rows.append(
+            {
+                "shape": shape,
+                "model": group[0]["model"] if group else None,
+                "budget": budget_key(group[0]) if group else None,
+                "params": (best or (group[0] if group else {})).get("params"),
+                "rates_done": state["tried"],
+                "in_flight": state["in_flight"],
+                "complete": state["complete"],
+                "rate": state["chosen"],
+                "at_sweep_edge": state["at_sweep_edge"],
+                "best_val_bpb": best["best_val_bpb"] if best else None,
+                "best_rate": best.get("learning_rate") if best else None,
+                "train_steps": best.get("train_steps") if best else None,
+                "chosen": shape in chosen,
+                "published": shape == published,
+            }
+        )
+    return {"chosen": next(iter(chosen), None), "published": published, "shapes": rows}
 
 
 def status_lines(status: dict) -> list[str]:

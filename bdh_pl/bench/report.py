@@ -77,7 +77,10 @@ def frontier_result(records: list[dict], out: Path | None = None) -> dict:
         split = train_split_tokens(records)
         status = progress.progress([frontier.with_rule(r, split) for r in records], plan)
         complete = progress.complete_budgets(status)
-        result = frontier.frontier(records, train_split_tokens=split, complete=complete)
+        shapes = (plan or {}).get("families") or {}  # the plan's shapes and published one
+        result = frontier.frontier(
+            records, train_split_tokens=split, complete=complete, shapes=shapes
+        )
         result["status"] = {**status, "plan": plan}
         _last_frontier = (key, result)
     return _last_frontier[1]

@@ -58,6 +58,23 @@ def _label(budget: str) -> str:
     )
 
 
+def _partial_note(result: dict) -> str:
+    """A sentence for every chart of a frontier still running (bench/progress.py's status):
+    which budgets are drawn, so that a partial chart never reads as the whole frontier."""
+    status = result.get("status") or {}
+    if status.get("complete", True) or not status.get("families"):
+        return ""
+    counts = ", ".join(
+        f"{family} {sum(c['state'] == 'complete' for c in e['budgets'].values())} of "
+        f"{len(e['budgets'])}"
+        for family, e in status["families"].items()
+    )
+    return (
+        f" PARTIAL: the frontier is still running; only complete budgets are drawn ({counts} "
+        "budgets complete), the others are in progress or not started (PARTIAL.md)."
+    )
+
+
 def isoflop_figure(result: dict) -> Figure:
     families = result["families"]
     fig = new_figure(len(families))
@@ -65,7 +82,8 @@ def isoflop_figure(result: dict) -> Figure:
     budgets = _budgets(result)
     colour = {b: f"C{j % 10}" for j, b in enumerate(budgets)}
     for ax, (family, entry) in zip(axes, families.items(), strict=True):
-        runs = [r for r in entry["runs"] if not r.get("bound") and number(r.get("val_bpb"))]
+        runs = [r for r in entry["runs"] if not r.get("bound") and number(r.get("val_bpb"))
+                and not r.get("other_shape")]  # fmt: skip
         first_seed = runs[0]["seed"] if runs else None
         for budget in budgets:
             cell = sorted(
@@ -86,15 +104,18 @@ def isoflop_figure(result: dict) -> Figure:
             ax.scatter(p["params"], p["val_bpb_seeds"][0], color=c, **mark)
         log_axis(ax, "x")
         finish_axes(ax, family, PARAMS_AXIS, VAL_AXIS)
-    axes[0].scatter([], [], color="grey", label="inside the sizes tried: fitted", **STAR)
+    axes[0].scatter([], [], color="grey", label="inside the sizes tried: a point for the fit",
+                    **STAR)  # fmt: skip
     axes[0].scatter([], [], label="smallest or largest tried: left out",
                     **{**HOLLOW_STAR, "edgecolors": "grey", "linewidths": 1.2})  # fmt: skip
     axes[0].plot([], [], ":", color="grey", label="parabola in log N")
-    suptitle(fig, "IsoFLOP curves: validation loss against model size at each training budget")
+    suptitle(fig, "IsoFLOP curves: validation loss against model size at each training budget"
+             + (" (partial)" if _partial_note(result) else ""))  # fmt: skip
     legend_outside(fig, ncols=min(len(budgets) + 3, 4))
     caption(fig, "One curve per budget (first seed, the family's chosen learning rate). Stars: "
             "each budget's lowest loss; a hollow star is the smallest or largest size tried, "
-            "so the optimum may lie outside the ladder and the point stays out of the fit.")  # fmt: skip
+            "so the optimum may lie outside the ladder and the point stays out of the fit."
+            + _partial_note(result))  # fmt: skip
     return fig
 
 
@@ -109,7 +130,7 @@ def _parabola(ax, params: list[float], loss: list[float], color: str) -> None:
 def frontier_figure(result: dict) -> Figure:
     fig = new_figure(1, width=9.0, height=6.2)
     ax = fig.subplots()
-    notes = []
+    notes, unfitted = [], []
     for i, (family, entry) in enumerate(result["families"].items()):
         color = model_color(i)
         used = [p for p in entry["frontier"] if p["excluded"] is None and p["flops"]]
@@ -130,6 +151,9 @@ def frontier_figure(result: dict) -> Figure:
             _fit_lines(ax, entry["curve_with_edge_points"], entry["fit_with_edge_points"], color,
                        f"{family} fit, left-out points kept", rule=False)  # fmt: skip
             notes.append(family)
+        elif entry["frontier"]:
+            n = len(used)
+            unfitted.append(f"{family} ({n} usable point{'s' * (n != 1)}, 3 needed)")
     crossing = result.get("crossing") or {}
     which = "fits cross"
     if not crossing.get("budget_flops"):
@@ -138,8 +162,9 @@ def frontier_figure(result: dict) -> Figure:
     if where := crossing.get("budget_flops"):
         _crossing_band(ax, crossing, which)
     log_axis(ax, "x")
-    finish_axes(ax, "Compute frontier: the best loss each family reaches at each budget",
-                FLOPS_AXIS, VAL_AXIS)  # fmt: skip
+    title = "Compute frontier: the best loss each family reaches at each budget"
+    finish_axes(ax, title + (" (partial)" if _partial_note(result) else ""), FLOPS_AXIS,
+                VAL_AXIS)  # fmt: skip
     legend_outside(fig, ncols=2)
     text = (
         "Points: mean over seeds, error bars their range (hollow: one seed); crosses: points "
@@ -152,9 +177,15 @@ def frontier_figure(result: dict) -> Figure:
             f" Dash-dot: {', '.join(notes)} fitted with the left-out points (too few inside "
             "the ladder for a fit by the rule): a sensitivity reading, not the rule."
         )
+    if unfitted:
+        text += f" No curve: {'; '.join(unfitted)}."
     if where:
-        text += " Grey span: 5-95% of the crossing over the paired bootstrap fits."
-    caption(fig, text)
+        reach = crossing["search_range"][1] / crossing["largest_measured"]
+        text += (
+            " Grey span: 5-95% of the crossing over the paired bootstrap fits (resamples that "
+            f"never cross within {reach:.3g}x the largest budget count as beyond it)."
+        )
+    caption(fig, text + _partial_note(result))
     return fig
 
 
@@ -183,14 +214,25 @@ def _fit_lines(ax, curve: dict, fit: dict, color: str, label: str, rule: bool = 
 
 
 def _crossing_band(ax, crossing: dict, which: str) -> None:
+    """The central crossing as a dashed line, its 5-95% band as a grey span; an end of the
+    band beyond the search (resamples that never cross within it) drawn to the search's end
+    and said so in the legend, never as a closed interval."""
     where = crossing["budget_flops"]
     low, high = crossing.get("band") or (None, None)
-    right = high if high is not None else crossing["search_range"][1]
+    end = crossing["search_range"][1]
     never = crossing.get("never_share")
-    share = f", {never:.0%} of resamples never" if never else ""
-    ax.axvspan(low or where, right, color="grey", alpha=0.15, lw=0,
-               label=f"5-95% band of where they cross{share}")  # fmt: skip
-    ax.axvline(where, color="black", lw=1.0, ls=(0, (4, 2)), label=f"{which} at {where:.3g} FLOPs")
+    lower = f"{low:.3g}" if low is not None else f">{end:.3g}"
+    upper = f"{high:.3g}" if high is not None else f">{end:.3g}"
+    share = f"; {never:.0%} never cross" if never else ""
+    if low is not None:
+        ax.axvspan(low, high if high is not None else end, color="grey", alpha=0.15, lw=0,
+                   label=f"crossing, 5-95%: {lower} to {upper}{share}")  # fmt: skip
+    if high is None and low is not None:
+        ax.annotate(f"band open: its 95th percentile is beyond the search's end ({end:.3g})",
+                    xy=(end, 0.97), ha="right", va="top",
+                    xycoords=("data", "axes fraction"), fontsize=7, color="dimgrey")  # fmt: skip
+    ax.axvline(where, color="black", lw=1.0, ls=(0, (4, 2)), label=f"{which} at {where:.3g} FLOPs"
+               + ("" if low is not None else f" (5-95%: >{end:.3g}{share})"))  # fmt: skip
 
 
 def chosen_size_figure(result: dict) -> Figure:
@@ -228,11 +270,13 @@ def chosen_size_figure(result: dict) -> Figure:
         ax.set_yscale("log")
         ax.set_xticks(range(len(budgets)), [_label(b).removesuffix(" FLOPs") for b in budgets])
         finish_axes(ax, title, "budget (training FLOPs as planned, or steps)", label)
-    suptitle(fig, "What each family's frontier chose: size and data per budget")
+    suptitle(fig, "What each family's frontier chose: size and data per budget"
+             + (" (partial)" if _partial_note(result) else ""))  # fmt: skip
     legend_outside(fig, ncols=4)
     caption(fig, "Hatched: the point is left out of the fit (the best size is the smallest or "
             "largest tried). Tokens near an epoch line: the data, not the compute, caps the "
-            "choice (a smaller model would read the training text again).")  # fmt: skip
+            "choice (a smaller model would read the training text again)."
+            + _partial_note(result))  # fmt: skip
     return fig
 
 
@@ -272,9 +316,11 @@ def seconds_figure(result: dict) -> Figure:
         if loads
         else ""
     )
-    caption(fig, "Every run of the frontier, learning-rate sweeps included, each on one thread; "
-            "the step: the best loss reached by a run no longer than t. The runs were sized by "
-            f"FLOPs, not time: a frontier of the runs made, not of runs planned by time.{load}")  # fmt: skip
+    caption(fig, "Every run of the complete budgets, learning-rate sweeps and shape search "
+            "included, each on one thread; the step: the best loss reached by a run no longer "
+            "than t. The runs were sized by "
+            f"FLOPs, not time: a frontier of the runs made, not of runs planned by time.{load}"
+            + _partial_note(result))  # fmt: skip
     return fig
 
 

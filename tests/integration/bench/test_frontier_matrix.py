@@ -571,3 +571,38 @@ def test_rekey_keeps_finished_runs_whose_configs_text_changed(data_dir, tmp_path
     assert len([s for s, _ in plain.calls if s == "fit"]) == len(
         [r for r in first if r["train_steps"]]
     )
+
+
+class StopAtFirstTest(FakeStages):
+    """Stops the matrix at its first test: every ladder done, no frontier point marked yet."""
+
+    def __call__(self, stage, config_path, root, extra=(), env=None, echo=True, cwd=None):
+        if stage == "test":
+            raise KeyboardInterrupt
+        return super().__call__(stage, config_path, root, extra, env, echo, cwd)
+
+
+def test_a_partial_snapshot_has_the_points_of_its_final_one_seed_budgets(
+    data_dir, tmp_path, monkeypatch
+):
+    """Issue 27 (9): partial results land as budgets complete. The matrix marks its frontier
+    points only after every budget's ladder; a budget of one seed whose ladder is final is
+    complete before that, so the snapshot written then has its point (the repeated largest
+    budget waits for its second seed)."""
+    monkeypatch.setattr(run_queue, "run_stage", StopAtFirstTest())
+    bench = frontier_spec(tmp_path, repeat_largest=1)
+    with pytest.raises(KeyboardInterrupt):
+        matrix.run_benchmark(bench, "cmd")
+    records = json.loads((bench.out_dir / "metrics.json").read_text())["records"]
+    assert not any(r["frontier_point"] for r in records)  # not marked yet
+    result = json.loads((bench.out_dir / "frontier.json").read_text())
+    states = {b: c["state"] for b, c in result["status"]["families"]["bdh"]["budgets"].items()}
+    small, middle, large = (budget.budget_text(budget.Budget(flops=b)) for b in BUDGETS)
+    assert states == {small: "complete", middle: "complete", large: "in progress"}
+    points = result["families"]["bdh"]["frontier"]
+    assert [p["budget"] for p in points] == [small, middle]
+    assert (bench.out_dir / "PARTIAL.md").is_file()
+    from bdh_pl.tools import plot  # the charts of a snapshot: plot --results draws them
+
+    plot.main(["--results", str(bench.out_dir)])
+    assert (bench.out_dir / "charts" / "frontier_flops.png").is_file()

@@ -49,8 +49,13 @@ def one_run_spec(out: Path) -> spec.BenchmarkSpec:
 
 
 def val_losses(fit_dir: Path) -> dict[int, float]:
+    """The run's validation losses by step; each step once (a resumed run's metrics.csv is
+    cut at its checkpoint's step before the rest is appended: no row twice)."""
     with open(fit_dir / "metrics.csv") as f:
-        return {int(r["step"]): float(r["val/loss"]) for r in csv.DictReader(f) if r["val/loss"]}
+        rows = [(int(r["step"]), float(r["val/loss"])) for r in csv.DictReader(f) if r["val/loss"]]
+    steps = [step for step, _ in rows]
+    assert len(steps) == len(set(steps)), f"a validation logged twice: {steps}"
+    return dict(rows)
 
 
 class Stages:

@@ -200,3 +200,41 @@ def test_the_training_split_of_old_records_is_counted_from_their_config(tmp_path
     assert report.train_split_tokens([old]) == 5000
     assert report.train_split_tokens([{**old, "epochs": 0.2}]) is None  # it has its epochs
     assert report.train_split_tokens([{**old, "config": str(tmp_path / "gone.yaml")}]) is None
+
+
+def test_a_family_without_a_fit_is_left_out_of_the_crossing_not_the_crossing_dropped():
+    """GPT-2 at its ladder's edge everywhere (no fit by the rule; or stopped by its rule):
+    BDH's crossing with LLaMA still stands, and the statement names the family left out."""
+    bdh, llama = curve(0.8, 5e4, 0.4), curve(1.2, 1e3, 0.3)
+    gpt2 = records("gpt2", curve(1.3, 1e3, 0.3))
+    for r in gpt2:  # the smallest size best at every budget: every point at the edge
+        if r["params"] == 1e5:
+            r["best_val_bpb"] -= 0.2
+    runs = records("bdh", bdh, noise=0.002) + records("llama", llama, noise=0.002) + gpt2
+    result = frontier.frontier(runs)
+    assert result["families"]["gpt2"]["fit"] is None
+    crossing = result["crossing"]
+    exact = next(x for x in np.geomspace(1e12, 1e15, 100000) if bdh(x) < llama(x))
+    assert crossing["budget_flops"] == pytest.approx(exact, rel=0.1)
+    assert crossing["against"] == "llama" and crossing["left_out"] == ["gpt2"]
+    assert crossing["statement"].endswith("; gpt2 left out (no fit: too few usable points)")
+
+
+def test_a_crossing_whose_resamples_mostly_never_cross_is_said_not_a_crash():
+    """The central fits cross, but more than 95% of the paired resamples never do: both ends
+    of the band lie beyond the search (the summary used to format None as a number, and the
+    benchmark writes its summary after every run); without bootstrap fits, no band."""
+    from bdh_pl.bench import crossing
+
+    bdh = {"E": 0.8, "A": 5e4, "alpha": 0.4, "measured_range": [1e12, 2e13]}
+    llama = {"E": 1.2, "A": 1e3, "alpha": 0.3, "measured_range": [1e12, 2e13]}
+    flat = {"E": 2.0, "A": 1e3, "alpha": 0.3}  # above llama everywhere: never crosses
+    entries = {"bdh": {"frontier": []}, "llama": {"frontier": []}}
+    fits = {"bdh": bdh, "llama": llama}
+    out = crossing.fitted_crossing(entries, fits, {"bdh": [flat] * 20, "llama": [llama] * 20},
+                                   "rule")  # fmt: skip
+    assert out["budget_flops"] is not None and out["band"] == [None, None]
+    assert out["never_share"] == 1.0
+    assert "5-95%: beyond 2e+15 to beyond 2e+15; 100% of resamples never cross" in out["statement"]
+    out = crossing.fitted_crossing(entries, fits, {"bdh": [], "llama": []}, "rule")
+    assert "no bootstrap fits: no band" in out["statement"]

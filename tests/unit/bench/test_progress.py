@@ -34,6 +34,7 @@ def run(model, budget, lr, status="ok", bpb=2.0, **extra) -> dict:
         "family": "bdh", "model": model, "budget": budget, "budget_flops": flops,
         "status": status, "learning_rate": lr, "seed": 1, "selected": True, "params": 1000,
         "best_val_bpb": bpb if done else None, "train_tokens": 10 if done else None,
+        "best_val_loss": bpb * 0.6931 if done else None,  # nats: what the ladder compares
         "train_flops": flops if done else None, "train_flops_measured": None,
         "flops_per_token": flops / 30, "torch_version": "2", "lightning_version": "2",
         "git_commit": "abc", "git_dirty": False, "sweep": None, **extra,
@@ -127,3 +128,81 @@ def test_only_complete_budgets_are_points_and_partial_md_follows_the_status(tmp_
     report.write_summaries(tmp_path, "f", records, "cmd")
     assert not (tmp_path / "PARTIAL.md").exists()  # complete: the partial note goes
     assert "Status: complete (9 runs finished" in (tmp_path / "summary.md").read_text()
+
+
+def shape_runs(chosen: bool) -> list[dict]:
+    """A shape search at 1e12 on bdh-b: l3 done at two rates (x2 best, interior once x4
+    finished), l6 (the published shape) one rate done and one running; with `chosen`, the
+    ladder's first run in l3 (the search chose it)."""
+    out = []
+    for lr, bpb in ((1e-3, 2.5), (2e-3, 2.4), (4e-3, 2.45)):
+        out.append(run("bdh-b-l3", "flops 1e+12", lr, bpb=bpb, sweep="shape@1e12", shape="l3",
+                       selected=lr == 2e-3, train_steps=800))  # fmt: skip
+    out.append(run("bdh-b-l6", "flops 1e+12", 1e-3, bpb=3.1, sweep="shape@1e12", shape="l6",
+                   train_steps=60))  # fmt: skip
+    out.append(run("bdh-b-l6", "flops 1e+12", 2e-3, status="running", sweep="shape@1e12",
+                   shape="l6"))  # fmt: skip
+    if chosen:
+        out.append(run("bdh-a-l3", "flops 1e+12", 2e-3, bpb=2.6, shape="l3"))
+    return out
+
+
+def test_the_shape_search_reports_each_shape_and_the_published_one_beside_the_chosen():
+    search = progress.shape_search(shape_runs(chosen=False), "l6", ["l3", "l6", "l12"])
+    rows = {r["shape"]: r for r in search["shapes"]}
+    assert search["chosen"] is None and search["published"] == "l6"  # nothing chosen yet
+    assert rows["l3"]["best_val_bpb"] == 2.4 and rows["l3"]["best_rate"] == 2e-3
+    assert rows["l3"]["complete"] and rows["l3"]["rate"] == 2e-3 and not rows["l3"]["chosen"]
+    assert rows["l6"]["published"] and not rows["l6"]["complete"] and rows["l6"]["in_flight"] == 1
+    assert rows["l6"]["best_val_bpb"] == 3.1 and rows["l6"]["train_steps"] == 60
+    assert rows["l12"]["best_val_bpb"] is None  # planned, not started
+    search = progress.shape_search(shape_runs(chosen=True), "l6")
+    assert search["chosen"] == "l3" and [r["chosen"] for r in search["shapes"]] == [True, False]
+    assert progress.shape_search([run("m", "flops 1e+12", 1e-3)]) is None  # no search
+
+
+def test_the_summary_of_a_shape_search_and_of_a_budget_only_one_family_reached(
+    tmp_path, monkeypatch
+):
+    shapes = {**PLAN["families"]["bdh"], "shapes": ["l3", "l6"], "published_shape": "l6"}
+    monkeypatch.setattr(plan, "read_plan", lambda out: {**PLAN, "families": {"bdh": shapes}})
+    records = complete_records()[:-1]  # 1e12 complete, 2e12 in progress
+    report.write_summaries(tmp_path, "f", [*records, *shape_runs(chosen=False)], "cmd")
+    summary = (tmp_path / "summary.md").read_text()
+    assert (
+        "Shape search of bdh (each shape at the smallest budget, the same FLOPs, its best rate "
+        "so far): chosen none yet (the search is in progress); l3: 2.4000 at lr 0.002 after 800 "
+        "steps (rate chosen 0.002); l6 (published): 3.1000 at lr 0.001 after 60 steps (its rate "
+        "sweep in progress)." in summary
+    )
+    result = json.loads((tmp_path / "frontier.json").read_text())
+    assert result["families"]["bdh"]["shape_search"]["published"] == "l6"
+    report.write_summaries(tmp_path, "f", records[:5], "cmd")  # 1e12 complete, 2e12 to come
+    summary = (tmp_path / "summary.md").read_text()
+    assert "- flops 1e+12: only bdh has a point so far" in summary  # not "bdh lowest"
+    assert "Not started yet: bdh at flops 2e+12." in summary  # not "Not run": it will be
+
+
+def test_a_one_seed_budget_is_complete_once_its_ladder_is_final_before_the_points_are_marked():
+    """The matrix marks frontier points only after every budget's ladder: a budget of one
+    seed whose sizes are all in (the best interior, or nothing left to add) is complete
+    without them, so a partial snapshot has its points; an edge best waits for its next size."""
+    sized = {**PLAN["families"]["bdh"], "sizes": ["bdh-a", "bdh-b", "bdh-c", "bdh-d"]}
+    with_sizes = {**PLAN, "families": {"bdh": sized}}
+    records = [{**r, "frontier_point": None} for r in complete_records()[:5]]  # 1e12 only
+    status = progress.progress(records, with_sizes)
+    assert status["families"]["bdh"]["budgets"]["flops 1e+12"]["state"] == "complete"
+    assert progress.progress(records, PLAN)["families"]["bdh"]["budgets"]["flops 1e+12"][
+        "state"
+    ] == ("in progress")  # without the ladder in the plan: the marks decide, as before
+    edge = [{**r, "best_val_bpb": 2.0, "best_val_loss": 1.0} if r["model"] == "bdh-c" else r
+            for r in records]  # fmt: skip
+    status = progress.progress(edge, with_sizes)  # bdh-c the largest tried and best: bdh-d next
+    assert status["families"]["bdh"]["budgets"]["flops 1e+12"]["state"] == "in progress"
+    flying = [*records, run("bdh-d", "flops 1e+12", 2e-3, status="running")]
+    status = progress.progress(flying, with_sizes)
+    assert status["families"]["bdh"]["budgets"]["flops 1e+12"]["state"] == "in progress"
+    # a budget of two seeds still needs its repeat: complete_records' 2e12 without it
+    two = [{**r, "frontier_point": None} for r in complete_records()[:-1]]
+    status = progress.progress(two, with_sizes)
+    assert status["families"]["bdh"]["budgets"]["flops 2e+12"]["state"] == "in progress"

@@ -30,6 +30,9 @@ def test_the_fit_recovers_known_parameters_and_the_band_covers_them():
     band = scaling.parameter_band(boot)
     for k, v in TRUTH.items():
         assert band[k][0] <= v <= band[k][1], (k, band[k])
+    # and informative: a band as wide as the search's bounds would cover anything (seven
+    # budgets with 0.5% noise pin alpha to about +-0.05 and E to about +-0.05 bpb)
+    assert band["alpha"][1] - band["alpha"][0] < 0.15 and band["E"][1] - band["E"][0] < 0.2
     low, high = scaling.band(boot, BUDGETS)
     assert np.all(low <= law(BUDGETS, **TRUTH)) and np.all(law(BUDGETS, **TRUTH) <= high)
 

@@ -1,0 +1,76 @@
+"""Issue 27's interior-optimum and epoch-cap rules on hand-written records, in the unit tier
+(the matrix's own runs of them, with a stand-in for the fits, are in
+tests/integration/bench/test_frontier_matrix.py): an edge optimum asks for the next size of the
+ladder, an interior one for none; a run that would read more than the cap is marked bound and
+never usable; a best size whose neighbour is bound says so."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from bdh_pl.bench.ladder import edge_reason, next_size
+from bdh_pl.bench.record import Record
+from bdh_pl.bench.run_queue import RunQueue
+
+NAMES = ["d16", "d24", "d32", "d48", "d64"]
+
+
+def ran(**losses: float) -> dict[int, dict]:
+    """{ladder index: record} of finished runs, by size name (d24=2.1, ...)."""
+    return {NAMES.index(k): {"status": "ok", "best_val_loss": v} for k, v in losses.items()}
+
+
+@pytest.mark.parametrize(
+    ("tried", "wanted"),
+    [
+        ({"d24": 2.0, "d32": 2.1, "d48": 2.2}, "d16"),  # best the smallest: one smaller
+        ({"d24": 2.2, "d32": 2.1, "d48": 2.0}, "d64"),  # best the largest: one larger
+        ({"d24": 2.2, "d32": 2.0, "d48": 2.1}, None),  # interior: nothing to add
+        ({"d16": 2.0, "d24": 2.1, "d32": 2.2}, None),  # smallest of the ladder: nowhere to go
+        ({"d32": 2.2, "d48": 2.1, "d64": 2.0}, None),  # largest of the ladder
+    ],
+)
+def test_an_edge_optimum_asks_for_the_next_size_and_an_interior_one_for_none(tried, wanted):
+    got = next_size(ran(**tried), len(NAMES))
+    assert (NAMES[got] if got is not None else None) == wanted
+
+
+def test_a_failed_or_bound_size_is_no_usable_edge():
+    """The edge is the smallest or largest *usable* size: a failed largest run leaves the
+    best (d48) at the usable edge, whose next size (d64) was tried: nothing more to add."""
+    cell = ran(d24=2.2, d32=2.1, d48=2.0)
+    cell[NAMES.index("d64")] = {"status": "failed", "best_val_loss": None}
+    assert next_size(cell, len(NAMES)) is None
+    assert edge_reason(cell, NAMES) == "the next larger size d64 has no result"
+
+
+def test_the_edge_reason_names_the_ladders_end_or_the_bound_neighbour():
+    assert edge_reason(ran(d24=2.2, d32=2.0, d48=2.1), NAMES) is None
+    assert edge_reason(ran(d32=2.2, d48=2.1, d64=2.0), NAMES) == (
+        "the ladder has no larger size than d64"
+    )
+    cell = ran(d24=2.0, d32=2.1, d48=2.2)
+    cell[0] = {"status": "bound", "bound": "needs 5.12 epochs of the training split, more than "
+               "max_epochs_of_data 4: not run", "best_val_loss": None}  # fmt: skip
+    assert next_size(cell, len(NAMES)) is None  # tried (bound): not asked for again
+    assert edge_reason(cell, NAMES) == f"the next smaller size d16 {cell[0]['bound']}"
+
+
+def capped(steps: int, cap: float, frontier: bool = True) -> Record:
+    """RunQueue.cap_epochs on one run of 1,000 tokens per step over a 10,000-token split."""
+    record = Record(model="d16", train_split_tokens=10_000, tokens_per_step=1_000)
+    queue = SimpleNamespace(bench=SimpleNamespace(max_epochs_of_data=cap, frontier=frontier))
+    RunQueue.cap_epochs(queue, SimpleNamespace(record=record), steps)
+    return record
+
+
+def test_the_epoch_cap_marks_a_run_bound_with_its_reason():
+    inside = capped(steps=40, cap=4)  # 40,000 tokens: 4 epochs, at the cap
+    assert inside.epochs == 4.0 and inside.bound is None and inside.status == "running"
+    over = capped(steps=41, cap=4)  # 4.1 epochs
+    assert over.epochs == pytest.approx(4.1) and over.status == "bound"
+    assert over.bound == (
+        "needs 4.10 epochs of the training split, more than max_epochs_of_data 4: not run"
+    )
+    plain = capped(steps=41, cap=4, frontier=False)  # a plain matrix has no cap
+    assert plain.epochs == pytest.approx(4.1) and plain.bound is None
