@@ -14,7 +14,8 @@
 # stream (BDH: from an empty state; LLaMA: sliding windows of its block, stride 128); bits per
 # byte by context in context_curve.json/png. Fits and curves run side by side (one thread each).
 # verdict.json: the success line, and per bucket the same bytes read in windows
-# (`windows_same_bytes_bpb`): a gain there is not a difference between early and late bytes.
+# (`windows_same_bytes_bpb`): a gain there is not a difference between early and late bytes;
+# `stream_gain_bpb` with its 5-95% band from resampling articles (context-curve's stream_gain).
 #   bash benchmarks/long_context.sh                      # -> results/long-context/per-article/
 #   STEPS=300 BATCH=8 OUT=results/long-context/per-article bash benchmarks/long_context.sh
 #   STOP_AT=100 MAX_TOKENS=300000 bash benchmarks/long_context.sh   # what fitted in the time
@@ -120,7 +121,9 @@ def pooled(buckets, lo, hi):  # bpb of the bytes whose context is in [lo, hi)
 
 def bucket(stream, lo, hi):  # the stream's bpb there, and the same bytes read in windows
     same = pooled(stream.get("windows_same_bytes", []), lo, hi)["bpb"]
-    return {**pooled(stream["buckets"], lo, hi), "windows_same_bytes_bpb": same}
+    gain = [g for g in stream.get("stream_gain", []) if g["from"] == lo and g["to"] == hi]
+    return {**pooled(stream["buckets"], lo, hi), "windows_same_bytes_bpb": same,
+            **({"stream_gain_bpb": gain[0]["gain_bpb"], "band_5_95": gain[0]["band"]} if gain else {})}
 
 verdict = []
 for label in dict.fromkeys(r["label"] for r in runs):

@@ -167,6 +167,36 @@ def bucket_table(
     return rows
 
 
+def paired_gain(
+    nll_windows: np.ndarray,
+    nll_stream: np.ndarray,
+    context: np.ndarray,
+    token_bytes: np.ndarray,
+    article: np.ndarray,
+    edges: list[int],
+    resamples: int = 1000,
+) -> list[dict[str, Any]]:
+    """Per bucket of stream context: how many bits per byte the stream saves over windows on the
+    same bytes, with a 5-95% band from resampling whole articles (their bytes are not
+    independent); no band from a single stream."""
+    n_articles = int(article.max()) + 1
+    picks = np.random.default_rng(0).integers(0, n_articles, size=(resamples, n_articles))
+    rows = []
+    for lo, hi in zip(edges, [*edges[1:], None], strict=True):
+        mask = (context >= lo) & (context < (hi if hi is not None else np.inf))
+        saved = np.bincount(article[mask], nll_windows[mask] - nll_stream[mask], n_articles)
+        n_bytes = np.bincount(article[mask], token_bytes[mask], n_articles)
+        row = {"from": lo, "to": hi, "bytes": int(n_bytes.sum()), "gain_bpb": None, "band": None}
+        if n_bytes.sum():
+            row["gain_bpb"] = float(saved.sum() / math.log(2) / n_bytes.sum())
+        if n_bytes.sum() and n_articles > 1:
+            sums = saved[picks].sum(1) / math.log(2), n_bytes[picks].sum(1)
+            gains = sums[0][sums[1] > 0] / sums[1][sums[1] > 0]
+            row["band"] = [float(q) for q in np.quantile(gains, [0.05, 0.95])]
+        rows.append(row)
+    return rows
+
+
 def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
     """The rows of one checkpoint: stream (stateful) or sliding windows, plus disjoint windows
     with --windows."""
@@ -226,6 +256,10 @@ def curve(args: Curve, path: str, label: str) -> list[dict[str, Any]]:
         # between the bytes that sit early and late in an article.
         rows[0]["windows_same_bytes"] = bucket_table(
             nlls["windows"], contexts["stream"], token_bytes, args.buckets
+        )
+        article = np.repeat(np.arange(len(spans)), [b - a for a, b in spans])
+        rows[0]["stream_gain"] = paired_gain(
+            nlls["windows"], nlls["stream"], contexts["stream"], token_bytes, article, args.buckets
         )
     return rows
 

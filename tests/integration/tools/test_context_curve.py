@@ -119,6 +119,10 @@ def test_per_article_reads_each_article_as_its_own_stream(tmp_path, save_checkpo
     for row, hand in zip(same, by_bucket, strict=True):
         assert row["bpb"] == pytest.approx(sum(hand) / math.log(2) / len(hand), abs=1e-5)
     assert same[0]["bpb"] == pytest.approx(stream["buckets"][0]["bpb"], abs=1e-5)  # one read
+    gain = stream["stream_gain"]
+    for row, same_row, stream_row in zip(gain, same, stream["buckets"], strict=True):
+        assert row["gain_bpb"] == pytest.approx(same_row["bpb"] - stream_row["bpb"], abs=1e-5)
+    assert gain[0]["gain_bpb"] == pytest.approx(0, abs=1e-5)
 
 
 def test_replot_redraws_the_chart_from_the_json(tmp_path, run_cli):

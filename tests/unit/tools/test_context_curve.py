@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bdh_pl.tools.context_curve import bucket_table
+from bdh_pl.tools.context_curve import bucket_table, paired_gain
 
 
 def test_buckets_split_the_total_by_context():
@@ -20,6 +20,28 @@ def test_buckets_split_the_total_by_context():
     assert rows[1]["bpb"] == pytest.approx(3.0 / math.log(2) / 2)
     assert rows[2]["to"] is None and rows[2]["bytes"] == 1
     assert rows[0]["mean_context"] == 5.0 and rows[1]["mean_context"] == 70.0  # byte-weighted
+
+
+def test_the_stream_gain_is_the_saving_on_the_same_bytes_with_a_band_over_articles():
+    """Three articles of 100 one-byte tokens; reading as a stream saves 0.1, 0.2, 0.3 nats a
+    token in the article's second half (context >= 50) and nothing in its first half."""
+    article = np.repeat([0, 1, 2], 100)
+    context = np.tile(np.arange(100), 3)
+    stream = np.random.default_rng(1).uniform(1, 3, 300)
+    saving = np.where(context >= 50, np.repeat([0.1, 0.2, 0.3], 100), 0.0)
+    rows = paired_gain(stream + saving, stream, context, np.ones(300, np.int64), article, [0, 50])
+    assert [r["bytes"] for r in rows] == [150, 150]
+    assert rows[0]["gain_bpb"] == pytest.approx(0.0, abs=1e-12)
+    assert rows[0]["band"] == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert rows[1]["gain_bpb"] == pytest.approx(0.2 / math.log(2))  # the mean over bytes
+    lo, hi = rows[1]["band"]  # resampled articles: between the smallest and largest saving
+    assert 0.1 / math.log(2) <= lo < 0.2 / math.log(2) < hi <= 0.3 / math.log(2)
+
+
+def test_one_stream_has_a_gain_but_no_band():
+    rows = paired_gain(np.full(10, 2.0), np.ones(10), np.arange(10), np.ones(10, np.int64),
+                       np.zeros(10, np.int64), [0])  # fmt: skip
+    assert rows[0]["gain_bpb"] == pytest.approx(1 / math.log(2)) and rows[0]["band"] is None
 
 
 def test_a_missing_checkpoint_is_one_line(tmp_path, run_cli):
