@@ -11,22 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PretrainedConfig,
-    PreTrainedModel,
-)
 
 from bdh_pl.errors import UserError
 from bdh_pl.models.sampling import sample_next
+
+# transformers' model classes are imported where they are used: every training process imports
+# this module (training/lit_models.py), and a BDH run would otherwise pay ~0.2 s of CPU for them.
+if TYPE_CHECKING:
+    from transformers import GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedModel
 
 
 class HFCausalLM(nn.Module):
@@ -183,6 +179,8 @@ def _resolve(name_or_path: str) -> str:
 def load_gpt2_config(name_or_path: str) -> GPT2Config:
     """The config of a GPT-2 checkpoint: a hub name (`gpt2`, `gpt2-medium`, ...) or a folder
     written by `save_pretrained` (config.json + model.safetensors)."""
+    from transformers import AutoConfig
+
     path = _resolve(name_or_path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
@@ -203,6 +201,8 @@ def gpt2_from_pretrained(name_or_path: str, dropout: float | None = None) -> HFC
     """GPT-2 with its published weights, safetensors preferred (`.bin` only as a fallback, read
     with weights_only), never remote code. `dropout` overrides the checkpoint's three
     dropouts (GPT-2 ships 0.1) for fine-tuning; evaluation runs in eval mode either way."""
+    from transformers import GPT2LMHeadModel
+
     config = load_gpt2_config(name_or_path)
     if dropout is not None:
         _check_shape(dropout)
@@ -227,6 +227,8 @@ def gpt2_from_pretrained(name_or_path: str, dropout: float | None = None) -> HFC
 def causal_lm_from_folder(path: str | Path) -> tuple[HFCausalLM, int]:
     """A GPT-2 / LLaMA folder (save_pretrained, as `export` writes it) in eval mode, and its
     number of positions: safetensors weights only, never remote code."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         hf = AutoModelForCausalLM.from_pretrained(
@@ -247,6 +249,8 @@ def causal_lm_from_folder(path: str | Path) -> tuple[HFCausalLM, int]:
 
 def gpt2_config(size: GPT2Size) -> GPT2Config:
     """GPT-2's architecture (pre-norm, learned positions, tied embeddings, GELU MLP of 4x)."""
+    from transformers import GPT2Config
+
     return GPT2Config(
         vocab_size=size.vocab_size,
         n_positions=size.block_size,
@@ -263,6 +267,8 @@ def gpt2_config(size: GPT2Size) -> GPT2Config:
 
 def llama_config(size: LlamaSize) -> LlamaConfig:
     """LLaMA's architecture (RMSNorm, RoPE, SwiGLU, no biases, untied head)."""
+    from transformers import LlamaConfig
+
     return LlamaConfig(
         vocab_size=size.vocab_size,
         max_position_embeddings=size.block_size,
@@ -281,5 +287,7 @@ def llama_config(size: LlamaSize) -> LlamaConfig:
 
 def from_config(config: PretrainedConfig) -> HFCausalLM:
     """A freshly initialised model (Hugging Face's own init, e.g. GPT-2's scaled residuals)."""
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
     model_class = {"gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM}[config.model_type]
     return HFCausalLM(model_class(config))
