@@ -60,6 +60,43 @@ def bdh_pl_process(
     return result
 
 
+def in_process_stream(
+    cmd: list[str], log_path: Path, env: dict[str, str], echo: bool, cwd: Path
+) -> tuple[int, str]:
+    """bench/runner.py's `_stream` without the process: `python -m bdh_pl ARGS` run by this
+    process's `main`, in `cwd`, under `env` and on the threads its OMP_NUM_THREADS gives; the
+    runner's own logic around it (folders, errors) unchanged. For tests where a stage's process
+    is not what is tested: each start is ~6 s of CPU importing torch and Lightning."""
+    import contextlib
+    import io
+
+    import torch
+
+    from bdh_pl.cli import main
+
+    assert cmd[1:3] == ["-m", "bdh_pl"], cmd
+    saved_env, saved_cwd, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
+    err = io.StringIO()
+    try:
+        os.environ.update(env)
+        torch.set_num_threads(int(env.get("OMP_NUM_THREADS", threads)))
+        os.chdir(cwd)
+        with contextlib.redirect_stderr(err):
+            try:
+                main(cmd[3:])
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code or 0
+    finally:
+        os.chdir(saved_cwd)
+        torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    with open(log_path, "a") as log:
+        log.write(f"$ {' '.join(cmd)}\n{err.getvalue()}")
+    return code, err.getvalue()[-20_000:]
+
+
 def tiny_gpt2_folder(folder: Path) -> Path:
     """A 1-layer GPT-2 (random weights, GPT-2's vocabulary) saved as a Hugging Face folder."""
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -15,7 +15,7 @@ import yaml
 from bdh_pl.bench import matrix, run_queue, runner, spec
 from bdh_pl.training.glue.checkpoint_io import saved_step
 
-from helpers import slow_saves
+from helpers import in_process_stream, slow_saves
 
 REPO = Path(__file__).resolve().parents[3]
 STEPS = 40  # validated at 10, 20, 30, 40
@@ -59,8 +59,9 @@ def val_losses(fit_dir: Path) -> dict[int, float]:
 
 
 class Stages:
-    """The real fit subprocess (killed by SIGKILL once its last.ckpt passed step 10, when
-    `kill`); the test stage a stand-in (what it measures is not what this test is about)."""
+    """The runner's fit stage (with `kill`, its real subprocess, killed by SIGKILL once its
+    last.ckpt passed step 10); the test stage a stand-in (what it measures is not what this
+    test is about)."""
 
     def __init__(self, monkeypatch, kill: bool) -> None:
         self.kill, self.fit_args, self.killed_at = kill, [], None
@@ -112,6 +113,9 @@ def test_a_run_killed_mid_fit_resumes_from_its_last_checkpoint(data_dir, tmp_pat
     assert first["status"] == "failed" and first["failed_stage"] == "fit"
     assert 10 <= killing.killed_at < STEPS, killing.killed_at
 
+    # The resume and the reference run through the runner as before, the fit in this process
+    # (the killed run above is the real process this test needs).
+    monkeypatch.setattr(runner, "_stream", in_process_stream)
     again = Stages(monkeypatch, kill=False)
     monkeypatch.setattr(run_queue, "run_stage", again)
     (resumed,) = matrix.run_benchmark(bench, "cmd")
