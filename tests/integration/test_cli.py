@@ -12,13 +12,19 @@ from helpers import bdh_pl_process as bdh_pl
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, data_dir) -> Path:
+def smoke_fit(tmp_path_factory, data_dir) -> tuple[Path, str]:
+    """The smoke fit, a real process: its run folder and all it printed."""
     root = tmp_path_factory.mktemp("smoke")
     # One validation batch, not cpu.yaml's 8: the tests read that validations happened and
     # improved, not their size; 7 batches more at each were most of the run's CPU.
-    bdh_pl("fit", *SMOKE, "--trainer.max_steps", "30", "--trainer.limit_val_batches", "1",
-           "--trainer.default_root_dir", str(root))  # fmt: skip
-    return root / "version_0"
+    run = bdh_pl("fit", *SMOKE, "--trainer.max_steps", "30", "--trainer.limit_val_batches", "1",
+                 "--trainer.default_root_dir", str(root))  # fmt: skip
+    return root / "version_0", run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_run(smoke_fit) -> Path:
+    return smoke_fit[0]
 
 
 @pytest.mark.slow
@@ -179,8 +185,7 @@ def test_top_level_help_lists_every_subcommand_under_the_program_name(capsys, mo
 
 
 @pytest.mark.slow
-def test_a_run_prints_no_lightning_noise(tmp_path, data_dir):
-    run = bdh_pl("fit", *SMOKE, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
-                 "--trainer.default_root_dir", str(tmp_path))  # fmt: skip
+def test_a_run_prints_no_lightning_noise(smoke_fit):
+    _, output = smoke_fit  # the smoke fit's process, not one more
     for noise in ("LitLogger", "LeafSpec"):
-        assert noise not in run.stderr + run.stdout
+        assert noise not in output
