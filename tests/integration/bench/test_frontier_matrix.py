@@ -2,6 +2,7 @@
 writes what a real run writes, its loss a known function of the model's size and steps):
 which runs are made, in which order of choices, and that a killed matrix resumes."""
 
+import copy
 import csv
 import json
 import math
@@ -14,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from bdh_pl.bench import budget, matrix, run_queue, scaling, spec
+from bdh_pl.bench import budget, matrix, resolve, run_queue, scaling, spec
 from bdh_pl.errors import UserError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -25,6 +26,33 @@ BUDGETS = [2e9, 6e9, 2e10]
 @pytest.fixture(autouse=True)
 def _in_repo(monkeypatch):
     monkeypatch.chdir(REPO)
+
+
+_ONCE: dict = {}
+
+
+def _once(function, key):
+    """`function` computed once per key (and folder) in this module, a copy returned each time."""
+
+    def memoized(*args):
+        found = (function.__name__, os.getcwd(), key(*args))
+        if found not in _ONCE:
+            _ONCE[found] = function(*args)
+        return copy.deepcopy(_ONCE[found])
+
+    return memoized
+
+
+@pytest.fixture(autouse=True)
+def _resolve_once(monkeypatch):
+    """A model entry's config resolved by LightningCLI's parser, and an architecture's FLOPs
+    counted, once for this module: both are functions of their inputs alone, and doing them
+    again for every run of every matrix here was most of this file's CPU. What these tests
+    check (the plan, the resume, the records) is unchanged."""
+    layers = lambda bench, entry: tuple(resolve.layers(bench, entry))  # noqa: E731
+    shape = lambda model, data: (type(model).__name__, repr(model.config), data.block_size)  # noqa: E731
+    monkeypatch.setattr(resolve, "lightning_config", _once(resolve.lightning_config, layers))
+    monkeypatch.setattr(resolve, "static_figures", _once(resolve.static_figures, shape))
 
 
 def frontier_spec(tmp_path, **changes) -> spec.BenchmarkSpec:
