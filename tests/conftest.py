@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -159,6 +160,45 @@ def pytest_runtest_setup(item: pytest.Item):
 def pytest_runtest_call(item: pytest.Item):
     with _processes_refused(item):
         return (yield)
+
+
+# --- CPU seconds per test (opt in): what a loaded machine cannot distort -----------------------
+
+CPU_REPORT_ENV = "BDH_PL_TEST_CPU_REPORT"
+_cpu_spent: list[tuple[float, str]] = []
+
+
+def _cpu_s() -> float:
+    """User + system seconds of this process and of its children that ended and were waited
+    for (a test's `python -m bdh_pl` processes, a killed one too, once reaped)."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """With $BDH_PL_TEST_CPU_REPORT=FILE, each test's CPU seconds (setup, its module fixtures
+    when it is their first user, call, teardown) are appended to FILE at the end, most first."""
+    if not os.environ.get(CPU_REPORT_ENV):
+        return (yield)
+    start = _cpu_s()
+    try:
+        return (yield)
+    finally:
+        _cpu_spent.append((_cpu_s() - start, item.nodeid))
+
+
+def pytest_sessionfinish(session) -> None:
+    report = os.environ.get(CPU_REPORT_ENV)
+    if not report or not _cpu_spent:
+        return
+    lines = [f"{cpu:8.1f}  {nodeid}" for cpu, nodeid in sorted(_cpu_spent, reverse=True)]
+    total = sum(cpu for cpu, _ in _cpu_spent)
+    lines.append(f"{total:8.1f}  total of {len(_cpu_spent)} tests, load {os.getloadavg()[0]:.1f}")
+    with open(report, "a") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 @pytest.fixture
