@@ -90,7 +90,7 @@ def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_previous
     code, err = run_cli(
         [
             "fit",
-            *ARGS[:4],
+            *SMOKE,  # the CPU-size BDH (ARGS[:4] had lost cpu/bdh.yaml: a 25M BDH, for 2 steps)
             "--data",
             "bdh_pl.data.TextFile",
             "--data.init_args.path",
