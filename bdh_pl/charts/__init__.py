@@ -39,6 +39,7 @@ from bdh_pl.charts.figures import (
     curves_figure,
     draw_curve,
     size_figure,
+    stream_gain_figure,
     training_curves_figure,
 )
 from bdh_pl.charts.style import (
@@ -61,6 +62,6 @@ __all__ = [
     "declare_samples", "draw_curve", "eng_axis", "figure_problems", "find_log_dir",
     "finish_axes", "fit_seconds", "legend_outside", "log_axis", "model_color", "new_figure",
     "plot_points", "read_metrics", "run_tokens_per_step", "save_figure", "seed_style",
-    "size_figure", "steps_done", "suptitle", "tokens_seen",
+    "size_figure", "steps_done", "stream_gain_figure", "suptitle", "tokens_seen",
     "training_curves_figure",
 ]  # fmt: skip

@@ -281,9 +281,19 @@ def figure_note(rows: list[dict[str, Any]]) -> str | None:
     return " ".join(notes) or None
 
 
-def replot(folder: str) -> Path:
-    from bdh_pl.charts import context_figure, save_figure
+def draw(rows: list[dict[str, Any]], folder: Path) -> Path:
+    """context_curve.png, and stream_gain.png where a stream was also read in windows."""
+    from bdh_pl.charts import context_figure, save_figure, stream_gain_figure
 
+    gain = stream_gain_figure(rows)
+    if gain is not None:
+        save_figure(gain, folder / "stream_gain.png")
+    return save_figure(
+        context_figure(rows, MIN_BYTES, figure_note(rows)), folder / "context_curve.png"
+    )
+
+
+def replot(folder: str) -> Path:
     path = Path(folder) / "context_curve.json"
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["runs"]
@@ -291,13 +301,11 @@ def replot(folder: str) -> Path:
         raise UserError(
             f"{path} is not a context_curve.json ({err}); rerun context-curve"
         ) from None
-    return save_figure(context_figure(rows, MIN_BYTES, figure_note(rows)), path.with_suffix(".png"))
+    return draw(rows, path.parent)
 
 
 def context_curve(args: Curve) -> None:
-    """Score each --ckpt_path by context length into --out, or redraw --replot's chart."""
-    from bdh_pl.charts import context_figure, save_figure
-
+    """Score each --ckpt_path by context length into --out, or redraw --replot's charts."""
     if args.replot:
         print(replot(args.replot))
         return
@@ -309,7 +317,7 @@ def context_curve(args: Curve) -> None:
     ]
     out = Path(args.out)
     write_json(out / "context_curve.json", {"buckets": args.buckets, "runs": rows})
-    save_figure(context_figure(rows, MIN_BYTES, figure_note(rows)), out / "context_curve.png")
+    draw(rows, out)
     for row in rows:
         cells = " ".join(f"{b['bpb']:.3f}" if b["bpb"] is not None else "-" for b in row["buckets"])
         print(f"{row['label']:>16} {row['mode']:>8} bpb {row['bpb']:.4f} | {cells}")

@@ -100,3 +100,14 @@ def test_run_curves_bars_sizes_and_context_are_clean(tmp_path):
     clean(fig)
     hollow = [line for line in fig.axes[0].get_lines() if line.get_markerfacecolor() == "white"]
     assert sorted(x for line in hollow for x in line.get_xdata())[:2] == [32, 500]
+    assert charts.stream_gain_figure(context) is None  # no stream_gain rows: no chart
+    context[0]["stream_gain"] = [
+        {"from": 0, "to": 64, "bytes": 64, "gain_bpb": 0.0, "band": [0.0, 0.0]},
+        {"from": 64, "to": 1024, "bytes": 960, "gain_bpb": 0.011, "band": [0.010, 0.012]},
+        {"from": 1024, "to": None, "bytes": 50_000, "gain_bpb": -0.9, "band": None},
+    ]
+    gain = charts.stream_gain_figure(context)
+    clean(gain)
+    (line,) = [line for line in gain.axes[0].get_lines() if line.get_marker() == "o"]
+    assert list(line.get_xdata()) == [32, 500, 9000]  # at the stream buckets' mean context
+    assert list(line.get_ydata()) == [0.0, 0.011, -0.9]
