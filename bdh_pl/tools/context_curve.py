@@ -178,7 +178,7 @@ def paired_gain(
 ) -> list[dict[str, Any]]:
     """Per bucket of stream context: how many bits per byte the stream saves over windows on the
     same bytes, with a 5-95% band from resampling whole articles (their bytes are not
-    independent); no band from a single stream."""
+    independent); no band where the bucket's bytes lie in one article (or a single stream)."""
     n_articles = int(article.max()) + 1
     picks = np.random.default_rng(0).integers(0, n_articles, size=(resamples, n_articles))
     rows = []
@@ -189,7 +189,7 @@ def paired_gain(
         row = {"from": lo, "to": hi, "bytes": int(n_bytes.sum()), "gain_bpb": None, "band": None}
         if n_bytes.sum():
             row["gain_bpb"] = float(saved.sum() / math.log(2) / n_bytes.sum())
-        if n_bytes.sum() and n_articles > 1:
+        if (n_bytes > 0).sum() > 1:  # one article's bytes: resampling cannot tell its spread
             sums = saved[picks].sum(1) / math.log(2), n_bytes[picks].sum(1)
             gains = sums[0][sums[1] > 0] / sums[1][sums[1] > 0]
             row["band"] = [float(q) for q in np.quantile(gains, [0.05, 0.95])]

@@ -36,6 +36,9 @@ def test_the_stream_gain_is_the_saving_on_the_same_bytes_with_a_band_over_articl
     assert rows[1]["gain_bpb"] == pytest.approx(0.2 / math.log(2))  # the mean over bytes
     lo, hi = rows[1]["band"]  # resampled articles: between the smallest and largest saving
     assert 0.1 / math.log(2) <= lo < 0.2 / math.log(2) < hi <= 0.3 / math.log(2)
+    long_one = paired_gain(stream + saving, stream, context + 100 * (article == 2),
+                           np.ones(300, np.int64), article, [0, 50, 150])  # fmt: skip
+    assert long_one[2]["bytes"] == 50 and long_one[2]["band"] is None  # one article's bytes
 
 
 def test_one_stream_has_a_gain_but_no_band():
