@@ -9,15 +9,19 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 # CPU seconds (this process and its threads) one unit test may spend in setup, or in its call:
 # the tier's ~600 tests share about 40 s, so a test near this limit is a fit or a compile that
 # belongs in the integration tier. CPU time, not wall time, so a loaded machine does not trip it.
 CPU_LIMIT_S = 4.0
 
-# One intra-op thread: with more, OpenMP threads spin while they wait for a core, and on a loaded
-# machine that spinning counts as CPU time. With one the CPU time is the work the test does.
+# One thread for torch and for numpy's BLAS: with more, threads spin while they wait for a core,
+# and on a loaded machine that spinning counts as CPU time (a 0.1 s scipy fit took 6 s of CPU at
+# load 9). With one the CPU time is the work the test does. In this process only: the processes
+# that integration tests start keep their threads.
 torch.set_num_threads(1)
+threadpool_limits(1)
 
 
 def _cpu_s() -> float:
