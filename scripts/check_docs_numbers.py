@@ -54,25 +54,33 @@ def result_numbers(paths: list[Path] | None = None) -> list[float]:
     """Every number in the result files `paths` (default: all under results/); of a run's
     metrics CSV only the validation and test columns (the per-step training columns would
     match almost any number by chance)."""
+    files = result_files() if paths is None else paths
+    return sorted(set().union(*(_file_numbers(path) for path in files)))
+
+
+@functools.cache  # a file is read once per check, however many sentences name it
+def _file_numbers(path: Path) -> frozenset[float]:
+    if path.suffix == ".csv" and path.name.startswith("metrics"):
+        return frozenset(_evaluation_columns(path))
     values = set()
-    for path in result_files() if paths is None else paths:
-        if path.suffix == ".csv" and path.name.startswith("metrics"):
-            values |= _evaluation_columns(path)
-            continue
-        text = path.read_text(errors="ignore")
-        if path.suffix != ".csv":  # 1,290,590 -> 1290590 (in a CSV a comma is a cell)
-            text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
-        for token, suffix in FILE_NUMBER.findall(text):
-            values.add(abs(float(token)) * SCALE.get(suffix, 1))
-            if suffix:
-                values.add(abs(float(token)))
-    return sorted(values)
+    text = path.read_text(errors="ignore")
+    if path.suffix != ".csv":  # 1,290,590 -> 1290590 (in a CSV a comma is a cell)
+        text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
+    for token, suffix in FILE_NUMBER.findall(text):
+        values.add(abs(float(token)) * SCALE.get(suffix, 1))
+        if suffix:
+            values.add(abs(float(token)))
+    return frozenset(values)
 
 
 def result_files(under: Path | None = None) -> list[Path]:
-    root = under or REPO / "results"
+    return list(_result_files(under or REPO / "results"))
+
+
+@functools.cache
+def _result_files(root: Path) -> tuple[Path, ...]:
     paths = [root] if root.is_file() else sorted(root.rglob("*"))
-    return [p for p in paths if p.is_file() and p.suffix in (".json", ".csv", ".md", ".yaml")]
+    return tuple(p for p in paths if p.is_file() and p.suffix in (".json", ".csv", ".md", ".yaml"))
 
 
 RESULT_PATH = re.compile(r"results/[\w.\-/]*[\w\-/]")

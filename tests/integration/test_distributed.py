@@ -31,42 +31,10 @@ def one_process_test(run_cli, ckpt: Path, root: Path, *extra: str) -> dict:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(data_dir, tmp_path, run_cli):
-    bdh_pl(
-        "fit",
-        "--trainer.max_steps",
-        "6",
-        "--trainer.val_check_interval",
-        "3",
-        "--trainer.limit_val_batches",
-        "1",  # validation is not what this test checks (the test split below is)
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.devices",
-        "2",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.default_root_dir",
-        str(tmp_path / "fit"),
-    )
-    ckpt = tmp_path / "fit" / "version_0" / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file(), "DDP training wrote no checkpoint"
-
-    results = {
-        "1": one_process_test(run_cli, ckpt, tmp_path / "test1"),
-        "2": two_ranks_test(ckpt, tmp_path / "test2"),
-    }
-    one, two = results["1"]["metrics"], results["2"]["metrics"]
-    assert results["2"]["world_size"] == 2
-    assert two["test/tokens"] == one["test/tokens"] == 55_770  # each token on exactly one rank
-    assert two["test/bytes"] == one["test/bytes"] and two["test/words"] == one["test/words"]
-    assert two["test/loss"] == pytest.approx(one["test/loss"], abs=1e-6)
-
-
-@pytest.mark.slow
-def test_ddp_streams_one_piece_per_rank_and_keeps_every_ranks_state(data_dir, tmp_path, run_cli):
-    """Carried-state training under DDP saves each rank's lanes' state; stream evaluation gives
-    each rank one contiguous piece and still scores every token once."""
+def test_ddp_two_processes_match_one_and_keep_every_ranks_state(data_dir, tmp_path, run_cli):
+    """One DDP fit (2 real processes) with the state carried: each rank saves its own lanes'
+    state. Then `test` on 2 ranks scores each token exactly once, in windows (the 1-process
+    loss exactly) and in stream mode (one contiguous piece per rank: close, not equal)."""
     import torch
 
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
@@ -76,14 +44,23 @@ def test_ddp_streams_one_piece_per_rank_and_keeps_every_ranks_state(data_dir, tm
         "--trainer.default_root_dir", str(tmp_path / "fit"),
     )  # fmt: skip
     ckpt = tmp_path / "fit" / "version_0" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file(), "DDP training wrote no checkpoint"
     carried = torch.load(ckpt, weights_only=True)["carried_state"]
     assert carried["kv"].shape[:4] == (2, 2, 2, 16)  # ranks, layers, heads, lanes per rank
     assert carried["pos"] == 2 * 64  # two windows of 64 into every lane
     assert not torch.equal(carried["kv"][0], carried["kv"][1])  # each rank its own lanes
 
+    one = one_process_test(run_cli, ckpt, tmp_path / "test1")
+    two = two_ranks_test(ckpt, tmp_path / "test2")
+    assert two["world_size"] == 2
+    m1, m2 = one["metrics"], two["metrics"]
+    assert m2["test/tokens"] == m1["test/tokens"] == 55_770  # each token on exactly one rank
+    assert m2["test/bytes"] == m1["test/bytes"] and m2["test/words"] == m1["test/words"]
+    assert m2["test/loss"] == pytest.approx(m1["test/loss"], abs=1e-6)
+
     stream = ("--data.init_args.eval_mode", "stream")
-    one = one_process_test(run_cli, ckpt, tmp_path / "test1", *stream)
-    two = two_ranks_test(ckpt, tmp_path / "test2", *stream)
+    one = one_process_test(run_cli, ckpt, tmp_path / "stream1", *stream)
+    two = two_ranks_test(ckpt, tmp_path / "stream2", *stream)
     assert one["eval_mode"] == two["eval_mode"] == "stream" and two["world_size"] == 2
     assert two["metrics"]["test/tokens"] == one["metrics"]["test/tokens"] == 55_770
     # the second piece starts without the first's context: close, not equal

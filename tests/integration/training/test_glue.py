@@ -385,12 +385,14 @@ def test_the_injected_pause_lands_between_the_temp_file_and_the_rename(tmp_path)
         target=checkpoint_io.AtomicCheckpointIO().save_checkpoint, args=({"step": 7}, path)
     )
     saving.start()
+    # The temp file appears empty before the body writes it: wait until it holds the bytes
+    # (flushed before the pause), then the rename must not have happened yet.
     deadline = time.time() + 30
-    while not list(tmp_path.glob(".last.ckpt.*.tmp")):
-        assert time.time() < deadline and saving.is_alive(), "no temp file seen before the rename"
+    while not [t for t in tmp_path.glob(".last.ckpt.*.tmp") if t.stat().st_size > 0]:
+        assert time.time() < deadline and saving.is_alive(), "no written temp file before the rename"
         time.sleep(0.01)
     (temp,) = tmp_path.glob(".last.ckpt.*.tmp")
-    assert temp.stat().st_size > 0 and not path.exists()  # written, not yet renamed
+    assert not path.exists()  # written, not yet renamed
     saving.join()
     assert path.is_file() and not temp.exists()
 
