@@ -389,7 +389,9 @@ def test_the_injected_pause_lands_between_the_temp_file_and_the_rename(tmp_path)
     # (flushed before the pause), then the rename must not have happened yet.
     deadline = time.time() + 30
     while not [t for t in tmp_path.glob(".last.ckpt.*.tmp") if t.stat().st_size > 0]:
-        assert time.time() < deadline and saving.is_alive(), "no written temp file before the rename"
+        assert time.time() < deadline and saving.is_alive(), (
+            "no written temp file before the rename"
+        )
         time.sleep(0.01)
     (temp,) = tmp_path.glob(".last.ckpt.*.tmp")
     assert not path.exists()  # written, not yet renamed
