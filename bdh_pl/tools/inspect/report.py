@@ -54,7 +54,7 @@ def show(text: str) -> str:
 
 # --- charts --------------------------------------------------------------------------------
 
-SHARE = "share of neurons active (> 0)"
+SHARE = "neurons active (> 0)"
 LAYER_COLORS = colormaps["viridis"]  # layers of the logged curves: purple, blue, green
 
 
