@@ -207,7 +207,7 @@ BEHAVIOUR: dict[str, tuple[str, ...]] = {
         "test_memory.py::test_micro_batches_train_as_the_whole_batch_and_resume_with_another_split",
     ),
     "ContiguousSampler": (
-        "test_distributed.py::test_ddp_streams_one_piece_per_rank_and_keeps_every_ranks_state",
+        "test_distributed.py::test_ddp_two_processes_match_one_and_keep_every_ranks_state",
         "test_stream.py::test_test_in_stream_mode_scores_every_byte_once_with_all_the_text_before",
     ),
 }
