@@ -373,11 +373,19 @@ def fault_injection():
     return module
 
 
+def written(path) -> bool:
+    """The file holds bytes (False once it is gone: renamed between the glob and the stat)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def test_the_injected_pause_lands_between_the_temp_file_and_the_rename(tmp_path):
     # The module as a child process would import it with slow_saves' environment: found by
     # the hook, its code run, then paused (a copy, so this process's own stays as it is).
     injection = fault_injection()
-    spec = injection.PauseOnImport(0.5).find_spec(injection.TARGET)
+    spec = injection.PauseOnImport(2.0).find_spec(injection.TARGET)  # a wide window under load
     checkpoint_io = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(checkpoint_io)
     path = tmp_path / "last.ckpt"
@@ -388,7 +396,7 @@ def test_the_injected_pause_lands_between_the_temp_file_and_the_rename(tmp_path)
     # The temp file appears empty before the body writes it: wait until it holds the bytes
     # (flushed before the pause), then the rename must not have happened yet.
     deadline = time.time() + 30
-    while not [t for t in tmp_path.glob(".last.ckpt.*.tmp") if t.stat().st_size > 0]:
+    while not [t for t in tmp_path.glob(".last.ckpt.*.tmp") if written(t)]:
         assert time.time() < deadline and saving.is_alive(), (
             "no written temp file before the rename"
         )
