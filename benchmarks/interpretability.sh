@@ -11,8 +11,8 @@
 # - anchor: BDH 4 x 192 x 4, multiplier 16 (1.9M, the size of
 #   configs/benchmark/shakespeare-fair.yaml), LLaMA 4 x 192 (SwiGLU 512) and GPT-2 4 x 192, each
 #   ANCHOR_STEPS steps, the whole of an ANCHOR_STEPS-step schedule (issue 33: BDH trained to the
-#   end of its schedule, all three the same): the anchor BDH takes 15-40 s a step on the shared
-#   2-core machine, so STEPS would take hours.
+#   end of its schedule, all three the same): the anchor BDH took 30-40 s a step on an earlier
+#   2-core machine without AVX-512, about 4 s on one with AMX (runs/frontier-times.md).
 # Then `inspect` on each BDH (its untrained twin and the transformers as controls) into
 # $OUT/bdh and $OUT/bdh-small.
 #   bash benchmarks/interpretability.sh                  # -> results/interpretability/
