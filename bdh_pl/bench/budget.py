@@ -111,6 +111,38 @@ class Sweep:
         ]
 
 
+@final
+@dataclass
+class LrSweep:
+    """A frontier's learning-rate sweep past its smallest budget (the first is each family's
+    `sweep`, on its `sweep_size` there), on the middle size of this budget's window.
+
+    Args:
+        budget: where it runs: one of the frontier's `budgets` values, not the smallest.
+        lr: the multipliers it starts from (default: each family's `sweep.lr`); widened as
+            every sweep is, until its best is interior.
+        relative: `lr` multiplies the multiplier each family chose at its sweep before this
+            one (the same steps around every family's own rate).
+    """
+
+    budget: PositiveFloat
+    lr: list[PositiveFloat] | None = None
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        self.budget = float(self.budget)
+        self.lr = [float(v) for v in self.lr] if self.lr is not None else None
+
+    def grid(self, family: Sweep | None, previous: float) -> Sweep:
+        """The settings this sweep starts from for a family whose own sweep is `family` and
+        whose sweep before this one chose the multiplier `previous`."""
+        family = family or Sweep()
+        if not self.lr:
+            return family
+        scale = previous if self.relative else 1.0
+        return dataclasses.replace(family, lr=[float(f"{scale * v:.4g}") for v in self.lr])
+
+
 @dataclass(frozen=True)
 class Setting:
     """One point of a sweep: a learning-rate multiplier, and dropout and weight decay when

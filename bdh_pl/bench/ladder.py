@@ -4,6 +4,7 @@ share a key or a folder)."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from dataclasses import dataclass
@@ -144,15 +145,17 @@ def flops_text(value: float) -> str:
 
 def rate_between(scales: dict[float, float], budget: float) -> tuple[float, str]:
     """The learning-rate multiplier at `budget` from the sweeps' chosen multipliers
-    ({budget: multiplier}, one or two): a sweep's own at its budget; between two,
-    log-linear in log budget (the same line beyond them); with one sweep, its multiplier.
-    Returns (multiplier, where it came from: the record's `learning_rate_source`)."""
+    ({budget: multiplier}): a sweep's own at its budget; otherwise log-linear in log budget
+    between the two sweeps around it (beyond the first or last, the line of the nearest
+    two); with one sweep, its multiplier. Returns (multiplier, where it came from: the
+    record's `learning_rate_source`)."""
     if budget in scales:
         return scales[budget], f"sweep@{flops_text(budget)}"
-    (c1, m1), *rest = sorted(scales.items())
-    if not rest:
-        return m1, f"sweep@{flops_text(c1)}"
-    c2, m2 = rest[0]
+    points = sorted(scales.items())
+    if len(points) == 1:
+        return points[0][1], f"sweep@{flops_text(points[0][0])}"
+    above = min(max(bisect.bisect(points, (budget, math.inf)), 1), len(points) - 1)
+    (c1, m1), (c2, m2) = points[above - 1], points[above]
     t = (math.log(budget) - math.log(c1)) / (math.log(c2) - math.log(c1))
     scale = float(f"{math.exp(math.log(m1) + t * (math.log(m2) - math.log(m1))):.4g}")
     inside = c1 < budget < c2

@@ -109,11 +109,12 @@ class Matrix(RunQueue):
 
     def run_family(self, entry: ModelEntry, tag: str) -> None:
         """A compute frontier's plan for one family (docs/benchmark.md): its shapes compared
-        and the learning rate swept on one size at the smallest budget (and again at
-        `lr_sweep_budget`), each sweep widened until its best is interior; every (budget,
-        size) of the ladder's windows at the rate for its budget; at each budget, while the
-        best size is the smallest or largest tried, the next size of the ladder; the best
-        size (lowest validation loss) tested and repeated on the other seeds."""
+        and the learning rate swept on one size at the smallest budget (and again at each of
+        `lr_sweeps`, before the budgets up to it), each sweep widened until its best is
+        interior; every (budget, size) of the ladder's windows at the rate for its budget;
+        at each budget, while the best size is the smallest or largest tried, the next size
+        of the ladder; the best size (lowest validation loss) tested and repeated on the
+        other seeds."""
         bench, sizes = self.bench, entry.sizes
         budgets, seed = bench.budgets, (bench.seeds or [None])[0]
         values = [getattr(b, b.kind) for b in budgets]
@@ -130,33 +131,49 @@ class Matrix(RunQueue):
             return
         cells: list[dict[int, Run]] = [{} for _ in budgets]
         cells[0][at] = chosen
-        scales = {values[0]: chosen.setting}
-        if bench.lr_sweep_budget is not None:
-            j = values.index(bench.lr_sweep_budget)
-            middle = windows[j][len(windows[j]) // 2]
-            second = self.sweep(entry, shape, middle, j, seed, tag, entry.sweep, "lr")
-            if second is None:
-                return
-            cells[j][middle], scales[values[j]] = second, second.setting
-        rates = [rate_between({c: s.lr_scale for c, s in scales.items()}, v) for v in values]
+        scales = {values[0]: chosen.setting.lr_scale}
+        later = {values.index(s.budget): s for s in bench.lr_sweeps or []}
         base = chosen.setting
 
+        def sweep_at(j: int) -> bool:
+            """The sweep at budget j on its window's middle size (False: every run failed)."""
+            if values[j] not in scales:
+                middle = windows[j][len(windows[j]) // 2]
+                previous = scales[max(c for c in scales if c < values[j])]
+                grid = later[j].grid(entry.sweep, previous)
+                run = self.sweep(entry, shape, middle, j, seed, tag, grid, "lr")
+                if run is None:
+                    return False
+                cells[j][middle], scales[values[j]] = run, run.setting.lr_scale
+            return True
+
         def start(i: int, k: int) -> Run:
-            setting = dataclasses.replace(base, lr_scale=rates[i][0])
+            scale, source = rate_between(scales, values[i])
+            setting = dataclasses.replace(base, lr_scale=scale)
             run = self.start(_sized(entry, sizes[k], budgets[i], shape), setting, seed,
                              entry.name, _budget_group(budgets[i]))  # fmt: skip
-            run.record.update({"learning_rate_source": rates[i][1], "shape": _name(shape)})
+            run.record.update({"learning_rate_source": source, "shape": _name(shape)})
             return run
 
-        if (rule := entry.stop_after_behind) is None:
-            self.ladder(entry, cells, windows, start, range(len(budgets)), tag)
-            run = len(budgets)
-        else:  # one budget after another, each once the other family's is done
-            run = 0
-            while run < len(budgets) and not self.behind(entry, rule, run, tag):
-                self.ladder(entry, cells, windows, start, [run], tag)
-                run += 1
-        self.points(entry, cells[:run], tag)
+        # the budgets in groups, each run once the sweep at or above its budgets is done (a
+        # family with a stop rule: one budget after another, each once the other's is: a
+        # sweep past the budget where it stops never runs)
+        rule, ends = entry.stop_after_behind, sorted({*later, len(budgets) - 1})
+        groups = (
+            [[i] for i in range(len(budgets))] if rule is not None
+            else [list(range(a + 1, b + 1)) for a, b in zip([-1, *ends[:-1]], ends, strict=True)]
+        )  # fmt: skip
+        done = 0
+        for group in groups:
+            if rule is not None and self.behind(entry, rule, group[0], tag):
+                break
+            unswept = [i for i in group if values[i] not in scales]
+            top = next((j for j in sorted(later) if unswept and j >= max(unswept)), None)
+            if top is not None and not sweep_at(top):
+                return
+            self.ladder(entry, cells, windows, start, group, tag)
+            done = group[-1] + 1
+        self.points(entry, cells[:done], tag)
 
     def ladder(
         self, entry: ModelEntry, cells: list[dict[int, Run]], windows: list[list[int]],

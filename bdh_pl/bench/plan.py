@@ -1,5 +1,5 @@
 """A compute frontier's plan before it runs: per family and budget the runs it makes and
-their training FLOPs (`planned`; shapes and sweeps at the smallest budget, the second sweep,
+their training FLOPs (`planned`; shapes and sweeps at the smallest budget, the later sweeps,
 the windows, the repeats on the other seeds: edge extensions and widened sweeps add to it),
 the `--plan` lines with the hours an earlier frontier's speed gives, and the plan of a results
 folder (`read_plan`: its benchmark.yaml) for the status of a frontier in progress."""
@@ -41,11 +41,13 @@ def planned(bench) -> dict[str, Any] | None:
             if entry.shapes
             else n(entry.sweep)
         )
-        if bench.lr_sweep_budget:
-            runs[bench.lr_sweep_budget] += n(entry.sweep)
+        swept = {values[0]}
+        for later in bench.lr_sweeps or []:
+            runs[later.budget] += n(later.grid(entry.sweep, 1.0))
+            swept.add(later.budget)
         for c, window in zip(values, windows, strict=True):
             # a sweep's chosen run is its window's middle size: not run twice
-            runs[c] += len(window) - (c in (values[0], bench.lr_sweep_budget))
+            runs[c] += len(window) - (c in swept)
             runs[c] += seeds - 1 if c in repeated else 0
         families[entry.name] = {
             "budgets": {

@@ -27,6 +27,7 @@ a ladder of sizes, each budget training a window of the ladder that moves up wit
 
     budgets: [{flops: 1e13}, {flops: 3e13}, {flops: 1e14}]
     sweep: {lr: [0.5, 1, 2]}            # on one size at the smallest budget per family
+    lr_sweeps: [{budget: 1e14}]         # optional: again at larger budgets (rates between)
     seeds: [1337, 1338]                 # the best size of each budget repeated on the others
     models:
       - name: bdh
@@ -56,6 +57,7 @@ from bdh_pl.bench.budget import (
     BUDGET_KINDS,
     NAME,
     Budget,
+    LrSweep,
     Shape,
     Size,
     Sweep,
@@ -143,8 +145,9 @@ class BenchmarkSpec:
             the last step is always validated (default: the trainer config's interval).
         max_epochs_of_data: a frontier's cap on repeated data: a run that would read more
             epochs of the training split is not run, its record `bound` with the reason.
-        lr_sweep_budget: a frontier's second learning-rate sweep, at this budget (one of
-            `budgets`, not the smallest): rates in between log-linear in log budget.
+        lr_sweeps: a frontier's learning-rate sweeps past the smallest budget (see LrSweep),
+            ascending: each budget's rate is log-linear in log budget between the two sweeps
+            around it (beyond the last, the line of the last two).
         lr_widen: how many times a sweep whose best is its largest (smallest) rate adds the
             next x2 (x1/2), until the best is interior.
         repeat_largest: repeat the frontier points of only this many largest budgets on the
@@ -166,7 +169,7 @@ class BenchmarkSpec:
     jobs: PositiveInt = 1
     validations: PositiveInt | None = None
     max_epochs_of_data: PositiveFloat = 4.0
-    lr_sweep_budget: PositiveFloat | None = None
+    lr_sweeps: list[LrSweep] | None = None
     lr_widen: NonNegativeInt = 3
     repeat_largest: PositiveInt | None = None
 
@@ -250,8 +253,8 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         raise UserError(f"seeds: each must be in [0, 2**32) (numpy's range), got {bad}")
     if spec.frontier:
         _check_budgets(spec)
-    elif spec.lr_sweep_budget or spec.repeat_largest:
-        raise UserError("lr_sweep_budget and repeat_largest belong to a frontier (`budgets`)")
+    elif spec.lr_sweeps or spec.repeat_largest:
+        raise UserError("lr_sweeps and repeat_largest belong to a frontier (`budgets`)")
     entries = [
         _check_entry(e, i, spec.budget, spec.sweep, spec.budgets)
         for i, e in enumerate(spec.entries)
@@ -265,7 +268,7 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
         jobs=int(spec.jobs),  # plain numbers for YAML (jsonargparse's are subclasses)
         validations=int(spec.validations) if spec.validations else None,
         max_epochs_of_data=float(spec.max_epochs_of_data),
-        lr_sweep_budget=float(spec.lr_sweep_budget) if spec.lr_sweep_budget else None,
+        lr_sweeps=list(spec.lr_sweeps) if spec.lr_sweeps else None,
         lr_widen=int(spec.lr_widen),
         repeat_largest=int(spec.repeat_largest) if spec.repeat_largest else None,
     )
@@ -288,11 +291,14 @@ def _check_budgets(spec: BenchmarkSpec) -> None:
             f"budgets: give one kind in ascending order without repeats, got "
             f"{[budget_text(b) for b in budgets]}"
         )
-    if spec.lr_sweep_budget is not None and spec.lr_sweep_budget not in values[1:]:
+    at = [s.budget for s in spec.lr_sweeps or []]
+    if any(c not in values[1:] for c in at) or at != sorted(set(at)):
         raise UserError(
-            f"lr_sweep_budget {spec.lr_sweep_budget:g}: the second sweep runs at one of the "
-            f"budgets after the smallest, {values[1:]}"
+            f"lr_sweeps: budgets {[f'{c:g}' for c in at]}: each later sweep runs at one of the "
+            f"budgets after the smallest, {[f'{c:g}' for c in values[1:]]}, ascending, once"
         )
+    for i, sweep in enumerate(spec.lr_sweeps or []):
+        _check_sweep(Sweep(lr=sweep.lr) if sweep.lr is not None else None, f"lr_sweeps[{i}]")
 
 
 def _check_budget(budget: Budget | None, where: str) -> None:

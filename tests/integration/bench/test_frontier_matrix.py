@@ -421,19 +421,23 @@ def test_the_epoch_cap_marks_a_run_bound_and_never_runs_it(data_dir, tmp_path, m
 
 
 def lr_depends_on_budget(config: dict) -> float:
-    """Best multiplier x4 at the smallest budget (2e9), x1 at 2e10: x2 steps apart."""
+    """Best multiplier x4 at the smallest budget (2e9), x1 from 2e10 on: x2 steps apart."""
     model, steps = config["model"]["init_args"], config["trainer"]["max_steps"]
     best = 4e-3 if steps < 1000 else 1e-3  # 2e9: 148 steps of bdh-24, 2e10: 1475
     return 2.0 + abs(math.log2(model["training"]["learning_rate"] / best)) * 0.1 + 10 / steps
 
 
-def test_two_lr_sweeps_widen_until_interior_and_rates_follow_the_budget(
+def test_lr_sweeps_widen_until_interior_and_rates_follow_the_sweeps_around_them(
     data_dir, tmp_path, monkeypatch
 ):
+    """Issue 27 (4): a sweep at the smallest budget and at each of `lr_sweeps`, each widened
+    until its best is interior; a budget between two sweeps takes the line between those two
+    (here the largest sweep finds the trend of the first two broken: no extrapolation)."""
     monkeypatch.setattr(run_queue, "run_stage", FakeStages(loss=lr_depends_on_budget))
+    budgets = [2e9, 6e9, 2e10, 6e10, 2e11]
     bench = one_budget_spec(
-        tmp_path, sizes=[24], budgets=[{"flops": 2e9}, {"flops": 6e9}, {"flops": 2e10}],
-        sweep={"lr": [1, 2]}, lr_sweep_budget=2e10,
+        tmp_path, sizes=[24], budgets=[{"flops": c} for c in budgets], sweep={"lr": [1, 2]},
+        lr_sweeps=[{"budget": 2e10}, {"budget": 2e11, "lr": [0.25, 0.5], "relative": True}],
     )  # fmt: skip
     records = matrix.run_benchmark(bench, "cmd")
     sweeps = {}
@@ -444,6 +448,9 @@ def test_two_lr_sweeps_widen_until_interior_and_rates_follow_the_budget(
     assert sweeps["lr@2e9"] == {"lr1x": False, "lr2x": False, "lr4x": True, "lr8x": False}
     # x1, x2 at 2e10: x1 best, at the edge: x0.5 added (worse): interior.
     assert sweeps["lr@2e10"] == {"lr1x": True, "lr2x": False, "lr0.5x": False}
+    # its own rates at 2e11 (relative to 2e10's x1, not 2e9's x4): x0.25, x0.5; x0.5 at the
+    # edge: x1 (best), then x2 (worse).
+    assert sweeps["lr@2e11"] == {"lr0.25x": False, "lr0.5x": False, "lr1x": True, "lr2x": False}
     (middle,) = [r for r in records if r["budget_flops"] == 6e9]
     # log-linear in log budget: x4 at 2e9, x1 at 2e10, so x4^(1 - log 3 / log 10) at 6e9
     scale = 4 ** (1 - math.log(3) / math.log(10))
@@ -451,8 +458,26 @@ def test_two_lr_sweeps_widen_until_interior_and_rates_follow_the_budget(
     assert middle["learning_rate_source"] == (
         "interpolated log-linear in log budget between sweeps at 2e9 and 2e10"
     )
+    # between the sweeps at 2e10 and 2e11 (x1 both): x1, where the first two's line gives less
+    (upper,) = [r for r in records if r["budget_flops"] == 6e10]
+    assert upper["learning_rate"] == pytest.approx(1e-3)
+    assert upper["learning_rate_source"] == (
+        "interpolated log-linear in log budget between sweeps at 2e10 and 2e11"
+    )
     sources = {r["learning_rate_source"] for r in records if r["sweep"]}
-    assert sources == {"sweep@2e9", "sweep@2e10"}
+    assert sources == {"sweep@2e9", "sweep@2e10", "sweep@2e11"}
+
+
+def test_lr_sweeps_at_the_smallest_budget_or_out_of_order_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match=r"lr_sweeps: budgets \['2e\+09'\]: each later sweep"):
+        one_budget_spec(tmp_path, budgets=[{"flops": 2e9}, {"flops": 6e9}],
+                        lr_sweeps=[{"budget": 2e9}])  # fmt: skip
+    with pytest.raises(UserError, match="ascending, once"):
+        one_budget_spec(tmp_path, budgets=[{"flops": c} for c in BUDGETS],
+                        lr_sweeps=[{"budget": 2e10}, {"budget": 6e9}])  # fmt: skip
+    with pytest.raises(UserError, match=r"lr_sweeps\[0\].lr: give distinct numbers"):
+        one_budget_spec(tmp_path, budgets=[{"flops": c} for c in BUDGETS],
+                        lr_sweeps=[{"budget": 6e9, "lr": [1, 1]}])  # fmt: skip
 
 
 def shape_matters(config: dict) -> float:
@@ -542,8 +567,9 @@ def test_a_family_behind_at_n_budgets_in_a_row_stops_and_says_so(data_dir, tmp_p
     b = family("b", 1, stop_after_behind={"family": "a", "budgets": 1})
     budgets = BUDGETS[:2]
     bench = one_budget_spec(
-        tmp_path, models=[family("a", 2), b], budgets=[{"flops": c} for c in budgets], jobs=2
-    )
+        tmp_path, models=[family("a", 2), b], budgets=[{"flops": c} for c in budgets], jobs=2,
+        lr_sweeps=[{"budget": budgets[1]}],  # b stops before it: its sweep there never runs
+    )  # fmt: skip
     records = matrix.run_benchmark(bench, "cmd")
     ran = {(r["family"], r["budget_flops"]) for r in records if r["status"] == "ok"}
     assert ran == {("a", budgets[0]), ("a", budgets[1]), ("b", budgets[0])}

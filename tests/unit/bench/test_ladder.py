@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bdh_pl.bench.ladder import edge_reason, next_size
+from bdh_pl.bench.budget import LrSweep, Sweep
+from bdh_pl.bench.ladder import edge_reason, next_size, rate_between
 from bdh_pl.bench.record import Record
 from bdh_pl.bench.run_queue import RunQueue
 
@@ -74,3 +75,31 @@ def test_the_epoch_cap_marks_a_run_bound_with_its_reason():
     )
     plain = capped(steps=41, cap=4, frontier=False)  # a plain matrix has no cap
     assert plain.epochs == pytest.approx(4.1) and plain.bound is None
+
+
+def test_a_rate_follows_the_two_sweeps_around_its_budget_and_their_line_beyond():
+    """Three sweeps (x8 at 1e9, x2 at 1e10, x2 at 1e11): between the first two the line
+    through them, between the last two the line through those (not the first two's line
+    carried on), beyond either end the line of the nearest two; a sweep's own at its budget."""
+    scales = {1e9: 8.0, 1e10: 2.0, 1e11: 2.0}
+    middle = 10**9.5  # halfway in log budget: sqrt(8 * 2)
+    assert rate_between(scales, middle) == (
+        pytest.approx(4.0),
+        "interpolated log-linear in log budget between sweeps at 1e9 and 1e10",
+    )
+    assert rate_between(scales, 10**10.5)[0] == pytest.approx(2.0)  # not 1.0 (8 -> 2 -> ...)
+    assert rate_between(scales, 1e12) == (
+        pytest.approx(2.0),
+        "extrapolated log-linear in log budget beyond sweeps at 1e10 and 1e11",
+    )
+    assert rate_between(scales, 1e8)[0] == pytest.approx(32.0)  # the first two's line, below
+    assert rate_between(scales, 1e10) == (2.0, "sweep@1e10")
+    assert rate_between({1e9: 8.0}, 1e11) == (8.0, "sweep@1e9")  # one sweep: its rate
+
+
+def test_a_later_sweep_starts_from_its_own_rates_or_from_the_choice_before_it():
+    family = Sweep(lr=[2, 4, 8], dropout=[0.0])
+    assert LrSweep(budget=1e10).grid(family, 0.5) == family  # no rates: the family's
+    assert LrSweep(budget=1e10, lr=[0.25, 1]).grid(family, 0.5).lr == [0.25, 1.0]
+    relative = LrSweep(budget=1e10, lr=[0.25, 0.5, 1], relative=True).grid(family, 0.5)
+    assert relative.lr == [0.125, 0.25, 0.5] and relative.dropout == [0.0]  # the rest kept
