@@ -138,9 +138,7 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
             "bound": sum(r.get("status") == "bound" and not _stopped(r) for r in frontier),
             "failed": sum(r.get("status") == "failed" for r in frontier),
             "planned": plan["runs"] if plan else None,
-            "left": max(plan["runs"] - finished - flying - _stopped_runs(families), 0)
-            if plan
-            else None,
+            "left": _runs_left(families) if plan else None,
         },
         "flops": {
             "done": sum(r.get("train_flops") or 0.0 for r in frontier if _ok(r)),
@@ -149,13 +147,15 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
     }
 
 
-def _stopped_runs(families: dict[str, Any]) -> int:
-    """The planned runs of the budgets a stop rule skipped (they will not run)."""
+def _runs_left(families: dict[str, Any]) -> int:
+    """The planned runs not yet finished or in flight, budget by budget (extra runs at one
+    budget, widened sweeps or edge sizes, do not stand for the planned runs of another);
+    none at a complete budget or one a stop rule skipped."""
     return sum(
-        cell["planned"] or 0
+        max((cell["planned"] or 0) - cell["finished"] - cell["in_flight"], 0)
         for entry in families.values()
         for cell in entry["budgets"].values()
-        if cell["state"] == "stopped"
+        if cell["state"] not in ("complete", "stopped")
     )
 
 

@@ -89,12 +89,12 @@ def frontier_point(data: dict, family: str, budget: str) -> dict:
 
 
 def test_the_frontier_table_is_frontier_json():
-    """The headline: each family's best validation bpb per budget (mean of the seeds, their
+    """The first frontier: each family's best validation bpb per budget (mean of the seeds, their
     range, the size, whether it is the ladder's edge), LLaMA's measured lead over BDH against
     the seed spread, and BDH's compute multiplier marked inside its runs or extrapolated, as
     frontier.json has them."""
     found = [t for t in tables_with(FRONTIER, "bdh") if len(t[1]) == 6]
-    assert len(found) >= 2, "the frontier table is gone from README.md or docs/results.md"
+    assert found, "the first frontier's table is gone from docs/results.md"
     data = json.loads((REPO / "results/wikitext2-frontier/frontier.json").read_text())
     families = {"bdh": "bdh", "gpt2-scratch": "gpt2", "llama-tiny": "llama"}
     measured = {r["budget"]: r for r in data["measured"]["at_budgets"]}
@@ -117,6 +117,47 @@ def test_the_frontier_table_is_frontier_json():
             low, high = m["multiplier_band"]
             where = "extrapolated" if m["extrapolated"] else "inside its runs"
             assert multiplier == f"{m['multiplier']:.2f}x ({low:.2f}-{high:.2f}), {where}", page
+
+
+CROSSING = "budget (training FLOPs)"
+
+
+def test_the_crossing_table_is_frontier_json():
+    """The headline (README) and docs/results.md: the crossing matrix's complete budgets, each
+    family's best validation bpb there (its seeds' range where it has two), the size, or
+    `stopped`; LLaMA's measured lead (against the seed spread, or one seed); BDH's compute
+    multiplier, inside its runs or extrapolated; as results/wikitext2-crossing/frontier.json
+    has them (a snapshot rewritten mid-run changes them: the tables must follow)."""
+    found = tables_with(CROSSING, "bdh")
+    assert {page for page, *_ in found} == {"README.md", "docs/results.md"}, found
+    data = json.loads((REPO / "results/wikitext2-crossing/frontier.json").read_text())
+    measured = {r["budget"]: r for r in data["measured"]["at_budgets"]}
+    multipliers = {m["budget"]: m for m in data["compute_multiplier"]["at_budgets"]}
+    for page, header, body in found:
+        assert header[1:4] == ["bdh", "llama", "gpt2"], page
+        budgets = [f"flops {float(row[0]):g}" for row in body]
+        assert budgets == list(measured), page  # every complete budget, no other
+        for budget, row in zip(budgets, body, strict=True):
+            for family, cell in zip(header[1:4], row[1:4], strict=True):
+                points = [p for p in data["families"][family]["frontier"] if p["budget"] == budget]
+                if not points:
+                    assert cell == "stopped" and data["families"][family]["stopped"], page
+                    continue
+                (p,) = points
+                seeds = p["val_bpb_seeds"]
+                spread = f" ({min(seeds):.3f}-{max(seeds):.3f})" if len(seeds) > 1 else ""
+                size = p["model"].removeprefix(f"{family}-")
+                edge = ", edge" if p["edge"] else ""
+                assert cell == f"{p['val_bpb']:.3f}{spread}, {size}{edge}", page
+            m = measured[budget]
+            assert m["against"] == "llama" and m["leader"] == "llama", page
+            compared = {True: "beyond the seed spread", False: "within the seed spread"}
+            said = compared[m["beyond_seed_spread"]] if m["seeds_compared"] else "one seed"
+            assert row[4] == f"{-m['gap']:.3f}, {said}", page
+            c = multipliers[budget]
+            low, high = c["multiplier_band"]
+            where = "extrapolated" if c["extrapolated"] else "inside its runs"
+            assert row[5] == f"{c['multiplier']:.2f}x ({low:.2f}-{high:.2f}), {where}", page
 
 
 def test_the_frontier_test_table_is_frontier_json():

@@ -206,3 +206,15 @@ def test_a_one_seed_budget_is_complete_once_its_ladder_is_final_before_the_point
     two = [{**r, "frontier_point": None} for r in complete_records()[:-1]]
     status = progress.progress(two, with_sizes)
     assert status["families"]["bdh"]["budgets"]["flops 2e+12"]["state"] == "in progress"
+
+
+def test_extra_runs_at_one_budget_do_not_count_against_another_budgets_plan():
+    """A widened sweep at 1e12 (6 runs finished and 1 running, of 5 planned) leaves the 4
+    planned runs of 2e12 still to run: 4 left, not 9 - 7."""
+    sweep = {"sweep": "lr@1e12"}
+    rates = [0.25e-3, 0.5e-3, 1e-3, 2e-3, 4e-3, 8e-3]
+    records = [run("bdh-b", "flops 1e+12", lr, bpb=2.0 + lr, **sweep) for lr in rates]
+    records.append(run("bdh-b", "flops 1e+12", 16e-3, status="running", **sweep))
+    status = progress.progress(records, PLAN)
+    assert status["families"]["bdh"]["budgets"]["flops 1e+12"]["finished"] == 6
+    assert status["runs"]["left"] == 4
