@@ -221,3 +221,28 @@ def budget_windows(
         [sizes[j] for j in ladder_window(len(sizes), per_budget, n_budgets, i)]
         for i in range(n_budgets)
     ]
+
+
+def check_sweep(sweep: Sweep | None, where: str) -> None:
+    """One-line errors for a sweep's repeated or empty values and dropout out of [0, 1)."""
+    if sweep is None:
+        return
+    for name in ("lr", "dropout", "weight_decay"):
+        values = getattr(sweep, name)
+        if values is not None and (not values or len(set(values)) != len(values)):
+            raise UserError(f"{where}.{name}: give distinct numbers, e.g. [1, 2], got {values}")
+    if sweep.dropout and max(sweep.dropout) >= 1:
+        raise UserError(f"{where}.dropout: values must be in [0, 1), got {sweep.dropout}")
+
+
+def check_lr_sweeps(sweeps: list[LrSweep], values: list[float]) -> None:
+    """A frontier's later sweeps: at its budgets after the smallest (`values`), ascending,
+    each once, with distinct rates."""
+    at = [s.budget for s in sweeps]
+    if any(c not in values[1:] for c in at) or at != sorted(set(at)):
+        raise UserError(
+            f"lr_sweeps: budgets {[f'{c:g}' for c in at]}: each later sweep runs at one of the "
+            f"budgets after the smallest, {[f'{c:g}' for c in values[1:]]}, ascending, once"
+        )
+    for i, sweep in enumerate(sweeps):
+        check_sweep(Sweep(lr=sweep.lr) if sweep.lr is not None else None, f"lr_sweeps[{i}]")

@@ -165,6 +165,17 @@ def rate_between(scales: dict[float, float], budget: float) -> tuple[float, str]
     )
 
 
+def budget_groups(n: int, sweeps: list[int], one_by_one: bool = False) -> list[list[int]]:
+    """A family's budgets (indices 0..n-1) in the order its ladders run: a group up to each
+    later sweep's budget (`sweeps`), run once that sweep is done, then the budgets beyond
+    the last; `one_by_one` (a family with a stop rule): each budget alone, so that a sweep
+    past the budget where it stops never runs."""
+    if one_by_one:
+        return [[i] for i in range(n)]
+    ends = sorted({*sweeps, n - 1})
+    return [list(range(a + 1, b + 1)) for a, b in zip([-1, *ends[:-1]], ends, strict=True)]
+
+
 def next_size(results: dict[int, dict], n_sizes: int) -> int | None:
     """The ladder index to try next at one budget ({index: record} of its runs): the
     neighbour beyond the best when the best is the smallest or largest usable size tried

@@ -34,6 +34,7 @@ from bdh_pl.bench import report, spec, stats
 from bdh_pl.bench.budget import Budget, Setting, Shape, Size, Sweep, budget_text, budget_windows
 from bdh_pl.bench.ladder import (
     StopRule,
+    budget_groups,
     edge_reason,
     flops_text,
     next_size,
@@ -155,16 +156,8 @@ class Matrix(RunQueue):
             run.record.update({"learning_rate_source": source, "shape": _name(shape)})
             return run
 
-        # the budgets in groups, each run once the sweep at or above its budgets is done (a
-        # family with a stop rule: one budget after another, each once the other's is: a
-        # sweep past the budget where it stops never runs)
-        rule, ends = entry.stop_after_behind, sorted({*later, len(budgets) - 1})
-        groups = (
-            [[i] for i in range(len(budgets))] if rule is not None
-            else [list(range(a + 1, b + 1)) for a, b in zip([-1, *ends[:-1]], ends, strict=True)]
-        )  # fmt: skip
-        done = 0
-        for group in groups:
+        rule, done = entry.stop_after_behind, 0
+        for group in budget_groups(len(budgets), list(later), one_by_one=rule is not None):
             if rule is not None and self.behind(entry, rule, group[0], tag):
                 break
             unswept = [i for i in group if values[i] not in scales]

@@ -62,6 +62,8 @@ from bdh_pl.bench.budget import (
     Size,
     Sweep,
     budget_text,
+    check_lr_sweeps,
+    check_sweep,
 )
 from bdh_pl.bench.ladder import StopRule, check_ladder, check_names
 from bdh_pl.errors import UserError
@@ -246,7 +248,7 @@ def check(spec: BenchmarkSpec) -> BenchmarkSpec:
     if not datasets or not spec.models:
         raise UserError("dataset and models must not be empty")
     _check_budget(spec.budget, "budget")
-    _check_sweep(spec.sweep, "sweep")
+    check_sweep(spec.sweep, "sweep")
     if spec.seeds is not None and (not spec.seeds or len(set(spec.seeds)) != len(spec.seeds)):
         raise UserError(f"seeds: give distinct seeds, e.g. [1337, 1338], got {spec.seeds}")
     if spec.seeds and (bad := [s for s in spec.seeds if not 0 <= s < 2**32]):
@@ -291,14 +293,7 @@ def _check_budgets(spec: BenchmarkSpec) -> None:
             f"budgets: give one kind in ascending order without repeats, got "
             f"{[budget_text(b) for b in budgets]}"
         )
-    at = [s.budget for s in spec.lr_sweeps or []]
-    if any(c not in values[1:] for c in at) or at != sorted(set(at)):
-        raise UserError(
-            f"lr_sweeps: budgets {[f'{c:g}' for c in at]}: each later sweep runs at one of the "
-            f"budgets after the smallest, {[f'{c:g}' for c in values[1:]]}, ascending, once"
-        )
-    for i, sweep in enumerate(spec.lr_sweeps or []):
-        _check_sweep(Sweep(lr=sweep.lr) if sweep.lr is not None else None, f"lr_sweeps[{i}]")
+    check_lr_sweeps(spec.lr_sweeps or [], values)
 
 
 def _check_budget(budget: Budget | None, where: str) -> None:
@@ -321,17 +316,6 @@ def _check_budget(budget: Budget | None, where: str) -> None:
         )
 
 
-def _check_sweep(sweep: Sweep | None, where: str) -> None:
-    if sweep is None:
-        return
-    for name in ("lr", "dropout", "weight_decay"):
-        values = getattr(sweep, name)
-        if values is not None and (not values or len(set(values)) != len(values)):
-            raise UserError(f"{where}.{name}: give distinct numbers, e.g. [1, 2], got {values}")
-    if sweep.dropout and max(sweep.dropout) >= 1:
-        raise UserError(f"{where}.dropout: values must be in [0, 1), got {sweep.dropout}")
-
-
 def _check_entry(
     entry: ModelEntry,
     index: int,
@@ -345,13 +329,13 @@ def _check_entry(
     if not NAME.match(name):
         raise UserError(f"{where}: name {name!r} must be letters, digits, . _ - only")
     _check_budget(entry.budget, f"{where}.budget")
-    _check_sweep(entry.sweep, f"{where}.sweep")
+    check_sweep(entry.sweep, f"{where}.sweep")
     sweep = entry.sweep or default_sweep
     if budgets is not None:
         if entry.budget is not None:
             raise UserError(f"{where}: a frontier's models take the benchmark's `budgets`")
         sizes, per_budget, sweep_size = check_ladder(entry, name, where, len(budgets))
-        _check_sweep(entry.shape_sweep, f"{where}.shape_sweep")
+        check_sweep(entry.shape_sweep, f"{where}.shape_sweep")
         for shape in entry.shapes or []:
             if not NAME.match(shape.name):
                 raise UserError(

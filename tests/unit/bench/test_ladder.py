@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from bdh_pl.bench.budget import LrSweep, Sweep
-from bdh_pl.bench.ladder import edge_reason, next_size, rate_between
+from bdh_pl.bench.ladder import budget_groups, edge_reason, next_size, rate_between
 from bdh_pl.bench.record import Record
 from bdh_pl.bench.run_queue import RunQueue
 
@@ -103,3 +103,10 @@ def test_a_later_sweep_starts_from_its_own_rates_or_from_the_choice_before_it():
     assert LrSweep(budget=1e10, lr=[0.25, 1]).grid(family, 0.5).lr == [0.25, 1.0]
     relative = LrSweep(budget=1e10, lr=[0.25, 0.5, 1], relative=True).grid(family, 0.5)
     assert relative.lr == [0.125, 0.25, 0.5] and relative.dropout == [0.0]  # the rest kept
+
+
+def test_budgets_run_in_groups_up_to_each_later_sweep_or_one_by_one():
+    assert budget_groups(7, [3, 6]) == [[0, 1, 2, 3], [4, 5, 6]]  # sweeps at 1.6e13, 1.28e14
+    assert budget_groups(5, [2]) == [[0, 1, 2], [3, 4]]  # budgets beyond the last sweep
+    assert budget_groups(3, []) == [[0, 1, 2]]
+    assert budget_groups(3, [2], one_by_one=True) == [[0], [1], [2]]  # a stop rule
