@@ -44,7 +44,7 @@ from bdh_pl.bench.ladder import (
 from bdh_pl.bench.plan import plan_lines, previous_records
 from bdh_pl.bench.progress import STOPPED
 from bdh_pl.bench.record import Record
-from bdh_pl.bench.run_queue import Run, RunQueue, reusable, say, wait
+from bdh_pl.bench.run_queue import Run, RunQueue, say, wait
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text, check_writable, lock_folder
@@ -85,7 +85,7 @@ class Matrix(RunQueue):
                         future.result()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        records = self.write()
+        records = self.write(final=True)
         for path in report.write_charts(self.bench.out_dir, self.bench.experiment, records):
             say(f"chart {path}")
         say(f"results in {self.bench.out_dir}/ (metrics.json, metrics.csv, summary.md, charts/)")
@@ -370,7 +370,7 @@ def run_benchmark(
         atomic_write_text(out / "benchmark.yaml", spec.as_yaml(bench))
         plan_.remember(out, plan_.planned(bench))
         previous = previous_records(out) if resume else []
-        if kept := sum(reusable(r) for r in previous):
+        if kept := sum(records_.reusable(r) for r in previous):
             say(f"resuming: {kept} records of an earlier run in {out}/")
         return Matrix(bench, command, previous, rekey=rekey).run()
     finally:

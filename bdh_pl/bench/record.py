@@ -182,3 +182,10 @@ def environment(cwd: Path | None = None) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "lightning_version": lightning.__version__,
     }
+
+
+def reusable(record: dict) -> bool:
+    """A finished run, or one whose fit finished before the benchmark was stopped."""
+    finished = record.get("status") == "ok"
+    fitted = record.get("status") == "running" and record.get("train_steps") is not None
+    return bool(record.get("config_hash")) and (finished or fitted)

@@ -81,9 +81,10 @@ class RunQueue:
         self._seconds_per_step: dict[str, float] = {}
         # Finished runs of an earlier, interrupted invocation, by what they ran; with `rekey`
         # (the config files' text changed, not what the runs are) also by their run's folder.
-        previous = [r for r in previous if reusable(r)]
+        previous = [r for r in previous if records_.reusable(r)]
         self._previous = {r["config_hash"]: r for r in previous}
         self._rekey = {r.get("config"): r for r in previous} if rekey else {}
+        self._taken: set[str] = set()  # keys of earlier records a run of this one has taken
         self._lock = threading.Lock()  # records and result files
         self._build_lock = threading.Lock()  # config parsing and model building
         self._pool = ThreadPoolExecutor(bench.jobs, thread_name_prefix="run")
@@ -96,9 +97,13 @@ class RunQueue:
         """`path` relative to the benchmark's folder, as an absolute path."""
         return path if path.is_absolute() else self._cwd / path
 
-    def write(self) -> list[dict]:
+    def write(self, final: bool = False) -> list[dict]:
+        """The records and result files; until the `final` write, also the earlier
+        invocation's runs this one has not reached yet (so a restart stopped early keeps them)."""
         with self._lock:
             records = [r.as_dict() for r in self.records]
+            if not final:
+                records += [r for key, r in self._previous.items() if key not in self._taken]
             out = self.here(self.bench.out_dir)
             report.write_results(
                 out, self.bench.experiment, records, self.command, self.bench.out_dir
@@ -147,6 +152,8 @@ class RunQueue:
         record.wall_time_s = round(time.perf_counter() - start, 1)
         previous = self._previous.get(record.config_hash) or self._rekey.get(record.config)
         if run.ok and previous:
+            with self._lock:
+                self._taken.add(previous["config_hash"])
             self.resume(run, previous)
         return run
 
@@ -375,13 +382,6 @@ def run_key(bench: BenchmarkSpec, entry: ModelEntry, setting: Setting, seed: int
     if entry.budget.flops is not None:  # steps from FLOPs: by which rule is part of the run
         what.append("flops: 3x reference forward")
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]
-
-
-def reusable(record: dict) -> bool:
-    """A finished run, or one whose fit finished before the benchmark was stopped."""
-    finished = record.get("status") == "ok"
-    fitted = record.get("status") == "running" and record.get("train_steps") is not None
-    return bool(record.get("config_hash")) and (finished or fitted)
 
 
 def wait(futures: list[Future]) -> None:

@@ -660,3 +660,33 @@ def test_a_partial_snapshot_has_the_points_of_its_final_one_seed_budgets(
 
     plot.main(["--results", str(bench.out_dir)])
     assert (bench.out_dir / "charts" / "frontier_flops.png").is_file()
+
+
+def test_a_restart_stopped_before_it_reaches_the_earlier_runs_keeps_their_records(
+    data_dir, tmp_path, monkeypatch
+):
+    """A restart rewrites metrics.json as it goes; stopped before it has reached the earlier
+    invocation's finished runs, it must still list them (else a third start, from a copy
+    without the checkpoints, would train them again). A finished matrix lists only its own."""
+    monkeypatch.setattr(run_queue, "run_stage", FakeStages())
+    bench = one_budget_spec(tmp_path)
+    first = matrix.run_benchmark(bench, "cmd")
+    previous = plan_previous(bench.out_dir)
+    assert len(previous) == len(first) and all(r["status"] == "ok" for r in previous)
+    restart = matrix.Matrix(bench, "cmd", previous)
+    restart.write()  # the restart's first write, before any run is reached
+    kept = json.loads((bench.out_dir / "metrics.json").read_text())["records"]
+    assert sorted(_runs(kept)) == sorted(_runs(first))
+    assert {r["config_hash"]: r["best_val_loss"] for r in kept} == {
+        r["config_hash"]: r["best_val_loss"] for r in first
+    }
+    key = run_queue.run_key  # a restart whose runs are all new (another key): its final
+    monkeypatch.setattr(run_queue, "run_key", lambda *a: "new-" + key(*a))  # records are its own
+    again = matrix.run_benchmark(bench, "cmd")
+    assert len(again) == len(first) and all(r["config_hash"].startswith("new-") for r in again)
+
+
+def plan_previous(out):
+    from bdh_pl.bench.plan import previous_records
+
+    return previous_records(out)
