@@ -4,6 +4,7 @@ that far; and the readers that fill it from a fit run's metrics and a test run's
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import statistics
 from dataclasses import dataclass
@@ -141,6 +142,15 @@ def fit_figures(fit_dir: Path, global_step: int | None, per_step: int) -> dict[s
     if peaks := [v for _, v in curves.get("train/peak_memory_mb", [])]:
         figures["train_peak_memory_mb"] = max(peaks)
     return figures
+
+
+def logged_seconds_before_resumes(fit_dir: Path) -> float:
+    """Training seconds of a fit's parts before its last resume, as its metrics logged them:
+    the ThroughputMonitor's running `train/time` (validation excluded) restarts with each part,
+    so each part's last value counts. The only record of that time in a checkpoint saved before
+    Lightning's Timer was added to every fit."""
+    times = [t for _, t in charts.read_metrics(fit_dir).get("train/time", [])]
+    return sum(t for t, after in itertools.pairwise(times) if after < t)
 
 
 def test_figures(test_dir: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from bdh_pl.bench import record as records_
 from bdh_pl.bench import report, resolve
 from bdh_pl.bench.budget import Setting, budget_text
 from bdh_pl.bench.record import Record
-from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage
+from bdh_pl.bench.runner import StageFailed, read_checkpoint_state, run_stage, trained_seconds
 from bdh_pl.bench.spec import BenchmarkSpec, ModelEntry
 from bdh_pl.errors import UserError
 from bdh_pl.fileio import atomic_write_text
@@ -266,9 +266,11 @@ class RunQueue:
         if not run.entry.budget.trains:
             record.update({"train_steps": 0, "train_tokens": 0})
             return
-        run.stage = "fit"
+        run.stage, earlier = "fit", 0.0
         try:
             resume = self.unfinished_fit(run)
+            # the time to the checkpoint resumed from: the record times the run as one fit
+            earlier = (trained_seconds(resume) or 0.0) if resume else 0.0
             if resume is None:
                 shutil.rmtree(self.here(run.root), ignore_errors=True)  # a re-run replaces its logs
                 self.here(run.root).mkdir(parents=True)
@@ -283,23 +285,19 @@ class RunQueue:
                 f"{record.tokens_per_step:,} tokens ({run.config_path})"
             )
             record.load_avg_start = _load_average()
-            fit_dir = run_stage(
-                "fit",
-                run.config_path,
-                run.root,
-                ["--ckpt_path", str(resume)] if resume else [],
-                env=self.bench.env,
-                echo=self._echo,
-                cwd=self._cwd,
-            )
+            resumed = ["--ckpt_path", str(resume)] if resume else []
+            fit_dir = run_stage("fit", run.config_path, run.root, resumed, self.bench.env,
+                                self._echo, self._cwd)  # fmt: skip
             record.load_avg_end = _load_average()
             global_step, ckpt = read_checkpoint_state(fit_dir, self._cwd)
             figures = records_.fit_figures(self.here(fit_dir), global_step, record.tokens_per_step)
+            earlier = max(earlier, records_.logged_seconds_before_resumes(self.here(fit_dir)))
             record.update(figures | {"fit_run": str(fit_dir)})
             run.ckpt_args = ["--ckpt_path", str(ckpt)]
         except Exception as err:
             self.fail(run, err)
-        record.fit_time_s = round(time.perf_counter() - start, 1)
+        seconds = time.perf_counter() - start
+        record.fit_time_s = round(earlier + seconds, 1)
         record.wall_time_s = round((record.wall_time_s or 0) + record.fit_time_s, 1)
 
     def unfinished_fit(self, run: Run) -> Path | None:

@@ -122,3 +122,11 @@ def read_checkpoint_state(fit_dir: Path, cwd: Path | None = None) -> tuple[int |
     if best and (best if best.is_absolute() else base / best).is_file():
         return state.get("global_step"), best
     return state.get("global_step"), candidates[-1]
+
+
+def trained_seconds(ckpt: Path) -> float | None:
+    """Seconds the fit had run (training and its validations) when `ckpt` was saved: the state
+    of Lightning's Timer, which every fit's checkpoints hold; None for a checkpoint without it
+    (saved by an older version), whose earlier time is unknown."""
+    timer = ((checkpoint_fields(ckpt) or {}).get("callbacks") or {}).get("Timer")
+    return float(timer["time_elapsed"]["train"]) if timer else None

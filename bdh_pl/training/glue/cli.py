@@ -14,6 +14,7 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -127,6 +128,8 @@ class BDHLightningCLI(LightningCLI):
                 # its score improves, and two writers would number it last-v1.ckpt.
                 callback.save_last = False
             trainer.callbacks.append(LastCheckpoint())
+        if not any(isinstance(c, Timer) for c in trainer.callbacks):  # max_time adds its own
+            trainer.callbacks.append(Timer(verbose=False))  # a resumed fit's clock goes on
         return trainer
 
     def _parse_ckpt_path(self) -> None:

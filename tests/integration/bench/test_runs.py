@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from bdh_pl.bench import matrix, run_queue, runner, spec
@@ -65,6 +66,7 @@ class Stages:
 
     def __init__(self, monkeypatch, kill: bool) -> None:
         self.kill, self.fit_args, self.killed_at = kill, [], None
+        self.seconds = self.trained = 0.0  # the fit subprocess's time; the Timer's at the kill
         started = self.started = []
 
         class Recorded(subprocess.Popen):
@@ -84,7 +86,11 @@ class Stages:
             return version
         self.fit_args.append(list(extra))
         if not self.kill:
-            return runner.run_stage(stage, config_path, root, extra, env, echo, cwd)
+            start = time.perf_counter()
+            try:
+                return runner.run_stage(stage, config_path, root, extra, env, echo, cwd)
+            finally:
+                self.seconds += time.perf_counter() - start
         # Each save pauses before its rename, so the kill lands before the run's end.
         env = {**(env or {}), **slow_saves(0.5)}
         watcher = threading.Thread(target=self.kill_mid_run, args=(Path(root),), daemon=True)
@@ -102,6 +108,7 @@ class Stages:
         self.started[-1].kill()  # SIGKILL: no clean-up, no checkpoint on the way out
         self.started[-1].wait()
         self.killed_at = saved_step(last)
+        self.trained = runner.trained_seconds(last)
 
 
 @pytest.mark.slow
@@ -122,6 +129,9 @@ def test_a_run_killed_mid_fit_resumes_from_its_last_checkpoint(data_dir, tmp_pat
     root = bench.out_dir / "runs" / "bdh" / "lr1x-seed1"
     assert again.fit_args == [["--ckpt_path", str(root / "version_0/checkpoints/last.ckpt")]]
     assert resumed["status"] == "ok" and resumed["fit_run"] == str(root / "version_0")
+    # Timed as one fit: the killed part up to its checkpoint, then the resumed part.
+    assert killing.trained > 0  # ten steps and a validation at least
+    assert resumed["fit_time_s"] >= round(killing.trained + again.seconds, 1) - 0.1
 
     straight_bench = one_run_spec(tmp_path / "straight")
     monkeypatch.setattr(run_queue, "run_stage", Stages(monkeypatch, kill=False))
@@ -150,3 +160,11 @@ def test_another_runs_checkpoint_is_never_continued(tmp_path, monkeypatch):
     (root / run_queue.RUN_KEY_FILE).write_text(run.record.config_hash)
     assert queue.unfinished_fit(run) == root / "version_0" / "checkpoints" / "last.ckpt"
     queue._pool.shutdown()
+
+
+def test_a_checkpoint_without_the_timer_leaves_the_earlier_time_unknown(tmp_path):
+    timed, untimed = tmp_path / "timed.ckpt", tmp_path / "untimed.ckpt"
+    torch.save({"callbacks": {"Timer": {"time_elapsed": {"train": 12.5}}}}, timed)
+    torch.save({"callbacks": {"LastCheckpoint": {}}, "global_step": 3}, untimed)
+    assert runner.trained_seconds(timed) == 12.5
+    assert runner.trained_seconds(untimed) is None
