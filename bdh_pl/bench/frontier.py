@@ -82,14 +82,15 @@ def with_rule(record: dict, train_split_tokens: int | None = None) -> dict:
 
 
 def families(records: list[dict], train_split_tokens: int | None = None) -> dict[str, list[dict]]:
-    """The frontier runs by family (in order of first appearance), on the FLOPs rule: the
-    finished ones and the `bound` ones (kept to be listed, never used as points)."""
+    """The frontier runs by family (families by name: a family keeps its colour in every chart
+    whatever order a restart wrote the records in), on the FLOPs rule: the finished ones and
+    the `bound` ones (kept to be listed, never used as points)."""
     out: dict[str, list[dict]] = {}
     for r in records:
         finished = r.get("status") == "ok" and _number(r.get("best_val_bpb"))
         if r.get("family") and (finished or r.get("bound")):
             out.setdefault(r["family"], []).append(with_rule(r, train_split_tokens))
-    return out
+    return dict(sorted(out.items()))
 
 
 def _mean(values: list) -> float | None:

@@ -238,3 +238,8 @@ def test_a_crossing_whose_resamples_mostly_never_cross_is_said_not_a_crash():
     assert "5-95%: beyond 2e+15 to beyond 2e+15; 100% of resamples never cross" in out["statement"]
     out = crossing.fitted_crossing(entries, fits, {"bdh": [], "llama": []}, "rule")
     assert "no bootstrap fits: no band" in out["statement"]
+
+
+def test_families_keep_one_order_whatever_order_the_records_were_written_in():
+    runs = records("llama", curve(1.0, 50.0, 0.1)) + records("bdh", curve(1.0, 60.0, 0.1))
+    assert list(frontier.families(runs)) == list(frontier.families(runs[::-1])) == ["bdh", "llama"]
