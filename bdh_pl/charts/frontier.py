@@ -10,8 +10,10 @@
   beyond; the fitted crossing as its 5-95% band with the central value, never a bare mark.
 - chosen_size.png: the chosen size and its training tokens per budget per family, with the
   tokens of 1 and 4 epochs of the training split: where the data caps the choice.
-- frontier_seconds.png: the time frontier, the lowest validation bpb of any run that finished
-  within each wall-clock time, every run behind it; the machine's load in the caption.
+
+No time frontier: a run's wall time on the shared 2-core machine depends on the load and on
+pauses (the same 2e12 GPT-2 run took 233 s at one rate, 6,238 s at the next), so a chart of the
+best loss within t seconds would rank the machine's hours, not the models (docs/results.md).
 """
 
 from __future__ import annotations
@@ -35,10 +37,9 @@ from bdh_pl.charts.style import (
     suptitle,
 )
 
-FRONTIER_CHARTS = ("isoflop", "frontier_flops", "chosen_size", "frontier_seconds")
+FRONTIER_CHARTS = ("isoflop", "frontier_flops", "chosen_size")
 VAL_AXIS = "validation loss (bits per byte)"
 FLOPS_AXIS = "training FLOPs (3 x forward FLOPs per token x tokens)"
-SECONDS_AXIS = "wall-clock seconds of the fit (training + validation)"
 PARAMS_AXIS = "parameters (count)"
 TOKENS_AXIS = "training tokens (count)"
 HOLLOW_STAR = {**STAR, "facecolors": "white"}
@@ -280,55 +281,10 @@ def chosen_size_figure(result: dict) -> Figure:
     return fig
 
 
-def seconds_figure(result: dict) -> Figure:
-    fig = new_figure(1, width=8.0, height=5.0)
-    ax = fig.subplots()
-    loads = []
-    for i, (family, entry) in enumerate(result["families"].items()):
-        color = model_color(i)
-        runs = sorted(
-            (r for r in entry["runs"] if number(r.get("fit_time_s")) and number(r.get("val_bpb"))),
-            key=lambda r: r["fit_time_s"],
-        )
-        if not runs:
-            continue
-        loads += [v for r in runs for v in (r.get("load_avg_start"), r.get("load_avg_end")) if v]
-        front, behind, best = [], [], np.inf
-        for r in runs:
-            if r["val_bpb"] < best:
-                best = r["val_bpb"]
-                front.append((r["fit_time_s"], best))
-            else:
-                behind.append(r)
-        ax.scatter([r["fit_time_s"] for r in behind], [r["val_bpb"] for r in behind], marker="x",
-                   color=color, alpha=0.4, s=20, label=f"{family}: a run behind the front")  # fmt: skip
-        times, losses = zip(*front, strict=True)
-        ax.step([*times, runs[-1]["fit_time_s"]], [*losses, losses[-1]], where="post",
-                color=color, lw=1.5, marker="o", ms=4, markevery=list(range(len(times))),
-                label=f"{family}: best within t seconds")  # fmt: skip
-    log_axis(ax, "x")
-    finish_axes(ax, "Time frontier: the lowest validation loss of any run that finished within "
-                "t seconds", SECONDS_AXIS, VAL_AXIS)  # fmt: skip
-    legend_outside(fig, ncols=3)
-    load = (
-        f" The 1-minute load average of the 2-core machine ranged {min(loads):.1f}-"
-        f"{max(loads):.1f} while they ran: seconds depend on it, losses do not."
-        if loads
-        else ""
-    )
-    caption(fig, "Every run of the complete budgets, learning-rate sweeps and shape search "
-            "included, each on one thread; the step: the best loss reached by a run no longer "
-            "than t. The runs were sized by "
-            f"FLOPs, not time: a frontier of the runs made, not of runs planned by time.{load}"
-            + _partial_note(result))  # fmt: skip
-    return fig
-
-
 FIGURES = {
     "isoflop": isoflop_figure,
     "frontier_flops": frontier_figure,
     "chosen_size": chosen_size_figure,
-    "frontier_seconds": seconds_figure,
 }
 
 

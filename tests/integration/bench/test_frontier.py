@@ -51,7 +51,7 @@ def test_plot_results_rewrites_a_frontiers_summary_numbers_and_charts(tmp_path):
     assert "FLOPs rule: training FLOPs = 3 x forward" in summary
     assert "Not run: llama at flops 2.15e+13." in summary
     assert (tmp_path / "frontier.csv").read_text().count("\n") == 2 * len(BUDGETS)
-    for name in ("isoflop", "frontier_flops", "chosen_size", "frontier_seconds"):
+    for name in ("isoflop", "frontier_flops", "chosen_size"):
         assert (tmp_path / "charts" / f"{name}.png").is_file()
 
 
@@ -80,4 +80,4 @@ def test_step_budgets_with_sizes_draw_and_replot(tmp_path):
     _write_metrics(tmp_path, runs)
     plot.main(["--results", str(tmp_path)])  # the charts and summaries the benchmark writes
     assert "steps 12" in (tmp_path / "summary.md").read_text()
-    assert len(list((tmp_path / "charts").glob("*.png"))) == 4
+    assert len(list((tmp_path / "charts").glob("*.png"))) == 3
