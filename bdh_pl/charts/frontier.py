@@ -198,12 +198,23 @@ def _error_bars(ax, points: list[dict], color: str) -> None:
                 capsize=3)  # fmt: skip
 
 
+def exact_fit(fit: dict) -> bool:
+    """A fit through as many points as its 3 parameters: it has no residual to estimate a
+    band from, and its extrapolation is the curve the points happen to define."""
+    return len(fit.get("budgets_used") or []) <= 3
+
+
 def _fit_lines(ax, curve: dict, fit: dict, color: str, label: str, rule: bool = True) -> None:
-    """Solid over the measured range, dashed beyond; the band shaded, lighter beyond."""
+    """Solid over the measured range, dashed beyond; the band shaded, lighter beyond. An
+    exact fit: over its points only, no band."""
     flops, loss = np.asarray(curve["flops"]), np.asarray(curve["val_bpb"])
     inside = flops <= curve["measured_range"][1] * (1 + 1e-9)
     cut = int(inside.sum())
     text = f"{label}: {fit['E']:.2f} + {fit['A']:.3g} C^-{fit['alpha']:.3f}"
+    if exact_fit(fit):
+        text += " (exact through 3 points: no band, not extended)"
+        ax.plot(flops[:cut], loss[:cut], "-" if rule else "-.", color=color, lw=1.6, label=text)
+        return
     ax.plot(flops[:cut], loss[:cut], "-" if rule else "-.", color=color, lw=1.6, label=text)
     ax.plot(flops[cut - 1 :], loss[cut - 1 :], "--" if rule else "-.", color=color, lw=1.1,
             alpha=0.6)  # fmt: skip

@@ -97,3 +97,21 @@ def test_the_isoflop_curves_leave_out_the_shapes_the_ladder_did_not_choose():
     fig = charts.isoflop_figure(result)
     drawn = [x for line in fig.axes[0].lines for x in line.get_xdata()]
     assert 9e5 not in drawn and 2e5 in drawn
+
+
+def test_a_fit_through_three_points_is_drawn_over_them_only():
+    runs = records("bdh", curve(0.8, 5e4, 0.4), noise=0.002)
+    runs += [r for r in records("gpt2", curve(1.2, 1e3, 0.3)) if r["budget_flops"] < 1e13]
+    result = frontier.frontier(runs)
+    assert len(result["families"]["gpt2"]["fit"]["budgets_used"]) == 3
+    ax = charts.frontier_figure(result).axes[0]
+    top = result["families"]["gpt2"]["fit"]["measured_range"][1]
+    gpt2_fit = next(t for t in legend(ax.figure) if t.startswith("gpt2 fit"))
+    assert "exact through 3 points" in gpt2_fit
+    # gpt2's colour draws no line past its largest point; bdh's (5 points) is extended.
+    ends: dict[str, float] = {}
+    for line in ax.get_lines():
+        x = line.get_xdata()
+        if len(x) > 1:
+            ends[line.get_color()] = max(ends.get(line.get_color(), 0.0), max(x))
+    assert ends["C1"] <= top * (1 + 1e-9) and ends["C0"] > 10 * top
