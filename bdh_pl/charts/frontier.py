@@ -70,9 +70,13 @@ def _partial_note(result: dict) -> str:
         f"{len(e['budgets'])}"
         for family, e in status["families"].items()
     )
+    order = ("in progress", "not started", "stopped")  # bench/progress.py's states
+    seen = {c["state"] for e in status["families"].values() for c in e["budgets"].values()}
+    others = [state for state in order if state in seen] or ["in progress"]
+    others = [*others[:-2], " or ".join(others[-2:])]
     return (
         f" PARTIAL: the frontier is still running; only complete budgets are drawn ({counts} "
-        "budgets complete), the others are in progress or not started (PARTIAL.md)."
+        f"budgets complete), the others are {', '.join(others)} (PARTIAL.md)."
     )
 
 

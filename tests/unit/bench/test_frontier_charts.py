@@ -73,6 +73,12 @@ def test_every_chart_of_a_running_frontier_says_it_is_partial():
         assert "PARTIAL" not in caption(draw(result)), name
         text = caption(draw(partial(result)))
         assert "PARTIAL" in text and "bdh 3 of 4, llama 3 of 4 budgets complete" in text, name
+        assert "the others are in progress (PARTIAL.md)" in text, name
+    stopped = partial(result)
+    last = list(stopped["status"]["families"]["llama"]["budgets"])[-1]
+    stopped["status"]["families"]["llama"]["budgets"][last] = {"state": "stopped"}
+    text = caption(charts.frontier_figure(stopped))
+    assert "the others are in progress or stopped (PARTIAL.md)" in text
 
 
 def test_a_family_without_a_fit_says_why_in_the_caption():
