@@ -127,6 +127,6 @@ def read_checkpoint_state(fit_dir: Path, cwd: Path | None = None) -> tuple[int |
 def trained_seconds(ckpt: Path) -> float | None:
     """Seconds the fit had run (training and its validations) when `ckpt` was saved: the state
     of Lightning's Timer, which every fit's checkpoints hold; None for a checkpoint without it
-    (saved by an older version), whose earlier time is unknown."""
+    (saved by an older version: record.logged_seconds_before_resumes stands in)."""
     timer = ((checkpoint_fields(ckpt) or {}).get("callbacks") or {}).get("Timer")
     return float(timer["time_elapsed"]["train"]) if timer else None

@@ -215,11 +215,11 @@ def _fit_lines(ax, curve: dict, fit: dict, color: str, label: str, rule: bool = 
     inside = flops <= curve["measured_range"][1] * (1 + 1e-9)
     cut = int(inside.sum())
     text = f"{label}: {fit['E']:.2f} + {fit['A']:.3g} C^-{fit['alpha']:.3f}"
-    if exact_fit(fit):
-        text += " (exact through 3 points: no band, not extended)"
-        ax.plot(flops[:cut], loss[:cut], "-" if rule else "-.", color=color, lw=1.6, label=text)
-        return
+    exact = exact_fit(fit)
+    text += " (exact through 3 points: no band, not extended)" if exact else ""
     ax.plot(flops[:cut], loss[:cut], "-" if rule else "-.", color=color, lw=1.6, label=text)
+    if exact:
+        return
     ax.plot(flops[cut - 1 :], loss[cut - 1 :], "--" if rule else "-.", color=color, lw=1.1,
             alpha=0.6)  # fmt: skip
     if rule and curve.get("low") is not None:
