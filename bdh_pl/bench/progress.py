@@ -113,6 +113,8 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
                 "finished": sum(_ok(r) for r in here),
                 "in_flight": sum(r.get("status") == "running" for r in here),
                 "planned": plan_b.get("runs"),
+                "flops_done": sum(r.get("train_flops") or 0.0 for r in here if _ok(r)),
+                "flops_planned": plan_b.get("flops"),
             }
         families[family] = {
             "budgets": cells,
@@ -143,8 +145,20 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
         "flops": {
             "done": sum(r.get("train_flops") or 0.0 for r in frontier if _ok(r)),
             "planned": plan["flops"] if plan else None,
+            "left": _flops_left(families) if plan else None,
         },
     }
+
+
+def _flops_left(families: dict[str, Any]) -> float:
+    """The planned training FLOPs not yet spent, budget by budget as `_runs_left` counts runs
+    (a budget a stop rule skipped plans nothing more): what the rest of the run costs, at least."""
+    return sum(
+        max((cell["flops_planned"] or 0.0) - cell["flops_done"], 0.0)
+        for entry in families.values()
+        for cell in entry["budgets"].values()
+        if cell["state"] not in ("complete", "stopped")
+    )
 
 
 def _runs_left(families: dict[str, Any]) -> int:
@@ -303,7 +317,12 @@ def status_lines(status: dict) -> list[str]:
         if runs["planned"] is not None
         else f" (no plan to count against: {plan.get('error') or 'no benchmark.yaml'})"
     )
-    of = f" of {flops['planned']:.3g} planned" if flops["planned"] else ""
+    of = (
+        f" of {flops['planned']:.3g} planned (at least {flops['left']:.3g} left: budgets a stop"
+        " rule skipped plan nothing more)"
+        if flops["planned"]
+        else ""
+    )
     lines = [
         "## Status: partial",
         "",
@@ -311,7 +330,7 @@ def status_lines(status: dict) -> list[str]:
         f"{runs['in_flight']} queued or running at the last write"
         + (f", {runs['bound']} bound" if runs["bound"] else "")
         + (f", {runs['failed']} failed" if runs["failed"] else "")
-        + f"; {flops['done']:.3g} training FLOPs done{of} (finished runs, by the rule). Only "
+        + f"; {flops['done']:.3g} training FLOPs done by finished runs (by the rule){of}. Only "
         "complete budgets (their frontier point chosen and repeated on its seeds) "
         "are frontier points below: a budget in progress has no best size yet.",
         "",

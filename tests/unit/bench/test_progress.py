@@ -57,15 +57,30 @@ def test_a_partial_frontier_says_what_is_done_left_and_chosen():
     assert not status["complete"]
     cells = status["families"]["bdh"]["budgets"]
     assert cells["flops 1e+12"] == {
-        "state": "in progress", "finished": 2, "in_flight": 1, "planned": 5
+        "state": "in progress", "finished": 2, "in_flight": 1, "planned": 5,
+        "flops_done": 2e12, "flops_planned": 5e12,
     }  # fmt: skip
     assert cells["flops 2e+12"]["state"] == "not started"
     assert status["runs"] == {"finished": 2, "in_flight": 1, "bound": 0, "failed": 0,
                               "planned": 9, "left": 9 - 2 - 1}  # fmt: skip
-    assert status["flops"] == {"done": 2e12, "planned": 13e12}  # the two finished runs
+    # the two finished runs; left: 1e12's 5e12 less its 2e12 done, and all of 2e12's 8e12
+    assert status["flops"] == {"done": 2e12, "planned": 13e12, "left": 11e12}
     (sweep,) = status["sweeps"]
     assert sweep["complete"] is False and sweep["chosen"] is None
     assert sweep["tried"] == [1e-3, 2e-3] and sweep["in_flight"] == 1
+
+
+def test_a_budget_a_stop_rule_skipped_plans_no_flops_left():
+    records = [
+        *partial_records()[:2],
+        run("bdh", "flops 2e+12", None, status="bound", bound="stopped: behind llama at 3 budgets"),
+    ]
+    status = progress.progress(records, PLAN)
+    assert status["families"]["bdh"]["budgets"]["flops 2e+12"]["state"] == "stopped"
+    assert status["flops"]["left"] == 3e12  # 1e12's rest only, not 2e12's planned 8e12
+    text = "\n".join(progress.status_lines({**status, "plan": PLAN}))
+    assert "2e+12 training FLOPs done by finished runs (by the rule) of 1.3e+13 planned" in text
+    assert "(at least 3e+12 left: budgets a stop rule skipped plan nothing more)" in text
 
 
 def test_a_sweep_at_its_edge_is_complete_only_once_widening_is_spent():
