@@ -263,6 +263,10 @@ def frontier(
     fits: dict[str, dict[str, dict | None]] = {"rule": {}, "edges": {}}
     for family, runs in families(records, train_split_tokens).items():
         points = frontier_points(runs, optimum)
+        # a budget a stop rule skipped has no point and is not in progress, though a sweep
+        # may have run there before the rule stopped the family
+        stopped = {budget_key(r) for r in runs if str(r.get("bound") or "").startswith(STOPPED)}
+        points = [p for p in points if p["budget"] not in stopped]
         pending = [p["budget"] for p in points if complete is not None
                    and (family, p["budget"]) not in complete]  # fmt: skip
         points = [p for p in points if p["budget"] not in pending]

@@ -181,6 +181,8 @@ def _bootstrap(key: tuple, n: int, seed: int, delta: float) -> tuple[dict, ...]:
                 [float(rng.choice(points[i]["val_bpb_seeds"])) for i in chosen],
             )
         )
+    if not draws:  # n = 0: no bootstrap asked for
+        return ()
     c, loss = np.array([d[0] for d in draws]), np.array([d[1] for d in draws])  # S, n
     scale = min(p["flops"] for p in points)
     means = np.array([np.mean(p["val_bpb_seeds"]) for p in points])

@@ -243,3 +243,18 @@ def test_a_crossing_whose_resamples_mostly_never_cross_is_said_not_a_crash():
 def test_families_keep_one_order_whatever_order_the_records_were_written_in():
     runs = records("llama", curve(1.0, 50.0, 0.1)) + records("bdh", curve(1.0, 60.0, 0.1))
     assert list(frontier.families(runs)) == list(frontier.families(runs[::-1])) == ["bdh", "llama"]
+
+
+def test_a_budget_a_stop_rule_skipped_has_no_point_and_is_not_in_progress():
+    """GPT-2's learning-rate sweep ran at a budget before its stop rule skipped that budget:
+    the sweep's runs make no frontier point there, with or without the status's complete
+    budgets, and the budget is listed as stopped, not in progress."""
+    runs = records("gpt2", curve(1.0, 60.0, 0.1), seeds=(1,))
+    last = f"flops {BUDGETS[-1]:g}"
+    stop = {"family": "gpt2", "model": "gpt2", "status": "bound", "budget": last,
+            "budget_flops": BUDGETS[-1], "bound": "stopped: gpt2 was behind llama"}  # fmt: skip
+    complete = {("gpt2", f"flops {b:g}") for b in BUDGETS[:-1]}
+    for done in (None, complete):
+        result = frontier.frontier([*runs, stop], bootstrap_n=0, complete=done)["families"]["gpt2"]
+        assert [p["budget"] for p in result["frontier"]] == [f"flops {b:g}" for b in BUDGETS[:-1]]
+        assert result["in_progress"] == [] and result["stopped"].startswith("stopped: ")

@@ -85,6 +85,8 @@ def test_the_batched_minimiser_reaches_scipys_minimum():
 def test_too_few_budgets_give_no_fit_and_a_floor_is_never_reached():
     assert scaling.fit_power_law([1e12, 2e12], [2.0, 1.9]) is None
     assert scaling.bootstrap_fits([{"flops": 1.0, "val_bpb_seeds": [2.0]}] * 4) == []
+    three = [{"flops": c, "val_bpb_seeds": [3.0 - c]} for c in (1.0, 2.0, 4.0)]
+    assert scaling.bootstrap_fits(three, n=0) == []  # none asked for: none, not a crash
     fit = {"E": 1.0, "A": 10.0, "alpha": 0.5}
     assert scaling.flops_for_loss(fit, 0.99) == math.inf
     assert scaling.flops_for_loss(fit, 1.1) == pytest.approx((10 / 0.1) ** 2)
