@@ -43,12 +43,12 @@ from bdh_pl.bench.crossing import (
     usable,
 )
 from bdh_pl.bench.progress import (
-    STOPPED,
     budget_key,
     chosen_learning_rate,
     chosen_shapes,
     other_shape,
     shape_search,
+    stopped_by_rule,
 )
 
 FLOPS_RULE = (
@@ -265,7 +265,7 @@ def frontier(
         points = frontier_points(runs, optimum)
         # a budget a stop rule skipped has no point and is not in progress, though a sweep
         # may have run there before the rule stopped the family
-        stopped = {budget_key(r) for r in runs if str(r.get("bound") or "").startswith(STOPPED)}
+        stopped = {budget_key(r) for r in runs if stopped_by_rule(r)}
         points = [p for p in points if p["budget"] not in stopped]
         pending = [p["budget"] for p in points if complete is not None
                    and (family, p["budget"]) not in complete]  # fmt: skip
@@ -299,9 +299,7 @@ def frontier(
                 for r in runs
                 if r.get("bound")
             ],
-            "stopped": next(
-                (r["bound"] for r in runs if str(r.get("bound") or "").startswith(STOPPED)), None
-            ),
+            "stopped": next((r["bound"] for r in runs if stopped_by_rule(r)), None),
             "fit": fit,
             "fit_note": None if fit else _no_fit(points, used),
             "curve": fit and fit_curve(fit, boot),

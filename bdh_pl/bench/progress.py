@@ -56,7 +56,7 @@ def budget_state(runs: list[dict], seeds: int, final: bool = False) -> str:
     bpb), nothing in flight; or, for a budget of one seed, its ladder `final` (ladder_final:
     the matrix marks its points only once every budget's ladder is done); `stopped`:
     a stop rule skipped it; `in progress` or `not started`."""
-    if any(str(r.get("bound") or "").startswith(STOPPED) for r in runs):
+    if any(stopped_by_rule(r) for r in runs):
         return "stopped"
     flying = any(r.get("status") == "running" for r in runs)
     points = [r for r in runs if r.get("frontier_point") and _ok(r)]
@@ -137,7 +137,7 @@ def progress(records: list[dict], plan: dict[str, Any] | None) -> dict[str, Any]
         "runs": {
             "finished": finished,
             "in_flight": flying,
-            "bound": sum(r.get("status") == "bound" and not _stopped(r) for r in frontier),
+            "bound": sum(r.get("status") == "bound" and not stopped_by_rule(r) for r in frontier),
             "failed": sum(r.get("status") == "failed" for r in frontier),
             "planned": plan["runs"] if plan else None,
             "left": _runs_left(families) if plan else None,
@@ -173,7 +173,8 @@ def _runs_left(families: dict[str, Any]) -> int:
     )
 
 
-def _stopped(r: dict) -> bool:
+def stopped_by_rule(r: dict) -> bool:
+    """Whether a record marks a budget a stop rule skipped."""
     return str(r.get("bound") or "").startswith(STOPPED)
 
 
